@@ -1,0 +1,4 @@
+//! rollgate: staged feature-flag rollouts for AWS Lambda.
+
+pub mod plan;
+pub mod sandbox;

@@ -1,0 +1,213 @@
+//! The validated plan model. A `Plan` value is valid by construction: it is
+//! only produced by `Plan::parse`, which checks every rule in `validate`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A flag's name → value. Lambda environment values are strings, so flags are too.
+pub type Flags = BTreeMap<String, String>;
+
+/// A staged rollout plan, parsed and validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The plan's name: its file stem (`dixon-smart-repair`).
+    pub name: String,
+    pub description: Option<String>,
+    pub target: Target,
+    /// Every flag the plan owns, with its baseline value. Only these keys are
+    /// ever written to the target.
+    pub flags: Flags,
+    /// Phases in order. Index 0 of a rollout is the implicit baseline phase;
+    /// `phases[i]` is rollout phase `i + 1`.
+    pub phases: Vec<Phase>,
+    pub rollback: RollbackTarget,
+    pub baseline: BaselineSpec,
+    /// Custom CloudWatch metrics, by the name guardrails and gates use for them.
+    pub metrics: BTreeMap<String, CustomMetric>,
+    /// Guardrails that apply to every phase.
+    pub guardrails: Vec<Guardrail>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub backend: BackendKind,
+    /// Lambda function name or ARN.
+    pub function: String,
+    /// Optional AWS region override; otherwise the usual aws-config chain decides.
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    LambdaEnv,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Phase {
+    pub name: String,
+    /// Only the flags this phase itself sets (as written in the file).
+    pub set: Flags,
+    /// The complete desired values of every owned flag in this phase:
+    /// baseline, overlaid with every earlier phase's `set`, then this one's.
+    pub flags: Flags,
+    #[serde(with = "duration_secs")]
+    pub bake: Duration,
+    pub approval: Approval,
+    /// Extra guardrails for this phase only (on top of the plan's).
+    pub guardrails: Vec<Guardrail>,
+    /// Success criteria that must hold before this phase may be promoted.
+    pub gates: Vec<Gate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    Manual,
+    Auto,
+}
+
+/// Where a rollback returns the flags to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackTarget {
+    /// Every owned flag back to its baseline value; the rollout ends.
+    Baseline,
+    /// The flags of the phase before the current one; the rollout pauses there.
+    Previous,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineSpec {
+    /// How far back before the start the baseline metrics are read.
+    #[serde(with = "duration_secs")]
+    pub lookback: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomMetric {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: BTreeMap<String, String>,
+    /// CloudWatch statistic: Average, Sum, SampleCount, Minimum, Maximum or pNN(.N).
+    pub stat: String,
+}
+
+/// What a guardrail or gate measures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum MetricRef {
+    /// Errors / Invocations, in percent.
+    ErrorRate,
+    DurationAvg,
+    /// Duration percentile, e.g. 99.0 for p99.
+    DurationPercentile(f64),
+    Throttles,
+    Invocations,
+    /// A custom metric declared in the plan's `[metrics]` table.
+    Custom(String),
+}
+
+/// A bound a metric value must respect. `Delta` bounds are in the metric's own
+/// unit (percentage points for error rate); `Ratio` bounds multiply the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    Max(f64),
+    Min(f64),
+    MaxDelta(f64),
+    MinDelta(f64),
+    MaxRatio(f64),
+    MinRatio(f64),
+}
+
+/// What relative bounds compare against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reference {
+    Baseline,
+    PreviousPhase,
+}
+
+/// A condition on a metric: "`metric` stays within `bound` (relative to `reference`)".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Condition {
+    pub metric: MetricRef,
+    pub bound: Bound,
+    pub reference: Reference,
+}
+
+/// What a breached guardrail does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailAction {
+    Rollback,
+    Pause,
+    Observe,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum GuardrailKind {
+    /// Breached when the condition does not hold.
+    Metric(Condition),
+    /// Breached when the CloudWatch alarm is in `ALARM`.
+    Alarm { alarm: String },
+}
+
+/// A rollback trigger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Guardrail {
+    pub name: String,
+    pub kind: GuardrailKind,
+    pub action: GuardrailAction,
+    #[serde(with = "duration_secs")]
+    pub window: Duration,
+    pub min_samples: u64,
+    pub consecutive: u32,
+}
+
+/// A promotion criterion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gate {
+    pub name: String,
+    pub condition: Condition,
+    #[serde(with = "duration_secs")]
+    pub window: Duration,
+    pub min_samples: u64,
+}
+
+impl Plan {
+    /// Number of rollout phases including the implicit baseline (index 0).
+    pub fn phase_count(&self) -> usize {
+        self.phases.len() + 1
+    }
+
+    /// Name of rollout phase `index` (0 = "baseline").
+    pub fn phase_name(&self, index: usize) -> &str {
+        match index {
+            0 => "baseline",
+            i => self.phases.get(i - 1).map_or("?", |p| p.name.as_str()),
+        }
+    }
+
+    /// Desired values of every owned flag in rollout phase `index`.
+    pub fn flags_at(&self, index: usize) -> &Flags {
+        match index {
+            0 => &self.flags,
+            i => self.phases.get(i - 1).map_or(&self.flags, |p| &p.flags),
+        }
+    }
+}
+
+/// Durations serialize as whole seconds in JSON.
+mod duration_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}

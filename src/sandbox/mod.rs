@@ -1,0 +1,1 @@
+//! A local AWS sandbox for tests and the demo.
