@@ -1,4 +1,16 @@
 //! rollgate: staged feature-flag rollouts for AWS Lambda.
+//!
+//! Data flows plan → rollout engine → backend. The CLI (`main.rs`) and the
+//! web layer sit on top; the engine in the middle; plan types, rollout state
+//! types, the store, backends and the sandbox at the bottom.
 
+pub mod app;
+pub mod audit;
+pub mod backend;
+pub mod client;
+pub mod demo;
 pub mod plan;
+pub mod rollout;
 pub mod sandbox;
+pub mod store;
+pub mod web;

@@ -70,7 +70,7 @@ pub enum Approval {
 }
 
 /// Where a rollback returns the flags to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackTarget {
     /// Every owned flag back to its baseline value; the rollout ends.

@@ -1,0 +1,7 @@
+//! Where flags are written. Today one backend, `lambda-env`; `lambda-alias`
+//! and `appconfig` come later, and a trait will join them then.
+
+pub mod lambda_env;
+pub mod merge;
+
+pub use lambda_env::{ApplyError, LambdaEnvBackend, Observed, RetryPolicy, WriteReport};

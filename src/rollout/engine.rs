@@ -1,0 +1,481 @@
+//! The engine: records a command's intent and its audit entry in one
+//! transaction, then converges the function to the rollout's desired flags
+//! through the backend and records the outcome (design rules 1–4).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{Command, PendingWrite, Rollout, State, decide};
+use crate::backend::{ApplyError, LambdaEnvBackend};
+use crate::plan::{self, Plan};
+use crate::store::{NewAuditEntry, Store, StoreError};
+
+/// The actor recorded for writes finished after a restart.
+pub const RECOVERY_ACTOR: &str = "rollgate/recovery";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The command is not allowed now (state, version, a busy function).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well-formed but cannot be carried out (invalid plan,
+    /// a write the target refuses).
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("plan {plan} is invalid")]
+    PlanInvalid { plan: String, errors: Vec<String> },
+    /// AWS could not be reached or kept failing; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a command did: the rollout as it now stands, and whether its flag
+/// write is still pending (recorded, retried in the background).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub rollout: Rollout,
+    pub write_pending: Option<String>,
+}
+
+pub struct Engine {
+    store: Store,
+    backend: LambdaEnvBackend,
+    plans_dir: PathBuf,
+    /// One writer per function at a time, so a later command's write can
+    /// never be overtaken by an earlier one's.
+    function_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A plan name is a file stem: no paths, no hidden files.
+pub fn valid_plan_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Engine {
+    pub fn new(store: Store, backend: LambdaEnvBackend, plans_dir: PathBuf) -> Self {
+        Engine {
+            store,
+            backend,
+            plans_dir,
+            function_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn plans_dir(&self) -> &Path {
+        &self.plans_dir
+    }
+
+    /// Reads and validates `plans_dir/NAME.toml`.
+    pub fn load_plan(&self, name: &str) -> Result<(Plan, String), EngineError> {
+        if !valid_plan_name(name) {
+            return Err(EngineError::NotFound(format!("no plan named {name:?}")));
+        }
+        let path = self.plans_dir.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            EngineError::NotFound(format!(
+                "no plan named {name:?} in {}",
+                self.plans_dir.display()
+            ))
+        })?;
+        let plan = Plan::parse(name, &text).map_err(|errors| EngineError::PlanInvalid {
+            plan: name.to_string(),
+            errors: errors
+                .iter()
+                .map(|e| format!("{}:{e}", path.display()))
+                .collect(),
+        })?;
+        Ok((plan, text))
+    }
+
+    /// Starts a rollout of plan `plan_name`: records it at the baseline phase
+    /// and writes the baseline flags.
+    pub async fn start(
+        &self,
+        plan_name: &str,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let (plan, text) = self.load_plan(plan_name)?;
+        let function = plan.target.function.clone();
+        if let Some(active) = self.store.active_rollout_for(&function).await? {
+            return Err(busy(&function, &active));
+        }
+        let observed = self
+            .backend
+            .read(&function, &plan.flags)
+            .await
+            .map_err(|e| match e {
+                ApplyError::Rejected(m) => {
+                    EngineError::Unprocessable(format!("cannot start on function {function}: {m}"))
+                }
+                ApplyError::Unavailable { .. } => {
+                    EngineError::Unavailable(format!("cannot read function {function}: {e}"))
+                }
+            })?;
+        let now = Utc::now();
+        let rollout = Rollout {
+            id: 0,
+            plan_name: plan.name.clone(),
+            plan_hash: plan::plan_hash(&text),
+            plan_text: text,
+            target_function: function.clone(),
+            state: State::Pending,
+            phase_index: 0,
+            phase_name: plan.phase_name(0).to_string(),
+            desired_flags: plan.flags.clone(),
+            observed_flags: Some(observed.flags.clone()),
+            observed_at: Some(now),
+            generation: 1,
+            applied_generation: 0,
+            pending_write: Some(PendingWrite {
+                generation: 1,
+                command: "start".into(),
+                actor: actor.to_string(),
+                reason: reason.clone(),
+                recorded_at: now,
+                previous_state: State::Pending,
+                previous_phase: 0,
+                previous_phase_name: plan.phase_name(0).to_string(),
+                previous_flags: observed.flags.clone(),
+            }),
+            last_error: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let entry = NewAuditEntry {
+            actor: actor.to_string(),
+            action: "start".into(),
+            phase: Some(rollout.phase_name.clone()),
+            flags_before: Some(observed.flags),
+            flags_after: Some(rollout.desired_flags.clone()),
+            reason,
+            outcome: "accepted".into(),
+            detail: Some(json!({
+                "plan": rollout.plan_name,
+                "plan_hash": rollout.plan_hash,
+                "function": function,
+            })),
+            ..NewAuditEntry::default()
+        };
+        let stored = match self.store.insert_rollout(&rollout, vec![entry]).await {
+            Ok(r) => r,
+            Err(StoreError::FunctionBusy { .. }) => {
+                return Err(match self.store.active_rollout_for(&function).await? {
+                    Some(active) => busy(&function, &active),
+                    None => EngineError::Conflict(format!(
+                        "function {function} already has an active rollout"
+                    )),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.converge(stored.id, None).await
+    }
+
+    /// Applies an operator's (or the watcher's) command to rollout `id`.
+    /// `expected_version`, when given, must match the stored version.
+    pub async fn command(
+        &self,
+        id: i64,
+        command: Command,
+        actor: &str,
+        reason: Option<String>,
+        expected_version: Option<i64>,
+    ) -> Result<Outcome, EngineError> {
+        let current = self.get(id).await?;
+        if let Some(v) = expected_version
+            && v != current.version
+        {
+            return Err(EngineError::Conflict(format!(
+                "rollout {id} is at version {}, not the expected version {v}; reload it and retry",
+                current.version
+            )));
+        }
+        let plan = snapshot_plan(&current)?;
+        let transition = decide(current.position(plan.phase_count()), command, plan.rollback)
+            .map_err(|why| {
+                EngineError::Conflict(format!("cannot {} rollout {id}: {why}", command.name()))
+            })?;
+
+        let mut next = current.clone();
+        next.state = transition.state;
+        next.phase_index = transition.phase;
+        next.phase_name = plan.phase_name(transition.phase).to_string();
+        if transition.write_flags {
+            next.desired_flags = plan.flags_at(transition.phase).clone();
+            next.generation += 1;
+            next.pending_write = Some(PendingWrite {
+                generation: next.generation,
+                command: command.name().to_string(),
+                actor: actor.to_string(),
+                reason: reason.clone(),
+                recorded_at: Utc::now(),
+                previous_state: current.state,
+                previous_phase: current.phase_index,
+                previous_phase_name: current.phase_name.clone(),
+                previous_flags: current.desired_flags.clone(),
+            });
+        }
+        let entry = NewAuditEntry {
+            actor: actor.to_string(),
+            action: command.name().to_string(),
+            phase: Some(next.phase_name.clone()),
+            flags_before: Some(current.desired_flags.clone()),
+            flags_after: Some(next.desired_flags.clone()),
+            reason,
+            outcome: "accepted".into(),
+            detail: Some(json!({
+                "from": { "state": current.state, "phase": current.phase_name },
+                "to": { "state": next.state, "phase": next.phase_name },
+            })),
+            ..NewAuditEntry::default()
+        };
+        let saved = self
+            .store
+            .save_rollout(&next, current.version, vec![entry])
+            .await
+            .map_err(|e| match e {
+                StoreError::VersionConflict { .. } => EngineError::Conflict(format!(
+                    "cannot {} rollout {id}: it was changed concurrently (version {}); reload it and retry",
+                    command.name(),
+                    current.version
+                )),
+                other => other.into(),
+            })?;
+        if transition.write_flags {
+            self.converge(id, None).await
+        } else {
+            Ok(Outcome {
+                rollout: saved,
+                write_pending: None,
+            })
+        }
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Rollout, EngineError> {
+        self.store
+            .get_rollout(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no rollout with id {id}")))
+    }
+
+    /// Finishes every recorded but unconfirmed write: at start-up (after a
+    /// crash) and periodically (after the target was unavailable).
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let ids = self.store.rollouts_with_pending_writes().await?;
+        for &id in &ids {
+            if let Err(e) = self.converge(id, Some(RECOVERY_ACTOR)).await {
+                tracing::warn!(rollout = id, error = %e, "could not finish a pending flag write");
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Writes the rollout's desired flags until the confirmed generation
+    /// catches up with the desired one, recording each outcome.
+    async fn converge(
+        &self,
+        id: i64,
+        actor_override: Option<&str>,
+    ) -> Result<Outcome, EngineError> {
+        let function = self.get(id).await?.target_function;
+        let lock = self.function_lock(&function);
+        let _guard = lock.lock().await;
+        loop {
+            let current = self.get(id).await?;
+            if current.applied_generation >= current.generation {
+                return Ok(Outcome {
+                    rollout: current,
+                    write_pending: None,
+                });
+            }
+            let intent = current.pending_write.clone();
+            let actor = actor_override
+                .map(str::to_string)
+                .or_else(|| intent.as_ref().map(|i| i.actor.clone()))
+                .unwrap_or_else(|| "rollgate".into());
+            let command = intent.as_ref().map_or("converge", |i| i.command.as_str());
+            let result = self
+                .backend
+                .apply(&current.target_function, &current.desired_flags)
+                .await;
+            let mut next = current.clone();
+            let mut entry = NewAuditEntry {
+                actor,
+                action: "flags_write".into(),
+                phase: Some(current.phase_name.clone()),
+                ..NewAuditEntry::default()
+            };
+            let mut failure = None;
+            match result {
+                Ok(report) => {
+                    next.applied_generation = current.generation;
+                    next.pending_write = None;
+                    next.observed_flags = Some(report.after.clone());
+                    next.observed_at = Some(Utc::now());
+                    next.last_error = None;
+                    if next.state == State::Pending {
+                        next.state = State::Active;
+                    }
+                    entry.outcome = if report.wrote {
+                        "applied"
+                    } else {
+                        "already_in_place"
+                    }
+                    .into();
+                    entry.flags_before = Some(report.before);
+                    entry.flags_after = Some(report.after);
+                    entry.detail = Some(json!({
+                        "command": command,
+                        "generation": current.generation,
+                        "attempts": report.attempts,
+                        "retried_because": report.retried_because,
+                        "revision_id": report.revision_id,
+                        "recovered": actor_override == Some(RECOVERY_ACTOR),
+                    }));
+                }
+                Err(ApplyError::Rejected(message)) => {
+                    // Nothing was written: undo the command, except a rollback
+                    // or start, which leave the rollout failed (a rollback may
+                    // be retried once the cause is fixed).
+                    next.applied_generation = current.generation;
+                    next.pending_write = None;
+                    next.last_error = Some(message.clone());
+                    let undone = match &intent {
+                        Some(i) if i.command != "rollback" && i.command != "start" => {
+                            next.state = i.previous_state;
+                            next.phase_index = i.previous_phase;
+                            next.phase_name = i.previous_phase_name.clone();
+                            next.desired_flags = i.previous_flags.clone();
+                            true
+                        }
+                        _ => {
+                            next.state = State::Failed;
+                            false
+                        }
+                    };
+                    entry.outcome = "rejected".into();
+                    entry.flags_after = Some(current.desired_flags.clone());
+                    entry.detail = Some(json!({
+                        "command": command,
+                        "generation": current.generation,
+                        "error": message,
+                        "command_undone": undone,
+                    }));
+                    failure = Some(EngineError::Unprocessable(format!(
+                        "the flag write was refused: {message}; {}",
+                        if undone {
+                            format!("the {command} was undone")
+                        } else {
+                            "the rollout is marked failed".to_string()
+                        }
+                    )));
+                }
+                Err(e @ ApplyError::Unavailable { .. }) => {
+                    let message = e.to_string();
+                    if current.last_error.as_deref() == Some(message.as_str()) {
+                        // Already recorded: don't add an entry per retry round.
+                        return Ok(Outcome {
+                            rollout: current,
+                            write_pending: Some(message),
+                        });
+                    }
+                    next.last_error = Some(message.clone());
+                    entry.outcome = "retrying".into();
+                    entry.flags_after = Some(current.desired_flags.clone());
+                    entry.detail = Some(json!({
+                        "command": command,
+                        "generation": current.generation,
+                        "error": message,
+                    }));
+                    let saved = self.save_outcome(&next, &current, entry).await?;
+                    return Ok(Outcome {
+                        rollout: saved.unwrap_or(current),
+                        write_pending: Some(message),
+                    });
+                }
+            }
+            let saved = self.save_outcome(&next, &current, entry).await?;
+            if let Some(err) = failure
+                && saved.is_some()
+            {
+                return Err(err);
+            }
+            // Saved, or superseded by a newer command: loop to check the
+            // newest desired generation.
+        }
+    }
+
+    /// Saves a write's outcome. If a command changed the rollout meanwhile,
+    /// the entry is still recorded (the write did happen) and `None` is
+    /// returned so the caller converges again on the newer state.
+    async fn save_outcome(
+        &self,
+        next: &Rollout,
+        current: &Rollout,
+        mut entry: NewAuditEntry,
+    ) -> Result<Option<Rollout>, EngineError> {
+        match self
+            .store
+            .save_rollout(next, current.version, vec![entry.clone()])
+            .await
+        {
+            Ok(saved) => Ok(Some(saved)),
+            Err(StoreError::VersionConflict { .. }) => {
+                entry.rollout_id = Some(current.id);
+                if let Some(detail) = entry.detail.as_mut() {
+                    detail["superseded"] = json!(true);
+                }
+                self.store.append_audit(vec![entry]).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn function_lock(&self, function: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .function_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        locks.entry(function.to_string()).or_default().clone()
+    }
+}
+
+/// The plan snapshot a rollout started with.
+pub fn snapshot_plan(rollout: &Rollout) -> Result<Plan, EngineError> {
+    Plan::parse(&rollout.plan_name, &rollout.plan_text).map_err(|errors| {
+        EngineError::Store(StoreError::Corrupt(format!(
+            "rollout {}'s plan snapshot no longer parses: {}",
+            rollout.id,
+            errors.first().map(ToString::to_string).unwrap_or_default()
+        )))
+    })
+}
+
+fn busy(function: &str, active: &Rollout) -> EngineError {
+    EngineError::Conflict(format!(
+        "function {function} already has an active rollout: #{} of plan {} ({}, phase {}); complete or roll it back first",
+        active.id,
+        active.plan_name,
+        active.state.as_str(),
+        active.phase_name
+    ))
+}

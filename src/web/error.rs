@@ -1,0 +1,96 @@
+//! One error type for the web layer, turned into a status and a JSON body
+//! `{"error": {"code", "message"}}` in one place. Internal causes are logged,
+//! never sent to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::rollout::engine::EngineError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    Conflict(String),
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        details: Option<serde_json::Value>,
+    },
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            ApiError::Unprocessable { code, message, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone())
+            }
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "target_unavailable",
+                m.clone(),
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; the server log has the details".to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let (status, code, message) = self.parts();
+        let mut error = json!({ "code": code, "message": message });
+        if let ApiError::Unprocessable {
+            details: Some(d), ..
+        } = &self
+        {
+            error["details"] = d.clone();
+        }
+        (status, axum::Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(m) => ApiError::NotFound(m),
+            EngineError::Conflict(m) => ApiError::Conflict(m),
+            EngineError::Unprocessable(m) => ApiError::Unprocessable {
+                code: "write_refused",
+                message: m,
+                details: None,
+            },
+            EngineError::PlanInvalid { plan, errors } => ApiError::Unprocessable {
+                code: "invalid_plan",
+                message: format!("plan {plan} is invalid: {}", errors.join("; ")),
+                details: Some(json!(errors)),
+            },
+            EngineError::Unavailable(m) => ApiError::Unavailable(m),
+            EngineError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::VersionConflict { .. } | StoreError::FunctionBusy { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

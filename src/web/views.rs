@@ -1,0 +1,192 @@
+//! JSON shapes the API returns and accepts.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::audit::AuditRecord;
+use crate::plan::RollbackTarget;
+use crate::rollout::engine::snapshot_plan;
+use crate::rollout::{PendingWrite, Rollout, State};
+
+/// A rollout as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RolloutView {
+    pub id: i64,
+    pub plan: String,
+    /// sha256 of the plan snapshot the rollout runs.
+    pub plan_hash: String,
+    pub target_function: String,
+    pub state: State,
+    /// 0 = baseline, 1.. = the plan's phases.
+    pub phase_index: usize,
+    pub phase_name: String,
+    /// Every phase name, baseline first.
+    pub phases: Vec<String>,
+    /// The phase an `advance` would move to (null at the last phase).
+    pub next_phase: Option<String>,
+    /// What the owned flags should be now.
+    pub desired_flags: BTreeMap<String, String>,
+    /// The owned flags as last read back from the function.
+    pub observed_flags: Option<BTreeMap<String, String>>,
+    pub observed_at: Option<DateTime<Utc>>,
+    /// True while a recorded flag write is not yet confirmed.
+    pub write_pending: bool,
+    pub pending_write: Option<PendingWrite>,
+    pub last_error: Option<String>,
+    /// Optimistic-concurrency version: pass it as `expected_version` or `If-Match`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Rollout> for RolloutView {
+    fn from(r: &Rollout) -> Self {
+        let phases: Vec<String> = match snapshot_plan(r) {
+            Ok(plan) => (0..plan.phase_count())
+                .map(|i| plan.phase_name(i).to_string())
+                .collect(),
+            Err(_) => vec![r.phase_name.clone()],
+        };
+        let next_phase = (!r.state.is_terminal())
+            .then(|| phases.get(r.phase_index + 1).cloned())
+            .flatten();
+        RolloutView {
+            id: r.id,
+            plan: r.plan_name.clone(),
+            plan_hash: r.plan_hash.clone(),
+            target_function: r.target_function.clone(),
+            state: r.state,
+            phase_index: r.phase_index,
+            phase_name: r.phase_name.clone(),
+            phases,
+            next_phase,
+            desired_flags: r.desired_flags.clone(),
+            observed_flags: r.observed_flags.clone(),
+            observed_at: r.observed_at,
+            write_pending: r.applied_generation < r.generation,
+            pending_write: r.pending_write.clone(),
+            last_error: r.last_error.clone(),
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RolloutList {
+    pub rollouts: Vec<RolloutView>,
+}
+
+/// Body of `POST /api/v1/rollouts`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// Plan name (file stem in the plans directory).
+    pub plan: String,
+    pub reason: Option<String>,
+    /// Who asks; defaults to "api".
+    pub actor: Option<String>,
+}
+
+/// Body of `POST /api/v1/rollouts/{id}/{advance|pause|resume|rollback}`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// Why; required for rollback, recorded in the audit log.
+    pub reason: Option<String>,
+    /// Refuse with 409 unless the rollout is at this version (or use If-Match).
+    pub expected_version: Option<i64>,
+    pub actor: Option<String>,
+    /// Rollback only: override the plan's rollback target.
+    #[schema(value_type = Option<String>)]
+    pub to: Option<RollbackTarget>,
+}
+
+/// One audit entry as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntryView {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub rollout_id: Option<i64>,
+    pub phase: Option<String>,
+    pub flags_before: Option<BTreeMap<String, String>>,
+    pub flags_after: Option<BTreeMap<String, String>>,
+    pub reason: Option<String>,
+    pub outcome: String,
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &Option<String>) -> Option<T> {
+    s.as_deref().and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl From<&AuditRecord> for AuditEntryView {
+    fn from(r: &AuditRecord) -> Self {
+        AuditEntryView {
+            seq: r.seq,
+            at: r.at.clone(),
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            rollout_id: r.rollout_id,
+            phase: r.phase.clone(),
+            flags_before: parse(&r.flags_before),
+            flags_after: parse(&r.flags_after),
+            reason: r.reason.clone(),
+            outcome: r.outcome.clone(),
+            detail: parse(&r.detail),
+            prev_hash: r.prev_hash.clone(),
+            hash: r.hash.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntryView>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// A plan in the list.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlanSummary {
+    pub name: String,
+    pub valid: bool,
+    pub description: Option<String>,
+    pub target_function: Option<String>,
+    pub phases: Vec<String>,
+    pub hash: String,
+    /// `file:line:col: message` for an invalid plan.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlanList {
+    pub plans: Vec<PlanSummary>,
+}
+
+/// Result of validating plan text.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidationResult {
+    pub valid: bool,
+    pub errors: Vec<PlanErrorView>,
+    /// The parsed plan when valid.
+    #[schema(value_type = Option<Object>)]
+    pub plan: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlanErrorView {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}

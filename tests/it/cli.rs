@@ -1,0 +1,149 @@
+//! The CLI as an operator uses it, against a running server.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::common::{Db, spawn_app};
+
+async fn rollgate(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(&args)
+            .env("ROLLGATE_ACTOR", "carol")
+            .output()
+            .expect("run rollgate")
+    })
+    .await
+    .unwrap()
+}
+
+fn args(s: &str, server: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+    v.push("--server".into());
+    v.push(server.into());
+    v
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_walks_the_seed_plan_with_the_cli() {
+    let app = spawn_app(Db::Sqlite).await;
+    let url = app.url.clone();
+
+    let out = rollgate(args(
+        "rollout start --plan dixon-smart-repair --reason kickoff",
+        &url,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("rollout #1"), "{text}");
+    assert!(text.contains("[baseline]"), "{text}");
+
+    let out = rollgate(args(
+        "rollout advance 1 --reason looks-good --output json",
+        &url,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["phase_name"], "prompts");
+    app.assert_env(["true", "false", "false"]).await;
+
+    let out = rollgate(args("rollout status", &url)).await;
+    assert!(stdout(&out).contains("prompts"), "{}", stdout(&out));
+    let out = rollgate(args("rollout status 1 --output json", &url)).await;
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["state"], "active");
+
+    // Refusals exit non-zero with the server's message.
+    let out = rollgate(args("rollout resume 1", &url)).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only a paused rollout can be resumed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rollgate(args("rollout rollback 1", &url)).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("reason"), "{}", stderr(&out));
+
+    let out = rollgate(args("rollout rollback 1 --reason errors-up", &url)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("rolled_back"));
+    app.assert_env(["false", "false", "false"]).await;
+
+    let out = rollgate(args("audit list --rollout 1", &url)).await;
+    let text = stdout(&out);
+    assert!(
+        text.contains("carol (cli)") || text.contains("carol"),
+        "{text}"
+    );
+    assert!(text.contains("errors-up"), "{text}");
+    assert_eq!(text.lines().count(), 6, "{text}");
+
+    let out = rollgate(args("audit verify", &url)).await;
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("intact"));
+
+    let out = rollgate(args("audit export --format csv", &url)).await;
+    assert!(stdout(&out).starts_with("seq,at,actor,action"));
+
+    sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+        .execute(app.state().engine.store().pool())
+        .await
+        .unwrap();
+    let out = rollgate(args("audit verify", &url)).await;
+    assert!(!out.status.success(), "tampering must fail verify");
+    assert!(stdout(&out).contains("entry 2"), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn cli_says_when_the_server_is_down() {
+    let out = rollgate(args("rollout status", "http://127.0.0.1:9")).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot reach rollgate"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn plan_validate_and_schema() {
+    let seed = crate::common::repo_plans_dir().join("dixon-smart-repair.toml");
+    let out = rollgate(vec![
+        "plan".into(),
+        "validate".into(),
+        seed.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[target]\nfunction = \"f\"\nnope = 1\n").unwrap();
+    let out = rollgate(vec![
+        "plan".into(),
+        "validate".into(),
+        seed.display().to_string(),
+        bad.display().to_string(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:3:1:", bad.display())), "{err}");
+
+    let out = rollgate(vec!["plan".into(), "schema".into()]).await;
+    assert!(out.status.success());
+    let schema: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(schema["properties"].get("phases").is_some(), "{schema}");
+}

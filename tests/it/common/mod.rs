@@ -1,0 +1,266 @@
+//! The black-box test harness: the real server on a random loopback port,
+//! a fresh database (a temp SQLite file, or a new PostgreSQL database), and a
+//! fresh AWS sandbox reached through the official SDK.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rollgate::app::{self, RunningApp, ServeConfig};
+use rollgate::backend::RetryPolicy;
+use rollgate::demo;
+use rollgate::sandbox::{Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+pub const FUNCTION: &str = demo::DEMO_FUNCTION;
+pub const FLAGS: [&str; 3] = [
+    "USE_OPTIMIZED_PROMPTS",
+    "USE_REFACTORED_TOOLS",
+    "USE_FULL_OPTIMIZATION",
+];
+/// Variables of the function the plan does not own: they must never change.
+pub const UNRELATED: [(&str, &str); 4] = [
+    ("TABLE_NAME", "dixon-sessions"),
+    ("LOG_LEVEL", "INFO"),
+    ("MODEL_ID", "anthropic.claude-3-5-sonnet"),
+    ("USE_V2_HANDLER", "false"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs the test body once per database.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Db::Postgres).await
+            }
+        }
+    };
+}
+
+pub fn repo_plans_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rollout-plans")
+}
+
+/// PostgreSQL server for tests (trust auth on these machines).
+pub fn postgres_admin_url() -> String {
+    std::env::var("ROLLGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A new empty database URL: a temp SQLite file, or `CREATE DATABASE` on PostgreSQL.
+pub async fn fresh_database(db: Db, dir: &tempfile::TempDir) -> String {
+    match db {
+        Db::Sqlite => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("rollgate.db").display()
+        ),
+        Db::Postgres => {
+            use sqlx::Connection;
+            let name = format!("rollgate_test_{}_{}", std::process::id(), rand_suffix());
+            let admin = postgres_admin_url();
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("PostgreSQL must be running on 127.0.0.1:5432 (see README)");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{nanos}_{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub struct Options {
+    pub plans_dir: PathBuf,
+    pub update_delay: Duration,
+    pub retry: RetryPolicy,
+    pub reconcile_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            plans_dir: repo_plans_dir(),
+            update_delay: Duration::from_millis(0),
+            retry: fast_retry(),
+            reconcile_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Retries quickly so fault tests run fast; same logic as production.
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 8,
+        min_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        settle_timeout: Duration::from_secs(10),
+        poll_interval: Duration::from_millis(20),
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub sandbox: Sandbox,
+    pub aws: aws_config::SdkConfig,
+    pub lambda: aws_sdk_lambda::Client,
+    pub database_url: String,
+    pub app: Option<RunningApp>,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, Options::default()).await
+}
+
+pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(
+        0,
+        SandboxConfig {
+            update_delay: opts.update_delay,
+        },
+    )
+    .await
+    .unwrap();
+    let aws = demo::sandbox_aws_config(&sandbox.url()).await;
+    demo::create_demo_function(&aws).await.unwrap();
+    let database_url = fresh_database(db, &dir).await;
+    let mut config = ServeConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        opts.plans_dir,
+        database_url.clone(),
+    );
+    config.retry = opts.retry;
+    config.reconcile_interval = opts.reconcile_interval;
+    let app = app::start(&config, &aws).await.unwrap();
+    TestApp {
+        url: app.url(),
+        http: reqwest::Client::new(),
+        lambda: aws_sdk_lambda::Client::new(&aws),
+        sandbox,
+        aws,
+        database_url,
+        app: Some(app),
+        dir,
+    }
+}
+
+impl TestApp {
+    pub fn state(&self) -> &rollgate::web::AppState {
+        &self.app.as_ref().unwrap().state
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn start_seed(&self) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/rollouts",
+                json!({ "plan": "dixon-smart-repair", "reason": "test" }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    pub async fn command(&self, id: i64, cmd: &str, reason: &str) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/rollouts/{id}/{cmd}"),
+            json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    /// The function's whole environment, read through the official SDK.
+    pub async fn function_env(&self) -> std::collections::BTreeMap<String, String> {
+        let out = self
+            .lambda
+            .get_function_configuration()
+            .function_name(FUNCTION)
+            .send()
+            .await
+            .unwrap();
+        out.environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Asserts the owned flags have the given values and every unrelated
+    /// variable is untouched.
+    pub async fn assert_env(&self, flags: [&str; 3]) {
+        let env = self.function_env().await;
+        for (name, want) in FLAGS.iter().zip(flags) {
+            assert_eq!(
+                env.get(*name).map(String::as_str),
+                Some(want),
+                "{name} in {env:?}"
+            );
+        }
+        for (name, want) in UNRELATED {
+            assert_eq!(
+                env.get(name).map(String::as_str),
+                Some(want),
+                "{name} must survive: {env:?}"
+            );
+        }
+        assert_eq!(
+            env.len(),
+            FLAGS.len() + UNRELATED.len(),
+            "no variable added or lost: {env:?}"
+        );
+    }
+
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/api/v1/audit{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"].as_array().unwrap().clone()
+    }
+}
