@@ -89,9 +89,15 @@ pub struct LambdaEnvBackend {
 }
 
 impl LambdaEnvBackend {
+    /// The SDK's own retries are turned off: this backend is the one retry
+    /// layer, so every retry is bounded by `policy` and shows up in the audit
+    /// log (`retried_because`) instead of hiding inside a slow call.
     pub fn new(config: &aws_config::SdkConfig, policy: RetryPolicy) -> Self {
+        let lambda_config = aws_sdk_lambda::config::Builder::from(config)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
         LambdaEnvBackend {
-            client: aws_sdk_lambda::Client::new(config),
+            client: aws_sdk_lambda::Client::from_conf(lambda_config),
             policy,
         }
     }

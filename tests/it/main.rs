@@ -1,3 +1,9 @@
 //! One integration-test binary (one link, shared build) with a module per area.
 
+mod audit_log;
+mod cli;
+mod faults;
 mod common;
+mod moto;
+mod recovery;
+mod rollouts;

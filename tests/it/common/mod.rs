@@ -94,7 +94,17 @@ fn rand_suffix() -> String {
     format!("{nanos}_{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Which AWS the control plane talks to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Aws {
+    /// rollgate's own sandbox (in-process, loopback HTTP).
+    Sandbox,
+    /// moto_server, an independent emulator (`pip install 'moto[server]'`).
+    Moto,
+}
+
 pub struct Options {
+    pub aws: Aws,
     pub plans_dir: PathBuf,
     pub update_delay: Duration,
     pub retry: RetryPolicy,
@@ -104,6 +114,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            aws: Aws::Sandbox,
             plans_dir: repo_plans_dir(),
             update_delay: Duration::from_millis(0),
             retry: fast_retry(),
@@ -131,7 +142,60 @@ pub struct TestApp {
     pub lambda: aws_sdk_lambda::Client,
     pub database_url: String,
     pub app: Option<RunningApp>,
+    pub moto: Option<Moto>,
     pub dir: tempfile::TempDir,
+}
+
+/// A moto_server child process, killed on drop.
+pub struct Moto {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn start_moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server not found: pip install 'moto[server]' (.ci/run does)");
+    let moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http.get(format!("{}/moto-api/", moto.url)).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // moto's CreateFunction wants the execution role to exist in its IAM.
+    let resp = http
+        .post(format!("{}/", moto.url))
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("Action=CreateRole&Version=2010-05-08&RoleName=dixon-smart-repair&AssumeRolePolicyDocument=%7B%7D")
+        .send()
+        .await
+        .expect("moto IAM CreateRole");
+    assert!(resp.status().is_success(), "moto CreateRole: {}", resp.text().await.unwrap_or_default());
+    moto
 }
 
 pub async fn spawn_app(db: Db) -> TestApp {
@@ -148,7 +212,12 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     )
     .await
     .unwrap();
-    let aws = demo::sandbox_aws_config(&sandbox.url()).await;
+    let moto = match opts.aws {
+        Aws::Sandbox => None,
+        Aws::Moto => Some(start_moto().await),
+    };
+    let endpoint = moto.as_ref().map_or_else(|| sandbox.url(), |m| m.url.clone());
+    let aws = demo::sandbox_aws_config(&endpoint).await;
     demo::create_demo_function(&aws).await.unwrap();
     let database_url = fresh_database(db, &dir).await;
     let mut config = ServeConfig::new(
@@ -167,6 +236,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
         aws,
         database_url,
         app: Some(app),
+        moto,
         dir,
     }
 }

@@ -1,0 +1,188 @@
+//! Faults between rollgate and Lambda: each ends in a correct write (foreign
+//! edits survive) or a clear failure recorded in the audit log — never a lost
+//! variable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_lambda::types::Environment;
+use serde_json::{Value, json};
+
+use crate::common::{Db, FUNCTION, Options, UNRELATED, spawn_app, spawn_app_with};
+
+async fn last_write(app: &crate::common::TestApp, id: i64) -> Value {
+    app.audit(&format!("?rollout={id}&action=flags_write"))
+        .await
+        .last()
+        .cloned()
+        .unwrap()
+}
+
+fn retried_because(entry: &Value) -> String {
+    entry["detail"]["retried_because"].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_until_the_write_lands() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().throttle_next(5);
+    let (status, body) = app.command(id, "advance", "through throttling").await;
+    assert_eq!(status, 200, "{body}");
+    app.assert_env(["true", "false", "false"]).await;
+    let entry = last_write(&app, id).await;
+    assert_eq!(entry["outcome"], "applied");
+    assert!(retried_because(&entry).contains("TooManyRequests"), "{entry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().fail_next(4);
+    let (status, body) = app.command(id, "advance", "through 5xx").await;
+    assert_eq!(status, 200, "{body}");
+    app.assert_env(["true", "false", "false"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_in_progress_is_waited_out_and_kept() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.set_update_delay(Duration::from_millis(600));
+    // Someone else updates the function just before the advance.
+    let mut env = app.function_env().await;
+    env.insert("DEPLOYED_BY".into(), "pipeline".into());
+    app.lambda
+        .update_function_configuration()
+        .function_name(FUNCTION)
+        .environment(Environment::builder().set_variables(Some(env.into_iter().collect())).build())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = app.command(id, "advance", "while deploying").await;
+    assert_eq!(status, 200, "{body}");
+    let env = app.function_env().await;
+    assert_eq!(env["USE_OPTIMIZED_PROMPTS"], "true");
+    assert_eq!(env["DEPLOYED_BY"], "pipeline", "the other update survives");
+    for (k, v) in UNRELATED {
+        assert_eq!(env[k], v);
+    }
+    let entry = last_write(&app, id).await;
+    assert!(retried_because(&entry).contains("in progress"), "{entry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_edit_between_read_and_write_survives() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    let edit: BTreeMap<String, String> = [("EDITED_BY_HAND".to_string(), "yes".to_string())].into();
+    app.sandbox.faults().foreign_edit_after_next_get(FUNCTION, edit);
+    let (status, body) = app.command(id, "advance", "race a human").await;
+    assert_eq!(status, 200, "{body}");
+    let env = app.function_env().await;
+    assert_eq!(env["EDITED_BY_HAND"], "yes", "the concurrent edit is not overwritten");
+    assert_eq!(env["USE_OPTIMIZED_PROMPTS"], "true");
+    for (k, v) in UNRELATED {
+        assert_eq!(env[k], v);
+    }
+    let entry = last_write(&app, id).await;
+    assert!(retried_because(&entry).contains("RevisionId"), "{entry}");
+}
+
+async fn unavailable_target_keeps_the_intent_and_rollback_wins(db: Db) {
+    let app = spawn_app(db).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().throttle_next(100_000);
+    let (status, body) = app.command(id, "advance", "during an outage").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["write_pending"], true);
+    assert!(body["last_error"].as_str().unwrap().contains("TooManyRequests"), "{body}");
+    let entry = last_write(&app, id).await;
+    assert_eq!(entry["outcome"], "retrying");
+
+    // An advance must wait; a rollback is accepted and overrides the advance.
+    let (status, _) = app.command(id, "advance", "again").await;
+    assert_eq!(status, 409);
+    let (status, body) = app.command(id, "rollback", "abort during outage").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "rolled_back");
+
+    // The outage ends: the background reconciler lands the rollback.
+    app.sandbox.faults().reset();
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+        if r["write_pending"] == false {
+            done = r;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["state"], "rolled_back", "{done}");
+    assert_eq!(done["last_error"], Value::Null);
+    app.assert_env(["false", "false", "false"]).await;
+    let entry = last_write(&app, id).await;
+    assert_eq!(entry["outcome"], "already_in_place", "{entry}");
+    let (_, verify) = app.get("/api/v1/audit/verify").await;
+    assert_eq!(verify["ok"], true);
+}
+crate::on_both_databases!(unavailable_target_keeps_the_intent_and_rollback_wins);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_over_4kb_is_refused_and_nothing_changes() {
+    let plans = tempfile::tempdir().unwrap();
+    let big = "x".repeat(300);
+    std::fs::write(
+        plans.path().join("big.toml"),
+        format!(
+            r#"
+[target]
+function = "{FUNCTION}"
+[flags]
+BIG_FLAG = "off"
+[defaults]
+bake = "1h"
+[[phases]]
+name = "huge"
+set = {{ BIG_FLAG = "{big}" }}
+"#
+        ),
+    )
+    .unwrap();
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    // Fill the function's environment close to the 4 KB limit.
+    let mut env = app.function_env().await;
+    env.insert("FILLER".into(), "f".repeat(3500));
+    app.lambda
+        .update_function_configuration()
+        .function_name(FUNCTION)
+        .environment(Environment::builder().set_variables(Some(env.clone().into_iter().collect())).build())
+        .send()
+        .await
+        .unwrap();
+    let (status, started) = app.post("/api/v1/rollouts", json!({ "plan": "big" })).await;
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    let before = app.function_env().await;
+
+    let (status, body) = app.command(id, "advance", "too big").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "write_refused");
+    assert!(body["error"]["message"].as_str().unwrap().contains("4096"), "{body}");
+    assert_eq!(app.function_env().await, before, "nothing was written");
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "active");
+    assert_eq!(r["phase_name"], "baseline", "the advance was undone");
+    assert_eq!(r["desired_flags"]["BIG_FLAG"], "off");
+    let entry = last_write(&app, id).await;
+    assert_eq!(entry["outcome"], "rejected");
+    assert_eq!(entry["detail"]["command_undone"], true);
+}
