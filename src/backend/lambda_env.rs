@@ -3,7 +3,8 @@
 //! `RevisionId`, waits for `LastUpdateStatus = Successful`, and is verified by
 //! a read-back (design rules 1 and 2).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
@@ -85,6 +86,8 @@ enum Step {
 #[derive(Clone)]
 pub struct LambdaEnvBackend {
     client: aws_sdk_lambda::Client,
+    /// Clients for plans that name a region other than the default one.
+    regional: Arc<Mutex<HashMap<String, aws_sdk_lambda::Client>>>,
     policy: RetryPolicy,
 }
 
@@ -98,7 +101,33 @@ impl LambdaEnvBackend {
             .build();
         LambdaEnvBackend {
             client: aws_sdk_lambda::Client::from_conf(lambda_config),
+            regional: Arc::default(),
             policy,
+        }
+    }
+
+    /// The same backend talking to another region (a plan's `target.region`).
+    pub fn in_region(&self, region: Option<&str>) -> LambdaEnvBackend {
+        let Some(region) = region else {
+            return self.clone();
+        };
+        let mut regional = self.regional.lock().unwrap_or_else(|p| p.into_inner());
+        let client = regional
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let config = self
+                    .client
+                    .config()
+                    .to_builder()
+                    .region(aws_config::Region::new(region.to_string()))
+                    .build();
+                aws_sdk_lambda::Client::from_conf(config)
+            })
+            .clone();
+        LambdaEnvBackend {
+            client,
+            regional: self.regional.clone(),
+            policy: self.policy.clone(),
         }
     }
 

@@ -118,6 +118,7 @@ impl Engine {
         }
         let observed = self
             .backend
+            .in_region(plan.target.region.as_deref())
             .read(&function, &plan.flags)
             .await
             .map_err(|e| match e {
@@ -312,8 +313,10 @@ impl Engine {
                 .or_else(|| intent.as_ref().map(|i| i.actor.clone()))
                 .unwrap_or_else(|| "rollgate".into());
             let command = intent.as_ref().map_or("converge", |i| i.command.as_str());
+            let region = snapshot_plan(&current)?.target.region;
             let result = self
                 .backend
+                .in_region(region.as_deref())
                 .apply(&current.target_function, &current.desired_flags)
                 .await;
             let mut next = current.clone();

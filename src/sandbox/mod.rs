@@ -1,1 +1,348 @@
-//! A local AWS sandbox for tests and the demo.
+//! A local AWS sandbox for tests and the demo: a loopback HTTP server that
+//! speaks the real AWS wire protocols for exactly the operations rollgate
+//! uses, so the official SDK (and the AWS CLI) talk to it unchanged. It
+//! imports nothing of the control plane.
+//!
+//! Lambda (REST-JSON, under `/2015-03-31/functions`): CreateFunction,
+//! GetFunction, GetFunctionConfiguration, UpdateFunctionConfiguration
+//! (`RevisionId` precondition, `InProgress` for the update delay,
+//! `ResourceConflictException` during it, 4 KB environment limit),
+//! PublishVersion, CreateAlias, GetAlias, UpdateAlias, ListAliases.
+//!
+//! Admin endpoints (JSON), for tests, the demo and operators:
+//!
+//! - `GET  /_sandbox/state` — every function: name, environment, revision,
+//!   last update status, versions and aliases.
+//! - `POST /_sandbox/faults` — switch faults on; every field optional:
+//!   `{"throttle_next": N, "fail_next": N, "latency_ms": MS,
+//!     "update_delay_ms": MS,
+//!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}}}`.
+//!   `throttle_next`: the next N Lambda calls answer 429
+//!   `TooManyRequestsException`; `fail_next`: the next N answer 500
+//!   `ServiceException`; `latency_ms`: every Lambda call is delayed;
+//!   `foreign_edit`: right after the next GetFunctionConfiguration of that
+//!   function is answered, someone else sets those variables (a new
+//!   `RevisionId`), so the caller's next update with the old revision fails.
+//! - `POST /_sandbox/reset` — all faults off.
+
+mod lambda;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    /// How long `LastUpdateStatus` stays `InProgress` after an update.
+    pub update_delay: Duration,
+}
+
+/// Injected faults, switchable at run time.
+#[derive(Debug, Default, Clone)]
+struct FaultState {
+    throttle_next: u64,
+    fail_next: u64,
+    latency: Duration,
+    /// function name → variables someone else sets after its next read.
+    foreign_edits: HashMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default)]
+struct World {
+    functions: BTreeMap<String, lambda::Function>,
+    faults: FaultState,
+    update_delay: Duration,
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<World>>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, World> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// In-process fault control (the same as `POST /_sandbox/faults`).
+pub struct Faults {
+    shared: Shared,
+}
+
+impl Faults {
+    /// The next `n` Lambda calls are throttled (429 TooManyRequestsException).
+    pub fn throttle_next(&self, n: u64) {
+        self.shared.lock().faults.throttle_next = n;
+    }
+
+    /// The next `n` Lambda calls fail with 500 ServiceException.
+    pub fn fail_next(&self, n: u64) {
+        self.shared.lock().faults.fail_next = n;
+    }
+
+    /// Every Lambda call is answered after `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().faults.latency = latency;
+    }
+
+    /// Right after the next GetFunctionConfiguration of `function`, someone
+    /// else sets `vars` on it (bumping its RevisionId).
+    pub fn foreign_edit_after_next_get(&self, function: &str, vars: BTreeMap<String, String>) {
+        self.shared
+            .lock()
+            .faults
+            .foreign_edits
+            .insert(function.to_string(), vars);
+    }
+
+    /// All faults off.
+    pub fn reset(&self) {
+        self.shared.lock().faults = FaultState::default();
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    port: u16,
+    faults: Faults,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sandbox {
+    /// Binds 127.0.0.1:`port` (0 = any free port) and serves in the background.
+    pub async fn start(port: u16, config: SandboxConfig) -> std::io::Result<Sandbox> {
+        let shared = Shared::default();
+        shared.lock().update_delay = config.update_delay;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let port = listener.local_addr()?.port();
+        let app = router(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Sandbox {
+            port,
+            faults: Faults { shared },
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// A function's current environment, if the function exists.
+    pub fn function_env(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.faults
+            .shared
+            .lock()
+            .functions
+            .get(name)
+            .map(|f| f.env.clone())
+    }
+
+    /// Changes the update delay for updates made from now on.
+    pub fn set_update_delay(&self, delay: Duration) {
+        self.faults.shared.lock().update_delay = delay;
+    }
+}
+
+/// Runs the sandbox until Ctrl-C (for `rollgate sandbox --port P`).
+pub async fn serve_forever(port: u16, config: SandboxConfig) -> std::io::Result<()> {
+    let sandbox = Sandbox::start(port, config).await?;
+    println!("AWS sandbox (Lambda) listening on {}", sandbox.url());
+    println!(
+        "  export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
+        sandbox.url()
+    );
+    println!(
+        "  fault injection: POST {}/_sandbox/faults, state: GET {}/_sandbox/state",
+        sandbox.url(),
+        sandbox.url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .merge(lambda::router().layer(middleware::from_fn_with_state(
+            shared.clone(),
+            inject_faults,
+        )))
+        .route("/_sandbox/state", get(state))
+        .route("/_sandbox/faults", post(set_faults))
+        .route("/_sandbox/reset", post(reset))
+        .fallback(|| async {
+            lambda::aws_error(
+                axum::http::StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "the sandbox does not implement this operation",
+            )
+        })
+        .with_state(shared)
+}
+
+/// Latency, throttling and 5xx faults, applied before any Lambda operation.
+async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let (latency, throttle, fail) = {
+        let mut w = shared.lock();
+        let f = &mut w.faults;
+        let throttle = f.throttle_next > 0;
+        let fail = !throttle && f.fail_next > 0;
+        if throttle {
+            f.throttle_next -= 1;
+        } else if fail {
+            f.fail_next -= 1;
+        }
+        (f.latency, throttle, fail)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if throttle {
+        let mut resp = (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("x-amzn-errortype", "TooManyRequestsException"),
+                ("retry-after", "1"),
+            ],
+            axum::Json(json!({
+                "Type": "User",
+                "message": "Rate exceeded",
+                "Reason": "CallerRateLimitExceeded",
+                "retryAfterSeconds": "1",
+            })),
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            "content-type",
+            "application/json".parse().expect("static header"),
+        );
+        return resp;
+    }
+    if fail {
+        return lambda::aws_error(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            "injected fault: the service encountered an internal error",
+        );
+    }
+    next.run(req).await
+}
+
+async fn state(State(shared): State<Shared>) -> impl IntoResponse {
+    let w = shared.lock();
+    let functions: Vec<serde_json::Value> = w
+        .functions
+        .values()
+        .map(lambda::Function::admin_view)
+        .collect();
+    axum::Json(json!({
+        "functions": functions,
+        "faults": {
+            "throttle_next": w.faults.throttle_next,
+            "fail_next": w.faults.fail_next,
+            "latency_ms": w.faults.latency.as_millis() as u64,
+            "foreign_edits": w.faults.foreign_edits,
+        },
+        "update_delay_ms": w.update_delay.as_millis() as u64,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    throttle_next: Option<u64>,
+    fail_next: Option<u64>,
+    latency_ms: Option<u64>,
+    update_delay_ms: Option<u64>,
+    foreign_edit: Option<ForeignEdit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForeignEdit {
+    function: String,
+    set: BTreeMap<String, String>,
+}
+
+async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Response {
+    let req: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "error": format!("invalid fault request: {e}") })),
+            )
+                .into_response();
+        }
+    };
+    let mut w = shared.lock();
+    if let Some(n) = req.throttle_next {
+        w.faults.throttle_next = n;
+    }
+    if let Some(n) = req.fail_next {
+        w.faults.fail_next = n;
+    }
+    if let Some(ms) = req.latency_ms {
+        w.faults.latency = Duration::from_millis(ms);
+    }
+    if let Some(ms) = req.update_delay_ms {
+        w.update_delay = Duration::from_millis(ms);
+    }
+    if let Some(edit) = req.foreign_edit {
+        w.faults.foreign_edits.insert(edit.function, edit.set);
+    }
+    axum::Json(json!({ "ok": true })).into_response()
+}
+
+async fn reset(State(shared): State<Shared>) -> impl IntoResponse {
+    shared.lock().faults = FaultState::default();
+    axum::Json(json!({ "ok": true }))
+}
+
+/// A fresh id in the shape of AWS's UUIDs (RevisionId, RequestId).
+fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let a = t ^ n.rotate_left(32);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        (a & 0xfff) as u16,
+        (n & 0xfff) as u16,
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_ffff
+    )
+}
+
+/// Monotonic "now" for update delays.
+fn now() -> Instant {
+    Instant::now()
+}

@@ -32,7 +32,10 @@ async fn throttling_is_retried_until_the_write_lands() {
     app.assert_env(["true", "false", "false"]).await;
     let entry = last_write(&app, id).await;
     assert_eq!(entry["outcome"], "applied");
-    assert!(retried_because(&entry).contains("TooManyRequests"), "{entry}");
+    assert!(
+        retried_because(&entry).contains("TooManyRequests"),
+        "{entry}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +59,11 @@ async fn an_update_in_progress_is_waited_out_and_kept() {
     app.lambda
         .update_function_configuration()
         .function_name(FUNCTION)
-        .environment(Environment::builder().set_variables(Some(env.into_iter().collect())).build())
+        .environment(
+            Environment::builder()
+                .set_variables(Some(env.into_iter().collect()))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -77,11 +84,16 @@ async fn a_foreign_edit_between_read_and_write_survives() {
     let app = spawn_app(Db::Sqlite).await;
     let id = app.start_seed().await["id"].as_i64().unwrap();
     let edit: BTreeMap<String, String> = [("EDITED_BY_HAND".to_string(), "yes".to_string())].into();
-    app.sandbox.faults().foreign_edit_after_next_get(FUNCTION, edit);
+    app.sandbox
+        .faults()
+        .foreign_edit_after_next_get(FUNCTION, edit);
     let (status, body) = app.command(id, "advance", "race a human").await;
     assert_eq!(status, 200, "{body}");
     let env = app.function_env().await;
-    assert_eq!(env["EDITED_BY_HAND"], "yes", "the concurrent edit is not overwritten");
+    assert_eq!(
+        env["EDITED_BY_HAND"], "yes",
+        "the concurrent edit is not overwritten"
+    );
     assert_eq!(env["USE_OPTIMIZED_PROMPTS"], "true");
     for (k, v) in UNRELATED {
         assert_eq!(env[k], v);
@@ -97,7 +109,13 @@ async fn unavailable_target_keeps_the_intent_and_rollback_wins(db: Db) {
     let (status, body) = app.command(id, "advance", "during an outage").await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["write_pending"], true);
-    assert!(body["last_error"].as_str().unwrap().contains("TooManyRequests"), "{body}");
+    assert!(
+        body["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("TooManyRequests"),
+        "{body}"
+    );
     let entry = last_write(&app, id).await;
     assert_eq!(entry["outcome"], "retrying");
 
@@ -164,7 +182,11 @@ set = {{ BIG_FLAG = "{big}" }}
     app.lambda
         .update_function_configuration()
         .function_name(FUNCTION)
-        .environment(Environment::builder().set_variables(Some(env.clone().into_iter().collect())).build())
+        .environment(
+            Environment::builder()
+                .set_variables(Some(env.clone().into_iter().collect()))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -176,7 +198,10 @@ set = {{ BIG_FLAG = "{big}" }}
     let (status, body) = app.command(id, "advance", "too big").await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "write_refused");
-    assert!(body["error"]["message"].as_str().unwrap().contains("4096"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("4096"),
+        "{body}"
+    );
     assert_eq!(app.function_env().await, before, "nothing was written");
     let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_eq!(r["state"], "active");

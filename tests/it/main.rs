@@ -2,8 +2,8 @@
 
 mod audit_log;
 mod cli;
-mod faults;
 mod common;
+mod faults;
 mod moto;
 mod recovery;
 mod rollouts;

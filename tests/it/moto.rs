@@ -48,17 +48,29 @@ async fn backend_on_moto_adds_missing_flags_and_is_idempotent() {
     let backend = LambdaEnvBackend::new(&app.aws, crate::common::fast_retry());
     let desired: std::collections::BTreeMap<String, String> =
         [("NEW_FLAG".to_string(), "on".to_string())].into();
-    let first = backend.apply(crate::common::FUNCTION, &desired).await.unwrap();
+    let first = backend
+        .apply(crate::common::FUNCTION, &desired)
+        .await
+        .unwrap();
     assert!(first.wrote);
     assert_eq!(first.before.get("NEW_FLAG"), None);
     assert_eq!(first.after, desired);
-    let second = backend.apply(crate::common::FUNCTION, &desired).await.unwrap();
+    let second = backend
+        .apply(crate::common::FUNCTION, &desired)
+        .await
+        .unwrap();
     assert!(!second.wrote, "already in place: nothing is written twice");
     let env = app.function_env().await;
     assert_eq!(env["NEW_FLAG"], "on");
     for (k, v) in UNRELATED {
         assert_eq!(env[k], v);
     }
-    let missing = backend.apply("no-such-function", &desired).await.unwrap_err();
-    assert!(matches!(missing, rollgate::backend::ApplyError::Rejected(_)), "{missing:?}");
+    let missing = backend
+        .apply("no-such-function", &desired)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, rollgate::backend::ApplyError::Rejected(_)),
+        "{missing:?}"
+    );
 }

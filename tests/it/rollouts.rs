@@ -166,6 +166,8 @@ on_both_databases!(illegal_commands_are_refused);
 async fn bad_requests_get_json_errors_and_change_nothing() {
     let app = spawn_app(Db::Sqlite).await;
     let rid = id(&app.start_seed().await);
+    let rollback_path = format!("/api/v1/rollouts/{rid}/rollback");
+    let advance_path = format!("/api/v1/rollouts/{rid}/advance");
     let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
         (
             "POST",
@@ -205,23 +207,17 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         ),
         ("GET", "/api/v1/rollouts/999", Value::Null, 404, "not_found"),
         ("GET", "/api/v1/plans/nope", Value::Null, 404, "not_found"),
+        ("POST", &rollback_path, json!({}), 400, "bad_request"),
         (
             "POST",
-            &format!("/api/v1/rollouts/{rid}/rollback"),
-            json!({}),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            &format!("/api/v1/rollouts/{rid}/advance"),
+            &advance_path,
             json!({ "to": "baseline" }),
             400,
             "bad_request",
         ),
         (
             "POST",
-            &format!("/api/v1/rollouts/{rid}/advance"),
+            &advance_path,
             json!({ "expected_version": 999 }),
             409,
             "conflict",

@@ -177,7 +177,12 @@ pub async fn start_moto() -> Moto {
     };
     let http = reqwest::Client::new();
     for _ in 0..300 {
-        if http.get(format!("{}/moto-api/", moto.url)).send().await.is_ok() {
+        if http
+            .get(format!("{}/moto-api/", moto.url))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -194,7 +199,11 @@ pub async fn start_moto() -> Moto {
         .send()
         .await
         .expect("moto IAM CreateRole");
-    assert!(resp.status().is_success(), "moto CreateRole: {}", resp.text().await.unwrap_or_default());
+    assert!(
+        resp.status().is_success(),
+        "moto CreateRole: {}",
+        resp.text().await.unwrap_or_default()
+    );
     moto
 }
 
@@ -216,7 +225,9 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
         Aws::Sandbox => None,
         Aws::Moto => Some(start_moto().await),
     };
-    let endpoint = moto.as_ref().map_or_else(|| sandbox.url(), |m| m.url.clone());
+    let endpoint = moto
+        .as_ref()
+        .map_or_else(|| sandbox.url(), |m| m.url.clone());
     let aws = demo::sandbox_aws_config(&endpoint).await;
     demo::create_demo_function(&aws).await.unwrap();
     let database_url = fresh_database(db, &dir).await;
