@@ -472,7 +472,7 @@ async fn audit(cmd: AuditCmd) -> Result<ExitCode, ClientError> {
             let mut all = Vec::new();
             loop {
                 let mut q = filter.query();
-                q.push(("limit", limit.min(1000).max(1).to_string()));
+                q.push(("limit", limit.clamp(1, 1000).to_string()));
                 if let Some(cur) = cursor {
                     q.push(("cursor", cur.to_string()));
                 }

@@ -525,6 +525,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         .map_or(Some(Duration::from_secs(7 * 86_400)), |l| c.duration(l))
         .unwrap_or_default();
     let defaults = raw.defaults.as_ref();
+    let default_bake_given = defaults.and_then(|d| d.bake.as_ref()).is_some();
     let default_bake = defaults
         .and_then(|d| d.bake.as_ref())
         .and_then(|b| c.duration(b));
@@ -638,6 +639,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         let bake = match (&p.bake, default_bake) {
             (Some(b), _) => c.duration(b),
             (None, Some(d)) => Some(d),
+            // An invalid default was already reported; don't pile on.
+            (None, None) if default_bake_given => None,
             (None, None) => {
                 c.err(
                     span.clone(),

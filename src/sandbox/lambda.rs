@@ -211,6 +211,27 @@ fn bad(message: &str) -> Response {
     )
 }
 
+/// An error from request validation, rendered by `aws_error`.
+pub(super) struct AwsError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for AwsError {
+    fn into_response(self) -> Response {
+        aws_error(self.status, self.code, &self.message)
+    }
+}
+
+fn invalid(message: String) -> AwsError {
+    AwsError {
+        status: StatusCode::BAD_REQUEST,
+        code: "InvalidParameterValueException",
+        message,
+    }
+}
+
 fn region(headers: &HeaderMap) -> String {
     headers
         .get("authorization")
@@ -250,51 +271,49 @@ fn timestamp() -> String {
 
 /// Validates an environment the way Lambda does: key names, reserved keys,
 /// and 4 KB measured as the JSON of the map.
-fn check_env(env: &BTreeMap<String, String>) -> Result<(), Response> {
+fn check_env(env: &BTreeMap<String, String>) -> Result<(), AwsError> {
     for key in env.keys() {
         let mut chars = key.chars();
         let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
             && key.len() >= 2
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(bad(&format!(
+            return Err(invalid(format!(
                 "1 validation error detected: Value at 'environment.variables' failed to satisfy constraint: Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+] (key {key:?})"
             )));
         }
         if RESERVED.contains(&key.as_str()) {
-            return Err(bad(&format!(
+            return Err(invalid(format!(
                 "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {key}"
             )));
         }
     }
     let measured = serde_json::to_string(env).unwrap_or_default();
     if measured.len() > ENV_LIMIT {
-        return Err(bad(&format!(
+        return Err(invalid(format!(
             "Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit. String measured: {measured}"
         )));
     }
     Ok(())
 }
 
-fn parse_env(body: &Value) -> Result<Option<BTreeMap<String, String>>, Response> {
+fn parse_env(body: &Value) -> Result<Option<BTreeMap<String, String>>, AwsError> {
     match body.get("Environment").and_then(|e| e.get("Variables")) {
         None | Some(Value::Null) => Ok(body.get("Environment").map(|_| BTreeMap::new())),
         Some(v) => serde_json::from_value(v.clone())
             .map(Some)
-            .map_err(|_| bad("Environment.Variables must map strings to strings")),
+            .map_err(|_| invalid("Environment.Variables must map strings to strings".into())),
     }
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
+fn parse_body(body: &Bytes) -> Result<Value, AwsError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        aws_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContentException",
-            &format!("Could not parse request body into json: {e}"),
-        )
+    serde_json::from_slice(body).map_err(|e| AwsError {
+        status: StatusCode::BAD_REQUEST,
+        code: "InvalidRequestContentException",
+        message: format!("Could not parse request body into json: {e}"),
     })
 }
 
@@ -309,17 +328,17 @@ async fn create_function(
 ) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(name) = str_field(&body, "FunctionName").map(|n| resolve(n).0) else {
         return bad("FunctionName is required");
     };
     let env = match parse_env(&body) {
         Ok(e) => e.unwrap_or_default(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Err(r) = check_env(&env) {
-        return r;
+        return r.into_response();
     }
     let code = body.get("Code").map(|c| c.to_string()).unwrap_or_default();
     let code_sha256 = {
@@ -429,12 +448,12 @@ async fn update_configuration(
 ) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (name, _) = resolve(&name);
     let env = match parse_env(&body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut w = shared.lock();
     let delay: Duration = w.update_delay;
@@ -463,7 +482,7 @@ async fn update_configuration(
     if let Some(env) = &env
         && let Err(r) = check_env(env)
     {
-        return r;
+        return r.into_response();
     }
     if let Some(env) = env {
         f.env = env;
@@ -500,7 +519,7 @@ async fn publish_version(
 ) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (name, _) = resolve(&name);
     let mut w = shared.lock();
@@ -537,17 +556,21 @@ async fn publish_version(
     (StatusCode::CREATED, axum::Json(out)).into_response()
 }
 
-fn parse_weights(body: &Value) -> Result<Option<BTreeMap<String, f64>>, Response> {
+fn parse_weights(body: &Value) -> Result<Option<BTreeMap<String, f64>>, AwsError> {
     match body
         .get("RoutingConfig")
         .and_then(|r| r.get("AdditionalVersionWeights"))
     {
         None | Some(Value::Null) => Ok(body.get("RoutingConfig").map(|_| BTreeMap::new())),
         Some(v) => {
-            let weights: BTreeMap<String, f64> = serde_json::from_value(v.clone())
-                .map_err(|_| bad("AdditionalVersionWeights must map versions to weights"))?;
+            let weights: BTreeMap<String, f64> =
+                serde_json::from_value(v.clone()).map_err(|_| {
+                    invalid("AdditionalVersionWeights must map versions to weights".into())
+                })?;
             if weights.values().any(|w| !(0.0..=1.0).contains(w)) {
-                return Err(bad("Routing weights must be between 0.0 and 1.0"));
+                return Err(invalid(
+                    "Routing weights must be between 0.0 and 1.0".into(),
+                ));
             }
             Ok(Some(weights))
         }
@@ -566,11 +589,11 @@ async fn create_alias(
 ) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let weights = match parse_weights(&body) {
         Ok(w) => w.unwrap_or_default(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (name, _) = resolve(&name);
     let (Some(alias), Some(version)) = (
@@ -652,11 +675,11 @@ async fn update_alias(
 ) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let weights = match parse_weights(&body) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (name, _) = resolve(&name);
     let mut w = shared.lock();

@@ -178,7 +178,7 @@ set = {{ BIG_FLAG = "{big}" }}
     .await;
     // Fill the function's environment close to the 4 KB limit.
     let mut env = app.function_env().await;
-    env.insert("FILLER".into(), "f".repeat(3500));
+    env.insert("FILLER".into(), "f".repeat(3750));
     app.lambda
         .update_function_configuration()
         .function_name(FUNCTION)

@@ -5,5 +5,7 @@ mod cli;
 mod common;
 mod faults;
 mod moto;
+mod plan_files;
 mod recovery;
 mod rollouts;
+mod sandbox_lambda;

@@ -47,11 +47,20 @@ async fn serve(database: &str, sandbox_url: &str) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn rollgate serve");
-    let url = format!("http://127.0.0.1:{port}");
+    // Owned (and killed on drop) before anything can fail.
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
     for _ in 0..200 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            return Server { child, url };
+        if http
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .is_ok()
+        {
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
