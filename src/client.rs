@@ -10,7 +10,7 @@ use crate::web::views::{AuditEntryView, AuditPage, RolloutView};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot reach rollgate at {url}: {source} (is `rollgate serve` running? set --server or ROLLGATE_SERVER)"
+        "cannot reach rollgate at {url} (is `rollgate serve` running? set --server or ROLLGATE_SERVER)"
     )]
     Unreachable {
         url: String,

@@ -353,7 +353,9 @@ fn validate_plans(files: &[PathBuf], output: Output) -> ExitCode {
 
 fn default_actor(remote: &Remote) -> String {
     remote.actor.clone().unwrap_or_else(|| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
         format!("{user} (cli)")
     })
 }

@@ -488,6 +488,13 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
 
     // Owned flags.
     let mut flags = Flags::new();
+    // Every key listed, even one whose value is invalid (already reported).
+    let owned: BTreeSet<&str> = raw
+        .flags
+        .get_ref()
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
     if raw.flags.get_ref().is_empty() {
         c.err(
             raw.flags.span(),
@@ -610,8 +617,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
             Some(s) => {
                 for (key, value) in s.get_ref() {
                     let k = key.get_ref();
-                    if !flags.contains_key(k) {
-                        let owned: Vec<&str> = flags.keys().map(String::as_str).collect();
+                    if !owned.contains(k.as_str()) {
+                        let owned: Vec<&str> = owned.iter().copied().collect();
                         c.err(
                             key.span(),
                             format!(
