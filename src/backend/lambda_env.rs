@@ -74,6 +74,10 @@ pub enum ApplyError {
     /// in progress, 5xx). The write may be retried later.
     #[error("target unavailable after {attempts} attempts: {last}")]
     Unavailable { attempts: usize, last: String },
+    /// The caller stopped wanting this write (a newer command, e.g. a
+    /// rollback, replaced it) before it was confirmed.
+    #[error("superseded by a newer command before it was confirmed")]
+    Superseded,
 }
 
 /// One cycle's failure: retry it, or give up.
@@ -151,6 +155,17 @@ impl LambdaEnvBackend {
     /// Sets the owned flags to `desired`, leaving every other variable as it is.
     /// Idempotent: when the function already holds `desired`, nothing is written.
     pub async fn apply(&self, function: &str, desired: &Flags) -> Result<WriteReport, ApplyError> {
+        self.apply_while(function, desired, || true).await
+    }
+
+    /// Like `apply`, but gives up between attempts once `still_wanted` says
+    /// no, so a pending write never holds up the command that replaced it.
+    pub async fn apply_while(
+        &self,
+        function: &str,
+        desired: &Flags,
+        still_wanted: impl Fn() -> bool,
+    ) -> Result<WriteReport, ApplyError> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.policy.min_delay)
             .with_max_delay(self.policy.max_delay)
@@ -159,6 +174,9 @@ impl LambdaEnvBackend {
             .build();
         let mut retried_because = Vec::new();
         loop {
+            if !still_wanted() {
+                return Err(ApplyError::Superseded);
+            }
             match self.apply_once(function, desired).await {
                 Ok(mut report) => {
                     report.attempts = retried_because.len() + 1;
@@ -310,7 +328,8 @@ struct FunctionConfig {
 /// codes alone: throttling, conflicts, stale revisions and 5xx retry; the rest
 /// (not found, invalid parameter, access denied) is final.
 fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Step {
-    let text = match (code, message) {
+    let message = message.map(redact);
+    let text = match (code, message.as_deref()) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c.to_string(),
         (None, Some(m)) => m.to_string(),
@@ -339,9 +358,31 @@ fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> S
     }
 }
 
+/// Lambda quotes the whole environment in some errors ("String measured:
+/// {...}"); other variables may be secrets, so that part never leaves here.
+fn redact(message: &str) -> String {
+    match message.find("String measured:") {
+        Some(i) => format!("{}[environment redacted]", &message[..i]),
+        None => message.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_messages_quoting_the_environment_are_redacted() {
+        let Step::Reject(text) = classify(
+            Some("InvalidParameterValueException"),
+            Some("exceeded the 4KB limit. String measured: {\"DB_PASSWORD\":\"hunter2\"}"),
+            Some(400),
+        ) else {
+            panic!("a 400 is final");
+        };
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("4KB limit") && text.contains("[environment redacted]"));
+    }
 
     fn retries(code: Option<&str>, status: Option<u16>) -> bool {
         matches!(classify(code, None, status), Step::Retry(_))

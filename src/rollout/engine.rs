@@ -52,6 +52,9 @@ pub struct Engine {
     /// One writer per function at a time, so a later command's write can
     /// never be overtaken by an earlier one's.
     function_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Newest desired generation this process recorded per rollout: a write
+    /// of an older generation stops retrying as soon as a newer one exists.
+    newest_generation: Arc<Mutex<HashMap<i64, i64>>>,
 }
 
 /// A plan name is a file stem: no paths, no hidden files.
@@ -70,6 +73,7 @@ impl Engine {
             backend,
             plans_dir,
             function_locks: Mutex::new(HashMap::new()),
+            newest_generation: Arc::default(),
         }
     }
 
@@ -125,7 +129,7 @@ impl Engine {
                 ApplyError::Rejected(m) => {
                     EngineError::Unprocessable(format!("cannot start on function {function}: {m}"))
                 }
-                ApplyError::Unavailable { .. } => {
+                ApplyError::Unavailable { .. } | ApplyError::Superseded => {
                     EngineError::Unavailable(format!("cannot read function {function}: {e}"))
                 }
             })?;
@@ -261,6 +265,7 @@ impl Engine {
                 other => other.into(),
             })?;
         if transition.write_flags {
+            self.note_generation(id, saved.generation);
             self.converge(id, None).await
         } else {
             Ok(Outcome {
@@ -314,10 +319,23 @@ impl Engine {
                 .unwrap_or_else(|| "rollgate".into());
             let command = intent.as_ref().map_or("converge", |i| i.command.as_str());
             let region = snapshot_plan(&current)?.target.region;
+            let newest = self.newest_generation.clone();
+            let generation = current.generation;
+            let still_wanted = move || {
+                newest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .is_none_or(|&g| g <= generation)
+            };
             let result = self
                 .backend
                 .in_region(region.as_deref())
-                .apply(&current.target_function, &current.desired_flags)
+                .apply_while(
+                    &current.target_function,
+                    &current.desired_flags,
+                    still_wanted,
+                )
                 .await;
             let mut next = current.clone();
             let mut entry = NewAuditEntry {
@@ -391,6 +409,18 @@ impl Engine {
                         }
                     )));
                 }
+                Err(ApplyError::Superseded) => {
+                    entry.outcome = "superseded".into();
+                    entry.rollout_id = Some(id);
+                    entry.flags_after = Some(current.desired_flags.clone());
+                    entry.detail = Some(json!({
+                        "command": command,
+                        "generation": current.generation,
+                        "why": "a newer command replaced this write before it was confirmed",
+                    }));
+                    self.store.append_audit(vec![entry]).await?;
+                    continue;
+                }
                 Err(e @ ApplyError::Unavailable { .. }) => {
                     let message = e.to_string();
                     if current.last_error.as_deref() == Some(message.as_str()) {
@@ -451,6 +481,15 @@ impl Engine {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn note_generation(&self, id: i64, generation: i64) {
+        let mut newest = self
+            .newest_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = newest.entry(id).or_insert(generation);
+        *entry = (*entry).max(generation);
     }
 
     fn function_lock(&self, function: &str) -> Arc<tokio::sync::Mutex<()>> {

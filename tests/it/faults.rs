@@ -211,3 +211,85 @@ set = {{ BIG_FLAG = "{big}" }}
     assert_eq!(entry["outcome"], "rejected");
     assert_eq!(entry["detail"]["command_undone"], true);
 }
+
+/// A rollback recorded while an advance's write is still retrying stops that
+/// write at its next attempt (recorded as superseded) instead of waiting out
+/// the advance's whole retry budget; the rollback's flags land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_preempts_a_retrying_advance() {
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            retry: rollgate::backend::RetryPolicy {
+                max_attempts: 25,
+                min_delay: Duration::from_millis(200),
+                max_delay: Duration::from_millis(200),
+                ..crate::common::fast_retry()
+            },
+            reconcile_interval: Duration::from_secs(3600),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().throttle_next(100_000);
+    let url = app.url.clone();
+    let advance = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/api/v1/rollouts/{id}/advance"))
+            .json(&json!({ "reason": "slow advance" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    // Wait until the advance's intent is recorded and its write is retrying.
+    for _ in 0..100 {
+        let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+        if r["write_pending"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rollback = {
+        let url = app.url.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/rollouts/{id}/rollback"))
+                .json(&json!({ "reason": "abort" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.sandbox.faults().reset();
+    let (advance_status, rollback_status) = (advance.await.unwrap(), rollback.await.unwrap());
+    assert!(matches!(advance_status, 200 | 202), "{advance_status}");
+    assert_eq!(rollback_status, 200);
+
+    let writes = app
+        .audit(&format!("?rollout={id}&action=flags_write"))
+        .await;
+    let outcomes: Vec<&str> = writes
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert!(outcomes.contains(&"superseded"), "{outcomes:?}");
+    let superseded = writes
+        .iter()
+        .find(|e| e["outcome"] == "superseded")
+        .unwrap();
+    assert_eq!(
+        superseded["flags_after"]["USE_OPTIMIZED_PROMPTS"], "true",
+        "the advance's write was the one dropped"
+    );
+    assert_eq!(outcomes.last(), Some(&"already_in_place"));
+    app.assert_env(["false", "false", "false"]).await;
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "rolled_back");
+    assert_eq!(r["write_pending"], false);
+}
