@@ -211,6 +211,24 @@ fn bad(message: &str) -> Response {
     )
 }
 
+fn precondition_failed() -> Response {
+    aws_error(
+        StatusCode::PRECONDITION_FAILED,
+        "PreconditionFailedException",
+        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+    )
+}
+
+fn update_in_progress(arn: &str) -> Response {
+    aws_error(
+        StatusCode::CONFLICT,
+        "ResourceConflictException",
+        &format!(
+            "The operation cannot be performed at this time. An update is in progress for resource: {arn}"
+        ),
+    )
+}
+
 /// An error from request validation, rendered by `aws_error`.
 pub(super) struct AwsError {
     status: StatusCode,
@@ -461,23 +479,12 @@ async fn update_configuration(
         return not_found(&name, &region(&headers));
     };
     if f.in_progress() {
-        return aws_error(
-            StatusCode::CONFLICT,
-            "ResourceConflictException",
-            &format!(
-                "The operation cannot be performed at this time. An update is in progress for resource: {}",
-                f.arn
-            ),
-        );
+        return update_in_progress(&f.arn);
     }
     if let Some(rev) = str_field(&body, "RevisionId")
         && rev != f.revision_id
     {
-        return aws_error(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailedException",
-            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-        );
+        return precondition_failed();
     }
     if let Some(env) = &env
         && let Err(r) = check_env(env)
@@ -527,23 +534,12 @@ async fn publish_version(
         return not_found(&name, &region(&headers));
     };
     if f.in_progress() {
-        return aws_error(
-            StatusCode::CONFLICT,
-            "ResourceConflictException",
-            &format!(
-                "The operation cannot be performed at this time. An update is in progress for resource: {}",
-                f.arn
-            ),
-        );
+        return update_in_progress(&f.arn);
     }
     if let Some(rev) = str_field(&body, "RevisionId")
         && rev != f.revision_id
     {
-        return aws_error(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailedException",
-            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-        );
+        return precondition_failed();
     }
     let n = f.versions.keys().next_back().map_or(1, |v| v + 1);
     let mut config = f.config.clone();
@@ -703,11 +699,7 @@ async fn update_alias(
     if let Some(rev) = str_field(&body, "RevisionId")
         && rev != a.revision_id
     {
-        return aws_error(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailedException",
-            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-        );
+        return precondition_failed();
     }
     if let Some(v) = str_field(&body, "FunctionVersion") {
         a.version = v.to_string();
