@@ -152,6 +152,33 @@ impl LambdaEnvBackend {
         })
     }
 
+    /// Like `read` (with `desired`'s keys as the owned ones), but refuses
+    /// (`Rejected`) when writing `desired` into the function's current
+    /// environment would break Lambda's size limit. Writes nothing.
+    pub async fn read_checking_fit(
+        &self,
+        function: &str,
+        desired: &Flags,
+    ) -> Result<Observed, ApplyError> {
+        let cfg = self.get(function).await.map_err(|s| match s {
+            Step::Retry(m) => ApplyError::Unavailable {
+                attempts: 1,
+                last: m,
+            },
+            Step::Reject(m) => ApplyError::Rejected(m),
+        })?;
+        let size = env_size_bytes(&merge(&cfg.env, desired));
+        if size > LAMBDA_ENV_LIMIT_BYTES {
+            return Err(ApplyError::Rejected(too_large(size)));
+        }
+        Ok(Observed {
+            flags: owned_values(&cfg.env, desired),
+            revision_id: cfg.revision_id,
+            code_sha256: cfg.code_sha256,
+            last_update_status: cfg.status.map(|s| s.as_str().to_string()),
+        })
+    }
+
     /// Sets the owned flags to `desired`, leaving every other variable as it is.
     /// Idempotent: when the function already holds `desired`, nothing is written.
     pub async fn apply(&self, function: &str, desired: &Flags) -> Result<WriteReport, ApplyError> {
@@ -222,9 +249,7 @@ impl LambdaEnvBackend {
         let merged = merge(&cfg.env, desired);
         let size = env_size_bytes(&merged);
         if size > LAMBDA_ENV_LIMIT_BYTES {
-            return Err(Step::Reject(format!(
-                "the function's environment would be {size} bytes, over Lambda's {LAMBDA_ENV_LIMIT_BYTES}-byte limit; nothing was written"
-            )));
+            return Err(Step::Reject(too_large(size)));
         }
         let mut request = self
             .client
@@ -356,6 +381,12 @@ fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> S
             Some(_) => Step::Reject(text),
         },
     }
+}
+
+fn too_large(size: usize) -> String {
+    format!(
+        "the function's environment would be {size} bytes, over Lambda's {LAMBDA_ENV_LIMIT_BYTES}-byte limit; nothing was written"
+    )
 }
 
 /// Lambda quotes the whole environment in some errors ("String measured:

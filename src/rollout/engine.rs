@@ -120,19 +120,20 @@ impl Engine {
         if let Some(active) = self.store.active_rollout_for(&function).await? {
             return Err(busy(&function, &active));
         }
-        let observed = self
-            .backend
-            .in_region(plan.target.region.as_deref())
-            .read(&function, &plan.flags)
+        let backend = self.backend.in_region(plan.target.region.as_deref());
+        let cannot_start = |e: ApplyError| match e {
+            ApplyError::Rejected(m) => {
+                EngineError::Unprocessable(format!("cannot start on function {function}: {m}"))
+            }
+            ApplyError::Unavailable { .. } | ApplyError::Superseded => {
+                EngineError::Unavailable(format!("cannot read function {function}: {e}"))
+            }
+        };
+        // Refuse before recording anything when the baseline cannot fit.
+        let observed = backend
+            .read_checking_fit(&function, &plan.flags)
             .await
-            .map_err(|e| match e {
-                ApplyError::Rejected(m) => {
-                    EngineError::Unprocessable(format!("cannot start on function {function}: {m}"))
-                }
-                ApplyError::Unavailable { .. } | ApplyError::Superseded => {
-                    EngineError::Unavailable(format!("cannot read function {function}: {e}"))
-                }
-            })?;
+            .map_err(cannot_start)?;
         let now = Utc::now();
         let rollout = Rollout {
             id: 0,

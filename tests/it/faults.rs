@@ -293,3 +293,40 @@ async fn a_rollback_preempts_a_retrying_advance() {
     assert_eq!(r["state"], "rolled_back");
     assert_eq!(r["write_pending"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_baseline_cannot_fit_is_refused_before_anything_is_recorded() {
+    let plans = tempfile::tempdir().unwrap();
+    std::fs::write(
+        plans.path().join("wide.toml"),
+        format!(
+            "[target]\nfunction = \"{FUNCTION}\"\n[flags]\nWIDE_FLAG = \"{}\"\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ WIDE_FLAG = \"on\" }}\n",
+            "w".repeat(4000)
+        ),
+    )
+    .unwrap();
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let before = app.function_env().await;
+    let (status, body) = app
+        .post("/api/v1/rollouts", json!({ "plan": "wide" }))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4096-byte limit"),
+        "{body}"
+    );
+    assert_eq!(app.function_env().await, before);
+    let (_, list) = app.get("/api/v1/rollouts").await;
+    assert_eq!(list["rollouts"], json!([]));
+    assert!(app.audit("").await.is_empty());
+}
