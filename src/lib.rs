@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backend;
 pub mod client;
 pub mod demo;
+pub mod metrics;
 pub mod plan;
 pub mod rollout;
 pub mod sandbox;
