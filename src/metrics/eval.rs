@@ -185,13 +185,16 @@ mod tests {
         previous_phase: Some(2.0),
     };
 
+    /// bound, reference, observation, min samples, references → verdict, threshold
+    type Row = (Bound, Reference, Observation, u64, References, Verdict, Option<f64>);
+
     #[test]
     fn decision_table() {
         use Bound::*;
         use Reference::*;
         use Verdict::*;
         #[rustfmt::skip]
-        let table: &[(Bound, Reference, Observation, u64, References, Verdict, Option<f64>)] = &[
+        let table: &[Row] = &[
             // absolute bounds
             (Max(3000.0), Baseline, obs(2999.0, 500), 100, BASE, Pass, Some(3000.0)),
             (Max(3000.0), Baseline, obs(3000.0, 500), 100, BASE, Pass, Some(3000.0)),
