@@ -186,7 +186,15 @@ mod tests {
     };
 
     /// bound, reference, observation, min samples, references → verdict, threshold
-    type Row = (Bound, Reference, Observation, u64, References, Verdict, Option<f64>);
+    type Row = (
+        Bound,
+        Reference,
+        Observation,
+        u64,
+        References,
+        Verdict,
+        Option<f64>,
+    );
 
     #[test]
     fn decision_table() {

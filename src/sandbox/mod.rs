@@ -9,6 +9,11 @@
 //! `ResourceConflictException` during it, 4 KB environment limit),
 //! PublishVersion, CreateAlias, GetAlias, UpdateAlias, ListAliases.
 //!
+//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`):
+//! PutMetricData, GetMetricData (Sum, Average, SampleCount, Minimum, Maximum,
+//! pNN, simple metric math, at most 500 queries, NextToken pagination),
+//! PutMetricAlarm, DescribeAlarms, SetAlarmState.
+//!
 //! Admin endpoints (JSON), for tests, the demo and operators:
 //!
 //! - `GET  /_sandbox/state` — every function: name, environment, revision,
@@ -25,6 +30,7 @@
 //!   `RevisionId`), so the caller's next update with the old revision fails.
 //! - `POST /_sandbox/reset` — all faults off.
 
+mod cloudwatch;
 mod lambda;
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +67,7 @@ struct World {
     functions: BTreeMap<String, lambda::Function>,
     faults: FaultState,
     update_delay: Duration,
+    cloudwatch: cloudwatch::CloudWatch,
 }
 
 #[derive(Clone, Default)]
@@ -191,6 +198,7 @@ fn router(shared: Shared) -> Router {
             shared.clone(),
             inject_faults,
         )))
+        .merge(cloudwatch::router())
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/faults", post(set_faults))
         .route("/_sandbox/reset", post(reset))
@@ -268,6 +276,7 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "foreign_edits": w.faults.foreign_edits,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
+        "cloudwatch": w.cloudwatch.admin_view(),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! One integration-test binary (one link, shared build) with a module per area.
 
 mod audit_log;
+mod aws_cli;
 mod cli;
 mod common;
 mod faults;
@@ -8,4 +9,5 @@ mod moto;
 mod plan_files;
 mod recovery;
 mod rollouts;
+mod sandbox_cloudwatch;
 mod sandbox_lambda;

@@ -1,0 +1,855 @@
+//! CloudWatch in the `rpcv2Cbor` protocol the current SDK speaks:
+//! `POST /service/GraniteServiceVersion20100801/operation/<Op>`, CBOR bodies,
+//! `smithy-protocol: rpc-v2-cbor`. PutMetricData, GetMetricData (Sum,
+//! Average, SampleCount, Minimum, Maximum, pNN; simple metric math; at most
+//! 500 queries; pagination by data points), PutMetricAlarm, DescribeAlarms,
+//! SetAlarmState.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use ciborium::Value as Cbor;
+use serde_json::Value as Json;
+
+use super::Shared;
+
+pub(super) const MAX_QUERIES: usize = 500;
+const DEFAULT_MAX_DATAPOINTS: usize = 100_800;
+
+/// A metric's identity: namespace, name, sorted dimensions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct MetricKey {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: BTreeMap<String, String>,
+}
+
+/// One datum as put: raw values with counts, or pre-aggregated statistics.
+#[derive(Debug, Clone)]
+pub(super) struct Datum {
+    /// Epoch seconds.
+    pub at: f64,
+    /// (value, count) pairs; empty when only statistics were given.
+    pub values: Vec<(f64, f64)>,
+    pub count: f64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Datum {
+    pub(super) fn from_values(at: f64, values: Vec<(f64, f64)>) -> Datum {
+        let count = values.iter().map(|(_, c)| c).sum();
+        let sum = values.iter().map(|(v, c)| v * c).sum();
+        let min = values.iter().map(|(v, _)| *v).fold(f64::INFINITY, f64::min);
+        let max = values
+            .iter()
+            .map(|(v, _)| *v)
+            .fold(f64::NEG_INFINITY, f64::max);
+        Datum {
+            at,
+            values,
+            count,
+            sum,
+            min,
+            max,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Alarm {
+    name: String,
+    state: String,
+    reason: String,
+    updated: f64,
+    definition: BTreeMap<String, Json>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct CloudWatch {
+    pub metrics: BTreeMap<MetricKey, Vec<Datum>>,
+    alarms: BTreeMap<String, Alarm>,
+    /// GetMetricData calls and queries served (for benchmarks and tests).
+    pub get_metric_data_calls: u64,
+    pub get_metric_data_queries: u64,
+}
+
+impl CloudWatch {
+    pub(super) fn put(&mut self, key: MetricKey, datum: Datum) {
+        self.metrics.entry(key).or_default().push(datum);
+    }
+
+    pub(super) fn admin_view(&self) -> Json {
+        serde_json::json!({
+            "metrics": self.metrics.iter().map(|(k, v)| serde_json::json!({
+                "namespace": k.namespace, "name": k.name, "dimensions": k.dimensions, "data": v.len(),
+            })).collect::<Vec<_>>(),
+            "alarms": self.alarms.values().map(|a| serde_json::json!({
+                "name": a.name, "state": a.state, "reason": a.reason,
+            })).collect::<Vec<_>>(),
+            "get_metric_data_calls": self.get_metric_data_calls,
+            "get_metric_data_queries": self.get_metric_data_queries,
+        })
+    }
+}
+
+pub(super) fn router() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/service/GraniteServiceVersion20100801/operation/{op}",
+            post(dispatch),
+        )
+        .route("/", post(dispatch_json))
+}
+
+/// A CloudWatch error, rendered per protocol.
+pub(super) struct CwError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+type Reply = Result<Cbor, CwError>;
+
+fn error(status: StatusCode, code: &str, message: &str) -> Reply {
+    Err(CwError {
+        status,
+        code: code.to_string(),
+        message: message.to_string(),
+    })
+}
+
+/// The same document for both protocols; clients read `__type` and `message`.
+fn error_body(e: &CwError) -> Cbor {
+    Cbor::Map(vec![
+        (
+            text("__type"),
+            text(&format!("com.amazonaws.cloudwatch#{}", e.code)),
+        ),
+        (text("message"), text(&e.message)),
+    ])
+}
+
+fn cbor_response(status: StatusCode, body: &Cbor) -> Response {
+    let mut bytes = Vec::new();
+    if ciborium::into_writer(body, &mut bytes).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        status,
+        [
+            ("content-type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn invalid(message: &str) -> Reply {
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterValueException",
+        message,
+    )
+}
+
+/// CBOR → JSON, with timestamps (tag 1) as epoch seconds.
+fn to_json(v: Cbor) -> Json {
+    match v {
+        Cbor::Integer(i) => Json::from(i128::from(i) as f64),
+        Cbor::Float(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
+        Cbor::Text(s) => Json::String(s),
+        Cbor::Bool(b) => Json::Bool(b),
+        Cbor::Null => Json::Null,
+        Cbor::Tag(_, inner) => to_json(*inner),
+        Cbor::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
+        Cbor::Map(pairs) => Json::Object(
+            pairs
+                .into_iter()
+                .filter_map(|(k, v)| match k {
+                    Cbor::Text(k) => Some((k, to_json(v))),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => Json::Null,
+    }
+}
+
+fn text(s: &str) -> Cbor {
+    Cbor::Text(s.to_string())
+}
+
+fn timestamp(secs: f64) -> Cbor {
+    Cbor::Tag(1, Box::new(Cbor::Float(secs)))
+}
+
+async fn dispatch(State(shared): State<Shared>, Path(op): Path<String>, body: Bytes) -> Response {
+    let input: Json = if body.is_empty() {
+        Json::Object(Default::default())
+    } else {
+        match ciborium::from_reader::<Cbor, _>(body.as_ref()) {
+            Ok(v) => to_json(v),
+            Err(e) => {
+                let e = CwError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "SerializationException".into(),
+                    message: format!("invalid CBOR: {e}"),
+                };
+                return cbor_response(e.status, &error_body(&e));
+            }
+        }
+    };
+    match run(&shared, &op, &input) {
+        Ok(out) => cbor_response(StatusCode::OK, &out),
+        Err(e) => cbor_response(e.status, &error_body(&e)),
+    }
+}
+
+/// The awsJson1_0 protocol (what the AWS CLI v1 speaks): `POST /` with
+/// `X-Amz-Target: GraniteServiceVersion20100801.<Op>` and a JSON body.
+async fn dispatch_json(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let op = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("GraniteServiceVersion20100801."))
+        .unwrap_or_default()
+        .to_string();
+    let reply = match serde_json::from_slice::<Json>(if body.is_empty() { b"{}" } else { &body }) {
+        Ok(input) => run(&shared, &op, &input),
+        Err(e) => Err(CwError {
+            status: StatusCode::BAD_REQUEST,
+            code: "SerializationException".into(),
+            message: format!("invalid JSON: {e}"),
+        }),
+    };
+    let (status, doc) = match reply {
+        Ok(out) => (StatusCode::OK, out),
+        Err(e) => (e.status, error_body(&e)),
+    };
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.0")],
+        to_json(doc).to_string(),
+    )
+        .into_response()
+}
+
+fn run(shared: &Shared, op: &str, input: &Json) -> Reply {
+    let mut world = shared.lock();
+    let cw = &mut world.cloudwatch;
+    match op {
+        "PutMetricData" => put_metric_data(cw, input),
+        "GetMetricData" => get_metric_data(cw, input),
+        "PutMetricAlarm" => put_metric_alarm(cw, input),
+        "DescribeAlarms" => describe_alarms(cw, input),
+        "SetAlarmState" => set_alarm_state(cw, input),
+        other => error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            &format!("the sandbox does not implement CloudWatch {other}"),
+        ),
+    }
+}
+
+fn str_of<'a>(v: &'a Json, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Json::as_str)
+}
+
+fn dimensions(v: &Json) -> BTreeMap<String, String> {
+    v.get("Dimensions")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| {
+            Some((
+                str_of(d, "Name")?.to_string(),
+                str_of(d, "Value")?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn now_secs() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+fn put_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
+    let Some(namespace) = str_of(input, "Namespace") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "MissingRequiredParameterException",
+            "Namespace is required",
+        );
+    };
+    let Some(data) = input.get("MetricData").and_then(Json::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "MissingRequiredParameterException",
+            "MetricData is required",
+        );
+    };
+    let mut parsed = Vec::new();
+    for d in data {
+        let Some(name) = str_of(d, "MetricName") else {
+            return invalid("MetricName is required");
+        };
+        let at = d
+            .get("Timestamp")
+            .and_then(Json::as_f64)
+            .unwrap_or_else(now_secs);
+        let datum = if let Some(v) = d.get("Value").and_then(Json::as_f64) {
+            Datum::from_values(at, vec![(v, 1.0)])
+        } else if let Some(values) = d.get("Values").and_then(Json::as_array) {
+            let counts: Vec<f64> = d
+                .get("Counts")
+                .and_then(Json::as_array)
+                .map(|c| c.iter().filter_map(Json::as_f64).collect())
+                .unwrap_or_else(|| vec![1.0; values.len()]);
+            if counts.len() != values.len() {
+                return invalid("The Values and Counts arrays must have the same length");
+            }
+            let pairs = values.iter().filter_map(Json::as_f64).zip(counts).collect();
+            Datum::from_values(at, pairs)
+        } else if let Some(s) = d.get("StatisticValues") {
+            let f = |k| s.get(k).and_then(Json::as_f64).unwrap_or(0.0);
+            Datum {
+                at,
+                values: Vec::new(),
+                count: f("SampleCount"),
+                sum: f("Sum"),
+                min: f("Minimum"),
+                max: f("Maximum"),
+            }
+        } else {
+            return invalid("Each MetricDatum needs Value, Values or StatisticValues");
+        };
+        let key = MetricKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            dimensions: dimensions(d),
+        };
+        parsed.push((key, datum));
+    }
+    for (k, d) in parsed {
+        cw.put(k, d);
+    }
+    Ok(Cbor::Map(vec![]))
+}
+
+/// A statistic over the data in one period.
+pub(super) fn statistic(stat: &str, data: &[&Datum]) -> Option<f64> {
+    let count: f64 = data.iter().map(|d| d.count).sum();
+    if count <= 0.0 {
+        return None;
+    }
+    match stat {
+        "SampleCount" => Some(count),
+        "Sum" => Some(data.iter().map(|d| d.sum).sum()),
+        "Average" => Some(data.iter().map(|d| d.sum).sum::<f64>() / count),
+        "Minimum" => data.iter().map(|d| d.min).reduce(f64::min),
+        "Maximum" => data.iter().map(|d| d.max).reduce(f64::max),
+        p if p.starts_with('p') => {
+            let q: f64 = p[1..].parse().ok()?;
+            if !(0.0..=100.0).contains(&q) {
+                return None;
+            }
+            let mut values: Vec<(f64, f64)> =
+                data.iter().flat_map(|d| d.values.iter().copied()).collect();
+            if values.is_empty() {
+                return None;
+            }
+            values.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let total: f64 = values.iter().map(|(_, c)| c).sum();
+            let rank = (q / 100.0 * total).max(f64::MIN_POSITIVE);
+            let mut seen = 0.0;
+            for (v, c) in &values {
+                seen += c;
+                if seen >= rank {
+                    return Some(*v);
+                }
+            }
+            values.last().map(|(v, _)| *v)
+        }
+        _ => None,
+    }
+}
+
+fn valid_stat(stat: &str) -> bool {
+    matches!(
+        stat,
+        "SampleCount" | "Sum" | "Average" | "Minimum" | "Maximum"
+    ) || stat
+        .strip_prefix('p')
+        .and_then(|q| q.parse::<f64>().ok())
+        .is_some_and(|q| (0.0..=100.0).contains(&q))
+}
+
+/// One query's series: (period start, value), oldest first.
+type Series = Vec<(f64, f64)>;
+
+fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
+    let queries = input
+        .get("MetricDataQueries")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if queries.is_empty() {
+        return invalid("MetricDataQueries must contain at least 1 item");
+    }
+    if queries.len() > MAX_QUERIES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            &format!(
+                "The collection MetricDataQueries must not have a size greater than {MAX_QUERIES}."
+            ),
+        );
+    }
+    let (Some(start), Some(end)) = (
+        input.get("StartTime").and_then(Json::as_f64),
+        input.get("EndTime").and_then(Json::as_f64),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "MissingRequiredParameterException",
+            "StartTime and EndTime are required",
+        );
+    };
+    if end <= start {
+        return invalid("The parameter StartTime must be less than the parameter EndTime.");
+    }
+    cw.get_metric_data_calls += 1;
+    cw.get_metric_data_queries += queries.len() as u64;
+
+    let mut series: BTreeMap<String, Series> = BTreeMap::new();
+    // Metric queries first, then expressions (which refer to them by id).
+    for q in queries.iter().filter(|q| q.get("MetricStat").is_some()) {
+        let id = str_of(q, "Id").unwrap_or_default().to_string();
+        let ms = &q["MetricStat"];
+        let metric = &ms["Metric"];
+        let stat = str_of(ms, "Stat").unwrap_or_default();
+        if !valid_stat(stat) {
+            return invalid(&format!("Invalid statistic {stat:?} in query {id}"));
+        }
+        let period = ms
+            .get("Period")
+            .and_then(Json::as_f64)
+            .unwrap_or(60.0)
+            .max(1.0);
+        let key = MetricKey {
+            namespace: str_of(metric, "Namespace").unwrap_or_default().to_string(),
+            name: str_of(metric, "MetricName").unwrap_or_default().to_string(),
+            dimensions: dimensions(metric),
+        };
+        let data = cw.metrics.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let mut buckets: BTreeMap<i64, Vec<&Datum>> = BTreeMap::new();
+        for d in data.iter().filter(|d| d.at >= start && d.at < end) {
+            let bucket = ((d.at - start) / period).floor() as i64;
+            buckets.entry(bucket).or_default().push(d);
+        }
+        let s: Series = buckets
+            .iter()
+            .filter_map(|(b, ds)| statistic(stat, ds).map(|v| (start + *b as f64 * period, v)))
+            .collect();
+        series.insert(id, s);
+    }
+    for q in queries.iter().filter(|q| q.get("Expression").is_some()) {
+        let id = str_of(q, "Id").unwrap_or_default().to_string();
+        let expr = str_of(q, "Expression").unwrap_or_default();
+        match math::evaluate(expr, &series) {
+            Ok(s) => {
+                series.insert(id, s);
+            }
+            Err(e) => return invalid(&format!("Error in expression {id}: {e}")),
+        }
+    }
+
+    // Pagination by data points, in query order, newest first within a series
+    // (CloudWatch's default TimestampDescending).
+    let max = input
+        .get("MaxDatapoints")
+        .and_then(Json::as_f64)
+        .map_or(DEFAULT_MAX_DATAPOINTS, |m| m.max(1.0) as usize);
+    let skip: usize = str_of(input, "NextToken")
+        .and_then(|t| t.strip_prefix("dp-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut position = 0;
+    let mut emitted = 0;
+    let mut results = Vec::new();
+    let mut more = false;
+    for q in &queries {
+        if q.get("ReturnData").and_then(Json::as_bool) == Some(false) {
+            continue;
+        }
+        let id = str_of(q, "Id").unwrap_or_default();
+        let mut points: Series = series.get(id).cloned().unwrap_or_default();
+        points.reverse();
+        let mut timestamps = Vec::new();
+        let mut values = Vec::new();
+        for (t, v) in points {
+            if position >= skip {
+                if emitted >= max {
+                    more = true;
+                    break;
+                }
+                timestamps.push(timestamp(t));
+                values.push(Cbor::Float(v));
+                emitted += 1;
+            }
+            position += 1;
+        }
+        results.push(Cbor::Map(vec![
+            (text("Id"), text(id)),
+            (text("Label"), text(str_of(q, "Label").unwrap_or(id))),
+            (text("Timestamps"), Cbor::Array(timestamps)),
+            (text("Values"), Cbor::Array(values)),
+            (
+                text("StatusCode"),
+                text(if more { "PartialData" } else { "Complete" }),
+            ),
+        ]));
+        if more {
+            break;
+        }
+    }
+    let mut out = vec![
+        (text("MetricDataResults"), Cbor::Array(results)),
+        (text("Messages"), Cbor::Array(vec![])),
+    ];
+    if more {
+        out.push((text("NextToken"), text(&format!("dp-{}", skip + emitted))));
+    }
+    Ok(Cbor::Map(out))
+}
+
+fn put_metric_alarm(cw: &mut CloudWatch, input: &Json) -> Reply {
+    let Some(name) = str_of(input, "AlarmName") else {
+        return invalid("AlarmName is required");
+    };
+    let definition = input
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let existing = cw.alarms.get(name);
+    let alarm = Alarm {
+        name: name.to_string(),
+        state: existing.map_or("INSUFFICIENT_DATA".into(), |a| a.state.clone()),
+        reason: existing.map_or("Unchecked: Initial alarm creation".into(), |a| {
+            a.reason.clone()
+        }),
+        updated: existing.map_or_else(now_secs, |a| a.updated),
+        definition,
+    };
+    cw.alarms.insert(name.to_string(), alarm);
+    Ok(Cbor::Map(vec![]))
+}
+
+fn json_to_cbor(v: &Json) -> Cbor {
+    match v {
+        Json::Null => Cbor::Null,
+        Json::Bool(b) => Cbor::Bool(*b),
+        Json::Number(n) => n.as_i64().map_or_else(
+            || Cbor::Float(n.as_f64().unwrap_or(0.0)),
+            |i| Cbor::Integer(i.into()),
+        ),
+        Json::String(s) => text(s),
+        Json::Array(a) => Cbor::Array(a.iter().map(json_to_cbor).collect()),
+        Json::Object(o) => Cbor::Map(o.iter().map(|(k, v)| (text(k), json_to_cbor(v))).collect()),
+    }
+}
+
+fn describe_alarms(cw: &CloudWatch, input: &Json) -> Reply {
+    let names: Option<Vec<&str>> = input
+        .get("AlarmNames")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect());
+    let state = str_of(input, "StateValue");
+    let alarms: Vec<Cbor> = cw
+        .alarms
+        .values()
+        .filter(|a| names.as_ref().is_none_or(|n| n.contains(&a.name.as_str())))
+        .filter(|a| state.is_none_or(|s| s == a.state))
+        .map(|a| {
+            let mut fields: Vec<(Cbor, Cbor)> = Vec::new();
+            for key in [
+                "MetricName",
+                "Namespace",
+                "Statistic",
+                "ExtendedStatistic",
+                "Period",
+                "EvaluationPeriods",
+                "DatapointsToAlarm",
+                "Threshold",
+                "ComparisonOperator",
+                "TreatMissingData",
+                "Dimensions",
+                "AlarmDescription",
+            ] {
+                if let Some(v) = a.definition.get(key) {
+                    let v = match key {
+                        // Integers in the model: send them as CBOR integers.
+                        "Period" | "EvaluationPeriods" | "DatapointsToAlarm" => v
+                            .as_f64()
+                            .map_or(Cbor::Null, |f| Cbor::Integer((f as i64).into())),
+                        "Threshold" => v.as_f64().map_or(Cbor::Null, Cbor::Float),
+                        _ => json_to_cbor(v),
+                    };
+                    fields.push((text(key), v));
+                }
+            }
+            fields.extend([
+                (text("AlarmName"), text(&a.name)),
+                (
+                    text("AlarmArn"),
+                    text(&format!(
+                        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}",
+                        a.name
+                    )),
+                ),
+                (text("StateValue"), text(&a.state)),
+                (text("StateReason"), text(&a.reason)),
+                (text("StateUpdatedTimestamp"), timestamp(a.updated)),
+            ]);
+            Cbor::Map(fields)
+        })
+        .collect();
+    Ok(Cbor::Map(vec![
+        (text("MetricAlarms"), Cbor::Array(alarms)),
+        (text("CompositeAlarms"), Cbor::Array(vec![])),
+    ]))
+}
+
+fn set_alarm_state(cw: &mut CloudWatch, input: &Json) -> Reply {
+    let (Some(name), Some(state)) = (str_of(input, "AlarmName"), str_of(input, "StateValue"))
+    else {
+        return invalid("AlarmName and StateValue are required");
+    };
+    if !matches!(state, "OK" | "ALARM" | "INSUFFICIENT_DATA") {
+        return invalid(&format!("Invalid StateValue {state:?}"));
+    }
+    let Some(alarm) = cw.alarms.get_mut(name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("Alarm {name} not found"),
+        );
+    };
+    alarm.state = state.to_string();
+    alarm.reason = str_of(input, "StateReason").unwrap_or_default().to_string();
+    alarm.updated = now_secs();
+    Ok(Cbor::Map(vec![]))
+}
+
+/// Simple metric math: `+ - * /`, parentheses, numbers and query ids,
+/// evaluated per timestamp present in every referenced series.
+mod math {
+    use super::Series;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Tok {
+        Num(f64),
+        Id(String),
+        Op(char),
+    }
+
+    fn lex(s: &str) -> Result<Vec<Tok>, String> {
+        let mut out = Vec::new();
+        let chars: Vec<char> = s.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c.is_whitespace() {
+                i += 1;
+            } else if "+-*/()".contains(c) {
+                out.push(Tok::Op(c));
+                i += 1;
+            } else if c.is_ascii_digit() || c == '.' {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                    i += 1;
+                }
+                let n: String = chars[start..i].iter().collect();
+                out.push(Tok::Num(n.parse().map_err(|_| format!("bad number {n}"))?));
+            } else if c.is_ascii_alphabetic() || c == '_' {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                out.push(Tok::Id(chars[start..i].iter().collect()));
+            } else {
+                return Err(format!("unexpected character {c:?}"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A value per timestamp, or a scalar.
+    #[derive(Debug, Clone)]
+    enum Val {
+        Scalar(f64),
+        Series(BTreeMap<i64, f64>),
+    }
+
+    fn key(t: f64) -> i64 {
+        (t * 1000.0).round() as i64
+    }
+
+    fn combine(a: Val, b: Val, op: char) -> Val {
+        let f = |x: f64, y: f64| match op {
+            '+' => x + y,
+            '-' => x - y,
+            '*' => x * y,
+            _ => x / y,
+        };
+        match (a, b) {
+            (Val::Scalar(x), Val::Scalar(y)) => Val::Scalar(f(x, y)),
+            (Val::Series(s), Val::Scalar(y)) => {
+                Val::Series(s.into_iter().map(|(t, x)| (t, f(x, y))).collect())
+            }
+            (Val::Scalar(x), Val::Series(s)) => {
+                Val::Series(s.into_iter().map(|(t, y)| (t, f(x, y))).collect())
+            }
+            (Val::Series(a), Val::Series(b)) => Val::Series(
+                a.into_iter()
+                    .filter_map(|(t, x)| b.get(&t).map(|y| (t, f(x, *y))))
+                    .collect(),
+            ),
+        }
+    }
+
+    struct Parser<'a> {
+        toks: Vec<Tok>,
+        pos: usize,
+        series: &'a BTreeMap<String, Series>,
+    }
+
+    impl Parser<'_> {
+        fn peek(&self) -> Option<&Tok> {
+            self.toks.get(self.pos)
+        }
+
+        fn expr(&mut self) -> Result<Val, String> {
+            let mut v = self.term()?;
+            while let Some(Tok::Op(op @ ('+' | '-'))) = self.peek().cloned() {
+                self.pos += 1;
+                v = combine(v, self.term()?, op);
+            }
+            Ok(v)
+        }
+
+        fn term(&mut self) -> Result<Val, String> {
+            let mut v = self.atom()?;
+            while let Some(Tok::Op(op @ ('*' | '/'))) = self.peek().cloned() {
+                self.pos += 1;
+                v = combine(v, self.atom()?, op);
+            }
+            Ok(v)
+        }
+
+        fn atom(&mut self) -> Result<Val, String> {
+            let tok = self.peek().cloned().ok_or("unexpected end of expression")?;
+            self.pos += 1;
+            match tok {
+                Tok::Num(n) => Ok(Val::Scalar(n)),
+                Tok::Id(id) => self
+                    .series
+                    .get(&id)
+                    .map(|s| Val::Series(s.iter().map(|(t, v)| (key(*t), *v)).collect()))
+                    .ok_or_else(|| format!("unknown metric id {id}")),
+                Tok::Op('(') => {
+                    let v = self.expr()?;
+                    match self.peek() {
+                        Some(Tok::Op(')')) => {
+                            self.pos += 1;
+                            Ok(v)
+                        }
+                        _ => Err("missing )".into()),
+                    }
+                }
+                Tok::Op('-') => Ok(combine(Val::Scalar(0.0), self.atom()?, '-')),
+                Tok::Op(c) => Err(format!("unexpected {c}")),
+            }
+        }
+    }
+
+    pub(super) fn evaluate(
+        expr: &str,
+        series: &BTreeMap<String, Series>,
+    ) -> Result<Series, String> {
+        let mut p = Parser {
+            toks: lex(expr)?,
+            pos: 0,
+            series,
+        };
+        let v = p.expr()?;
+        if p.pos != p.toks.len() {
+            return Err("unexpected trailing input".into());
+        }
+        match v {
+            Val::Scalar(_) => Err("an expression must refer to at least one metric".into()),
+            Val::Series(s) => Ok(s
+                .into_iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(t, v)| (t as f64 / 1000.0, v))
+                .collect()),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn error_rate_expression() {
+            let series: BTreeMap<String, Series> = [
+                ("errors".to_string(), vec![(0.0, 3.0), (60.0, 0.0)]),
+                (
+                    "inv".to_string(),
+                    vec![(0.0, 200.0), (60.0, 100.0), (120.0, 50.0)],
+                ),
+            ]
+            .into();
+            let out = evaluate("100 * errors / inv", &series).unwrap();
+            assert_eq!(out, vec![(0.0, 1.5), (60.0, 0.0)]);
+            assert_eq!(
+                evaluate("(inv - errors) / 2", &series).unwrap()[0],
+                (0.0, 98.5)
+            );
+            assert!(evaluate("inv / nope", &series).is_err());
+            assert!(evaluate("1 + 2", &series).is_err());
+            assert!(evaluate("inv +", &series).is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_over_raw_values() {
+        let d = Datum::from_values(0.0, (1..=100).map(|v| (f64::from(v), 1.0)).collect());
+        let data = [&d];
+        assert_eq!(statistic("SampleCount", &data), Some(100.0));
+        assert_eq!(statistic("Sum", &data), Some(5050.0));
+        assert_eq!(statistic("Average", &data), Some(50.5));
+        assert_eq!(statistic("Minimum", &data), Some(1.0));
+        assert_eq!(statistic("Maximum", &data), Some(100.0));
+        assert_eq!(statistic("p50", &data), Some(50.0));
+        assert_eq!(statistic("p99", &data), Some(99.0));
+        assert_eq!(statistic("p99.9", &data), Some(100.0));
+        assert_eq!(statistic("Average", &[]), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! An independent client judges the sandbox too: the AWS CLI (botocore,
+//! `pip install awscli`, installed by .ci/run) puts and reads metrics and
+//! reads and updates a function.
+
+use std::process::Command;
+
+use rollgate::sandbox::{Sandbox, SandboxConfig};
+use serde_json::Value;
+
+async fn aws(endpoint: String, args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("aws")
+            .arg("--endpoint-url")
+            .arg(&endpoint)
+            .args(&args)
+            .args(["--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .output()
+            .expect("the AWS CLI must be installed: pip install awscli (.ci/run does)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_puts_and_reads_metrics() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    for v in ["40", "60"] {
+        let (ok, _, err) = aws(
+            sandbox.url(),
+            args(&format!("cloudwatch put-metric-data --namespace DixonSmartRepair --metric-name TokensPerRequest --dimensions FunctionName=f --value {v}")),
+        )
+        .await;
+        assert!(ok, "{err}");
+    }
+    let now = chrono::Utc::now();
+    let mut q = args("cloudwatch get-metric-data --metric-data-queries");
+    q.push(r#"[{"Id":"t","MetricStat":{"Metric":{"Namespace":"DixonSmartRepair","MetricName":"TokensPerRequest","Dimensions":[{"Name":"FunctionName","Value":"f"}]},"Period":600,"Stat":"Average"}}]"#.into());
+    q.extend([
+        "--start-time".into(),
+        (now - chrono::Duration::minutes(5)).to_rfc3339(),
+    ]);
+    q.extend([
+        "--end-time".into(),
+        (now + chrono::Duration::minutes(1)).to_rfc3339(),
+    ]);
+    let (ok, out, err) = aws(sandbox.url(), q).await;
+    assert!(ok, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["MetricDataResults"][0]["Values"][0], 50.0, "{out}");
+
+    let (ok, _, err) = aws(
+        sandbox.url(),
+        args("cloudwatch put-metric-alarm --alarm-name errs --namespace AWS/Lambda --metric-name Errors --statistic Sum --period 60 --evaluation-periods 1 --threshold 5 --comparison-operator GreaterThanThreshold"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = aws(
+        sandbox.url(),
+        args("cloudwatch set-alarm-state --alarm-name errs --state-value ALARM --state-reason cli"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (_, out, _) = aws(
+        sandbox.url(),
+        args("cloudwatch describe-alarms --alarm-names errs"),
+    )
+    .await;
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["MetricAlarms"][0]["StateValue"], "ALARM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_reads_and_updates_a_function() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let aws_config = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
+    rollgate::demo::create_demo_function(&aws_config)
+        .await
+        .unwrap();
+    let (ok, out, err) = aws(
+        sandbox.url(),
+        args("lambda get-function-configuration --function-name dixon-smart-repair-handler"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let cfg: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        cfg["Environment"]["Variables"]["TABLE_NAME"],
+        "dixon-sessions"
+    );
+    let (ok, _, err) = aws(
+        sandbox.url(),
+        args("lambda update-function-configuration --function-name dixon-smart-repair-handler --revision-id stale --environment Variables={A1=b}"),
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("PreconditionFailedException"), "{err}");
+}

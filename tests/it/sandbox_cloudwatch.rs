@@ -1,0 +1,238 @@
+//! The sandbox's CloudWatch, judged by the official SDK (rpcv2Cbor).
+
+use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StateValue,
+    Statistic,
+};
+use rollgate::sandbox::{Sandbox, SandboxConfig};
+
+async fn client(sandbox: &Sandbox) -> Client {
+    Client::new(&rollgate::demo::sandbox_aws_config(&sandbox.url()).await)
+}
+
+fn dim() -> Dimension {
+    Dimension::builder().name("FunctionName").value("f").build()
+}
+
+fn query(id: &str, name: &str, stat: &str) -> MetricDataQuery {
+    query_returning(id, name, stat, true)
+}
+
+fn query_returning(id: &str, name: &str, stat: &str, return_data: bool) -> MetricDataQuery {
+    MetricDataQuery::builder()
+        .return_data(return_data)
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("AWS/Lambda")
+                        .metric_name(name)
+                        .dimensions(dim())
+                        .build(),
+                )
+                .period(60)
+                .stat(stat)
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn put_and_get_metric_data_with_statistics_and_math() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let cw = client(&sandbox).await;
+    let now = chrono::Utc::now().timestamp();
+    let minute_start = now - now % 60 - 60;
+    let at = DateTime::from_secs(minute_start + 5);
+    let durations: Vec<f64> = (1..=100).map(f64::from).collect();
+    cw.put_metric_data()
+        .namespace("AWS/Lambda")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("Duration")
+                .dimensions(dim())
+                .timestamp(at)
+                .set_values(Some(durations))
+                .set_counts(Some(vec![1.0; 100]))
+                .build(),
+        )
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("Invocations")
+                .dimensions(dim())
+                .timestamp(at)
+                .value(200.0)
+                .build(),
+        )
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("Errors")
+                .dimensions(dim())
+                .timestamp(at)
+                .value(3.0)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let out = cw
+        .get_metric_data()
+        .start_time(DateTime::from_secs(minute_start))
+        .end_time(DateTime::from_secs(minute_start + 60))
+        .metric_data_queries(query("avg", "Duration", "Average"))
+        .metric_data_queries(query("p99", "Duration", "p99"))
+        .metric_data_queries(query("n", "Duration", "SampleCount"))
+        .metric_data_queries(query("max", "Duration", "Maximum"))
+        .metric_data_queries(query_returning("inv", "Invocations", "Sum", false))
+        .metric_data_queries(query_returning("err", "Errors", "Sum", false))
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("rate")
+                .expression("100 * err / inv")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let value = |id: &str| {
+        let r = out
+            .metric_data_results()
+            .iter()
+            .find(|r| r.id() == Some(id))
+            .unwrap();
+        assert_eq!(r.timestamps().len(), 1, "{r:?}");
+        assert_eq!(r.timestamps()[0].secs(), minute_start);
+        r.values()[0]
+    };
+    assert_eq!(value("avg"), 50.5);
+    assert_eq!(value("p99"), 99.0);
+    assert_eq!(value("n"), 100.0);
+    assert_eq!(value("max"), 100.0);
+    assert_eq!(value("rate"), 1.5);
+    assert!(
+        out.metric_data_results()
+            .iter()
+            .all(|r| r.id() != Some("inv")),
+        "ReturnData=false is hidden"
+    );
+}
+
+#[tokio::test]
+async fn at_most_500_queries_and_pagination() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let cw = client(&sandbox).await;
+    let now = chrono::Utc::now().timestamp();
+    let base = now - now % 60 - 600;
+    for i in 0..5 {
+        cw.put_metric_data()
+            .namespace("AWS/Lambda")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("Invocations")
+                    .dimensions(dim())
+                    .timestamp(DateTime::from_secs(base + i * 60 + 1))
+                    .value(10.0)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let too_many = (0..501)
+        .map(|i| query(&format!("q{i}"), "Invocations", "Sum"))
+        .collect();
+    let err = cw
+        .get_metric_data()
+        .start_time(DateTime::from_secs(base))
+        .end_time(DateTime::from_secs(base + 600))
+        .set_metric_data_queries(Some(too_many))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("500"), "{err:?}");
+
+    let mut token = None;
+    let mut points = 0;
+    let mut calls = 0;
+    loop {
+        let out = cw
+            .get_metric_data()
+            .start_time(DateTime::from_secs(base))
+            .end_time(DateTime::from_secs(base + 600))
+            .metric_data_queries(query("q", "Invocations", "Sum"))
+            .max_datapoints(2)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        calls += 1;
+        points += out
+            .metric_data_results()
+            .iter()
+            .map(|r| r.values().len())
+            .sum::<usize>();
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!((points, calls), (5, 3));
+}
+
+#[tokio::test]
+async fn alarms_put_describe_and_set_state() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let cw = client(&sandbox).await;
+    cw.put_metric_alarm()
+        .alarm_name("dixon-errors")
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .dimensions(dim())
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let d = cw
+        .describe_alarms()
+        .alarm_names("dixon-errors")
+        .send()
+        .await
+        .unwrap();
+    let alarm = &d.metric_alarms()[0];
+    assert_eq!(alarm.state_value(), Some(&StateValue::InsufficientData));
+    assert_eq!(alarm.threshold(), Some(5.0));
+    assert_eq!(alarm.period(), Some(60));
+    cw.set_alarm_state()
+        .alarm_name("dixon-errors")
+        .state_value(StateValue::Alarm)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap();
+    let in_alarm = cw
+        .describe_alarms()
+        .state_value(StateValue::Alarm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_alarm.metric_alarms().len(), 1);
+    assert_eq!(in_alarm.metric_alarms()[0].state_reason(), Some("test"));
+    let missing = cw
+        .set_alarm_state()
+        .alarm_name("nope")
+        .state_value(StateValue::Ok)
+        .state_reason("x")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(missing.is_resource_not_found(), "{missing:?}");
+}
