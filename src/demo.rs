@@ -78,9 +78,14 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         config.sandbox_port,
         SandboxConfig {
             update_delay: config.update_delay,
+            traffic_tick: Some(Duration::from_secs(1)),
         },
     )
     .await?;
+    sandbox.set_traffic(crate::sandbox::traffic::TrafficSettings {
+        enabled: true,
+        ..Default::default()
+    });
     let aws = sandbox_aws_config(&sandbox.url()).await;
     create_demo_function(&aws).await?;
 

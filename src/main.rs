@@ -57,6 +57,12 @@ enum Cmd {
         /// How long a function stays `LastUpdateStatus=InProgress` after an update.
         #[arg(long, default_value_t = 0)]
         update_delay_ms: u64,
+        /// Simulate traffic (metrics every second for every function).
+        #[arg(long)]
+        traffic: bool,
+        /// A flag that makes a function fail and slow down while it is "true" (repeatable).
+        #[arg(long)]
+        bad_flag: Vec<String>,
     },
     /// Check plan files, print the plan JSON Schema.
     #[command(subcommand)]
@@ -296,11 +302,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Sandbox {
             port,
             update_delay_ms,
+            traffic,
+            bad_flag,
         } => {
             sandbox::serve_forever(
                 port,
                 sandbox::SandboxConfig {
                     update_delay: Duration::from_millis(update_delay_ms),
+                    traffic_tick: Some(Duration::from_secs(1)),
+                },
+                sandbox::traffic::TrafficSettings {
+                    enabled: traffic,
+                    bad_flags: bad_flag.into_iter().collect(),
+                    ..Default::default()
                 },
             )
             .await?;

@@ -32,6 +32,7 @@
 
 mod cloudwatch;
 mod lambda;
+pub mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +51,8 @@ use serde_json::json;
 pub struct SandboxConfig {
     /// How long `LastUpdateStatus` stays `InProgress` after an update.
     pub update_delay: Duration,
+    /// Emit simulated traffic this often (when the simulator is enabled).
+    pub traffic_tick: Option<Duration>,
 }
 
 /// Injected faults, switchable at run time.
@@ -68,6 +71,20 @@ struct World {
     faults: FaultState,
     update_delay: Duration,
     cloudwatch: cloudwatch::CloudWatch,
+    traffic: traffic::TrafficSettings,
+    noise: Option<traffic::Noise>,
+}
+
+impl World {
+    /// One tick of simulated traffic for every function, at `at` (epoch seconds).
+    fn emit_traffic(&mut self, at: f64) {
+        let noise = self
+            .noise
+            .get_or_insert_with(|| traffic::Noise::new(0x5eed));
+        for (name, f) in &self.functions {
+            traffic::emit(&mut self.cloudwatch, name, &f.env, &self.traffic, at, noise);
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -121,11 +138,15 @@ pub struct Sandbox {
     port: u16,
     faults: Faults,
     task: tokio::task::JoinHandle<()>,
+    simulator: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(s) = &self.simulator {
+            s.abort();
+        }
     }
 }
 
@@ -140,10 +161,24 @@ impl Sandbox {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        let simulator = config.traffic_tick.map(|tick| {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(tick);
+                loop {
+                    interval.tick().await;
+                    let mut w = shared.lock();
+                    if w.traffic.enabled {
+                        w.emit_traffic(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+                    }
+                }
+            })
+        });
         Ok(Sandbox {
             port,
             faults: Faults { shared },
             task,
+            simulator,
         })
     }
 
@@ -169,6 +204,33 @@ impl Sandbox {
             .map(|f| f.env.clone())
     }
 
+    /// The simulator's knobs.
+    pub fn traffic(&self) -> traffic::TrafficSettings {
+        self.faults.shared.lock().traffic.clone()
+    }
+
+    pub fn set_traffic(&self, settings: traffic::TrafficSettings) {
+        self.faults.shared.lock().traffic = settings;
+    }
+
+    /// Emits one tick of traffic for every function now, whatever `enabled` says
+    /// (tests drive time themselves this way).
+    pub fn emit_traffic_at(&self, at: chrono::DateTime<chrono::Utc>) {
+        self.faults
+            .shared
+            .lock()
+            .emit_traffic(at.timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// GetMetricData calls and queries served so far.
+    pub fn get_metric_data_stats(&self) -> (u64, u64) {
+        let w = self.faults.shared.lock();
+        (
+            w.cloudwatch.get_metric_data_calls,
+            w.cloudwatch.get_metric_data_queries,
+        )
+    }
+
     /// Changes the update delay for updates made from now on.
     pub fn set_update_delay(&self, delay: Duration) {
         self.faults.shared.lock().update_delay = delay;
@@ -176,8 +238,13 @@ impl Sandbox {
 }
 
 /// Runs the sandbox until Ctrl-C (for `rollgate sandbox --port P`).
-pub async fn serve_forever(port: u16, config: SandboxConfig) -> std::io::Result<()> {
+pub async fn serve_forever(
+    port: u16,
+    config: SandboxConfig,
+    traffic: traffic::TrafficSettings,
+) -> std::io::Result<()> {
     let sandbox = Sandbox::start(port, config).await?;
+    sandbox.set_traffic(traffic);
     println!("AWS sandbox (Lambda) listening on {}", sandbox.url());
     println!(
         "  export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
@@ -202,6 +269,7 @@ fn router(shared: Shared) -> Router {
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/faults", post(set_faults))
         .route("/_sandbox/reset", post(reset))
+        .route("/_sandbox/traffic", get(get_traffic).post(set_traffic))
         .fallback(|| async {
             lambda::aws_error(
                 axum::http::StatusCode::NOT_FOUND,
@@ -325,6 +393,43 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
         w.faults.foreign_edits.insert(edit.function, edit.set);
     }
     axum::Json(json!({ "ok": true })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrafficRequest {
+    enabled: Option<bool>,
+    invocations_per_tick: Option<u32>,
+    /// Replaces the set of bad flags.
+    bad_flags: Option<std::collections::BTreeSet<String>>,
+}
+
+async fn get_traffic(State(shared): State<Shared>) -> impl IntoResponse {
+    axum::Json(shared.lock().traffic.clone())
+}
+
+async fn set_traffic(State(shared): State<Shared>, body: axum::body::Bytes) -> Response {
+    let req: TrafficRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "error": format!("invalid traffic request: {e}") })),
+            )
+                .into_response();
+        }
+    };
+    let mut w = shared.lock();
+    if let Some(e) = req.enabled {
+        w.traffic.enabled = e;
+    }
+    if let Some(n) = req.invocations_per_tick {
+        w.traffic.invocations_per_tick = n;
+    }
+    if let Some(b) = req.bad_flags {
+        w.traffic.bad_flags = b;
+    }
+    axum::Json(w.traffic.clone()).into_response()
 }
 
 async fn reset(State(shared): State<Shared>) -> impl IntoResponse {

@@ -236,3 +236,104 @@ async fn alarms_put_describe_and_set_state() {
         .into_service_error();
     assert!(missing.is_resource_not_found(), "{missing:?}");
 }
+
+/// The simulator's metrics follow the function's flags, and a bad flag shows.
+#[tokio::test]
+async fn simulated_traffic_follows_the_flags() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let aws = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
+    rollgate::demo::create_demo_function(&aws).await.unwrap();
+    let cw = Client::new(&aws);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/_sandbox/traffic", sandbox.url()))
+        .json(&serde_json::json!({ "bad_flags": ["USE_OPTIMIZED_PROMPTS"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let window = |q: &str, name: &str, ns: &str, stat: &str| {
+        MetricDataQuery::builder()
+            .id(q)
+            .return_data(true)
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(
+                        Metric::builder()
+                            .namespace(ns)
+                            .metric_name(name)
+                            .dimensions(
+                                Dimension::builder()
+                                    .name("FunctionName")
+                                    .value("dixon-smart-repair-handler")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .period(3600)
+                    .stat(stat)
+                    .build(),
+            )
+            .build()
+    };
+    let read = |start: i64| {
+        let cw = cw.clone();
+        let window = window.clone();
+        async move {
+            let out = cw
+                .get_metric_data()
+                .start_time(DateTime::from_secs(start))
+                .end_time(DateTime::from_secs(start + 3600))
+                .metric_data_queries(window("inv", "Invocations", "AWS/Lambda", "Sum"))
+                .metric_data_queries(window("err", "Errors", "AWS/Lambda", "Sum"))
+                .metric_data_queries(window("dur", "Duration", "AWS/Lambda", "Average"))
+                .metric_data_queries(window(
+                    "tok",
+                    "TokensPerRequest",
+                    "DixonSmartRepair",
+                    "Average",
+                ))
+                .send()
+                .await
+                .unwrap();
+            let v = |id: &str| {
+                out.metric_data_results()
+                    .iter()
+                    .find(|r| r.id() == Some(id))
+                    .unwrap()
+                    .values()[0]
+            };
+            (100.0 * v("err") / v("inv"), v("dur"), v("tok"))
+        }
+    };
+    let hour = chrono::Utc::now().timestamp() - 7200;
+    for i in 0..30 {
+        sandbox.emit_traffic_at(chrono::DateTime::from_timestamp(hour + i * 10, 0).unwrap());
+    }
+    let (base_err, base_dur, base_tok) = read(hour).await;
+    assert!(base_err < 3.0, "{base_err}");
+
+    // Prompts on (and marked bad): tokens fall, errors and time rise.
+    let lambda = aws_sdk_lambda::Client::new(&aws);
+    let mut env = sandbox.function_env("dixon-smart-repair-handler").unwrap();
+    env.insert("USE_OPTIMIZED_PROMPTS".into(), "true".into());
+    lambda
+        .update_function_configuration()
+        .function_name("dixon-smart-repair-handler")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(env.into_iter().collect()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let later = hour + 3600;
+    for i in 0..30 {
+        sandbox.emit_traffic_at(chrono::DateTime::from_timestamp(later + i * 10, 0).unwrap());
+    }
+    let (err, dur, tok) = read(later).await;
+    assert!(err > base_err + 5.0, "{err} vs {base_err}");
+    assert!(dur > base_dur, "{dur} vs {base_dur}");
+    assert!(tok < base_tok * 0.2, "{tok} vs {base_tok}");
+}

@@ -135,6 +135,7 @@ async fn updates_stay_in_progress_for_the_delay_and_conflict_meanwhile() {
         0,
         SandboxConfig {
             update_delay: Duration::from_millis(300),
+            traffic_tick: None,
         },
     )
     .await

@@ -217,6 +217,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
         0,
         SandboxConfig {
             update_delay: opts.update_delay,
+            traffic_tick: None,
         },
     )
     .await
