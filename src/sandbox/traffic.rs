@@ -88,7 +88,7 @@ impl Noise {
     }
 
     /// Uniform in [0, 1).
-    pub fn next(&mut self) -> f64 {
+    pub fn uniform(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -119,7 +119,7 @@ pub(super) fn emit(
         return;
     }
     let errors = (0..settings.invocations_per_tick)
-        .filter(|_| noise.next() < l.error_rate)
+        .filter(|_| noise.uniform() < l.error_rate)
         .count() as f64;
     // Durations: 20 buckets spread around the mean (a long right tail).
     let buckets = 20;
@@ -128,7 +128,7 @@ pub(super) fn emit(
         .map(|i| {
             let q = (f64::from(i) + 0.5) / f64::from(buckets);
             let shape = -(1.0 - q).ln(); // exponential quantiles, mean 1
-            let jitter = 0.95 + 0.1 * noise.next();
+            let jitter = 0.95 + 0.1 * noise.uniform();
             (
                 (l.mean_duration_ms * (0.5 + 0.5 * shape) * jitter).round(),
                 per_bucket,
@@ -151,7 +151,7 @@ pub(super) fn emit(
         key(LAMBDA_NAMESPACE, "Duration", function),
         Datum::from_values(at, durations),
     );
-    let tokens = l.tokens_per_request * (0.97 + 0.06 * noise.next());
+    let tokens = l.tokens_per_request * (0.97 + 0.06 * noise.uniform());
     cw.put(
         key(TOKENS_NAMESPACE, TOKENS_METRIC, function),
         Datum::from_values(at, vec![(tokens.round(), n)]),
