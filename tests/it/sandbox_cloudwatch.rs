@@ -278,7 +278,6 @@ async fn simulated_traffic_follows_the_flags() {
     };
     let read = |start: i64| {
         let cw = cw.clone();
-        let window = window.clone();
         async move {
             let out = cw
                 .get_metric_data()
