@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::backend::{LambdaEnvBackend, RetryPolicy};
 use crate::rollout::engine::Engine;
 use crate::store::Store;
+use crate::watcher::Watcher;
 use crate::web::{self, AppState, Diagnostics};
 
 /// Everything `rollgate serve` is configured with.
@@ -22,6 +23,9 @@ pub struct ServeConfig {
     pub database_url: String,
     /// How often pending (recorded, unconfirmed) writes are retried.
     pub reconcile_interval: Duration,
+    /// How often the watcher ticks; `None` runs no watcher loop (tests tick
+    /// it by hand).
+    pub watch_interval: Option<Duration>,
     pub retry: RetryPolicy,
 }
 
@@ -32,6 +36,7 @@ impl ServeConfig {
             plans_dir,
             database_url,
             reconcile_interval: Duration::from_secs(5),
+            watch_interval: Some(Duration::from_secs(10)),
             retry: RetryPolicy::default(),
         }
     }
@@ -51,6 +56,7 @@ pub struct RunningApp {
     pub state: AppState,
     pub server: JoinHandle<()>,
     pub reconciler: JoinHandle<()>,
+    pub watcher: Option<JoinHandle<()>>,
 }
 
 impl RunningApp {
@@ -61,6 +67,9 @@ impl RunningApp {
     /// Stops serving (in-flight requests are dropped) and closes the database.
     pub async fn stop(self) {
         self.reconciler.abort();
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
         self.server.abort();
         let _ = self.server.await;
         self.state.engine.store().close().await;
@@ -88,9 +97,11 @@ pub async fn start(
     }
     diagnostics.record_pass(0, None);
 
+    let watcher = Arc::new(Watcher::new(engine.clone(), aws));
     let state = AppState {
         engine: engine.clone(),
         diagnostics: diagnostics.clone(),
+        watcher: watcher.clone(),
     };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
@@ -111,11 +122,25 @@ pub async fn start(
             diagnostics.record_pass(pending, error);
         }
     });
+    let watcher = config.watch_interval.map(|every| {
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let report = watcher.tick(chrono::Utc::now()).await;
+                for e in &report.errors {
+                    tracing::warn!(error = %e, "watcher");
+                }
+            }
+        })
+    });
     Ok(RunningApp {
         addr,
         state,
         server,
         reconciler,
+        watcher,
     })
 }
 

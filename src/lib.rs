@@ -14,4 +14,5 @@ pub mod plan;
 pub mod rollout;
 pub mod sandbox;
 pub mod store;
+pub mod watcher;
 pub mod web;

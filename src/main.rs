@@ -91,6 +91,9 @@ struct ServeArgs {
     /// Seconds between retries of recorded but unconfirmed flag writes.
     #[arg(long, env = "ROLLGATE_RECONCILE_INTERVAL", default_value_t = 5)]
     reconcile_interval: u64,
+    /// Seconds between watcher ticks (guardrail evaluation); 0 disables the watcher.
+    #[arg(long, env = "ROLLGATE_WATCH_INTERVAL", default_value_t = 10)]
+    watch_interval: u64,
 }
 
 #[derive(Args)]
@@ -285,6 +288,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Serve(a) => {
             let mut config = ServeConfig::new(a.listen, a.plans, a.database);
             config.reconcile_interval = Duration::from_secs(a.reconcile_interval.max(1));
+            config.watch_interval =
+                (a.watch_interval > 0).then(|| Duration::from_secs(a.watch_interval));
             app::serve(config, app::aws_config_from_env().await).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,5 +1,7 @@
-//! Metrics: guardrail and gate evaluation over CloudWatch numbers. The
-//! maths lives in `eval` as pure functions; CloudWatch queries and the watcher
-//! loop build on it.
+//! Metrics: what guardrails and gates need from CloudWatch (`queries`), how
+//! it is fetched (`cloudwatch`), and the maths that turns numbers into
+//! verdicts (`eval`, pure functions).
 
+pub mod cloudwatch;
 pub mod eval;
+pub mod queries;

@@ -164,6 +164,8 @@ impl Engine {
             version: 1,
             created_at: now,
             updated_at: now,
+            baseline: None,
+            baseline_at: None,
         };
         let entry = NewAuditEntry {
             actor: actor.to_string(),
@@ -205,6 +207,21 @@ impl Engine {
         reason: Option<String>,
         expected_version: Option<i64>,
     ) -> Result<Outcome, EngineError> {
+        self.command_with_evidence(id, command, actor, reason, expected_version, None)
+            .await
+    }
+
+    /// `command`, with the evidence behind it (the watcher's numbers) added
+    /// to the command's audit entry.
+    pub async fn command_with_evidence(
+        &self,
+        id: i64,
+        command: Command,
+        actor: &str,
+        reason: Option<String>,
+        expected_version: Option<i64>,
+        evidence: Option<serde_json::Value>,
+    ) -> Result<Outcome, EngineError> {
         let current = self.get(id).await?;
         if let Some(v) = expected_version
             && v != current.version
@@ -239,7 +256,7 @@ impl Engine {
                 previous_flags: current.desired_flags.clone(),
             });
         }
-        let entry = NewAuditEntry {
+        let mut entry = NewAuditEntry {
             actor: actor.to_string(),
             action: command.name().to_string(),
             phase: Some(next.phase_name.clone()),
@@ -253,6 +270,9 @@ impl Engine {
             })),
             ..NewAuditEntry::default()
         };
+        if let (Some(evidence), Some(detail)) = (evidence, entry.detail.as_mut()) {
+            detail["evidence"] = evidence;
+        }
         let saved = self
             .store
             .save_rollout(&next, current.version, vec![entry])

@@ -41,6 +41,9 @@ pub struct Rollout {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Baseline metrics recorded by the watcher: label → value and samples.
+    pub baseline: Option<serde_json::Value>,
+    pub baseline_at: Option<DateTime<Utc>>,
 }
 
 impl Rollout {

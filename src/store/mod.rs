@@ -268,6 +268,29 @@ impl Store {
             .collect()
     }
 
+    /// Records a rollout's baseline metrics with their audit entry. Not a
+    /// command: the version is left alone so operators' `expected_version`
+    /// stays valid.
+    pub async fn set_baseline(
+        &self,
+        id: i64,
+        baseline: &serde_json::Value,
+        at: DateTime<Utc>,
+        audit: NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE rollouts SET baseline = $1, baseline_at = $2 WHERE id = $3")
+            .bind(to_json(baseline))
+            .bind(timestamp(at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit_tx(&mut tx, with_rollout_id(vec![audit], id)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Appends entries that belong to no rollout change (e.g. a refused command).
     pub async fn append_audit(&self, entries: Vec<NewAuditEntry>) -> Result<(), StoreError> {
         let _guard = self.write_lock.lock().await;
@@ -454,6 +477,16 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
         version: row.try_get("version")?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+        baseline: row
+            .try_get::<Option<String>, _>("baseline")?
+            .as_deref()
+            .map(from_json)
+            .transpose()?,
+        baseline_at: row
+            .try_get::<Option<String>, _>("baseline_at")?
+            .as_deref()
+            .map(parse_time)
+            .transpose()?,
     })
 }
 

@@ -21,6 +21,7 @@ use crate::rollout::engine::Engine;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub diagnostics: Arc<Diagnostics>,
+    pub watcher: Arc<crate::watcher::Watcher>,
 }
 
 /// What the background reconciler last did, shown on `/readyz`.
@@ -63,6 +64,7 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
             "pending_writes": d.pending_writes.load(Ordering::Relaxed),
             "last_error": d.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         },
+        "watcher": app.watcher.last_tick(),
     });
     let status = if db.is_ok() {
         StatusCode::OK

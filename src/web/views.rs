@@ -40,6 +40,10 @@ pub struct RolloutView {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Baseline metrics (label → value, samples), recorded by the watcher.
+    #[schema(value_type = Option<Object>)]
+    pub baseline: Option<serde_json::Value>,
+    pub baseline_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Rollout> for RolloutView {
@@ -72,6 +76,8 @@ impl From<&Rollout> for RolloutView {
             version: r.version,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            baseline: r.baseline.clone(),
+            baseline_at: r.baseline_at,
         }
     }
 }

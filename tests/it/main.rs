@@ -11,3 +11,4 @@ mod recovery;
 mod rollouts;
 mod sandbox_cloudwatch;
 mod sandbox_lambda;
+mod watcher;

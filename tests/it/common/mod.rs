@@ -239,6 +239,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     );
     config.retry = opts.retry;
     config.reconcile_interval = opts.reconcile_interval;
+    config.watch_interval = None;
     let app = app::start(&config, &aws).await.unwrap();
     TestApp {
         url: app.url(),
@@ -337,6 +338,16 @@ impl TestApp {
             env.len(),
             FLAGS.len() + UNRELATED.len(),
             "no variable added or lost: {env:?}"
+        );
+    }
+
+    /// Asserts one variable's value on the function.
+    pub async fn assert_flag(&self, name: &str, want: &str) {
+        let env = self.function_env().await;
+        assert_eq!(
+            env.get(name).map(String::as_str),
+            Some(want),
+            "{name} in {env:?}"
         );
     }
 

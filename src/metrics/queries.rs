@@ -1,0 +1,173 @@
+//! Which CloudWatch series a guardrail or gate needs, and how to batch them
+//! into the fewest GetMetricData calls (at most 500 queries each, one time
+//! window per call). Pure code; `cloudwatch` does the I/O.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::plan::{CustomMetric, MetricRef};
+
+use super::eval::{Observation, error_rate_percent};
+
+/// CloudWatch's limit on queries per GetMetricData call.
+pub const MAX_QUERIES_PER_CALL: usize = 500;
+
+pub const LAMBDA_NAMESPACE: &str = "AWS/Lambda";
+
+/// One CloudWatch statistic of one metric.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Series {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: BTreeMap<String, String>,
+    pub stat: String,
+}
+
+fn lambda(name: &str, function: &str, stat: &str) -> Series {
+    Series {
+        namespace: LAMBDA_NAMESPACE.into(),
+        name: name.into(),
+        dimensions: [("FunctionName".to_string(), function.to_string())].into(),
+        stat: stat.into(),
+    }
+}
+
+/// The series behind a metric: (value series, samples series). Error rate
+/// is computed from two sums, so it has no single value series.
+pub fn series_for(
+    metric: &MetricRef,
+    function: &str,
+    customs: &BTreeMap<String, CustomMetric>,
+) -> Vec<Series> {
+    let invocations = lambda("Invocations", function, "Sum");
+    match metric {
+        MetricRef::ErrorRate => vec![lambda("Errors", function, "Sum"), invocations],
+        MetricRef::DurationAvg => vec![lambda("Duration", function, "Average"), invocations],
+        MetricRef::DurationPercentile(p) => {
+            vec![lambda("Duration", function, &format!("p{p}")), invocations]
+        }
+        MetricRef::Throttles => vec![lambda("Throttles", function, "Sum"), invocations],
+        MetricRef::Invocations => vec![invocations],
+        MetricRef::Custom(name) => match customs.get(name) {
+            Some(c) => {
+                let base = Series {
+                    namespace: c.namespace.clone(),
+                    name: c.metric_name.clone(),
+                    dimensions: c.dimensions.clone(),
+                    stat: c.stat.clone(),
+                };
+                let count = Series {
+                    stat: "SampleCount".into(),
+                    ..base.clone()
+                };
+                vec![base, count]
+            }
+            None => vec![],
+        },
+    }
+}
+
+/// The observation of `metric` from fetched values (missing = no data).
+pub fn observe(
+    metric: &MetricRef,
+    function: &str,
+    customs: &BTreeMap<String, CustomMetric>,
+    values: &HashMap<Series, f64>,
+) -> Observation {
+    let series = series_for(metric, function, customs);
+    let get = |i: usize| series.get(i).and_then(|s| values.get(s)).copied();
+    match metric {
+        MetricRef::ErrorRate => {
+            let invocations = get(1).unwrap_or(0.0);
+            Observation {
+                // No data for Errors with invocations present means zero errors.
+                value: error_rate_percent(get(0).unwrap_or(0.0), invocations),
+                samples: invocations as u64,
+            }
+        }
+        MetricRef::Invocations => Observation {
+            value: get(0),
+            samples: get(0).unwrap_or(0.0) as u64,
+        },
+        _ => Observation {
+            value: get(0),
+            samples: get(1).unwrap_or(0.0) as u64,
+        },
+    }
+}
+
+/// One GetMetricData call: a window and at most 500 series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub window_secs: u64,
+    pub series: Vec<Series>,
+}
+
+/// Groups the needed (window, series) pairs by window, drops duplicates and
+/// cuts each group into calls of at most 500 queries: the fewest calls there
+/// can be, `Σ ceil(series in window / 500)`.
+pub fn batches(needs: impl IntoIterator<Item = (u64, Series)>) -> Vec<Batch> {
+    let mut by_window: BTreeMap<u64, BTreeSet<Series>> = BTreeMap::new();
+    for (window, series) in needs {
+        by_window.entry(window).or_default().insert(series);
+    }
+    by_window
+        .into_iter()
+        .flat_map(|(window_secs, set)| {
+            let all: Vec<Series> = set.into_iter().collect();
+            all.chunks(MAX_QUERIES_PER_CALL)
+                .map(|chunk| Batch {
+                    window_secs,
+                    series: chunk.to_vec(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_minimal_and_deduplicated() {
+        let needs = (0..1_200).flat_map(|i| {
+            let f = format!("fn{i}");
+            series_for(&MetricRef::ErrorRate, &f, &BTreeMap::new())
+                .into_iter()
+                .chain(series_for(
+                    &MetricRef::DurationPercentile(99.0),
+                    &f,
+                    &BTreeMap::new(),
+                ))
+                .map(|s| (300, s))
+                .collect::<Vec<_>>()
+        });
+        // 1,200 functions × (errors, invocations, p99) = 3,600 distinct series.
+        let b = batches(needs);
+        assert_eq!(b.len(), 8);
+        assert!(b.iter().all(|b| b.series.len() <= MAX_QUERIES_PER_CALL));
+        assert_eq!(b.iter().map(|b| b.series.len()).sum::<usize>(), 3_600);
+    }
+
+    #[test]
+    fn windows_are_separate_calls() {
+        let s = lambda("Invocations", "f", "Sum");
+        let b = batches([(300, s.clone()), (3600, s.clone()), (300, s)]);
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn observations_from_values() {
+        let mut v = HashMap::new();
+        v.insert(lambda("Errors", "f", "Sum"), 6.0);
+        v.insert(lambda("Invocations", "f", "Sum"), 200.0);
+        let o = observe(&MetricRef::ErrorRate, "f", &BTreeMap::new(), &v);
+        assert_eq!(o.value, Some(3.0));
+        assert_eq!(o.samples, 200);
+        let none = observe(&MetricRef::DurationAvg, "f", &BTreeMap::new(), &v);
+        assert_eq!(none.value, None);
+        assert_eq!(none.samples, 200);
+        let nothing = observe(&MetricRef::ErrorRate, "g", &BTreeMap::new(), &v);
+        assert_eq!(nothing.value, None, "no invocations, no error rate");
+    }
+}

@@ -1,0 +1,401 @@
+//! The watcher: each tick fetches the guardrail metrics of every watched
+//! rollout in as few GetMetricData calls as possible, holds them to the
+//! plan's thresholds (pure `metrics::eval`), and hands decisions to the
+//! engine — a rollback, a pause, or an observation in the audit log, each
+//! with the numbers behind it. It also records each rollout's baseline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::metrics::cloudwatch::CloudWatch;
+use crate::metrics::eval::{self, Evaluation, Observation, References, Verdict};
+use crate::metrics::queries::{self, Series};
+use crate::plan::{Guardrail, GuardrailAction, GuardrailKind, MetricRef, Plan};
+use crate::rollout::engine::{Engine, snapshot_plan};
+use crate::rollout::{Command, Rollout, State};
+use crate::store::NewAuditEntry;
+
+/// The actor the watcher's commands and entries are recorded under.
+pub const WATCHER_ACTOR: &str = "rollgate/watcher";
+
+/// The name a metric is stored under in a baseline.
+pub fn metric_label(metric: &MetricRef) -> String {
+    match metric {
+        MetricRef::ErrorRate => "error_rate".into(),
+        MetricRef::DurationAvg => "duration_avg".into(),
+        MetricRef::DurationPercentile(p) => format!("duration_p{p}"),
+        MetricRef::Throttles => "throttles".into(),
+        MetricRef::Invocations => "invocations".into(),
+        MetricRef::Custom(name) => name.clone(),
+    }
+}
+
+/// Guardrails in force in rollout phase `phase` (none at the baseline).
+pub fn guardrails_at(plan: &Plan, phase: usize) -> Vec<&Guardrail> {
+    match phase.checked_sub(1).and_then(|i| plan.phases.get(i)) {
+        Some(p) => plan.guardrails.iter().chain(&p.guardrails).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Every metric the plan's guardrails and gates refer to.
+fn plan_metrics(plan: &Plan) -> Vec<MetricRef> {
+    let mut out: Vec<MetricRef> = Vec::new();
+    let guardrail_metrics = plan
+        .guardrails
+        .iter()
+        .chain(plan.phases.iter().flat_map(|p| &p.guardrails))
+        .filter_map(|g| match &g.kind {
+            GuardrailKind::Metric(c) => Some(c.metric.clone()),
+            GuardrailKind::Alarm { .. } => None,
+        });
+    let gate_metrics = plan
+        .phases
+        .iter()
+        .flat_map(|p| &p.gates)
+        .map(|g| g.condition.metric.clone());
+    for m in guardrail_metrics.chain(gate_metrics) {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// What one tick did, for diagnostics, metrics and benchmarks.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TickReport {
+    pub at: Option<DateTime<Utc>>,
+    pub rollouts_watched: usize,
+    pub get_metric_data_calls: usize,
+    pub queries: usize,
+    pub decisions: Vec<Value>,
+    pub errors: Vec<String>,
+}
+
+pub struct Watcher {
+    engine: Arc<Engine>,
+    cloudwatch: CloudWatch,
+    /// Consecutive breaches per (rollout, guardrail).
+    streaks: Mutex<HashMap<(i64, String), u32>>,
+    last: Mutex<TickReport>,
+}
+
+impl Watcher {
+    pub fn new(engine: Arc<Engine>, aws: &aws_config::SdkConfig) -> Self {
+        Watcher {
+            engine,
+            cloudwatch: CloudWatch::new(aws),
+            streaks: Mutex::default(),
+            last: Mutex::default(),
+        }
+    }
+
+    pub fn last_tick(&self) -> TickReport {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// One pass over every active or paused rollout (guardrails protect a
+    /// paused rollout too).
+    pub async fn tick(&self, now: DateTime<Utc>) -> TickReport {
+        let mut report = TickReport {
+            at: Some(now),
+            ..TickReport::default()
+        };
+        let rollouts = match self.engine.store().list_rollouts().await {
+            Ok(r) => r,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return self.finish(report);
+            }
+        };
+        let watched: Vec<(Rollout, Plan)> = rollouts
+            .into_iter()
+            .filter(|r| matches!(r.state, State::Active | State::Paused))
+            .filter(|r| r.applied_generation >= r.generation)
+            .filter_map(|r| snapshot_plan(&r).ok().map(|p| (r, p)))
+            .collect();
+        report.rollouts_watched = watched.len();
+
+        for (r, plan) in watched.iter().filter(|(r, _)| r.baseline.is_none()) {
+            if let Err(e) = self.record_baseline(r, plan, &mut report).await {
+                report
+                    .errors
+                    .push(format!("rollout {}: baseline: {e}", r.id));
+            }
+        }
+
+        // Every series every guardrail needs, fetched in the fewest calls.
+        let needs = watched.iter().flat_map(|(r, plan)| {
+            guardrails_at(plan, r.phase_index)
+                .into_iter()
+                .filter_map(|g| match &g.kind {
+                    GuardrailKind::Metric(c) => Some((g.window.as_secs(), c.metric.clone())),
+                    GuardrailKind::Alarm { .. } => None,
+                })
+                .flat_map(|(w, m)| {
+                    queries::series_for(&m, &r.target_function, &plan.metrics)
+                        .into_iter()
+                        .map(move |s| (w, s))
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut values: HashMap<u64, HashMap<Series, f64>> = HashMap::new();
+        for batch in queries::batches(needs) {
+            report.queries += batch.series.len();
+            match self.cloudwatch.fetch(&batch, now).await {
+                Ok((v, calls)) => {
+                    report.get_metric_data_calls += calls;
+                    values.entry(batch.window_secs).or_default().extend(v);
+                }
+                Err(e) => report.errors.push(e),
+            }
+        }
+        let alarm_names: Vec<String> = watched
+            .iter()
+            .flat_map(|(r, plan)| guardrails_at(plan, r.phase_index))
+            .filter_map(|g| match &g.kind {
+                GuardrailKind::Alarm { alarm } => Some(alarm.clone()),
+                GuardrailKind::Metric(_) => None,
+            })
+            .collect();
+        let firing = if alarm_names.is_empty() {
+            Vec::new()
+        } else {
+            self.cloudwatch
+                .alarms_firing(&alarm_names)
+                .await
+                .unwrap_or_else(|e| {
+                    report.errors.push(e);
+                    Vec::new()
+                })
+        };
+
+        for (r, plan) in &watched {
+            // Re-read: a baseline may just have been recorded.
+            let baseline = match self.engine.get(r.id).await {
+                Ok(fresh) => fresh.baseline,
+                Err(_) => continue,
+            };
+            let decision = self.evaluate(r, plan, baseline.as_ref(), &values, &firing);
+            if let Some((guardrail, evaluation)) = decision {
+                self.act(r, guardrail, evaluation, &mut report).await;
+            }
+        }
+        self.finish(report)
+    }
+
+    fn finish(&self, report: TickReport) -> TickReport {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = report.clone();
+        report
+    }
+
+    /// Updates streaks; returns the guardrail that must act now, if any
+    /// (a rollback guardrail before a pause before an observation).
+    fn evaluate<'p>(
+        &self,
+        r: &Rollout,
+        plan: &'p Plan,
+        baseline: Option<&Value>,
+        values: &HashMap<u64, HashMap<Series, f64>>,
+        firing: &[String],
+    ) -> Option<(&'p Guardrail, Evaluation)> {
+        let mut acting: Vec<(&Guardrail, Evaluation)> = Vec::new();
+        let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        for g in guardrails_at(plan, r.phase_index) {
+            let evaluation = match &g.kind {
+                GuardrailKind::Alarm { alarm } => {
+                    let on = firing.contains(alarm);
+                    Evaluation {
+                        verdict: if on { Verdict::Breach } else { Verdict::Pass },
+                        observed: None,
+                        samples: 0,
+                        min_samples: 0,
+                        threshold: None,
+                        reference: None,
+                        explanation: format!(
+                            "CloudWatch alarm {alarm} is {}",
+                            if on { "in ALARM" } else { "not in ALARM" }
+                        ),
+                    }
+                }
+                GuardrailKind::Metric(c) => {
+                    let empty = HashMap::new();
+                    let window_values = values.get(&g.window.as_secs()).unwrap_or(&empty);
+                    let observation = queries::observe(
+                        &c.metric,
+                        &r.target_function,
+                        &plan.metrics,
+                        window_values,
+                    );
+                    let label = metric_label(&c.metric);
+                    let references = References {
+                        baseline: baseline
+                            .and_then(|b| b.get(&label))
+                            .and_then(|m| m.get("value"))
+                            .and_then(Value::as_f64),
+                        previous_phase: None,
+                    };
+                    eval::evaluate(&label, c, observation, g.min_samples, references)
+                }
+            };
+            let key = (r.id, g.name.clone());
+            let streak =
+                eval::next_streak(streaks.get(&key).copied().unwrap_or(0), evaluation.verdict);
+            streaks.insert(key, streak);
+            // Alarms already aggregate over their own periods: act at once.
+            let needed = match g.kind {
+                GuardrailKind::Alarm { .. } => 1,
+                GuardrailKind::Metric(_) => g.consecutive,
+            };
+            if eval::should_act(streak, needed) {
+                acting.push((g, evaluation));
+            }
+        }
+        acting.sort_by_key(|(g, _)| match g.action {
+            GuardrailAction::Rollback => 0,
+            GuardrailAction::Pause => 1,
+            GuardrailAction::Observe => 2,
+        });
+        acting.into_iter().next()
+    }
+
+    async fn act(&self, r: &Rollout, g: &Guardrail, e: Evaluation, report: &mut TickReport) {
+        let evidence = json!({
+            "guardrail": g.name,
+            "action": g.action,
+            "window_secs": g.window.as_secs(),
+            "consecutive": g.consecutive,
+            "evaluation": e,
+        });
+        let reason = format!("guardrail {} breached: {}", g.name, e.explanation);
+        let command = match (g.action, r.state) {
+            (GuardrailAction::Rollback, _) => Some(Command::Rollback { to: None }),
+            (GuardrailAction::Pause, State::Active) => Some(Command::Pause),
+            _ => None,
+        };
+        let result = match command {
+            Some(cmd) => self
+                .engine
+                .command_with_evidence(
+                    r.id,
+                    cmd,
+                    WATCHER_ACTOR,
+                    Some(reason.clone()),
+                    None,
+                    Some(evidence.clone()),
+                )
+                .await
+                .map(|_| cmd.name().to_string())
+                .map_err(|e| e.to_string()),
+            None => {
+                // Observe (or pause while paused): record once per streak.
+                let streak = self.streak(r.id, &g.name);
+                if streak != g.consecutive.max(1) && !matches!(g.kind, GuardrailKind::Alarm { .. })
+                {
+                    return;
+                }
+                self.engine
+                    .store()
+                    .append_audit(vec![NewAuditEntry {
+                        actor: WATCHER_ACTOR.into(),
+                        action: "guardrail_breach".into(),
+                        rollout_id: Some(r.id),
+                        phase: Some(r.phase_name.clone()),
+                        reason: Some(reason.clone()),
+                        outcome: "observed".into(),
+                        detail: Some(evidence.clone()),
+                        ..NewAuditEntry::default()
+                    }])
+                    .await
+                    .map(|_| "observe".to_string())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        match result {
+            Ok(done) => {
+                if done != "observe" {
+                    self.reset_streaks(r.id);
+                }
+                tracing::warn!(rollout = r.id, guardrail = %g.name, action = %done, %reason, "guardrail breached");
+                report.decisions.push(json!({
+                    "rollout": r.id, "guardrail": g.name, "action": done, "reason": reason,
+                }));
+            }
+            Err(err) => report.errors.push(format!("rollout {}: {err}", r.id)),
+        }
+    }
+
+    fn streak(&self, id: i64, guardrail: &str) -> u32 {
+        let streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        streaks
+            .get(&(id, guardrail.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn reset_streaks(&self, id: i64) {
+        let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        streaks.retain(|(rid, _), _| *rid != id);
+    }
+
+    /// Fetches the plan's metrics over the look-back window before the
+    /// rollout started and stores them as its baseline.
+    async fn record_baseline(
+        &self,
+        r: &Rollout,
+        plan: &Plan,
+        report: &mut TickReport,
+    ) -> Result<(), String> {
+        let window = plan.baseline.lookback.as_secs();
+        let metrics = plan_metrics(plan);
+        let needs = metrics.iter().flat_map(|m| {
+            queries::series_for(m, &r.target_function, &plan.metrics)
+                .into_iter()
+                .map(|s| (window, s))
+        });
+        let mut values = HashMap::new();
+        for batch in queries::batches(needs) {
+            report.queries += batch.series.len();
+            let (v, calls) = self.cloudwatch.fetch(&batch, r.created_at).await?;
+            report.get_metric_data_calls += calls;
+            values.extend(v);
+        }
+        let baseline: BTreeMap<String, Value> = metrics
+            .iter()
+            .map(|m| {
+                let o: Observation =
+                    queries::observe(m, &r.target_function, &plan.metrics, &values);
+                (
+                    metric_label(m),
+                    json!({ "value": o.value, "samples": o.samples }),
+                )
+            })
+            .collect();
+        let baseline = json!(baseline);
+        self.engine
+            .store()
+            .set_baseline(
+                r.id,
+                &baseline,
+                Utc::now(),
+                NewAuditEntry {
+                    actor: WATCHER_ACTOR.into(),
+                    action: "baseline_recorded".into(),
+                    phase: Some(r.phase_name.clone()),
+                    outcome: "recorded".into(),
+                    detail: Some(json!({
+                        "lookback_secs": window,
+                        "until": r.created_at,
+                        "metrics": baseline,
+                    })),
+                    ..NewAuditEntry::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

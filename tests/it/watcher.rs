@@ -1,0 +1,267 @@
+//! The watcher against the sandbox's CloudWatch and traffic simulator:
+//! baselines, automatic rollback with evidence, pause and observe actions,
+//! alarms, and no decision on too little data. Ticks are driven by hand.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::common::{Db, FUNCTION, Options, TestApp, spawn_app, spawn_app_with};
+use rollgate::sandbox::traffic::TrafficSettings;
+
+/// Simulated traffic over the `minutes` before now (a tick every 10 s).
+fn traffic_before_now(app: &TestApp, minutes: i64) {
+    let now = Utc::now();
+    for i in 1..=(minutes * 6) {
+        app.sandbox
+            .emit_traffic_at(now - chrono::Duration::seconds(i * 10));
+    }
+}
+
+fn bad(app: &TestApp, flags: &[&str], per_tick: u32) {
+    app.sandbox.set_traffic(TrafficSettings {
+        enabled: false,
+        invocations_per_tick: per_tick,
+        bad_flags: flags.iter().map(|f| f.to_string()).collect(),
+    });
+}
+
+async fn tick(app: &TestApp) -> rollgate::watcher::TickReport {
+    app.state().watcher.tick(Utc::now()).await
+}
+
+/// Starts the seed plan with an hour of healthy baseline traffic behind it,
+/// lets the watcher record the baseline, and advances to `prompts`.
+async fn seed_in_prompts(app: &TestApp) -> i64 {
+    traffic_before_now(app, 60);
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    let report = tick(app).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    let error_rate = r["baseline"]["error_rate"]["value"].as_f64().unwrap();
+    assert!(error_rate < 3.0, "{r}");
+    assert!(r["baseline"]["duration_p99"]["value"].as_f64().unwrap() > 1000.0);
+    assert!(
+        r["baseline"]["tokens_per_request"]["value"]
+            .as_f64()
+            .unwrap()
+            > 3000.0
+    );
+    assert!(r["baseline"]["error_rate"]["samples"].as_u64().unwrap() >= 10_000);
+    let (status, _) = app.command(id, "advance", "to prompts").await;
+    assert_eq!(status, 200);
+    id
+}
+
+async fn a_bad_phase_is_rolled_back_by_the_watcher_with_evidence(db: Db) {
+    let app = spawn_app(db).await;
+    let id = seed_in_prompts(&app).await;
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
+    traffic_before_now(&app, 4);
+
+    // Three consecutive breaching evaluations before acting.
+    for _ in 0..2 {
+        let report = tick(&app).await;
+        assert!(report.decisions.is_empty(), "{report:?}");
+    }
+    let report = tick(&app).await;
+    assert_eq!(report.decisions.len(), 1, "{report:?}");
+    assert_eq!(report.decisions[0]["action"], "rollback");
+    assert!(report.get_metric_data_calls >= 1);
+
+    app.assert_env(["false", "false", "false"]).await;
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "rolled_back");
+
+    let rollback = app.audit(&format!("?rollout={id}&action=rollback")).await;
+    let entry = &rollback[0];
+    assert_eq!(entry["actor"], "rollgate/watcher");
+    assert!(
+        entry["reason"].as_str().unwrap().starts_with("guardrail "),
+        "{entry}"
+    );
+    let evidence = &entry["detail"]["evidence"];
+    let e = &evidence["evaluation"];
+    assert_eq!(e["verdict"], "breach");
+    assert!(
+        e["observed"].as_f64().unwrap() > e["threshold"].as_f64().unwrap(),
+        "{evidence}"
+    );
+    assert!(
+        e["reference"].as_f64().is_some(),
+        "baseline-relative: {evidence}"
+    );
+    assert!(e["samples"].as_u64().unwrap() >= 100);
+    assert_eq!(evidence["window_secs"], 300);
+    let writes = app
+        .audit(&format!("?rollout={id}&action=flags_write"))
+        .await;
+    assert_eq!(writes.last().unwrap()["actor"], "rollgate/watcher");
+    let (_, verify) = app.get("/api/v1/audit/verify").await;
+    assert_eq!(verify["ok"], true);
+}
+crate::on_both_databases!(a_bad_phase_is_rolled_back_by_the_watcher_with_evidence);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_phase_is_left_alone() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = seed_in_prompts(&app).await;
+    traffic_before_now(&app, 4);
+    for _ in 0..4 {
+        let report = tick(&app).await;
+        assert!(report.decisions.is_empty(), "{report:?}");
+    }
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "active");
+    app.assert_env(["true", "false", "false"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_decision_on_too_few_samples() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = seed_in_prompts(&app).await;
+    // Very bad, but only 2 invocations per tick: 48 in the window < 100.
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 2);
+    traffic_before_now(&app, 4);
+    for _ in 0..5 {
+        assert!(tick(&app).await.decisions.is_empty());
+    }
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "active");
+}
+
+fn plan_with_guardrail(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("guarded.toml"),
+        format!(
+            r#"[target]
+function = "{FUNCTION}"
+[flags]
+USE_OPTIMIZED_PROMPTS = "false"
+[defaults]
+bake = "1h"
+{extra}
+[[phases]]
+name = "prompts"
+set = {{ USE_OPTIMIZED_PROMPTS = "true" }}
+"#
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+async fn start_guarded(app: &TestApp) -> i64 {
+    traffic_before_now(app, 30);
+    let (status, body) = app
+        .post("/api/v1/rollouts", json!({ "plan": "guarded" }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    tick(app).await;
+    assert_eq!(app.command(id, "advance", "go").await.0, 200);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_observe_guardrails() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "errors-pause"
+metric = "error_rate"
+max_delta = 2.0
+consecutive = 2
+action = "pause"
+
+[[guardrails]]
+name = "slow-observe"
+metric = "duration_avg"
+max_ratio = 1.25
+consecutive = 1
+action = "observe"
+"#,
+    );
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = start_guarded(&app).await;
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
+    traffic_before_now(&app, 4);
+
+    let first = tick(&app).await;
+    assert_eq!(first.decisions.len(), 1, "{first:?}");
+    assert_eq!(first.decisions[0]["action"], "observe");
+    let second = tick(&app).await;
+    assert_eq!(second.decisions[0]["action"], "pause", "{second:?}");
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "paused");
+    app.assert_flag("USE_OPTIMIZED_PROMPTS", "true").await;
+    let observed = app
+        .audit(&format!("?rollout={id}&action=guardrail_breach"))
+        .await;
+    assert_eq!(
+        observed.len(),
+        1,
+        "observations are recorded once per streak"
+    );
+    assert_eq!(observed[0]["outcome"], "observed");
+    assert_eq!(observed[0]["detail"]["guardrail"], "slow-observe");
+    let pause = app.audit(&format!("?rollout={id}&action=pause")).await;
+    assert_eq!(pause[0]["actor"], "rollgate/watcher");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_in_alarm_rolls_back() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "errors-alarm"
+alarm = "dixon-errors"
+"#,
+    );
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let cw = aws_sdk_cloudwatch::Client::new(&app.aws);
+    cw.put_metric_alarm()
+        .alarm_name("dixon-errors")
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let id = start_guarded(&app).await;
+    assert!(tick(&app).await.decisions.is_empty());
+    cw.set_alarm_state()
+        .alarm_name("dixon-errors")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("errors up")
+        .send()
+        .await
+        .unwrap();
+    let report = tick(&app).await;
+    assert_eq!(report.decisions[0]["action"], "rollback", "{report:?}");
+    app.assert_flag("USE_OPTIMIZED_PROMPTS", "false").await;
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "rolled_back");
+    let _ = Duration::ZERO;
+    let _: Value = r;
+}
