@@ -22,6 +22,8 @@ pub struct DemoConfig {
     pub plans_dir: PathBuf,
     pub database_url: Option<String>,
     pub update_delay: Duration,
+    /// Watcher tick.
+    pub watch_interval: Duration,
 }
 
 /// AWS settings pointing at a sandbox, exactly as a user would configure an
@@ -105,7 +107,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
             work.join("rollgate-demo.db").display()
         )
     });
-    let serve = ServeConfig::new(config.listen, plans_dir.clone(), database_url.clone());
+    let mut serve = ServeConfig::new(config.listen, plans_dir.clone(), database_url.clone());
+    serve.watch_interval = Some(config.watch_interval);
     let running = app::start(&serve, &aws).await?;
     let url = running.url();
     println!("rollgate demo is running\n");
@@ -121,6 +124,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     println!("  rollgate rollout advance 1 --reason 'baseline looks good' --server {url}");
     println!("  rollgate rollout rollback 1 --reason 'error rate up' --server {url}");
     println!("  rollgate audit list --server {url}");
+    println!(
+        "  rollgate sandbox bad USE_OPTIMIZED_PROMPTS --url {}   # watch the watcher roll it back",
+        sandbox.url()
+    );
     println!(
         "  curl {}/_sandbox/state   # the function's environment",
         sandbox.url()

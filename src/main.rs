@@ -50,8 +50,11 @@ enum Cmd {
     Serve(ServeArgs),
     /// Run the sandbox, a demo function and the server, all local.
     Demo(DemoArgs),
-    /// Run the local AWS sandbox (Lambda API) on a loopback port.
+    /// Run the local AWS sandbox (Lambda, CloudWatch) on a loopback port, or
+    /// steer a running one's traffic simulator (`bad FLAG`, `good`).
     Sandbox {
+        #[command(subcommand)]
+        action: Option<SandboxAction>,
         #[arg(long, default_value_t = 4566)]
         port: u16,
         /// How long a function stays `LastUpdateStatus=InProgress` after an update.
@@ -73,6 +76,23 @@ enum Cmd {
     /// Read, verify and export the audit log of a running server.
     #[command(subcommand)]
     Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum SandboxAction {
+    /// Make a flag "bad": while it is "true", the simulated function fails
+    /// more and slows down (to watch rollgate roll it back).
+    Bad {
+        flag: String,
+        /// The running sandbox (printed by `rollgate demo`).
+        #[arg(long, env = "ROLLGATE_SANDBOX")]
+        url: String,
+    },
+    /// Make every flag good again.
+    Good {
+        #[arg(long, env = "ROLLGATE_SANDBOX")]
+        url: String,
+    },
 }
 
 #[derive(Args)]
@@ -110,6 +130,9 @@ struct DemoArgs {
     database: Option<String>,
     #[arg(long, default_value_t = 500)]
     update_delay_ms: u64,
+    /// Seconds between watcher ticks.
+    #[arg(long, default_value_t = 5)]
+    watch_interval: u64,
 }
 
 #[derive(Subcommand)]
@@ -300,11 +323,37 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 plans_dir: a.plans,
                 database_url: a.database,
                 update_delay: Duration::from_millis(a.update_delay_ms),
+                watch_interval: Duration::from_secs(a.watch_interval.max(1)),
             })
             .await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sandbox {
+            action: Some(action),
+            ..
+        } => {
+            let (url, bad_flags) = match action {
+                SandboxAction::Bad { flag, url } => (url, vec![flag]),
+                SandboxAction::Good { url } => (url, vec![]),
+            };
+            let resp = reqwest::Client::new()
+                .post(format!("{}/_sandbox/traffic", url.trim_end_matches('/')))
+                .json(&json!({ "bad_flags": bad_flags }))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach the sandbox at {url}: {e}"))?;
+            if !resp.status().is_success() {
+                anyhow::bail!(
+                    "the sandbox refused: {}",
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            let settings: Value = resp.json().await?;
+            println!("bad flags now: {}", settings["bad_flags"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sandbox {
+            action: None,
             port,
             update_delay_ms,
             traffic,
