@@ -84,7 +84,13 @@ pub async fn start(
 ) -> anyhow::Result<RunningApp> {
     let store = Store::connect(&config.database_url).await?;
     let backend = LambdaEnvBackend::new(aws, config.retry.clone());
-    let engine = Arc::new(Engine::new(store, backend, config.plans_dir.clone()));
+    let telemetry = Arc::new(crate::telemetry::Telemetry::default());
+    let engine = Arc::new(Engine::new(
+        store,
+        backend,
+        config.plans_dir.clone(),
+        telemetry,
+    ));
     let diagnostics = Arc::new(Diagnostics::default());
 
     // Rule 3: converge before serving anything.

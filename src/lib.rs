@@ -14,5 +14,6 @@ pub mod plan;
 pub mod rollout;
 pub mod sandbox;
 pub mod store;
+pub mod telemetry;
 pub mod watcher;
 pub mod web;

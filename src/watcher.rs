@@ -101,6 +101,20 @@ impl Watcher {
     /// One pass over every active or paused rollout (guardrails protect a
     /// paused rollout too).
     pub async fn tick(&self, now: DateTime<Utc>) -> TickReport {
+        let started = std::time::Instant::now();
+        let report = self.tick_inner(now).await;
+        let t = self.engine.telemetry();
+        t.watcher_ticks.inc();
+        t.watcher_tick_seconds
+            .observe(started.elapsed().as_secs_f64());
+        t.watched_rollouts.set(report.rollouts_watched as i64);
+        t.cloudwatch_calls
+            .inc_by(report.get_metric_data_calls as u64);
+        t.cloudwatch_queries.inc_by(report.queries as u64);
+        self.finish(report)
+    }
+
+    async fn tick_inner(&self, now: DateTime<Utc>) -> TickReport {
         let mut report = TickReport {
             at: Some(now),
             ..TickReport::default()
@@ -109,7 +123,7 @@ impl Watcher {
             Ok(r) => r,
             Err(e) => {
                 report.errors.push(e.to_string());
-                return self.finish(report);
+                return report;
             }
         };
         let watched: Vec<(Rollout, Plan)> = rollouts
@@ -185,7 +199,7 @@ impl Watcher {
                 self.act(r, guardrail, evaluation, &mut report).await;
             }
         }
-        self.finish(report)
+        report
     }
 
     fn finish(&self, report: TickReport) -> TickReport {
@@ -320,6 +334,7 @@ impl Watcher {
                 if done != "observe" {
                     self.reset_streaks(r.id);
                 }
+                self.engine.telemetry().count_decision(&done);
                 tracing::warn!(rollout = r.id, guardrail = %g.name, action = %done, %reason, "guardrail breached");
                 report.decisions.push(json!({
                     "rollout": r.id, "guardrail": g.name, "action": done, "reason": reason,

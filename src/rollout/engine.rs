@@ -13,6 +13,7 @@ use super::{Command, PendingWrite, Rollout, State, decide};
 use crate::backend::{ApplyError, LambdaEnvBackend};
 use crate::plan::{self, Plan};
 use crate::store::{NewAuditEntry, Store, StoreError};
+use crate::telemetry::Telemetry;
 
 /// The actor recorded for writes finished after a restart.
 pub const RECOVERY_ACTOR: &str = "rollgate/recovery";
@@ -55,6 +56,7 @@ pub struct Engine {
     /// Newest desired generation this process recorded per rollout: a write
     /// of an older generation stops retrying as soon as a newer one exists.
     newest_generation: Arc<Mutex<HashMap<i64, i64>>>,
+    telemetry: Arc<Telemetry>,
 }
 
 /// A plan name is a file stem: no paths, no hidden files.
@@ -67,14 +69,24 @@ pub fn valid_plan_name(name: &str) -> bool {
 }
 
 impl Engine {
-    pub fn new(store: Store, backend: LambdaEnvBackend, plans_dir: PathBuf) -> Self {
+    pub fn new(
+        store: Store,
+        backend: LambdaEnvBackend,
+        plans_dir: PathBuf,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
         Engine {
             store,
             backend,
             plans_dir,
             function_locks: Mutex::new(HashMap::new()),
             newest_generation: Arc::default(),
+            telemetry,
         }
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     pub fn store(&self) -> &Store {
@@ -382,6 +394,8 @@ impl Engine {
                         "already_in_place"
                     }
                     .into();
+                    self.telemetry
+                        .count_write(&entry.outcome, report.attempts.saturating_sub(1));
                     entry.flags_before = Some(report.before);
                     entry.flags_after = Some(report.after);
                     entry.detail = Some(json!({
@@ -414,6 +428,7 @@ impl Engine {
                         }
                     };
                     entry.outcome = "rejected".into();
+                    self.telemetry.count_write("rejected", 0);
                     entry.flags_after = Some(current.desired_flags.clone());
                     entry.detail = Some(json!({
                         "command": command,
@@ -432,6 +447,7 @@ impl Engine {
                 }
                 Err(ApplyError::Superseded) => {
                     entry.outcome = "superseded".into();
+                    self.telemetry.count_write("superseded", 0);
                     entry.rollout_id = Some(id);
                     entry.flags_after = Some(current.desired_flags.clone());
                     entry.detail = Some(json!({
@@ -443,6 +459,9 @@ impl Engine {
                     continue;
                 }
                 Err(e @ ApplyError::Unavailable { .. }) => {
+                    if let ApplyError::Unavailable { attempts, .. } = &e {
+                        self.telemetry.count_write("unavailable", *attempts);
+                    }
                     let message = e.to_string();
                     if current.last_error.as_deref() == Some(message.as_str()) {
                         // Already recorded: don't add an entry per retry round.

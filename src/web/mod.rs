@@ -47,8 +47,20 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.engine.telemetry().render(),
+    )
 }
 
 /// Ready when the database answers; also shows the reconciler's last pass.

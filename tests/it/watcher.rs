@@ -100,6 +100,30 @@ async fn a_bad_phase_is_rolled_back_by_the_watcher_with_evidence(db: Db) {
     assert_eq!(writes.last().unwrap()["actor"], "rollgate/watcher");
     let (_, verify) = app.get("/api/v1/audit/verify").await;
     assert_eq!(verify["ok"], true);
+
+    // Prometheus sees it too.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "rollgate_rollbacks_total 1",
+        "rollgate_watcher_ticks_total 4",
+        "rollgate_watcher_decisions_total{action=\"rollback\"} 1",
+        "rollgate_flag_writes_total{outcome=\"applied\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("rollgate_cloudwatch_get_metric_data_calls_total"));
+    assert!(metrics.contains("rollgate_watcher_tick_seconds_bucket"));
 }
 crate::on_both_databases!(a_bad_phase_is_rolled_back_by_the_watcher_with_evidence);
 

@@ -1,0 +1,115 @@
+//! Prometheus metrics (`GET /metrics`): watcher ticks and their cost,
+//! CloudWatch calls, decisions, rollbacks, flag writes and their retries.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Telemetry {
+    registry: Registry,
+    pub watcher_ticks: Counter,
+    pub watcher_tick_seconds: Histogram,
+    pub watched_rollouts: Gauge,
+    pub cloudwatch_calls: Counter,
+    pub cloudwatch_queries: Counter,
+    pub decisions: Family<Labels, Counter>,
+    pub rollbacks: Counter,
+    pub flag_writes: Family<Labels, Counter>,
+    pub write_retries: Counter,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("rollgate");
+        let t = Telemetry {
+            watcher_ticks: Counter::default(),
+            watcher_tick_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            watched_rollouts: Gauge::default(),
+            cloudwatch_calls: Counter::default(),
+            cloudwatch_queries: Counter::default(),
+            decisions: Family::default(),
+            rollbacks: Counter::default(),
+            flag_writes: Family::default(),
+            write_retries: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "watcher_ticks",
+            "Watcher ticks run",
+            t.watcher_ticks.clone(),
+        );
+        registry.register(
+            "watcher_tick_seconds",
+            "Wall time of one watcher tick",
+            t.watcher_tick_seconds.clone(),
+        );
+        registry.register(
+            "watched_rollouts",
+            "Rollouts the last tick evaluated",
+            t.watched_rollouts.clone(),
+        );
+        registry.register(
+            "cloudwatch_get_metric_data_calls",
+            "GetMetricData calls made",
+            t.cloudwatch_calls.clone(),
+        );
+        registry.register(
+            "cloudwatch_queries",
+            "Metric queries sent in GetMetricData calls",
+            t.cloudwatch_queries.clone(),
+        );
+        registry.register(
+            "watcher_decisions",
+            "Guardrail decisions by action",
+            t.decisions.clone(),
+        );
+        registry.register(
+            "rollbacks",
+            "Rollbacks made by the watcher",
+            t.rollbacks.clone(),
+        );
+        registry.register(
+            "flag_writes",
+            "Flag writes by outcome",
+            t.flag_writes.clone(),
+        );
+        registry.register(
+            "flag_write_retries",
+            "Retried read-modify-write cycles of flag writes",
+            t.write_retries.clone(),
+        );
+        Telemetry { registry, ..t }
+    }
+}
+
+impl Telemetry {
+    pub fn count_write(&self, outcome: &str, retries: usize) {
+        self.flag_writes
+            .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+            .inc();
+        self.write_retries.inc_by(retries as u64);
+    }
+
+    pub fn count_decision(&self, action: &str) {
+        self.decisions
+            .get_or_create(&vec![("action".to_string(), action.to_string())])
+            .inc();
+        if action == "rollback" {
+            self.rollbacks.inc();
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
