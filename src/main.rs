@@ -183,7 +183,13 @@ enum RolloutCmd {
         remote: Remote,
     },
     /// Move to the next phase (or complete after the last).
-    Advance(StepArgs),
+    Advance {
+        #[command(flatten)]
+        step: StepArgs,
+        /// Promote although bake time or gates say not yet (needs --reason).
+        #[arg(long)]
+        force: bool,
+    },
     /// Freeze the rollout in its phase.
     Pause(StepArgs),
     /// Unfreeze a paused rollout.
@@ -482,23 +488,27 @@ async fn rollout(cmd: RolloutCmd) -> Result<ExitCode, ClientError> {
                 }
             }
         }
-        RolloutCmd::Advance(s) => step(s, "advance", None).await?,
+        RolloutCmd::Advance { step: s, force } => {
+            step(s, "advance", force.then_some(("force", json!(true)))).await?
+        }
         RolloutCmd::Pause(s) => step(s, "pause", None).await?,
         RolloutCmd::Resume(s) => step(s, "resume", None).await?,
-        RolloutCmd::Rollback { step: s, to } => step(s, "rollback", to).await?,
+        RolloutCmd::Rollback { step: s, to } => {
+            step(s, "rollback", to.map(|t| ("to", json!(t)))).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn step(s: StepArgs, command: &str, to: Option<String>) -> Result<(), ClientError> {
+async fn step(s: StepArgs, command: &str, extra: Option<(&str, Value)>) -> Result<(), ClientError> {
     let c = Client::new(&s.remote.server);
     let mut body = json!({
         "reason": s.reason,
         "expected_version": s.expected_version,
         "actor": default_actor(&s.remote),
     });
-    if let Some(to) = to {
-        body["to"] = json!(to);
+    if let Some((key, value)) = extra {
+        body[key] = value;
     }
     let a = c
         .post(&format!("/api/v1/rollouts/{}/{command}", s.id), &body)

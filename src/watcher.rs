@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::metrics::cloudwatch::CloudWatch;
 use crate::metrics::eval::{self, Evaluation, Observation, References, Verdict};
 use crate::metrics::queries::{self, Series};
-use crate::plan::{Guardrail, GuardrailAction, GuardrailKind, MetricRef, Plan};
-use crate::rollout::engine::{Engine, snapshot_plan};
+use crate::plan::{Approval, Guardrail, GuardrailAction, GuardrailKind, MetricRef, Phase, Plan};
+use crate::rollout::engine::{Ask, Engine, snapshot_plan};
 use crate::rollout::{Command, Rollout, State};
 use crate::store::NewAuditEntry;
 
@@ -39,6 +39,18 @@ pub fn guardrails_at(plan: &Plan, phase: usize) -> Vec<&Guardrail> {
         Some(p) => plan.guardrails.iter().chain(&p.guardrails).collect(),
         None => Vec::new(),
     }
+}
+
+/// The plan phase of rollout phase `phase` (none at the baseline).
+fn phase_at(plan: &Plan, phase: usize) -> Option<&Phase> {
+    phase.checked_sub(1).and_then(|i| plan.phases.get(i))
+}
+
+/// A number at `path` in a stored JSON document.
+fn reference(doc: Option<&Value>, path: &[&str]) -> Option<f64> {
+    path.iter()
+        .try_fold(doc?, |v, key| v.get(*key))
+        .and_then(Value::as_f64)
 }
 
 /// Every metric the plan's guardrails and gates refer to.
@@ -142,14 +154,23 @@ impl Watcher {
             }
         }
 
-        // Every series every guardrail needs, fetched in the fewest calls.
+        // Every series every guardrail and gate needs, fetched in the fewest calls.
         let needs = watched.iter().flat_map(|(r, plan)| {
+            let gates = phase_at(plan, r.phase_index)
+                .map(|p| {
+                    p.gates
+                        .iter()
+                        .map(|g| (g.window.as_secs(), g.condition.metric.clone()))
+                })
+                .into_iter()
+                .flatten();
             guardrails_at(plan, r.phase_index)
                 .into_iter()
                 .filter_map(|g| match &g.kind {
                     GuardrailKind::Metric(c) => Some((g.window.as_secs(), c.metric.clone())),
                     GuardrailKind::Alarm { .. } => None,
                 })
+                .chain(gates)
                 .flat_map(|(w, m)| {
                     queries::series_for(&m, &r.target_function, &plan.metrics)
                         .into_iter()
@@ -190,16 +211,121 @@ impl Watcher {
 
         for (r, plan) in &watched {
             // Re-read: a baseline may just have been recorded.
-            let baseline = match self.engine.get(r.id).await {
-                Ok(fresh) => fresh.baseline,
-                Err(_) => continue,
+            let Ok(fresh) = self.engine.get(r.id).await else {
+                continue;
             };
-            let decision = self.evaluate(r, plan, baseline.as_ref(), &values, &firing);
+            let decision = self.evaluate(r, plan, fresh.baseline.as_ref(), &values, &firing);
             if let Some((guardrail, evaluation)) = decision {
                 self.act(r, guardrail, evaluation, &mut report).await;
+                continue;
+            }
+            if let Err(e) = self
+                .check_readiness(&fresh, plan, &values, now, &mut report)
+                .await
+            {
+                report
+                    .errors
+                    .push(format!("rollout {}: readiness: {e}", r.id));
             }
         }
         report
+    }
+
+    /// Evaluates the current phase's gates, records them when they change
+    /// (or are a minute old), and promotes a ready `auto` phase.
+    async fn check_readiness(
+        &self,
+        r: &Rollout,
+        plan: &Plan,
+        values: &HashMap<u64, HashMap<Series, f64>>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), String> {
+        let Some(phase) = phase_at(plan, r.phase_index) else {
+            return Ok(());
+        };
+        let previous = r
+            .phase_index
+            .checked_sub(1)
+            .map(|i| plan.phase_name(i).to_string());
+        let empty = HashMap::new();
+        let mut observed = serde_json::Map::new();
+        let gates: Vec<Value> = phase
+            .gates
+            .iter()
+            .map(|g| {
+                let label = metric_label(&g.condition.metric);
+                let window_values = values.get(&g.window.as_secs()).unwrap_or(&empty);
+                let o = queries::observe(&g.condition.metric, &r.target_function, &plan.metrics, window_values);
+                observed.insert(label.clone(), json!(o.value));
+                let references = References {
+                    baseline: reference(r.baseline.as_ref(), &[&label, "value"]),
+                    previous_phase: previous
+                        .as_deref()
+                        .and_then(|p| reference(r.phase_stats.as_ref(), &[p, &label])),
+                };
+                let e = eval::evaluate(&label, &g.condition, o, g.min_samples, references);
+                json!({ "name": g.name, "verdict": e.verdict, "explanation": e.explanation, "evaluation": e })
+            })
+            .collect();
+        let readiness = json!({ "evaluated_at": now, "gates": gates, "observed": observed });
+        let blockers = crate::rollout::readiness::blockers(
+            Some(phase),
+            r.bake_started_at,
+            Utc::now(),
+            Some(&readiness),
+        );
+        let verdicts = |v: Option<&Value>| -> Vec<(Value, Value)> {
+            v.and_then(|r| r.get("gates"))
+                .and_then(Value::as_array)
+                .map(|gs| {
+                    gs.iter()
+                        .map(|g| (g["name"].clone(), g["verdict"].clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let stale = r
+            .readiness
+            .as_ref()
+            .and_then(|x| x.get("evaluated_at"))
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .is_none_or(|t| now - t.to_utc() > chrono::Duration::seconds(60));
+        if stale
+            || blockers.is_empty()
+            || verdicts(r.readiness.as_ref()) != verdicts(Some(&readiness))
+        {
+            self.engine
+                .store()
+                .set_watch_state(r.id, &readiness, None, Vec::new())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if blockers.is_empty() && r.state == State::Active && phase.approval == Approval::Auto {
+            let reason = format!(
+                "phase {} is ready: its bake time has elapsed and every gate holds",
+                phase.name
+            );
+            self.engine
+                .execute(
+                    r.id,
+                    Command::Advance,
+                    Ask {
+                        actor: WATCHER_ACTOR.into(),
+                        reason: Some(reason.clone()),
+                        evidence: Some(json!({ "gates": readiness["gates"] })),
+                        ..Ask::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            self.engine.telemetry().count_decision("advance");
+            report
+                .decisions
+                .push(json!({ "rollout": r.id, "action": "advance", "reason": reason }));
+        }
+        Ok(())
     }
 
     fn finish(&self, report: TickReport) -> TickReport {
@@ -294,13 +420,15 @@ impl Watcher {
         let result = match command {
             Some(cmd) => self
                 .engine
-                .command_with_evidence(
+                .execute(
                     r.id,
                     cmd,
-                    WATCHER_ACTOR,
-                    Some(reason.clone()),
-                    None,
-                    Some(evidence.clone()),
+                    Ask {
+                        actor: WATCHER_ACTOR.into(),
+                        reason: Some(reason.clone()),
+                        evidence: Some(evidence.clone()),
+                        ..Ask::default()
+                    },
                 )
                 .await
                 .map(|_| cmd.name().to_string())

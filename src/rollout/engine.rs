@@ -38,6 +38,18 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// Who asks for a command, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Ask {
+    pub actor: String,
+    pub reason: Option<String>,
+    pub expected_version: Option<i64>,
+    /// Recorded with the command's audit entry (e.g. the watcher's numbers).
+    pub evidence: Option<serde_json::Value>,
+    /// Promote a phase whose bake time or gates do not allow it yet.
+    pub force: bool,
+}
+
 /// What a command did: the rollout as it now stands, and whether its flag
 /// write is still pending (recorded, retried in the background).
 #[derive(Debug, Clone)]
@@ -178,6 +190,9 @@ impl Engine {
             updated_at: now,
             baseline: None,
             baseline_at: None,
+            bake_started_at: Some(now),
+            readiness: None,
+            phase_stats: None,
         };
         let entry = NewAuditEntry {
             actor: actor.to_string(),
@@ -219,21 +234,37 @@ impl Engine {
         reason: Option<String>,
         expected_version: Option<i64>,
     ) -> Result<Outcome, EngineError> {
-        self.command_with_evidence(id, command, actor, reason, expected_version, None)
-            .await
+        self.execute(
+            id,
+            command,
+            Ask {
+                actor: actor.to_string(),
+                reason,
+                expected_version,
+                ..Ask::default()
+            },
+        )
+        .await
     }
 
-    /// `command`, with the evidence behind it (the watcher's numbers) added
-    /// to the command's audit entry.
-    pub async fn command_with_evidence(
+    /// Carries out `command` as `ask` describes: who asks and why, the
+    /// expected version, the evidence behind it (the watcher's numbers), and
+    /// whether a phase that is not ready is promoted anyway (`force`).
+    pub async fn execute(
         &self,
         id: i64,
         command: Command,
-        actor: &str,
-        reason: Option<String>,
-        expected_version: Option<i64>,
-        evidence: Option<serde_json::Value>,
+        ask: Ask,
     ) -> Result<Outcome, EngineError> {
+        let Ask {
+            actor,
+            reason,
+            expected_version,
+            evidence,
+            force,
+        } = ask;
+        let actor = actor.as_str();
+        let now = Utc::now();
         let current = self.get(id).await?;
         if let Some(v) = expected_version
             && v != current.version
@@ -249,10 +280,53 @@ impl Engine {
                 EngineError::Conflict(format!("cannot {} rollout {id}: {why}", command.name()))
             })?;
 
+        // Promotion needs a baked phase whose gates hold, unless forced.
+        let mut forced_past = Vec::new();
+        if command == Command::Advance {
+            let phase = current
+                .phase_index
+                .checked_sub(1)
+                .and_then(|i| plan.phases.get(i));
+            let blockers = super::readiness::blockers(
+                phase,
+                current.bake_started_at,
+                now,
+                current.readiness.as_ref(),
+            );
+            if !blockers.is_empty() {
+                if !force {
+                    return Err(EngineError::Conflict(format!(
+                        "phase {} of rollout {id} is not ready to advance: {}; an operator may override with force and a reason",
+                        current.phase_name,
+                        blockers.join("; ")
+                    )));
+                }
+                if reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                    return Err(EngineError::Unprocessable(
+                        "forcing an advance past failing checks needs a reason".into(),
+                    ));
+                }
+                forced_past = blockers;
+            }
+        }
+
         let mut next = current.clone();
         next.state = transition.state;
         next.phase_index = transition.phase;
         next.phase_name = plan.phase_name(transition.phase).to_string();
+        if transition.phase != current.phase_index {
+            // A new phase: its own bake clock and gates; remember how the
+            // one we leave did (the next phase's "previous phase").
+            next.bake_started_at = Some(now);
+            next.readiness = None;
+            if command == Command::Advance
+                && let Some(observed) = current.readiness.as_ref().and_then(|r| r.get("observed"))
+            {
+                let mut stats = current.phase_stats.clone().unwrap_or_else(|| json!({}));
+                stats[current.phase_name.as_str()] = observed.clone();
+                next.phase_stats = Some(stats);
+            }
+        }
         if transition.write_flags {
             next.desired_flags = plan.flags_at(transition.phase).clone();
             next.generation += 1;
@@ -282,8 +356,14 @@ impl Engine {
             })),
             ..NewAuditEntry::default()
         };
-        if let (Some(evidence), Some(detail)) = (evidence, entry.detail.as_mut()) {
-            detail["evidence"] = evidence;
+        if let Some(detail) = entry.detail.as_mut() {
+            if let Some(evidence) = evidence {
+                detail["evidence"] = evidence;
+            }
+            if !forced_past.is_empty() {
+                detail["forced"] = json!(true);
+                detail["forced_past"] = json!(forced_past);
+            }
         }
         let saved = self
             .store

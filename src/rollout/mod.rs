@@ -2,6 +2,7 @@
 //! the engine that records intent, writes flags and records the outcome.
 
 pub mod engine;
+pub mod readiness;
 pub mod state;
 
 use chrono::{DateTime, Utc};
@@ -44,6 +45,13 @@ pub struct Rollout {
     /// Baseline metrics recorded by the watcher: label → value and samples.
     pub baseline: Option<serde_json::Value>,
     pub baseline_at: Option<DateTime<Utc>>,
+    /// When the current phase's bake time started (phase entry, or the last
+    /// event that restarted it).
+    pub bake_started_at: Option<DateTime<Utc>>,
+    /// The watcher's latest gate results for the current phase.
+    pub readiness: Option<serde_json::Value>,
+    /// Metrics of finished phases, by phase name: the `previous_phase` reference.
+    pub phase_stats: Option<serde_json::Value>,
 }
 
 impl Rollout {

@@ -138,8 +138,8 @@ impl Store {
         let result = sqlx::query(
             "INSERT INTO rollouts (id, plan_name, plan_hash, plan_text, target_function, active_target, \
              state, phase_index, phase_name, desired_flags, observed_flags, observed_at, generation, \
-             applied_generation, pending_write, last_error, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+             applied_generation, pending_write, last_error, version, created_at, updated_at, bake_started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(id)
         .bind(&stored.plan_name)
@@ -160,6 +160,7 @@ impl Store {
         .bind(stored.version)
         .bind(timestamp(stored.created_at))
         .bind(timestamp(stored.updated_at))
+        .bind(stored.bake_started_at.map(timestamp))
         .execute(&mut *tx)
         .await;
         if let Err(e) = result {
@@ -193,7 +194,8 @@ impl Store {
         let result = sqlx::query(
             "UPDATE rollouts SET active_target = $1, state = $2, phase_index = $3, phase_name = $4, \
              desired_flags = $5, observed_flags = $6, observed_at = $7, generation = $8, \
-             applied_generation = $9, pending_write = $10, last_error = $11, version = $12, updated_at = $13 \
+             applied_generation = $9, pending_write = $10, last_error = $11, version = $12, updated_at = $13, \
+             bake_started_at = $16, readiness = $17, phase_stats = $18 \
              WHERE id = $14 AND version = $15",
         )
         .bind(stored.holds_function().then(|| stored.target_function.clone()))
@@ -211,6 +213,9 @@ impl Store {
         .bind(timestamp(stored.updated_at))
         .bind(stored.id)
         .bind(expected_version)
+        .bind(stored.bake_started_at.map(timestamp))
+        .bind(stored.readiness.as_ref().map(to_json))
+        .bind(stored.phase_stats.as_ref().map(to_json))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -287,6 +292,30 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         append_audit_tx(&mut tx, with_rollout_id(vec![audit], id)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the watcher's view of a rollout (gate results, a restarted
+    /// bake clock) without bumping its version, with optional audit entries.
+    pub async fn set_watch_state(
+        &self,
+        id: i64,
+        readiness: &serde_json::Value,
+        bake_started_at: Option<DateTime<Utc>>,
+        audit: Vec<NewAuditEntry>,
+    ) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE rollouts SET readiness = $1, bake_started_at = COALESCE($2, bake_started_at) WHERE id = $3",
+        )
+        .bind(to_json(readiness))
+        .bind(bake_started_at.map(timestamp))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, with_rollout_id(audit, id)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -486,6 +515,21 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
             .try_get::<Option<String>, _>("baseline_at")?
             .as_deref()
             .map(parse_time)
+            .transpose()?,
+        bake_started_at: row
+            .try_get::<Option<String>, _>("bake_started_at")?
+            .as_deref()
+            .map(parse_time)
+            .transpose()?,
+        readiness: row
+            .try_get::<Option<String>, _>("readiness")?
+            .as_deref()
+            .map(from_json)
+            .transpose()?,
+        phase_stats: row
+            .try_get::<Option<String>, _>("phase_stats")?
+            .as_deref()
+            .map(from_json)
             .transpose()?,
     })
 }

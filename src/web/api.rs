@@ -17,7 +17,7 @@ use super::views::*;
 use crate::audit::VerifyReport;
 use crate::plan::{self, Plan};
 use crate::rollout::Command;
-use crate::rollout::engine::{Outcome, valid_plan_name};
+use crate::rollout::engine::{Ask, Outcome, valid_plan_name};
 use crate::store::AuditFilter;
 
 #[derive(OpenApi)]
@@ -288,9 +288,32 @@ async fn run_command(
     if matches!(cmd, Command::Rollback { .. }) && reason.is_none() {
         return Err(ApiError::BadRequest("a rollback needs a \"reason\"".into()));
     }
+    if req.force && cmd != Command::Advance {
+        return Err(ApiError::BadRequest(
+            "\"force\" only applies to advance".into(),
+        ));
+    }
+    if req.force && reason.is_none() {
+        return Err(ApiError::BadRequest(
+            "a forced advance needs a \"reason\"".into(),
+        ));
+    }
     let version = expected_version(&req, &headers)?;
     let actor = req.actor.clone().unwrap_or_else(|| "api".into());
-    let outcome = app.engine.command(id, cmd, &actor, reason, version).await?;
+    let outcome = app
+        .engine
+        .execute(
+            id,
+            cmd,
+            Ask {
+                actor,
+                reason,
+                expected_version: version,
+                evidence: None,
+                force: req.force,
+            },
+        )
+        .await?;
     Ok(outcome_response(outcome, StatusCode::OK))
 }
 

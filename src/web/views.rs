@@ -44,15 +44,39 @@ pub struct RolloutView {
     #[schema(value_type = Option<Object>)]
     pub baseline: Option<serde_json::Value>,
     pub baseline_at: Option<DateTime<Utc>>,
+    /// When the current phase's bake time started.
+    pub bake_started_at: Option<DateTime<Utc>>,
+    /// Why the current phase may not be promoted yet (empty = ready).
+    pub blockers: Vec<String>,
+    /// True when the phase may be promoted (manual phases: ready for approval).
+    pub ready: bool,
+    /// The watcher's latest gate results for the current phase.
+    #[schema(value_type = Option<Object>)]
+    pub readiness: Option<serde_json::Value>,
+    /// Metrics of finished phases by name.
+    #[schema(value_type = Option<Object>)]
+    pub phase_stats: Option<serde_json::Value>,
 }
 
 impl From<&Rollout> for RolloutView {
     fn from(r: &Rollout) -> Self {
-        let phases: Vec<String> = match snapshot_plan(r) {
-            Ok(plan) => (0..plan.phase_count())
+        let plan = snapshot_plan(r).ok();
+        let phases: Vec<String> = match &plan {
+            Some(plan) => (0..plan.phase_count())
                 .map(|i| plan.phase_name(i).to_string())
                 .collect(),
-            Err(_) => vec![r.phase_name.clone()],
+            None => vec![r.phase_name.clone()],
+        };
+        let blockers = if r.state.is_terminal() {
+            Vec::new()
+        } else {
+            crate::rollout::readiness::blockers(
+                plan.as_ref()
+                    .and_then(|p| r.phase_index.checked_sub(1).and_then(|i| p.phases.get(i))),
+                r.bake_started_at,
+                chrono::Utc::now(),
+                r.readiness.as_ref(),
+            )
         };
         let next_phase = (!r.state.is_terminal())
             .then(|| phases.get(r.phase_index + 1).cloned())
@@ -78,6 +102,11 @@ impl From<&Rollout> for RolloutView {
             updated_at: r.updated_at,
             baseline: r.baseline.clone(),
             baseline_at: r.baseline_at,
+            bake_started_at: r.bake_started_at,
+            ready: !r.state.is_terminal() && blockers.is_empty(),
+            blockers,
+            readiness: r.readiness.clone(),
+            phase_stats: r.phase_stats.clone(),
         }
     }
 }
@@ -110,6 +139,10 @@ pub struct CommandRequest {
     /// Rollback only: override the plan's rollback target.
     #[schema(value_type = Option<String>)]
     pub to: Option<RollbackTarget>,
+    /// Advance only: promote although the bake time has not elapsed or a
+    /// gate does not hold. Needs a reason; the audit log records both.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// One audit entry as the API shows it.

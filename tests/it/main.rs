@@ -7,6 +7,7 @@ mod common;
 mod faults;
 mod moto;
 mod plan_files;
+mod readiness;
 mod recovery;
 mod rollouts;
 mod sandbox_cloudwatch;

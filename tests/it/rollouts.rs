@@ -301,8 +301,8 @@ async fn concurrent_advances_one_wins(db: Db) {
 
     // Without a version: the second sees the first's write in flight and is refused.
     let (a, b) = tokio::join!(
-        app.post(&path, json!({ "reason": "race 2" })),
-        app.post(&path, json!({ "reason": "race 2" }))
+        app.post(&path, json!({ "reason": "race 2", "force": true })),
+        app.post(&path, json!({ "reason": "race 2", "force": true }))
     );
     let mut statuses = [a.0, b.0];
     statuses.sort();

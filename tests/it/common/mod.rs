@@ -293,12 +293,16 @@ impl TestApp {
         body
     }
 
+    /// Sends a command. An advance is forced: these tests step phases at
+    /// once, not after 48 h bake times (readiness has tests of its own).
     pub async fn command(&self, id: i64, cmd: &str, reason: &str) -> (u16, Value) {
-        self.post(
-            &format!("/api/v1/rollouts/{id}/{cmd}"),
-            json!({ "reason": reason }),
-        )
-        .await
+        let body = if cmd == "advance" {
+            json!({ "reason": reason, "force": true })
+        } else {
+            json!({ "reason": reason })
+        };
+        self.post(&format!("/api/v1/rollouts/{id}/{cmd}"), body)
+            .await
     }
 
     /// The function's whole environment, read through the official SDK.
