@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::metrics::cloudwatch::CloudWatch;
 use crate::metrics::eval::{self, Evaluation, Observation, References, Verdict};
 use crate::metrics::queries::{self, Series};
-use crate::plan::{Approval, Guardrail, GuardrailAction, GuardrailKind, MetricRef, Phase, Plan};
+use crate::plan::{
+    Approval, DriftPolicy, Guardrail, GuardrailAction, GuardrailKind, MetricRef, Phase, Plan,
+};
 use crate::rollout::engine::{Ask, Engine, snapshot_plan};
 use crate::rollout::{Command, Rollout, State};
 use crate::store::NewAuditEntry;
@@ -93,6 +95,8 @@ pub struct Watcher {
     cloudwatch: CloudWatch,
     /// Consecutive breaches per (rollout, guardrail).
     streaks: Mutex<HashMap<(i64, String), u32>>,
+    /// The code hash last seen per rollout's function: a change restarts the bake.
+    code_seen: Mutex<HashMap<i64, String>>,
     last: Mutex<TickReport>,
 }
 
@@ -102,6 +106,7 @@ impl Watcher {
             engine,
             cloudwatch: CloudWatch::new(aws),
             streaks: Mutex::default(),
+            code_seen: Mutex::default(),
             last: Mutex::default(),
         }
     }
@@ -219,6 +224,15 @@ impl Watcher {
                 self.act(r, guardrail, evaluation, &mut report).await;
                 continue;
             }
+            match self.check_function(&fresh, plan, &mut report).await {
+                Ok(true) => continue, // drift handled: readiness can wait a tick
+                Ok(false) => {}
+                Err(e) => report.errors.push(format!("rollout {}: {e}", r.id)),
+            }
+            // The bake clock may just have restarted.
+            let Ok(fresh) = self.engine.get(r.id).await else {
+                continue;
+            };
             if let Err(e) = self
                 .check_readiness(&fresh, plan, &values, now, &mut report)
                 .await
@@ -229,6 +243,85 @@ impl Watcher {
             }
         }
         report
+    }
+
+    /// Reads the function: a new code hash restarts the bake clock; owned
+    /// flags that differ from the desired ones are drift, handled by the
+    /// plan's policy. Returns whether drift was found.
+    async fn check_function(
+        &self,
+        r: &Rollout,
+        plan: &Plan,
+        report: &mut TickReport,
+    ) -> Result<bool, String> {
+        let observed = self.engine.observe(r).await.map_err(|e| e.to_string())?;
+        if let Some(sha) = observed.code_sha256.clone() {
+            let previous = self
+                .code_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(r.id, sha.clone());
+            if let Some(previous) = previous.filter(|p| *p != sha) {
+                let entry = NewAuditEntry {
+                    actor: WATCHER_ACTOR.into(),
+                    action: "code_changed".into(),
+                    phase: Some(r.phase_name.clone()),
+                    reason: Some(
+                        "the function's code changed during the phase (a deploy): data from the old code says nothing about the new, so the bake clock restarts".into(),
+                    ),
+                    outcome: "bake_restarted".into(),
+                    detail: Some(json!({ "code_sha256_before": previous, "code_sha256_after": sha })),
+                    ..NewAuditEntry::default()
+                };
+                self.engine
+                    .store()
+                    .set_watch_state(r.id, None, Some(Utc::now()), vec![entry])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                report.decisions.push(json!({ "rollout": r.id, "action": "bake_restarted", "reason": "code changed" }));
+            }
+        }
+        if observed.flags == r.desired_flags {
+            return Ok(false);
+        }
+        let evidence =
+            json!({ "observed": observed.flags, "desired": r.desired_flags, "policy": plan.drift });
+        let action = match (plan.drift, r.state) {
+            (DriftPolicy::Revert, _) => {
+                self.engine
+                    .revert_drift(r.id, WATCHER_ACTOR, &observed.flags, evidence)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                "drift_revert"
+            }
+            (DriftPolicy::Pause, State::Active) => {
+                self.engine
+                    .execute(
+                        r.id,
+                        Command::Pause,
+                        Ask {
+                            actor: WATCHER_ACTOR.into(),
+                            reason: Some(
+                                "owned flags changed outside rollgate (drift policy \"pause\")"
+                                    .into(),
+                            ),
+                            evidence: Some(evidence),
+                            ..Ask::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                "drift_pause"
+            }
+            // Already paused: the drift was recorded when it paused.
+            (DriftPolicy::Pause, _) => return Ok(true),
+        };
+        self.engine.telemetry().count_decision(action);
+        tracing::warn!(rollout = r.id, action, "drift");
+        report
+            .decisions
+            .push(json!({ "rollout": r.id, "action": action, "reason": "owned flags drifted" }));
+        Ok(true)
     }
 
     /// Evaluates the current phase's gates, records them when they change
@@ -298,7 +391,7 @@ impl Watcher {
         {
             self.engine
                 .store()
-                .set_watch_state(r.id, &readiness, None, Vec::new())
+                .set_watch_state(r.id, Some(&readiness), None, Vec::new())
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -28,6 +28,18 @@ pub struct Plan {
     pub metrics: BTreeMap<String, CustomMetric>,
     /// Guardrails that apply to every phase.
     pub guardrails: Vec<Guardrail>,
+    pub drift: DriftPolicy,
+    /// Webhook URLs notified of breaches, rollbacks, drift and readiness.
+    pub webhooks: Vec<String>,
+}
+
+/// What the watcher does when the function's owned flags drift from the
+/// rollout's desired flags (someone ran the AWS CLI, a stack redeploy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftPolicy {
+    Revert,
+    Pause,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

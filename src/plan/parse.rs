@@ -573,6 +573,28 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         );
     }
 
+    let drift = c.choice(
+        raw.drift.as_ref().and_then(|d| d.policy.as_ref()),
+        "drift.policy",
+        &[
+            ("revert", DriftPolicy::Revert),
+            ("pause", DriftPolicy::Pause),
+        ],
+        DriftPolicy::Revert,
+    );
+    let mut webhooks = Vec::new();
+    for url in raw.notify.iter().flat_map(|n| &n.webhooks) {
+        let u = url.get_ref();
+        if u.starts_with("http://") || u.starts_with("https://") {
+            webhooks.push(u.clone());
+        } else {
+            c.err(
+                url.span(),
+                format!("webhook {u:?} must be an http:// or https:// URL"),
+            );
+        }
+    }
+
     let mut plan_guardrail_names = BTreeSet::new();
     let guardrails = c.guardrails(&raw.guardrails, &metrics, &mut plan_guardrail_names, false);
 
@@ -731,6 +753,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         baseline: BaselineSpec { lookback },
         metrics,
         guardrails,
+        drift,
+        webhooks,
     })
 }
 

@@ -25,6 +25,8 @@ pub struct RawPlan {
     pub rollback: Option<RawRollback>,
     pub baseline: Option<RawBaseline>,
     pub defaults: Option<RawDefaults>,
+    pub drift: Option<RawDrift>,
+    pub notify: Option<RawNotify>,
     /// Custom CloudWatch metrics, by the name guardrails and gates use for them.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawMetric>")]
@@ -88,6 +90,25 @@ pub struct RawDefaults {
     /// Default approval mode: "manual" (default) or "auto".
     #[schemars(with = "Option<String>")]
     pub approval: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrift {
+    /// When the function's owned flags differ from what the rollout wants:
+    /// "revert" (write them back; default) or "pause" (freeze and alert).
+    #[schemars(with = "Option<String>")]
+    pub policy: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// URLs that receive a JSON POST (Slack-compatible `text`) on breaches,
+    /// rollbacks, drift and phases ready for approval.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub webhooks: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -388,6 +388,68 @@ impl Engine {
         }
     }
 
+    /// Reads the function's owned flags and code hash as they are now.
+    pub async fn observe(
+        &self,
+        rollout: &Rollout,
+    ) -> Result<crate::backend::Observed, EngineError> {
+        let region = snapshot_plan(rollout)?.target.region;
+        self.backend
+            .in_region(region.as_deref())
+            .read(&rollout.target_function, &rollout.desired_flags)
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+
+    /// Writes the desired flags back after someone changed them behind
+    /// rollgate's back: intent and audit entry first, then the write.
+    pub async fn revert_drift(
+        &self,
+        id: i64,
+        actor: &str,
+        observed: &crate::plan::Flags,
+        evidence: serde_json::Value,
+    ) -> Result<Outcome, EngineError> {
+        let current = self.get(id).await?;
+        let mut next = current.clone();
+        next.generation += 1;
+        next.pending_write = Some(PendingWrite {
+            generation: next.generation,
+            command: "drift_revert".into(),
+            actor: actor.to_string(),
+            reason: Some("the function's flags drifted from the rollout's".into()),
+            recorded_at: Utc::now(),
+            previous_state: current.state,
+            previous_phase: current.phase_index,
+            previous_phase_name: current.phase_name.clone(),
+            previous_flags: current.desired_flags.clone(),
+        });
+        let entry = NewAuditEntry {
+            actor: actor.to_string(),
+            action: "drift_detected".into(),
+            phase: Some(current.phase_name.clone()),
+            flags_before: Some(observed.clone()),
+            flags_after: Some(current.desired_flags.clone()),
+            reason: Some(
+                "owned flags changed outside rollgate; reverting (drift policy \"revert\")".into(),
+            ),
+            outcome: "reverting".into(),
+            detail: Some(evidence),
+            ..NewAuditEntry::default()
+        };
+        self.store
+            .save_rollout(&next, current.version, vec![entry])
+            .await
+            .map_err(|e| match e {
+                StoreError::VersionConflict { .. } => {
+                    EngineError::Conflict("the rollout changed meanwhile".into())
+                }
+                other => other.into(),
+            })?;
+        self.note_generation(id, next.generation);
+        self.converge(id, None).await
+    }
+
     pub async fn get(&self, id: i64) -> Result<Rollout, EngineError> {
         self.store
             .get_rollout(id)

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -179,6 +179,7 @@ pub(super) fn router() -> Router<Shared> {
             "/2015-03-31/functions/{name}/versions",
             post(publish_version),
         )
+        .route("/2015-03-31/functions/{name}/code", put(update_code))
         .route(
             "/2015-03-31/functions/{name}/aliases",
             post(create_alias).get(list_aliases),
@@ -512,6 +513,41 @@ async fn update_configuration(
     if let Some(v) = body.get("Timeout").and_then(Value::as_i64) {
         f.config.timeout = v;
     }
+    f.revision_id = new_id();
+    f.config.last_modified = timestamp();
+    f.in_progress_until = (!delay.is_zero()).then(|| now() + delay);
+    axum::Json(f.configuration(None).unwrap_or_default()).into_response()
+}
+
+/// UpdateFunctionCode: a deploy. New CodeSha256 and revision; the update
+/// is `InProgress` for the update delay like a configuration change.
+async fn update_code(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    let (name, _) = resolve(&name);
+    let mut w = shared.lock();
+    let delay = w.update_delay;
+    let Some(f) = w.functions.get_mut(&name) else {
+        return not_found(&name, &region(&headers));
+    };
+    if f.in_progress() {
+        return update_in_progress(&f.arn);
+    }
+    if let Some(rev) = str_field(&body, "RevisionId")
+        && rev != f.revision_id
+    {
+        return precondition_failed();
+    }
+    let code = body.to_string();
+    f.config.code_sha256 = base64_like::encode(&Sha256::digest(code.as_bytes()));
+    f.config.code_size = code.len() as i64;
     f.revision_id = new_id();
     f.config.last_modified = timestamp();
     f.in_progress_until = (!delay.is_zero()).then(|| now() + delay);

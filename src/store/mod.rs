@@ -301,16 +301,16 @@ impl Store {
     pub async fn set_watch_state(
         &self,
         id: i64,
-        readiness: &serde_json::Value,
+        readiness: Option<&serde_json::Value>,
         bake_started_at: Option<DateTime<Utc>>,
         audit: Vec<NewAuditEntry>,
     ) -> Result<(), StoreError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE rollouts SET readiness = $1, bake_started_at = COALESCE($2, bake_started_at) WHERE id = $3",
+            "UPDATE rollouts SET readiness = COALESCE($1, readiness), bake_started_at = COALESCE($2, bake_started_at) WHERE id = $3",
         )
-        .bind(to_json(readiness))
+        .bind(readiness.map(to_json))
         .bind(bake_started_at.map(timestamp))
         .bind(id)
         .execute(&mut *tx)

@@ -299,6 +299,16 @@ fn malformed_plans_are_reported_with_line_and_column() {
             ),
             "15:8: duplicate gate name \"g\" in phase \"on\"",
         ),
+        (
+            "bad drift policy",
+            format!("{MINIMAL}[drift]\npolicy = \"ignore\"\n"),
+            "11:10: drift.policy must be one of \"revert\", \"pause\"",
+        ),
+        (
+            "bad webhook",
+            format!("{MINIMAL}[notify]\nwebhooks = [\"ftp://x\"]\n"),
+            "11:13: webhook \"ftp://x\" must be an http:// or https:// URL",
+        ),
     ];
     assert!(cases.len() >= 15);
     for (what, text, want) in cases {

@@ -289,3 +289,139 @@ alarm = "dixon-errors"
     let _ = Duration::ZERO;
     let _: Value = r;
 }
+
+async fn set_env_behind_rollgates_back(app: &TestApp, name: &str, value: &str) {
+    let mut env = app.function_env().await;
+    env.insert(name.into(), value.into());
+    app.lambda
+        .update_function_configuration()
+        .function_name(FUNCTION)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(env.into_iter().collect()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_reverted_within_one_tick() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = seed_in_prompts(&app).await;
+    traffic_before_now(&app, 4);
+    set_env_behind_rollgates_back(&app, "USE_OPTIMIZED_PROMPTS", "false").await;
+    let report = tick(&app).await;
+    assert_eq!(report.decisions[0]["action"], "drift_revert", "{report:?}");
+    app.assert_env(["true", "false", "false"]).await;
+    let drift = app
+        .audit(&format!("?rollout={id}&action=drift_detected"))
+        .await;
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0]["flags_before"]["USE_OPTIMIZED_PROMPTS"], "false");
+    assert_eq!(drift[0]["flags_after"]["USE_OPTIMIZED_PROMPTS"], "true");
+    let writes = app
+        .audit(&format!("?rollout={id}&action=flags_write"))
+        .await;
+    assert_eq!(writes.last().unwrap()["detail"]["command"], "drift_revert");
+    // Back in line: the next tick has nothing to do.
+    assert!(tick(&app).await.decisions.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_pauses_when_the_plan_says_so() {
+    let plans = plan_with_guardrail("[drift]\npolicy = \"pause\"\n");
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = start_guarded(&app).await;
+    set_env_behind_rollgates_back(&app, "USE_OPTIMIZED_PROMPTS", "false").await;
+    let report = tick(&app).await;
+    assert_eq!(report.decisions[0]["action"], "drift_pause", "{report:?}");
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "paused");
+    app.assert_flag("USE_OPTIMIZED_PROMPTS", "false").await;
+    let pause = app.audit(&format!("?rollout={id}&action=pause")).await;
+    assert_eq!(
+        pause[0]["detail"]["evidence"]["observed"]["USE_OPTIMIZED_PROMPTS"],
+        "false"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_change_restarts_the_bake_clock() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = seed_in_prompts(&app).await;
+    traffic_before_now(&app, 4);
+    tick(&app).await;
+    let (_, before) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.lambda
+        .update_function_code()
+        .function_name(FUNCTION)
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(b"new code".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let report = tick(&app).await;
+    assert_eq!(
+        report.decisions[0]["action"], "bake_restarted",
+        "{report:?}"
+    );
+    let (_, after) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert!(
+        after["bake_started_at"].as_str().unwrap() > before["bake_started_at"].as_str().unwrap()
+    );
+    let changed = app
+        .audit(&format!("?rollout={id}&action=code_changed"))
+        .await;
+    assert_eq!(changed.len(), 1);
+    assert!(
+        changed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("bake clock restarts")
+    );
+    app.assert_env(["true", "false", "false"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_bake_clock_and_baseline() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = seed_in_prompts(&app).await;
+    let (_, before) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    // A new process on the same database and the same AWS.
+    let mut config = rollgate::app::ServeConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        crate::common::repo_plans_dir(),
+        app.database_url.clone(),
+    );
+    config.watch_interval = None;
+    let second = rollgate::app::start(&config, &app.aws).await.unwrap();
+    let report = second.state.watcher.tick(Utc::now()).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    let r = second.state.engine.get(id).await.unwrap();
+    assert_eq!(
+        r.bake_started_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        before["bake_started_at"].as_str().map(str::to_string)
+    );
+    assert_eq!(
+        r.baseline,
+        Some(before["baseline"].clone()),
+        "the baseline is not re-read"
+    );
+    assert_eq!(
+        app.audit(&format!("?rollout={id}&action=baseline_recorded"))
+            .await
+            .len(),
+        1
+    );
+    second.stop().await;
+}
