@@ -10,6 +10,7 @@ pub mod backend;
 pub mod client;
 pub mod demo;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod rollout;
 pub mod sandbox;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::metrics::cloudwatch::CloudWatch;
 use crate::metrics::eval::{self, Evaluation, Observation, References, Verdict};
 use crate::metrics::queries::{self, Series};
+use crate::notify::{Notifier, payload};
 use crate::plan::{
     Approval, DriftPolicy, Guardrail, GuardrailAction, GuardrailKind, MetricRef, Phase, Plan,
 };
@@ -97,6 +98,9 @@ pub struct Watcher {
     streaks: Mutex<HashMap<(i64, String), u32>>,
     /// The code hash last seen per rollout's function: a change restarts the bake.
     code_seen: Mutex<HashMap<i64, String>>,
+    /// (rollout, phase) already announced as ready for approval.
+    ready_announced: Mutex<std::collections::HashSet<(i64, String)>>,
+    notifier: Notifier,
     last: Mutex<TickReport>,
 }
 
@@ -107,6 +111,8 @@ impl Watcher {
             cloudwatch: CloudWatch::new(aws),
             streaks: Mutex::default(),
             code_seen: Mutex::default(),
+            ready_announced: Mutex::default(),
+            notifier: Notifier::default(),
             last: Mutex::default(),
         }
     }
@@ -318,6 +324,27 @@ impl Watcher {
         };
         self.engine.telemetry().count_decision(action);
         tracing::warn!(rollout = r.id, action, "drift");
+        self.notifier.send(
+            &plan.webhooks,
+            payload(
+                "drift",
+                r.id,
+                &r.plan_name,
+                &r.target_function,
+                &format!(
+                    "rollout #{} ({}): owned flags of {} drifted; {}",
+                    r.id,
+                    r.plan_name,
+                    r.target_function,
+                    if action == "drift_revert" {
+                        "reverted"
+                    } else {
+                        "paused"
+                    }
+                ),
+                json!({ "observed": observed.flags, "desired": r.desired_flags }),
+            ),
+        );
         report
             .decisions
             .push(json!({ "rollout": r.id, "action": action, "reason": "owned flags drifted" }));
@@ -394,6 +421,32 @@ impl Watcher {
                 .set_watch_state(r.id, Some(&readiness), None, Vec::new())
                 .await
                 .map_err(|e| e.to_string())?;
+        }
+        if blockers.is_empty()
+            && phase.approval == Approval::Manual
+            && self
+                .ready_announced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((r.id, phase.name.clone()))
+        {
+            self.notifier.send(
+                &plan.webhooks,
+                payload(
+                    "ready_for_approval",
+                    r.id,
+                    &r.plan_name,
+                    &r.target_function,
+                    &format!(
+                        "rollout #{} ({}): phase {} is ready for approval (bake time over, every gate holds)",
+                        r.id, r.plan_name, phase.name
+                    ),
+                    json!({ "gates": readiness["gates"] }),
+                ),
+            );
+            report.decisions.push(
+                json!({ "rollout": r.id, "action": "ready_for_approval", "phase": phase.name }),
+            );
         }
         if blockers.is_empty() && r.state == State::Active && phase.approval == Approval::Auto {
             let reason = format!(
@@ -556,6 +609,22 @@ impl Watcher {
                     self.reset_streaks(r.id);
                 }
                 self.engine.telemetry().count_decision(&done);
+                let plan = snapshot_plan(r).ok();
+                let event = match done.as_str() {
+                    "observe" => "breach",
+                    other => other,
+                };
+                self.notifier.send(
+                    plan.as_ref().map_or(&[][..], |p| &p.webhooks[..]),
+                    payload(
+                        event,
+                        r.id,
+                        &r.plan_name,
+                        &r.target_function,
+                        &format!("rollout #{} ({}): {done} — {reason}", r.id, r.plan_name),
+                        evidence.clone(),
+                    ),
+                );
                 tracing::warn!(rollout = r.id, guardrail = %g.name, action = %done, %reason, "guardrail breached");
                 report.decisions.push(json!({
                     "rollout": r.id, "guardrail": g.name, "action": done, "reason": reason,

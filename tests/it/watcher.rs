@@ -425,3 +425,108 @@ async fn a_restart_keeps_the_bake_clock_and_baseline() {
     );
     second.stop().await;
 }
+
+/// A local webhook receiver that records what it is sent.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::{Json, Router, routing::post};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |Json(v): Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+fn guarded_with_webhook(url: &str) -> tempfile::TempDir {
+    plan_with_guardrail(&format!(
+        r#"
+[notify]
+webhooks = ["{url}"]
+
+[[guardrails]]
+name = "error-rate"
+metric = "error_rate"
+max_delta = 2.0
+consecutive = 1
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_hear_about_a_rollback() {
+    let (url, got) = receiver().await;
+    let plans = guarded_with_webhook(&url);
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = start_guarded(&app).await;
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
+    traffic_before_now(&app, 4);
+    let report = tick(&app).await;
+    assert_eq!(report.decisions[0]["action"], "rollback", "{report:?}");
+    let mut delivered = Vec::new();
+    for _ in 0..100 {
+        delivered = got.lock().unwrap().clone();
+        if !delivered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let hook = &delivered[0];
+    assert_eq!(hook["event"], "rollback");
+    assert_eq!(hook["rollout"], id);
+    let text = hook["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("rollgate: rollout #") && text.contains("error-rate"),
+        "{text}"
+    );
+    assert_eq!(hook["detail"]["evaluation"]["verdict"], "breach");
+    // One notification per state change, not per tick.
+    tick(&app).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(got.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_webhook_never_blocks_the_rollback() {
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plans = guarded_with_webhook(&format!("http://127.0.0.1:{port}/hook"));
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = start_guarded(&app).await;
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
+    traffic_before_now(&app, 4);
+    let report = tick(&app).await;
+    assert_eq!(report.decisions[0]["action"], "rollback", "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    app.assert_flag("USE_OPTIMIZED_PROMPTS", "false").await;
+    let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["state"], "rolled_back");
+}
