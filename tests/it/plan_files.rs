@@ -386,20 +386,3 @@ mod never_panics {
         }
     }
 }
-
-#[test]
-fn zz_scratch() {
-    #[derive(serde::Deserialize, Debug)]
-    #[allow(dead_code)]
-    struct T { target: toml::Spanned<toml::Value>, metrics: Option<toml::Spanned<toml::Value>>, m: Option<toml::Spanned<toml::Value>> }
-    let t = "# c\n[target]\nfunction = \"f\"\n\n[metrics.x]\na = 1\n\n[m]\n[m.y]\nb = 2\n";
-    let v: T = toml::from_str(t).unwrap();
-    let show = |s: std::ops::Range<usize>| println!("{:?}", &t[s]);
-    show(v.target.span());
-    show(v.metrics.unwrap().span());
-    show(v.m.unwrap().span());
-    for bad in ["a = \"x", "a = ", "[x\n", "a = 1\na = 2", "a = 1 2", "[[phases]]\nname = \"x\"\n[phases]\n"] {
-        let e = toml::from_str::<toml::Value>(bad).unwrap_err();
-        println!("{bad:?} -> {:?} {:?}", e.message(), e.span());
-    }
-}
