@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod metrics;

@@ -67,6 +67,19 @@ enum Cmd {
         #[arg(long)]
         bad_flag: Vec<String>,
     },
+    /// Measure time to rollback and watcher scale against the sandbox
+    /// (run with --release); prints Markdown for BENCHMARKS.md.
+    Bench {
+        /// Time-to-rollback runs.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// Rollout counts for the scale benchmark.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,5000")]
+        rollouts: Vec<usize>,
+        /// Also write the report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check plan files, print the plan JSON Schema.
     #[command(subcommand)]
     Plan(PlanCmd),
@@ -378,6 +391,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            runs,
+            rollouts,
+            out,
+        } => {
+            rollgate::bench::run(runs, &rollouts, out.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Plan(PlanCmd::Validate { files, output }) => Ok(validate_plans(&files, output)),

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::metrics::cloudwatch::CloudWatch;
@@ -78,6 +79,16 @@ fn plan_metrics(plan: &Plan) -> Vec<MetricRef> {
         }
     }
     out
+}
+
+/// Rollouts watched at once within a tick.
+const WATCH_CONCURRENCY: usize = 32;
+
+/// What reading the function found.
+enum Finding {
+    Nothing,
+    BakeRestarted,
+    Drift,
 }
 
 /// What one tick did, for diagnostics, metrics and benchmarks.
@@ -157,11 +168,15 @@ impl Watcher {
             .collect();
         report.rollouts_watched = watched.len();
 
+        let mut recorded = std::collections::HashSet::new();
         for (r, plan) in watched.iter().filter(|(r, _)| r.baseline.is_none()) {
-            if let Err(e) = self.record_baseline(r, plan, &mut report).await {
-                report
+            match self.record_baseline(r, plan, &mut report).await {
+                Ok(()) => {
+                    recorded.insert(r.id);
+                }
+                Err(e) => report
                     .errors
-                    .push(format!("rollout {}: baseline: {e}", r.id));
+                    .push(format!("rollout {}: baseline: {e}", r.id)),
             }
         }
 
@@ -220,33 +235,71 @@ impl Watcher {
                 })
         };
 
-        for (r, plan) in &watched {
-            // Re-read: a baseline may just have been recorded.
-            let Ok(fresh) = self.engine.get(r.id).await else {
-                continue;
-            };
-            let decision = self.evaluate(r, plan, fresh.baseline.as_ref(), &values, &firing);
-            if let Some((guardrail, evaluation)) = decision {
-                self.act(r, guardrail, evaluation, &mut report).await;
-                continue;
+        // Rollouts are independent: watch them concurrently (bounded), each
+        // with its own small report, merged afterwards.
+        let jobs: Vec<_> = watched
+            .iter()
+            .map(|(r, plan)| {
+                self.watch_one(r, plan, recorded.contains(&r.id), &values, &firing, now)
+            })
+            .collect();
+        let parts: Vec<TickReport> = futures_util::stream::iter(jobs)
+            .buffer_unordered(WATCH_CONCURRENCY)
+            .collect()
+            .await;
+        for part in parts {
+            report.decisions.extend(part.decisions);
+            report.errors.extend(part.errors);
+        }
+        report
+    }
+
+    /// One rollout's share of a tick: guardrails, then the function (drift,
+    /// deploys), then gates.
+    async fn watch_one(
+        &self,
+        r: &Rollout,
+        plan: &Plan,
+        baseline_just_recorded: bool,
+        values: &HashMap<u64, HashMap<Series, f64>>,
+        firing: &[String],
+        now: DateTime<Utc>,
+    ) -> TickReport {
+        let mut report = TickReport::default();
+        let mut fresh = r.clone();
+        if baseline_just_recorded {
+            match self.engine.get(r.id).await {
+                Ok(f) => fresh = f,
+                Err(e) => {
+                    report.errors.push(format!("rollout {}: {e}", r.id));
+                    return report;
+                }
             }
-            match self.check_function(&fresh, plan, &mut report).await {
-                Ok(true) => continue, // drift handled: readiness can wait a tick
-                Ok(false) => {}
-                Err(e) => report.errors.push(format!("rollout {}: {e}", r.id)),
-            }
-            // The bake clock may just have restarted.
-            let Ok(fresh) = self.engine.get(r.id).await else {
-                continue;
-            };
-            if let Err(e) = self
-                .check_readiness(&fresh, plan, &values, now, &mut report)
-                .await
-            {
-                report
-                    .errors
-                    .push(format!("rollout {}: readiness: {e}", r.id));
-            }
+        }
+        let decision = self.evaluate(&fresh, plan, fresh.baseline.as_ref(), values, firing);
+        if let Some((guardrail, evaluation)) = decision {
+            self.act(&fresh, guardrail, evaluation, &mut report).await;
+            return report;
+        }
+        match self.check_function(&fresh, plan, &mut report).await {
+            Ok(Finding::Drift) => return report, // readiness can wait a tick
+            Ok(Finding::BakeRestarted) => match self.engine.get(r.id).await {
+                Ok(f) => fresh = f,
+                Err(e) => {
+                    report.errors.push(format!("rollout {}: {e}", r.id));
+                    return report;
+                }
+            },
+            Ok(Finding::Nothing) => {}
+            Err(e) => report.errors.push(format!("rollout {}: {e}", r.id)),
+        }
+        if let Err(e) = self
+            .check_readiness(&fresh, plan, values, now, &mut report)
+            .await
+        {
+            report
+                .errors
+                .push(format!("rollout {}: readiness: {e}", r.id));
         }
         report
     }
@@ -259,7 +312,8 @@ impl Watcher {
         r: &Rollout,
         plan: &Plan,
         report: &mut TickReport,
-    ) -> Result<bool, String> {
+    ) -> Result<Finding, String> {
+        let mut finding = Finding::Nothing;
         let observed = self.engine.observe(r).await.map_err(|e| e.to_string())?;
         if let Some(sha) = observed.code_sha256.clone() {
             let previous = self
@@ -285,10 +339,11 @@ impl Watcher {
                     .await
                     .map_err(|e| e.to_string())?;
                 report.decisions.push(json!({ "rollout": r.id, "action": "bake_restarted", "reason": "code changed" }));
+                finding = Finding::BakeRestarted;
             }
         }
         if observed.flags == r.desired_flags {
-            return Ok(false);
+            return Ok(finding);
         }
         let evidence =
             json!({ "observed": observed.flags, "desired": r.desired_flags, "policy": plan.drift });
@@ -320,7 +375,7 @@ impl Watcher {
                 "drift_pause"
             }
             // Already paused: the drift was recorded when it paused.
-            (DriftPolicy::Pause, _) => return Ok(true),
+            (DriftPolicy::Pause, _) => return Ok(Finding::Drift),
         };
         self.engine.telemetry().count_decision(action);
         tracing::warn!(rollout = r.id, action, "drift");
@@ -348,7 +403,7 @@ impl Watcher {
         report
             .decisions
             .push(json!({ "rollout": r.id, "action": action, "reason": "owned flags drifted" }));
-        Ok(true)
+        Ok(Finding::Drift)
     }
 
     /// Evaluates the current phase's gates, records them when they change
@@ -412,10 +467,11 @@ impl Watcher {
             .and_then(Value::as_str)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .is_none_or(|t| now - t.to_utc() > chrono::Duration::seconds(60));
-        if stale
+        // Phases without gates have nothing to record: readiness is bake time.
+        let changed = stale
             || blockers.is_empty()
-            || verdicts(r.readiness.as_ref()) != verdicts(Some(&readiness))
-        {
+            || verdicts(r.readiness.as_ref()) != verdicts(Some(&readiness));
+        if !phase.gates.is_empty() && changed {
             self.engine
                 .store()
                 .set_watch_state(r.id, Some(&readiness), None, Vec::new())

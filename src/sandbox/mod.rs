@@ -270,6 +270,7 @@ fn router(shared: Shared) -> Router {
         .route("/_sandbox/faults", post(set_faults))
         .route("/_sandbox/reset", post(reset))
         .route("/_sandbox/traffic", get(get_traffic).post(set_traffic))
+        .route("/_sandbox/traffic/emit", post(emit_traffic))
         .fallback(|| async {
             lambda::aws_error(
                 axum::http::StatusCode::NOT_FOUND,
@@ -430,6 +431,36 @@ async fn set_traffic(State(shared): State<Shared>, body: axum::body::Bytes) -> R
         w.traffic.bad_flags = b;
     }
     axum::Json(w.traffic.clone()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmitRequest {
+    /// Epoch seconds of the last tick.
+    end: f64,
+    /// Ticks to emit, `every_secs` apart, ending at `end`.
+    ticks: u32,
+    every_secs: f64,
+}
+
+/// Emits simulated traffic for past (or future) times in one call, so a
+/// benchmark or test in another process can lay down exactly the data it needs.
+async fn emit_traffic(State(shared): State<Shared>, body: axum::body::Bytes) -> Response {
+    let req: EmitRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "error": format!("invalid emit request: {e}") })),
+            )
+                .into_response();
+        }
+    };
+    let mut w = shared.lock();
+    for i in 0..req.ticks {
+        w.emit_traffic(req.end - f64::from(i) * req.every_secs);
+    }
+    axum::Json(json!({ "ok": true, "ticks": req.ticks })).into_response()
 }
 
 async fn reset(State(shared): State<Shared>) -> impl IntoResponse {
