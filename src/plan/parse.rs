@@ -37,10 +37,15 @@ const RESERVED_KEYS: &[&str] = &[
 const BUILTIN_METRICS: &str =
     "error_rate, duration_avg, duration_pNN (e.g. duration_p99), throttles, invocations";
 
+const DEFAULT_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
+const DEFAULT_GUARDRAIL_WINDOW: Duration = Duration::from_secs(300);
+const DEFAULT_GATE_WINDOW: Duration = Duration::from_secs(3600);
+const DEFAULT_MIN_SAMPLES: i64 = 100;
+const DEFAULT_CONSECUTIVE: i64 = 3;
+
 /// Converts a byte offset into a 1-based (line, column in characters).
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let mut offset = offset;
+    let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
@@ -71,9 +76,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'd' => 86_400,
             _ => return Err(format!("invalid duration {s:?}: {help}")),
         };
+        if digits.is_empty() {
+            return Err(format!("invalid duration {s:?}: {help}"));
+        }
         let n: u64 = digits
             .parse()
-            .map_err(|_| format!("invalid duration {s:?}: {help}"))?;
+            .map_err(|_| format!("duration {s:?} is too long"))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
@@ -119,6 +127,48 @@ fn parse_percentile(p: &str) -> Option<f64> {
     (v > 0.0 && v < 100.0).then_some(v)
 }
 
+/// A built-in metric by its name in the file.
+fn builtin_metric(name: &str) -> Option<MetricRef> {
+    match name {
+        "error_rate" => Some(MetricRef::ErrorRate),
+        "duration_avg" => Some(MetricRef::DurationAvg),
+        "throttles" => Some(MetricRef::Throttles),
+        "invocations" => Some(MetricRef::Invocations),
+        _ => name
+            .strip_prefix("duration_p")
+            .and_then(parse_percentile)
+            .map(MetricRef::DurationPercentile),
+    }
+}
+
+/// A TOML or serde error as a `PlanError`, in words an operator knows.
+fn toml_error(text: &str, e: &toml::de::Error) -> PlanError {
+    let span = e.span();
+    let (line, col) = span.clone().map_or((1, 1), |s| line_col(text, s.start));
+    let mut message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if message == "duplicate key"
+        && let Some(key) = span.and_then(|s| text.get(s)).map(str::trim)
+        && !key.is_empty()
+    {
+        message = format!("duplicate key `{key}`");
+    }
+    for (rust, toml) in [
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a map", "expected a table"),
+        ("expected a sequence", "expected an array"),
+    ] {
+        message = message.replace(rust, toml);
+    }
+    PlanError { line, col, message }
+}
+
 struct Checker<'t> {
     text: &'t str,
     errors: Vec<PlanError>,
@@ -134,6 +184,11 @@ impl Checker<'_> {
         });
     }
 
+    /// A problem with no place of its own in the file (something missing at the top level).
+    fn err_at_start(&mut self, message: impl Into<String>) {
+        self.err(0..0, message);
+    }
+
     fn duration(&mut self, v: &Spanned<String>) -> Option<Duration> {
         match parse_duration(v.get_ref()) {
             Ok(d) => Some(d),
@@ -141,6 +196,32 @@ impl Checker<'_> {
                 self.err(v.span(), m);
                 None
             }
+        }
+    }
+
+    /// An optional duration: its default when absent, None when invalid (reported).
+    fn duration_or(&mut self, v: Option<&Spanned<String>>, default: Duration) -> Option<Duration> {
+        v.map_or(Some(default), |v| self.duration(v))
+    }
+
+    /// A required string field: reported at `within` when missing, at itself when blank.
+    fn required<'a>(
+        &mut self,
+        v: Option<&'a Spanned<String>>,
+        within: &Range<usize>,
+        missing: impl FnOnce() -> String,
+        blank: impl FnOnce() -> String,
+    ) -> Option<&'a str> {
+        match v {
+            None => {
+                self.err(within.clone(), missing());
+                None
+            }
+            Some(s) if s.get_ref().trim().is_empty() => {
+                self.err(s.span(), blank());
+                None
+            }
+            Some(s) => Some(s.get_ref()),
         }
     }
 
@@ -193,18 +274,8 @@ impl Checker<'_> {
         metrics: &BTreeMap<String, CustomMetric>,
     ) -> Option<MetricRef> {
         let name = v.get_ref().as_str();
-        let builtin = match name {
-            "error_rate" => Some(MetricRef::ErrorRate),
-            "duration_avg" => Some(MetricRef::DurationAvg),
-            "throttles" => Some(MetricRef::Throttles),
-            "invocations" => Some(MetricRef::Invocations),
-            _ => name
-                .strip_prefix("duration_p")
-                .and_then(parse_percentile)
-                .map(MetricRef::DurationPercentile),
-        };
-        if builtin.is_some() {
-            return builtin;
+        if let Some(builtin) = builtin_metric(name) {
+            return Some(builtin);
         }
         if metrics.contains_key(name) {
             return Some(MetricRef::Custom(name.to_string()));
@@ -241,10 +312,12 @@ impl Checker<'_> {
         compare_to: Option<&Spanned<String>>,
         previous_allowed: bool,
     ) -> Option<Condition> {
-        let set: Vec<(&str, &Spanned<f64>)> = bounds
+        let mut set: Vec<(&str, &Spanned<f64>)> = bounds
             .iter()
             .filter_map(|(n, v)| v.map(|v| (*n, v)))
             .collect();
+        // In file order, so that "more than one" points at the second one written.
+        set.sort_by_key(|(_, v)| v.span().start);
         let (name, value) = match set.as_slice() {
             [one] => *one,
             [] => {
@@ -267,36 +340,27 @@ impl Checker<'_> {
             }
         };
         let v = *value.get_ref();
+        let ratio = name.ends_with("_ratio");
         let mut ok = true;
-        if !v.is_finite() {
-            self.err(
-                value.span(),
-                format!("{what}: {name} must be a finite number"),
-            );
-            ok = false;
-        } else if name.ends_with("_ratio") && v <= 0.0 {
-            self.err(
-                value.span(),
-                format!("{what}: {name} must be greater than 0, not {v}"),
-            );
-            ok = false;
+        let problem = if !v.is_finite() {
+            Some(format!("{what}: {name} must be a finite number"))
+        } else if ratio && v <= 0.0 {
+            Some(format!("{what}: {name} must be greater than 0, not {v}"))
         } else if name.ends_with("_delta") && v < 0.0 {
-            self.err(
-                value.span(),
-                format!("{what}: {name} must not be negative ({v}); use max_delta or min_delta for the direction"),
-            );
-            ok = false;
-        } else if metric == Some(MetricRef::ErrorRate) && !(0.0..=100.0).contains(&v) {
-            self.err(
-                value.span(),
-                format!("{what}: error_rate is a percentage, so {name} must be between 0 and 100, not {v}"),
-            );
-            ok = false;
+            Some(format!(
+                "{what}: {name} must not be negative ({v}); use max_delta or min_delta for the direction"
+            ))
+        } else if !ratio && metric == Some(MetricRef::ErrorRate) && !(0.0..=100.0).contains(&v) {
+            Some(format!(
+                "{what}: error_rate is a percentage, so {name} must be between 0 and 100, not {v}"
+            ))
         } else if matches!(name, "max" | "min") && v < 0.0 {
-            self.err(
-                value.span(),
-                format!("{what}: {name} must not be negative, not {v}"),
-            );
+            Some(format!("{what}: {name} must not be negative, not {v}"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.err(value.span(), problem);
             ok = false;
         }
         let reference = match compare_to {
@@ -347,18 +411,49 @@ impl Checker<'_> {
         .filter(|_| ok)
     }
 
-    fn count(&mut self, v: Option<&Spanned<i64>>, what: &str, max: i64, default: i64) -> i64 {
-        match v {
-            None => default,
-            Some(n) if (1..=max).contains(n.get_ref()) => *n.get_ref(),
-            Some(n) => {
-                self.err(
-                    n.span(),
-                    format!("{what} must be between 1 and {max}, not {}", n.get_ref()),
-                );
-                default
-            }
+    /// A count of at least 1 (and at most `max`, if given), or its default.
+    fn count(
+        &mut self,
+        v: Option<&Spanned<i64>>,
+        what: &str,
+        max: Option<i64>,
+        default: i64,
+    ) -> i64 {
+        let Some(n) = v else { return default };
+        let value = *n.get_ref();
+        match max {
+            _ if value < 1 => {}
+            Some(max) if value > max => {}
+            _ => return value,
         }
+        let message = match max {
+            Some(max) => format!("{what} must be between 1 and {max}, not {value}"),
+            None => format!("{what} must be at least 1, not {value}"),
+        };
+        self.err(n.span(), message);
+        default
+    }
+
+    /// A name unique within `taken`; `what` is "guardrail", "gate" etc.
+    fn unique_name(
+        &mut self,
+        name: Option<&Spanned<String>>,
+        within: &Range<usize>,
+        what: &str,
+        taken: &mut BTreeSet<String>,
+        duplicate: impl FnOnce(&str) -> String,
+    ) -> Option<String> {
+        let n = self.required(
+            name,
+            within,
+            || format!("{what} needs a name = \"...\""),
+            || format!("{what} name must not be empty"),
+        )?;
+        if !taken.insert(n.to_string()) {
+            let message = duplicate(n);
+            self.err(name.map_or(within.clone(), Spanned::span), message);
+        }
+        Some(n.to_string())
     }
 
     fn guardrails(
@@ -369,22 +464,29 @@ impl Checker<'_> {
         previous_allowed: bool,
     ) -> Vec<Guardrail> {
         let mut out = Vec::new();
-        for g in raw {
+        for (i, g) in raw.iter().enumerate() {
             let span = g.span();
             let g = g.get_ref();
-            let name = g.name.get_ref().clone();
-            let what = format!("guardrail {name:?}");
-            if name.trim().is_empty() {
-                self.err(g.name.span(), "guardrail name must not be empty");
-            } else if !taken.insert(name.clone()) {
-                self.err(g.name.span(), format!("duplicate guardrail name {name:?}"));
-            }
-            let window = g
-                .window
-                .as_ref()
-                .map_or(Some(Duration::from_secs(300)), |w| self.duration(w));
-            let min_samples = self.count(g.min_samples.as_ref(), "min_samples", i64::MAX, 100);
-            let consecutive = self.count(g.consecutive.as_ref(), "consecutive", 100, 3);
+            let name = self.unique_name(g.name.as_ref(), &span, "guardrail", taken, |n| {
+                format!("duplicate guardrail name {n:?}")
+            });
+            let what = match &name {
+                Some(n) => format!("guardrail {n:?}"),
+                None => format!("guardrail #{}", i + 1),
+            };
+            let window = self.duration_or(g.window.as_ref(), DEFAULT_GUARDRAIL_WINDOW);
+            let min_samples = self.count(
+                g.min_samples.as_ref(),
+                "min_samples",
+                None,
+                DEFAULT_MIN_SAMPLES,
+            );
+            let consecutive = self.count(
+                g.consecutive.as_ref(),
+                "consecutive",
+                Some(100),
+                DEFAULT_CONSECUTIVE,
+            );
             let action = self.choice(
                 g.action.as_ref(),
                 "action",
@@ -441,67 +543,210 @@ impl Checker<'_> {
                     None
                 }
             };
-            if let (Some(kind), Some(window)) = (kind, window) {
+            if let (Some(name), Some(kind), Some(window)) = (name, kind, window) {
                 out.push(Guardrail {
                     name,
                     kind,
                     action,
                     window,
-                    min_samples: min_samples as u64,
-                    consecutive: consecutive as u32,
+                    min_samples: min_samples.unsigned_abs(),
+                    consecutive: u32::try_from(consecutive).unwrap_or(3),
                 });
             }
         }
         out
     }
+
+    fn gates(
+        &mut self,
+        raw: &[Spanned<RawGate>],
+        phase: &str,
+        metrics: &BTreeMap<String, CustomMetric>,
+        previous_allowed: bool,
+    ) -> Vec<Gate> {
+        let mut taken = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, g) in raw.iter().enumerate() {
+            let span = g.span();
+            let g = g.get_ref();
+            let name = self.unique_name(g.name.as_ref(), &span, "gate", &mut taken, |n| {
+                format!("duplicate gate name {n:?} in phase {phase}")
+            });
+            let what = match &name {
+                Some(n) => format!("gate {n:?}"),
+                None => format!("gate #{} of phase {phase}", i + 1),
+            };
+            let metric = match &g.metric {
+                Some(m) => self.metric(m, metrics),
+                None => {
+                    self.err(
+                        span.clone(),
+                        format!("{what} needs a metric, e.g. metric = \"duration_avg\""),
+                    );
+                    None
+                }
+            };
+            let condition = self.condition(
+                &what,
+                span.clone(),
+                metric,
+                g.bound_fields(),
+                g.compare_to.as_ref(),
+                previous_allowed,
+            );
+            let window = self.duration_or(g.window.as_ref(), DEFAULT_GATE_WINDOW);
+            let min_samples = self.count(
+                g.min_samples.as_ref(),
+                "min_samples",
+                None,
+                DEFAULT_MIN_SAMPLES,
+            );
+            if let (Some(name), Some(condition), Some(window)) = (name, condition, window) {
+                out.push(Gate {
+                    name,
+                    condition,
+                    window,
+                    min_samples: min_samples.unsigned_abs(),
+                });
+            }
+        }
+        out
+    }
+
+    fn custom_metrics(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawMetric>>,
+    ) -> BTreeMap<String, CustomMetric> {
+        let mut metrics = BTreeMap::new();
+        for (key, m) in raw {
+            let name = key.get_ref();
+            if builtin_metric(name).is_some() || name.starts_with("duration_p") {
+                self.err(
+                    key.span(),
+                    format!(
+                        "metric name {name:?} is taken by a built-in metric; choose another name"
+                    ),
+                );
+            }
+            let span = m.span();
+            let m = m.get_ref();
+            let namespace = self.required(
+                m.namespace.as_ref(),
+                &span,
+                || format!("metric {name:?} needs namespace = \"...\" (its CloudWatch namespace)"),
+                || "metric namespace must not be empty".into(),
+            );
+            let metric_name = self.required(
+                m.metric_name.as_ref(),
+                &span,
+                || format!("metric {name:?} needs metric_name = \"...\" (its CloudWatch name)"),
+                || "metric_name must not be empty".into(),
+            );
+            let stat = match &m.stat {
+                None => {
+                    self.err(
+                        span.clone(),
+                        format!("metric {name:?} needs stat = \"...\": Average, Sum, SampleCount, Minimum, Maximum or pNN"),
+                    );
+                    None
+                }
+                Some(s) if !valid_stat(s.get_ref()) => {
+                    self.err(
+                        s.span(),
+                        format!(
+                            "stat {:?} is not a CloudWatch statistic: use Average, Sum, SampleCount, Minimum, Maximum or pNN (e.g. p99, p99.9)",
+                            s.get_ref()
+                        ),
+                    );
+                    None
+                }
+                Some(s) => Some(s.get_ref().as_str()),
+            };
+            // Declared even when invalid, so guardrails that use it are not
+            // also reported as using an unknown metric.
+            metrics.insert(
+                name.clone(),
+                CustomMetric {
+                    namespace: namespace.unwrap_or_default().to_string(),
+                    metric_name: metric_name.unwrap_or_default().to_string(),
+                    dimensions: m.dimensions.clone(),
+                    stat: stat.unwrap_or_default().to_string(),
+                },
+            );
+        }
+        metrics
+    }
 }
 
 /// Parses and validates plan text.
 pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
-    let raw: RawPlan = toml::from_str(text).map_err(|e| {
-        let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-        vec![PlanError {
-            line,
-            col,
-            message: e.message().trim().to_string(),
-        }]
-    })?;
+    let raw: RawPlan = toml::from_str(text).map_err(|e| vec![toml_error(text, &e)])?;
     let mut c = Checker {
         text,
         errors: Vec::new(),
     };
 
     // Target.
-    let target = raw.target.get_ref();
-    let backend = c.choice(
-        target.backend.as_ref(),
-        "target.backend",
-        &[("lambda-env", BackendKind::LambdaEnv)],
-        BackendKind::LambdaEnv,
-    );
-    if target.function.get_ref().trim().is_empty() {
-        c.err(
-            target.function.span(),
-            "target.function must name a Lambda function",
-        );
+    let mut target = Target {
+        backend: BackendKind::LambdaEnv,
+        function: String::new(),
+        region: None,
+    };
+    match &raw.target {
+        None => c.err_at_start(
+            "the plan needs a [target] table with function = \"...\" (the Lambda function's name or ARN)",
+        ),
+        Some(t) => {
+            let span = t.span();
+            let t = t.get_ref();
+            target.backend = c.choice(
+                t.backend.as_ref(),
+                "target.backend",
+                &[("lambda-env", BackendKind::LambdaEnv)],
+                BackendKind::LambdaEnv,
+            );
+            target.function = c
+                .required(
+                    t.function.as_ref(),
+                    &span,
+                    || "[target] needs function = \"...\" (the Lambda function's name or ARN)".into(),
+                    || "target.function must name a Lambda function".into(),
+                )
+                .unwrap_or_default()
+                .to_string();
+            if let Some(region) = &t.region {
+                if region.get_ref().trim().is_empty() {
+                    c.err(
+                        region.span(),
+                        "target.region must not be empty; leave it out to use the AWS configuration's region",
+                    );
+                }
+                target.region = Some(region.get_ref().clone());
+            }
+        }
     }
 
     // Owned flags.
     let mut flags = Flags::new();
+    let empty = RawFlags::new();
+    let raw_flags = match &raw.flags {
+        None => {
+            c.err_at_start("the plan needs a [flags] table listing the flags it owns");
+            &empty
+        }
+        Some(f) => {
+            if f.get_ref().is_empty() {
+                c.err(
+                    f.span(),
+                    "[flags] must list at least one flag the plan owns",
+                );
+            }
+            f.get_ref()
+        }
+    };
     // Every key listed, even one whose value is invalid (already reported).
-    let owned: BTreeSet<&str> = raw
-        .flags
-        .get_ref()
-        .keys()
-        .map(|k| k.get_ref().as_str())
-        .collect();
-    if raw.flags.get_ref().is_empty() {
-        c.err(
-            raw.flags.span(),
-            "[flags] must list at least one flag the plan owns",
-        );
-    }
-    for (key, value) in raw.flags.get_ref() {
+    let owned: BTreeSet<&str> = raw_flags.keys().map(|k| k.get_ref().as_str()).collect();
+    for (key, value) in raw_flags {
         let k = key.get_ref();
         if !valid_env_key(k) {
             c.err(
@@ -525,12 +770,12 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         ],
         RollbackTarget::Baseline,
     );
-    let lookback = raw
-        .baseline
-        .as_ref()
-        .and_then(|b| b.lookback.as_ref())
-        .map_or(Some(Duration::from_secs(7 * 86_400)), |l| c.duration(l))
-        .unwrap_or_default();
+    let lookback = c
+        .duration_or(
+            raw.baseline.as_ref().and_then(|b| b.lookback.as_ref()),
+            DEFAULT_LOOKBACK,
+        )
+        .unwrap_or(DEFAULT_LOOKBACK);
     let defaults = raw.defaults.as_ref();
     let default_bake_given = defaults.and_then(|d| d.bake.as_ref()).is_some();
     let default_bake = defaults
@@ -543,35 +788,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         Approval::Manual,
     );
 
-    // Custom metrics.
-    let mut metrics = BTreeMap::new();
-    for (key, m) in &raw.metrics {
-        let mm = m.get_ref();
-        if mm.namespace.get_ref().trim().is_empty() {
-            c.err(mm.namespace.span(), "metric namespace must not be empty");
-        }
-        if mm.metric_name.get_ref().trim().is_empty() {
-            c.err(mm.metric_name.span(), "metric_name must not be empty");
-        }
-        if !valid_stat(mm.stat.get_ref()) {
-            c.err(
-                mm.stat.span(),
-                format!(
-                    "stat {:?} is not a CloudWatch statistic: use Average, Sum, SampleCount, Minimum, Maximum or pNN (e.g. p99, p99.9)",
-                    mm.stat.get_ref()
-                ),
-            );
-        }
-        metrics.insert(
-            key.get_ref().clone(),
-            CustomMetric {
-                namespace: mm.namespace.get_ref().clone(),
-                metric_name: mm.metric_name.get_ref().clone(),
-                dimensions: mm.dimensions.clone(),
-                stat: mm.stat.get_ref().clone(),
-            },
-        );
-    }
+    let metrics = c.custom_metrics(&raw.metrics);
 
     let drift = c.choice(
         raw.drift.as_ref().and_then(|d| d.policy.as_ref()),
@@ -599,52 +816,66 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     let guardrails = c.guardrails(&raw.guardrails, &metrics, &mut plan_guardrail_names, false);
 
     // Phases.
-    if raw.phases.is_empty() {
-        let (line, col) = (1, 1);
-        c.errors.push(PlanError {
-            line,
-            col,
-            message: "the plan needs at least one [[phases]] entry".into(),
-        });
+    let raw_phases = raw.phases.as_deref().unwrap_or_default();
+    if raw_phases.is_empty() {
+        c.err_at_start("the plan needs at least one [[phases]] entry");
     }
     let mut phases = Vec::new();
     let mut phase_names = BTreeSet::new();
     let mut current = flags.clone();
-    for (index, p) in raw.phases.iter().enumerate() {
+    for (index, p) in raw_phases.iter().enumerate() {
         let span = p.span();
         let p = p.get_ref();
-        let pname = p.name.get_ref().clone();
-        if !valid_phase_name(&pname) {
-            c.err(
-                p.name.span(),
-                format!("phase name {pname:?} must be lower-case letters, digits, '-' or '_', starting with a letter or digit"),
-            );
-        } else if pname == "baseline" {
-            c.err(
-                p.name.span(),
-                "phase name \"baseline\" is reserved for the phase before the first",
-            );
-        } else if !phase_names.insert(pname.clone()) {
-            c.err(p.name.span(), format!("duplicate phase name {pname:?}"));
-        }
+        let pname = match &p.name {
+            None => {
+                c.err(
+                    span.clone(),
+                    format!("phase #{} needs a name = \"...\"", index + 1),
+                );
+                None
+            }
+            Some(n) => {
+                let pname = n.get_ref();
+                if !valid_phase_name(pname) {
+                    c.err(
+                        n.span(),
+                        format!("phase name {pname:?} must be lower-case letters, digits, '-' or '_', starting with a letter or digit"),
+                    );
+                } else if pname == "baseline" {
+                    c.err(
+                        n.span(),
+                        "phase name \"baseline\" is reserved for the phase before the first",
+                    );
+                } else if !phase_names.insert(pname.clone()) {
+                    c.err(n.span(), format!("duplicate phase name {pname:?}"));
+                }
+                Some(pname.clone())
+            }
+        };
+        // How messages name this phase.
+        let label = pname
+            .as_ref()
+            .map_or_else(|| format!("#{}", index + 1), |n| format!("{n:?}"));
         let mut set = Flags::new();
         match &p.set {
             None => c.err(
                 span.clone(),
-                format!("phase {pname:?} sets no flags: add set = {{ FLAG = \"value\" }}"),
+                format!("phase {label} sets no flags: add set = {{ FLAG = \"value\" }}"),
             ),
             Some(s) if s.get_ref().is_empty() => {
-                c.err(s.span(), format!("phase {pname:?} sets no flags"));
+                c.err(s.span(), format!("phase {label} sets no flags"));
             }
             Some(s) => {
                 for (key, value) in s.get_ref() {
                     let k = key.get_ref();
-                    if !owned.contains(k.as_str()) {
+                    if owned.is_empty() {
+                        // Already reported: the plan owns no flags.
+                    } else if !owned.contains(k.as_str()) {
                         let owned: Vec<&str> = owned.iter().copied().collect();
                         c.err(
                             key.span(),
                             format!(
-                                "phase {pname:?} sets {k}, which the plan does not own (owned flags: {})",
+                                "phase {label} sets {k}, which the plan does not own (owned flags: {})",
                                 owned.join(", ")
                             ),
                         );
@@ -652,14 +883,12 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
                         set.insert(k.clone(), v);
                     }
                 }
-                let next: Flags = current
-                    .iter()
-                    .map(|(k, v)| (k.clone(), set.get(k).unwrap_or(v).clone()))
-                    .collect();
+                let mut next = current.clone();
+                next.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
                 if !set.is_empty() && next == current {
                     c.err(
                         s.span(),
-                        format!("phase {pname:?} changes nothing: every flag it sets already has that value in the previous phase"),
+                        format!("phase {label} changes nothing: every flag it sets already has that value in the previous phase"),
                     );
                 }
                 current = next;
@@ -673,7 +902,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
             (None, None) => {
                 c.err(
                     span.clone(),
-                    format!("phase {pname:?} needs a bake time: set bake here or in [defaults]"),
+                    format!("phase {label} needs a bake time: set bake here or in [defaults]"),
                 );
                 None
             }
@@ -686,46 +915,9 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         );
         let mut names = plan_guardrail_names.clone();
         let phase_guardrails = c.guardrails(&p.guardrails, &metrics, &mut names, index > 0);
-        let mut gate_names = BTreeSet::new();
-        let mut gates = Vec::new();
-        for g in &p.gates {
-            let gspan = g.span();
-            let g = g.get_ref();
-            let gname = g.name.get_ref().clone();
-            let what = format!("gate {gname:?}");
-            if gname.trim().is_empty() {
-                c.err(g.name.span(), "gate name must not be empty");
-            } else if !gate_names.insert(gname.clone()) {
-                c.err(
-                    g.name.span(),
-                    format!("duplicate gate name {gname:?} in phase {pname:?}"),
-                );
-            }
-            let metric = c.metric(&g.metric, &metrics);
-            let condition = c.condition(
-                &what,
-                gspan,
-                metric,
-                g.bound_fields(),
-                g.compare_to.as_ref(),
-                index > 0,
-            );
-            let window = g
-                .window
-                .as_ref()
-                .map_or(Some(Duration::from_secs(3600)), |w| c.duration(w));
-            let min_samples = c.count(g.min_samples.as_ref(), "min_samples", i64::MAX, 100);
-            if let (Some(condition), Some(window)) = (condition, window) {
-                gates.push(Gate {
-                    name: gname,
-                    condition,
-                    window,
-                    min_samples: min_samples as u64,
-                });
-            }
-        }
+        let gates = c.gates(&p.gates, &label, &metrics, index > 0);
         phases.push(Phase {
-            name: pname,
+            name: pname.unwrap_or_default(),
             set,
             flags: current.clone(),
             bake: bake.unwrap_or_default(),
@@ -742,11 +934,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     Ok(Plan {
         name: name.to_string(),
         description: raw.description,
-        target: Target {
-            backend,
-            function: target.function.get_ref().clone(),
-            region: target.region.clone(),
-        },
+        target,
         flags,
         phases,
         rollback,
@@ -769,17 +957,42 @@ mod tests {
         assert_eq!(parse_duration("48h"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_duration("0h5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration(" 5m "), Ok(Duration::from_secs(300)));
         for bad in [
-            "",
-            "0s",
-            "5",
-            "h",
-            "5x",
-            "-5m",
-            "1.5h",
-            "99999999999999999999d",
+            "", "0s", "0h0m", "5", "h", "5x", "-5m", "1.5h", "5 m", "5M", "1h30", "m5",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn duration_errors_name_the_accepted_forms() {
+        for bad in ["", "5", "soon", "1.5h"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.contains("\"90s\", \"5m\", \"48h\", \"7d\" or \"1h30m\""),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            parse_duration("0s").unwrap_err(),
+            "duration \"0s\" must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn huge_durations_are_rejected_not_wrapped() {
+        for bad in [
+            "99999999999999999999d",
+            "213503982334602d",
+            "18446744073709551615s1s",
+        ] {
+            assert!(
+                parse_duration(bad).unwrap_err().contains("too long"),
+                "{bad:?}"
+            );
         }
     }
 
@@ -790,17 +1003,29 @@ mod tests {
         assert_eq!(line_col(text, 6), (2, 1));
         assert_eq!(line_col(text, text.find('=').unwrap()), (1, 3));
         assert_eq!(line_col(text, text.rfind('=').unwrap()), (2, 4));
+        // Past the end, or inside a character: clamped, never a panic.
+        assert_eq!(line_col(text, 1000), (3, 1));
+        assert_eq!(line_col(text, 8), (2, 2));
     }
 
     #[test]
-    fn stats_and_keys() {
+    fn stats_keys_and_metrics() {
         assert!(valid_stat("p99") && valid_stat("p99.9") && valid_stat("Average"));
-        assert!(!valid_stat("p100") && !valid_stat("avg") && !valid_stat("p"));
+        assert!(!valid_stat("p100") && !valid_stat("avg") && !valid_stat("p") && !valid_stat("p0"));
         assert!(
             valid_env_key("USE_X")
                 && !valid_env_key("1X")
                 && !valid_env_key("X")
                 && !valid_env_key("A-B")
+                && !valid_env_key("ÜBER")
         );
+        assert!(valid_phase_name("prompts") && valid_phase_name("2-tools_b"));
+        assert!(!valid_phase_name("Prompts") && !valid_phase_name("-x") && !valid_phase_name(""));
+        assert_eq!(
+            builtin_metric("duration_p99.9"),
+            Some(MetricRef::DurationPercentile(99.9))
+        );
+        assert_eq!(builtin_metric("duration_p100"), None);
+        assert_eq!(builtin_metric("tokens"), None);
     }
 }

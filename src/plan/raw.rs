@@ -1,31 +1,45 @@
 //! The plan file as written: serde structs mirroring the TOML, with spans
 //! where validation needs to point at a value. The JSON Schema is generated
 //! from these structs, so the doc comments are the schema's descriptions.
+//!
+//! Fields the format requires are still `Option` here, so that a missing one
+//! is reported by validation (with every other problem) rather than stopping
+//! deserialization; `#[schemars(with = ...)]` keeps them required in the schema.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use toml::Spanned;
 
 type S<T> = Spanned<T>;
 
+/// A flag table as written: flag name → value, both located.
+pub type RawFlags = BTreeMap<S<String>, S<toml::Value>>;
+
 /// A staged rollout plan for feature flags in an AWS Lambda function.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a plan")]
+#[schemars(title = "rollgate rollout plan")]
 pub struct RawPlan {
     /// What this plan ships, for operators.
     pub description: Option<String>,
     /// The function whose flags this plan writes.
     #[schemars(with = "RawTarget")]
-    pub target: S<RawTarget>,
+    pub target: Option<S<RawTarget>>,
     /// Every flag the plan owns, with its baseline value. Only these keys are ever written.
-    #[schemars(with = "BTreeMap<String, FlagValue>")]
-    pub flags: S<BTreeMap<S<String>, S<toml::Value>>>,
+    #[schemars(with = "OwnedFlags")]
+    pub flags: Option<S<RawFlags>>,
+    /// What a rollback restores.
     pub rollback: Option<RawRollback>,
+    /// The reference metrics, read before the rollout starts.
     pub baseline: Option<RawBaseline>,
+    /// Defaults for every phase.
     pub defaults: Option<RawDefaults>,
+    /// What happens when the function's owned flags are changed behind rollgate's back.
     pub drift: Option<RawDrift>,
+    /// Who is told about breaches, rollbacks, drift and phases ready for approval.
     pub notify: Option<RawNotify>,
     /// Custom CloudWatch metrics, by the name guardrails and gates use for them.
     #[serde(default)]
@@ -35,108 +49,110 @@ pub struct RawPlan {
     #[serde(default)]
     #[schemars(with = "Vec<RawGuardrail>")]
     pub guardrails: Vec<S<RawGuardrail>>,
-    /// Phases in order; each builds on the previous one's flags.
-    #[serde(default)]
-    #[schemars(with = "Vec<RawPhase>")]
-    pub phases: Vec<S<RawPhase>>,
-}
-
-/// A flag value: a string, a boolean ("true"/"false") or an integer.
-#[derive(JsonSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum FlagValue {
-    String(String),
-    Bool(bool),
-    Integer(i64),
+    /// Phases in order, after the implicit "baseline" phase; each builds on the previous one's flags.
+    #[schemars(with = "Vec<RawPhase>", length(min = 1))]
+    pub phases: Option<Vec<S<RawPhase>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [target] table")]
+#[schemars(rename = "Target")]
 pub struct RawTarget {
     /// Where flags are written. Only "lambda-env" today (the default).
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<BackendName>")]
     pub backend: Option<S<String>>,
     /// Lambda function name or ARN.
-    #[schemars(with = "String")]
-    pub function: S<String>,
+    #[schemars(with = "String", length(min = 1))]
+    pub function: Option<S<String>>,
     /// AWS region; by default the usual AWS configuration chain decides.
-    pub region: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub region: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [rollback] table")]
+#[schemars(rename = "Rollback")]
 pub struct RawRollback {
-    /// "baseline" (all flags to baseline; the rollout ends) or "previous"
-    /// (the previous phase's flags; the rollout pauses there). Default "baseline".
-    #[schemars(with = "Option<String>")]
+    /// Where a rollback returns the flags to. Default "baseline".
+    #[schemars(with = "Option<RollbackName>")]
     pub to: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [baseline] table")]
+#[schemars(rename = "Baseline")]
 pub struct RawBaseline {
     /// Metrics window before the start used as the baseline, e.g. "7d". Default "7d".
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<DurationText>")]
     pub lookback: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [defaults] table")]
+#[schemars(rename = "Defaults")]
 pub struct RawDefaults {
-    /// Default bake time of every phase, e.g. "48h".
-    #[schemars(with = "Option<String>")]
+    /// Bake time of every phase that gives none, e.g. "48h". Every phase needs
+    /// a bake time, from here or its own.
+    #[schemars(with = "Option<DurationText>")]
     pub bake: Option<S<String>>,
-    /// Default approval mode: "manual" (default) or "auto".
-    #[schemars(with = "Option<String>")]
+    /// Approval mode of every phase that gives none. Default "manual".
+    #[schemars(with = "Option<ApprovalName>")]
     pub approval: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [drift] table")]
+#[schemars(rename = "Drift")]
 pub struct RawDrift {
     /// When the function's owned flags differ from what the rollout wants:
     /// "revert" (write them back; default) or "pause" (freeze and alert).
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<DriftName>")]
     pub policy: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [notify] table")]
+#[schemars(rename = "Notify")]
 pub struct RawNotify {
     /// URLs that receive a JSON POST (Slack-compatible `text`) on breaches,
     /// rollbacks, drift and phases ready for approval.
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
+    #[schemars(with = "Vec<WebhookUrl>")]
     pub webhooks: Vec<S<String>>,
 }
 
+/// A custom CloudWatch metric, referred to by its name in guardrails and gates.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [metrics.NAME] table")]
+#[schemars(rename = "CustomMetric")]
 pub struct RawMetric {
     /// CloudWatch namespace, e.g. "DixonSmartRepair".
-    #[schemars(with = "String")]
-    pub namespace: S<String>,
+    #[schemars(with = "String", length(min = 1))]
+    pub namespace: Option<S<String>>,
     /// CloudWatch metric name, e.g. "TokensPerRequest".
-    #[schemars(with = "String")]
-    pub metric_name: S<String>,
+    #[schemars(with = "String", length(min = 1))]
+    pub metric_name: Option<S<String>>,
+    /// CloudWatch dimensions, name → value.
     #[serde(default)]
     pub dimensions: BTreeMap<String, String>,
-    /// Average, Sum, SampleCount, Minimum, Maximum, or a percentile pNN / pNN.N.
-    #[schemars(with = "String")]
-    pub stat: S<String>,
+    /// The statistic read from CloudWatch.
+    #[schemars(with = "StatName")]
+    pub stat: Option<S<String>>,
 }
 
-/// A rollback trigger: a metric condition, or a CloudWatch alarm.
+/// A rollback trigger: a metric condition with exactly one bound, or a
+/// CloudWatch alarm (then no metric, bound or compare_to).
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[guardrails]] table")]
+#[schemars(rename = "Guardrail")]
 pub struct RawGuardrail {
-    #[schemars(with = "String")]
-    pub name: S<String>,
-    /// error_rate | duration_avg | duration_pNN | throttles | invocations | a custom metric's name.
-    #[schemars(with = "Option<String>")]
+    /// Unique among the plan's and the phase's guardrails.
+    #[schemars(with = "String", length(min = 1))]
+    pub name: Option<S<String>>,
+    /// What is measured (instead of `alarm`).
+    #[schemars(with = "Option<MetricName>")]
     pub metric: Option<S<String>>,
-    /// A CloudWatch alarm name: the guardrail is breached while it is in ALARM.
+    /// A CloudWatch alarm name: the guardrail is breached while it is in ALARM (instead of `metric`).
     #[schemars(with = "Option<String>")]
     pub alarm: Option<S<String>>,
     /// Bound: the value must stay at or below this.
@@ -145,86 +161,91 @@ pub struct RawGuardrail {
     /// Bound: the value must stay at or above this.
     #[schemars(with = "Option<f64>")]
     pub min: Option<S<f64>>,
-    /// Bound: at most this far above the reference (metric units; percentage points for error_rate).
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at most reference + this (metric units; percentage points for error_rate).
+    #[schemars(with = "Option<f64>", range(min = 0.0))]
     pub max_delta: Option<S<f64>>,
-    /// Bound: at most this far below the reference.
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at least reference − this.
+    #[schemars(with = "Option<f64>", range(min = 0.0))]
     pub min_delta: Option<S<f64>>,
-    /// Bound: at most reference × this.
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at most reference × this (> 0).
+    #[schemars(with = "Option<f64>", extend("exclusiveMinimum" = 0))]
     pub max_ratio: Option<S<f64>>,
-    /// Bound: at least reference × this.
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at least reference × this (> 0).
+    #[schemars(with = "Option<f64>", extend("exclusiveMinimum" = 0))]
     pub min_ratio: Option<S<f64>>,
-    /// For delta/ratio bounds: "baseline" (default) or "previous_phase".
-    #[schemars(with = "Option<String>")]
+    /// The reference of a delta or ratio bound. Default "baseline".
+    #[schemars(with = "Option<CompareTo>")]
     pub compare_to: Option<S<String>>,
-    /// Evaluation window, default "5m".
-    #[schemars(with = "Option<String>")]
+    /// Evaluation window. Default "5m".
+    #[schemars(with = "Option<DurationText>")]
     pub window: Option<S<String>>,
-    /// Fewest samples (invocations) in the window before deciding; default 100.
-    #[schemars(with = "Option<i64>")]
+    /// Fewest samples (invocations) in the window before deciding. Default 100.
+    #[schemars(with = "Option<u64>", range(min = 1))]
     pub min_samples: Option<S<i64>>,
-    /// Consecutive breaching evaluations before acting; default 3.
-    #[schemars(with = "Option<i64>")]
+    /// Breaching evaluations in a row before acting. Default 3.
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     pub consecutive: Option<S<i64>>,
-    /// "rollback" (default), "pause" or "observe".
-    #[schemars(with = "Option<String>")]
+    /// What a breach does. Default "rollback".
+    #[schemars(with = "Option<ActionName>")]
     pub action: Option<S<String>>,
 }
 
 /// A promotion criterion: must hold before the phase may be promoted.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[phases.gates]] table")]
+#[schemars(rename = "Gate")]
 pub struct RawGate {
-    #[schemars(with = "String")]
-    pub name: S<String>,
-    #[schemars(with = "String")]
-    pub metric: S<String>,
+    /// Unique within the phase.
+    #[schemars(with = "String", length(min = 1))]
+    pub name: Option<S<String>>,
+    /// What is measured.
+    #[schemars(with = "MetricName")]
+    pub metric: Option<S<String>>,
     /// Bound: the value must stay at or below this.
     #[schemars(with = "Option<f64>")]
     pub max: Option<S<f64>>,
     /// Bound: the value must stay at or above this.
     #[schemars(with = "Option<f64>")]
     pub min: Option<S<f64>>,
-    /// Bound: at most this far above the reference (metric units; percentage points for error_rate).
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at most reference + this (metric units; percentage points for error_rate).
+    #[schemars(with = "Option<f64>", range(min = 0.0))]
     pub max_delta: Option<S<f64>>,
-    /// Bound: at most this far below the reference.
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at least reference − this.
+    #[schemars(with = "Option<f64>", range(min = 0.0))]
     pub min_delta: Option<S<f64>>,
-    /// Bound: at most reference × this.
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at most reference × this (> 0).
+    #[schemars(with = "Option<f64>", extend("exclusiveMinimum" = 0))]
     pub max_ratio: Option<S<f64>>,
-    /// Bound: at least reference × this.
-    #[schemars(with = "Option<f64>")]
+    /// Bound: at least reference × this (> 0).
+    #[schemars(with = "Option<f64>", extend("exclusiveMinimum" = 0))]
     pub min_ratio: Option<S<f64>>,
-    /// For delta/ratio bounds: "baseline" (default) or "previous_phase".
-    #[schemars(with = "Option<String>")]
+    /// The reference of a delta or ratio bound. Default "baseline".
+    #[schemars(with = "Option<CompareTo>")]
     pub compare_to: Option<S<String>>,
-    /// Evaluation window, default "1h".
-    #[schemars(with = "Option<String>")]
+    /// Evaluation window. Default "1h".
+    #[schemars(with = "Option<DurationText>")]
     pub window: Option<S<String>>,
-    /// Fewest samples in the window; default 100.
-    #[schemars(with = "Option<i64>")]
+    /// Fewest samples (invocations) in the window. Default 100.
+    #[schemars(with = "Option<u64>", range(min = 1))]
     pub min_samples: Option<S<i64>>,
 }
 
+/// One step of the rollout: flags to set, bake time, approval, guardrails and gates.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[phases]] table")]
+#[schemars(rename = "Phase")]
 pub struct RawPhase {
-    /// Lower-case name: letters, digits, '-' and '_'. "baseline" is reserved.
-    #[schemars(with = "String")]
-    pub name: S<String>,
-    /// Flags this phase sets, on top of the previous phase's.
-    #[schemars(with = "Option<BTreeMap<String, FlagValue>>")]
-    pub set: Option<S<BTreeMap<S<String>, S<toml::Value>>>>,
-    /// How long the phase must run before promotion, e.g. "48h".
-    #[schemars(with = "Option<String>")]
+    /// Unique; lower-case letters, digits, '-' and '_'. "baseline" is reserved.
+    #[schemars(with = "PhaseName")]
+    pub name: Option<S<String>>,
+    /// Flags this phase sets (owned flags only), on top of the previous phase's.
+    #[schemars(with = "SetFlags")]
+    pub set: Option<S<RawFlags>>,
+    /// How long the phase must run before promotion, e.g. "48h". Default: defaults.bake.
+    #[schemars(with = "Option<DurationText>")]
     pub bake: Option<S<String>>,
-    /// "manual" or "auto".
-    #[schemars(with = "Option<String>")]
+    /// Default: defaults.approval.
+    #[schemars(with = "Option<ApprovalName>")]
     pub approval: Option<S<String>>,
     /// Extra guardrails for this phase only.
     #[serde(default)]
@@ -257,3 +278,178 @@ macro_rules! bound_fields {
 }
 bound_fields!(RawGuardrail);
 bound_fields!(RawGate);
+
+// Schema-only types: what the strings above may contain, for editors. The
+// parser checks the same rules (with better messages) in `parse.rs`.
+
+/// A flag value: a string, a boolean ("true"/"false") or an integer (decimal).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum FlagValue {
+    String(String),
+    Bool(bool),
+    Integer(i64),
+}
+
+/// A flag table: Lambda environment variable name → value.
+struct FlagTable<const MIN: usize>;
+
+impl<const MIN: usize> JsonSchema for FlagTable<MIN> {
+    fn schema_name() -> Cow<'static, str> {
+        if MIN == 0 { "SetFlags" } else { "OwnedFlags" }.into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let value = generator.subschema_for::<FlagValue>();
+        json_schema!({
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": { "pattern": "^[A-Za-z][A-Za-z0-9_]+$" },
+            "additionalProperties": value,
+        })
+    }
+}
+
+type OwnedFlags = FlagTable<1>;
+type SetFlags = FlagTable<0>;
+
+/// A duration: a number and a unit (s, m, h, d), possibly combined: "90s", "5m", "48h", "7d", "1h30m".
+struct DurationText;
+
+impl JsonSchema for DurationText {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+[smhd])+$",
+            "description": "A number and a unit (s, m, h, d), possibly combined; greater than zero.",
+            "examples": ["90s", "5m", "48h", "7d", "1h30m"],
+        })
+    }
+}
+
+struct PhaseName;
+
+impl JsonSchema for PhaseName {
+    fn schema_name() -> Cow<'static, str> {
+        "PhaseName".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[a-z0-9][a-z0-9_-]*$",
+            "not": { "const": "baseline" },
+            "description": "Lower-case letters, digits, '-' and '_'; \"baseline\" is reserved.",
+        })
+    }
+}
+
+struct MetricName;
+
+impl JsonSchema for MetricName {
+    fn schema_name() -> Cow<'static, str> {
+        "MetricName".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "description": "error_rate (Errors / Invocations, percent), duration_avg, duration_pNN or duration_pNN.N (e.g. duration_p99), throttles, invocations, or the name of a [metrics.NAME] table.",
+            "examples": ["error_rate", "duration_avg", "duration_p99", "throttles", "invocations"],
+        })
+    }
+}
+
+struct StatName;
+
+impl JsonSchema for StatName {
+    fn schema_name() -> Cow<'static, str> {
+        "Statistic".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^(Average|Sum|SampleCount|Minimum|Maximum|p[0-9]+(\\.[0-9]+)?)$",
+            "description": "CloudWatch statistic: Average, Sum, SampleCount, Minimum, Maximum, or a percentile pNN / pNN.N strictly between 0 and 100.",
+        })
+    }
+}
+
+struct WebhookUrl;
+
+impl JsonSchema for WebhookUrl {
+    fn schema_name() -> Cow<'static, str> {
+        "WebhookUrl".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "pattern": "^https?://" })
+    }
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+enum BackendName {
+    /// Merge the flags into the function's environment variables.
+    LambdaEnv,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum RollbackName {
+    /// Every owned flag back to its baseline value; the rollout ends.
+    Baseline,
+    /// The flags of the phase before the current one; the rollout pauses there.
+    Previous,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ApprovalName {
+    /// An operator promotes the phase once it is ready.
+    Manual,
+    /// The phase promotes itself once its bake time is over and its gates hold.
+    Auto,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum DriftName {
+    /// Write the desired flags back.
+    Revert,
+    /// Pause the rollout and alert.
+    Pause,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum CompareTo {
+    /// The metrics of the baseline window before the rollout started.
+    Baseline,
+    /// The metrics of the previous phase (not allowed in the first phase or plan-wide).
+    PreviousPhase,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ActionName {
+    /// Roll the flags back (see [rollback]).
+    Rollback,
+    /// Pause the rollout where it is.
+    Pause,
+    /// Only record the breach.
+    Observe,
+}
