@@ -16,7 +16,8 @@ use crate::metrics::eval::{self, Evaluation, Observation, References, Verdict};
 use crate::metrics::queries::{self, Series};
 use crate::notify::{Notifier, payload};
 use crate::plan::{
-    Approval, DriftPolicy, Guardrail, GuardrailAction, GuardrailKind, MetricRef, Phase, Plan,
+    Approval, DriftPolicy, Guardrail, GuardrailAction, GuardrailKind, InsufficientData, MetricRef,
+    NoDataPolicy, Phase, Plan,
 };
 use crate::rollout::engine::{Ask, Engine, snapshot_plan};
 use crate::rollout::{Command, Rollout, State};
@@ -109,6 +110,8 @@ pub struct Watcher {
     streaks: Mutex<HashMap<(i64, String), u32>>,
     /// The code hash last seen per rollout's function: a change restarts the bake.
     code_seen: Mutex<HashMap<i64, String>>,
+    /// Since when each (rollout, guardrail) has had insufficient data.
+    silent_since: Mutex<HashMap<(i64, String), DateTime<Utc>>>,
     /// (rollout, phase) already announced as ready for approval.
     ready_announced: Mutex<std::collections::HashSet<(i64, String)>>,
     notifier: Notifier,
@@ -123,6 +126,7 @@ impl Watcher {
             streaks: Mutex::default(),
             code_seen: Mutex::default(),
             ready_announced: Mutex::default(),
+            silent_since: Mutex::default(),
             notifier: Notifier::default(),
             last: Mutex::default(),
         }
@@ -276,7 +280,7 @@ impl Watcher {
                 }
             }
         }
-        let decision = self.evaluate(&fresh, plan, fresh.baseline.as_ref(), values, firing);
+        let decision = self.evaluate(&fresh, plan, fresh.baseline.as_ref(), values, firing, now);
         if let Some((guardrail, evaluation)) = decision {
             self.act(&fresh, guardrail, evaluation, &mut report).await;
             return report;
@@ -544,6 +548,7 @@ impl Watcher {
         baseline: Option<&Value>,
         values: &HashMap<u64, HashMap<Series, f64>>,
         firing: &[String],
+        now: DateTime<Utc>,
     ) -> Option<(&'p Guardrail, Evaluation)> {
         let mut acting: Vec<(&Guardrail, Evaluation)> = Vec::new();
         let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
@@ -581,7 +586,8 @@ impl Watcher {
                             .and_then(Value::as_f64),
                         previous_phase: None,
                     };
-                    eval::evaluate(&label, c, observation, g.min_samples, references)
+                    let e = eval::evaluate(&label, c, observation, g.min_samples, references);
+                    self.apply_no_data_policy(r.id, &g.name, plan.insufficient_data, e, now)
                 }
             };
             let key = (r.id, g.name.clone());
@@ -603,6 +609,35 @@ impl Watcher {
             GuardrailAction::Observe => 2,
         });
         acting.into_iter().next()
+    }
+
+    /// Under `policy = "breach"`, a guardrail that has had insufficient data
+    /// for `after` counts as breached; any real verdict resets the clock.
+    fn apply_no_data_policy(
+        &self,
+        id: i64,
+        guardrail: &str,
+        policy: InsufficientData,
+        mut e: Evaluation,
+        now: DateTime<Utc>,
+    ) -> Evaluation {
+        let mut silent = self.silent_since.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (id, guardrail.to_string());
+        if e.verdict != Verdict::InsufficientData {
+            silent.remove(&key);
+            return e;
+        }
+        let since = *silent.entry(key).or_insert(now);
+        let after = chrono::Duration::from_std(policy.after).unwrap_or(chrono::TimeDelta::MAX);
+        if policy.policy == NoDataPolicy::Breach && now - since >= after {
+            e.verdict = Verdict::Breach;
+            e.explanation = format!(
+                "{} — insufficient data for {}s, which this plan treats as a breach",
+                e.explanation,
+                (now - since).num_seconds()
+            );
+        }
+        e
     }
 
     async fn act(&self, r: &Rollout, g: &Guardrail, e: Evaluation, report: &mut TickReport) {

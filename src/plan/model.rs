@@ -29,8 +29,25 @@ pub struct Plan {
     /// Guardrails that apply to every phase.
     pub guardrails: Vec<Guardrail>,
     pub drift: DriftPolicy,
+    pub insufficient_data: InsufficientData,
     /// Webhook URLs notified of breaches, rollbacks, drift and readiness.
     pub webhooks: Vec<String>,
+}
+
+/// What a guardrail does while its window has too few samples or no data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InsufficientData {
+    pub policy: NoDataPolicy,
+    /// How long data may be missing before `Breach` applies.
+    #[serde(with = "duration_secs")]
+    pub after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoDataPolicy {
+    Ignore,
+    Breach,
 }
 
 /// What the watcher does when the function's owned flags drift from the

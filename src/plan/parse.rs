@@ -799,6 +799,24 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         ],
         DriftPolicy::Revert,
     );
+    let no_data = raw.insufficient_data.as_ref();
+    let insufficient_data = InsufficientData {
+        policy: c.choice(
+            no_data.and_then(|d| d.policy.as_ref()),
+            "insufficient_data.policy",
+            &[
+                ("ignore", NoDataPolicy::Ignore),
+                ("breach", NoDataPolicy::Breach),
+            ],
+            NoDataPolicy::Ignore,
+        ),
+        after: c
+            .duration_or(
+                no_data.and_then(|d| d.after.as_ref()),
+                Duration::from_secs(600),
+            )
+            .unwrap_or(Duration::from_secs(600)),
+    };
     let mut webhooks = Vec::new();
     for url in raw.notify.iter().flat_map(|n| &n.webhooks) {
         let u = url.get_ref();
@@ -942,6 +960,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         metrics,
         guardrails,
         drift,
+        insufficient_data,
         webhooks,
     })
 }

@@ -39,6 +39,8 @@ pub struct RawPlan {
     pub defaults: Option<RawDefaults>,
     /// What happens when the function's owned flags are changed behind rollgate's back.
     pub drift: Option<RawDrift>,
+    /// What a guardrail does when its window has too few samples or no data.
+    pub insufficient_data: Option<RawInsufficientData>,
     /// Who is told about breaches, rollbacks, drift and phases ready for approval.
     pub notify: Option<RawNotify>,
     /// Custom CloudWatch metrics, by the name guardrails and gates use for them.
@@ -108,6 +110,30 @@ pub struct RawDrift {
     /// "revert" (write them back; default) or "pause" (freeze and alert).
     #[schemars(with = "Option<DriftName>")]
     pub policy: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "an [insufficient_data] table")]
+#[schemars(rename = "InsufficientData")]
+pub struct RawInsufficientData {
+    /// "ignore" (default: no decision, but a gate never passes on it) or
+    /// "breach" (a guardrail without data for `after` counts as breached, as
+    /// AWS AppConfig treats INSUFFICIENT_DATA).
+    #[schemars(with = "Option<NoDataName>")]
+    pub policy: Option<S<String>>,
+    /// How long a guardrail may lack data before "breach" applies. Default "10m".
+    #[schemars(with = "Option<DurationText>")]
+    pub after: Option<S<String>>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum NoDataName {
+    /// No decision while data is missing.
+    Ignore,
+    /// Missing data for longer than `after` is a breach.
+    Breach,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -530,3 +530,56 @@ async fn a_dead_webhook_never_blocks_the_rollback() {
     let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_eq!(r["state"], "rolled_back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_counts_as_a_breach_when_the_plan_says_so() {
+    let plans = plan_with_guardrail(
+        r#"
+[insufficient_data]
+policy = "breach"
+after = "5m"
+
+[[guardrails]]
+name = "error-rate"
+metric = "error_rate"
+max_delta = 2.0
+consecutive = 1
+"#,
+    );
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = start_guarded(&app).await;
+    // No traffic at all from here on: the function went quiet.
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let first = app.state().watcher.tick(later).await;
+    assert!(
+        first.decisions.is_empty(),
+        "silence starts the clock: {first:?}"
+    );
+    let second = app
+        .state()
+        .watcher
+        .tick(later + chrono::Duration::minutes(4))
+        .await;
+    assert!(second.decisions.is_empty(), "not yet: {second:?}");
+    let third = app
+        .state()
+        .watcher
+        .tick(later + chrono::Duration::minutes(5))
+        .await;
+    assert_eq!(third.decisions[0]["action"], "rollback", "{third:?}");
+    let rollback = app.audit(&format!("?rollout={id}&action=rollback")).await;
+    assert!(
+        rollback[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("treats as a breach"),
+        "{rollback:?}"
+    );
+}
