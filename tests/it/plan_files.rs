@@ -862,6 +862,7 @@ fn the_schema_describes_the_format() {
         "baseline",
         "defaults",
         "drift",
+        "insufficient_data",
         "notify",
         "metrics",
         "guardrails",
@@ -877,7 +878,7 @@ fn the_schema_describes_the_format() {
     }
     assert_eq!(
         properties.len(),
-        11,
+        12,
         "a field of the format is not listed above"
     );
     assert_eq!(
