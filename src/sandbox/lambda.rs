@@ -1,8 +1,12 @@
 //! Lambda's REST-JSON API, with AWS's semantics for the parts rollgate relies
 //! on: revision preconditions, update status, conflicts and the 4 KB limit.
+//!
+//! Errors follow Lambda's convention, which the SDK maps to typed variants:
+//! the status code, an `x-amzn-ErrorType` header naming the exception, and a
+//! JSON body `{"Type": "User"|"Service", "message": "..."}`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{Shared, new_id, now};
 
 const ACCOUNT: &str = "123456789012";
+/// Lambda measures the environment as the JSON of the variables map.
 const ENV_LIMIT: usize = 4096;
 const RESERVED: &[&str] = &[
     "_HANDLER",
@@ -61,15 +66,27 @@ struct Alias {
     revision_id: String,
 }
 
+/// What a qualifier (none, `$LATEST`, a version number or an alias) names.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Latest,
+    Version(u64),
+}
+
 #[derive(Debug)]
 pub(super) struct Function {
     name: String,
     arn: String,
+    /// `$LATEST`'s configuration; its `env` is unused (see `env`).
     config: Config,
+    /// `$LATEST`'s environment, read by the other parts of the sandbox.
     pub(super) env: BTreeMap<String, String>,
     revision_id: String,
     /// While `now() < in_progress_until`, LastUpdateStatus is InProgress.
-    in_progress_until: Option<std::time::Instant>,
+    in_progress_until: Option<Instant>,
+    /// Code or configuration changed since the last PublishVersion.
+    dirty: bool,
+    /// Version number → (snapshot, the version's RevisionId).
     versions: BTreeMap<u64, (Config, String)>,
     aliases: BTreeMap<String, Alias>,
 }
@@ -79,9 +96,30 @@ impl Function {
         self.in_progress_until.is_some_and(|t| now() < t)
     }
 
-    fn configuration(&self, qualifier: Option<&str>) -> Option<Value> {
-        let (config, version, revision, arn, status) = match qualifier {
-            None | Some("$LATEST") => {
+    fn status(&self) -> &'static str {
+        if self.in_progress() {
+            "InProgress"
+        } else {
+            "Successful"
+        }
+    }
+
+    /// Resolves a qualifier; `None` when the version or alias does not exist.
+    fn target(&self, qualifier: Option<&str>) -> Option<Target> {
+        match qualifier {
+            None | Some("$LATEST") => Some(Target::Latest),
+            Some(q) => match q.parse::<u64>() {
+                Ok(n) => self.versions.contains_key(&n).then_some(Target::Version(n)),
+                // Alias names are never all digits, and an alias points at
+                // `$LATEST` or a number, so this recursion ends.
+                Err(_) => self.target(Some(&self.aliases.get(q)?.version)),
+            },
+        }
+    }
+
+    fn configuration(&self, target: Target) -> Value {
+        let (config, version, revision, arn, status) = match target {
+            Target::Latest => {
                 let mut config = self.config.clone();
                 config.env = self.env.clone();
                 (
@@ -89,22 +127,11 @@ impl Function {
                     "$LATEST".to_string(),
                     self.revision_id.clone(),
                     self.arn.clone(),
-                    if self.in_progress() {
-                        "InProgress"
-                    } else {
-                        "Successful"
-                    },
+                    self.status(),
                 )
             }
-            Some(q) => {
-                let n: u64 = match q.parse() {
-                    Ok(n) => n,
-                    Err(_) => {
-                        let alias = self.aliases.get(q)?;
-                        alias.version.parse().ok()?
-                    }
-                };
-                let (config, revision) = self.versions.get(&n)?.clone();
+            Target::Version(n) => {
+                let (config, revision) = self.versions[&n].clone();
                 (
                     config,
                     n.to_string(),
@@ -114,7 +141,7 @@ impl Function {
                 )
             }
         };
-        Some(json!({
+        json!({
             "FunctionName": self.name,
             "FunctionArn": arn,
             "Runtime": config.runtime,
@@ -128,12 +155,53 @@ impl Function {
             "CodeSha256": config.code_sha256,
             "Version": version,
             "Environment": { "Variables": config.env },
+            "TracingConfig": { "Mode": "PassThrough" },
             "RevisionId": revision,
             "State": "Active",
             "LastUpdateStatus": status,
             "PackageType": "Zip",
             "Architectures": ["x86_64"],
-        }))
+            "EphemeralStorage": { "Size": 512 },
+        })
+    }
+
+    /// Records a change to `$LATEST`: a new revision, and `InProgress` for `delay`.
+    fn touch(&mut self, delay: Duration) {
+        self.revision_id = new_id();
+        self.config.last_modified = timestamp();
+        self.dirty = true;
+        self.in_progress_until = (!delay.is_zero()).then(|| now() + delay);
+    }
+
+    /// Changes made by someone else (the foreign-edit fault): no delay, so
+    /// the caller's next write meets the precondition failure, not a conflict.
+    pub(super) fn foreign_edit(&mut self, edit: super::ForeignEdit) {
+        self.env.extend(edit.set);
+        for key in &edit.unset {
+            self.env.remove(key);
+        }
+        self.revision_id = new_id();
+        self.config.last_modified = timestamp();
+        self.dirty = true;
+    }
+
+    /// Publishes `$LATEST` as a new version, unless nothing changed since the
+    /// last one (then Lambda returns that one, as here).
+    fn publish(&mut self, description: Option<&str>) -> u64 {
+        if let Some(&last) = self.versions.keys().next_back()
+            && !self.dirty
+        {
+            return last;
+        }
+        let n = self.versions.keys().next_back().map_or(1, |v| v + 1);
+        let mut config = self.config.clone();
+        config.env = self.env.clone();
+        if let Some(d) = description {
+            config.description = d.to_string();
+        }
+        self.versions.insert(n, (config, new_id()));
+        self.dirty = false;
+        n
     }
 
     pub(super) fn admin_view(&self) -> Value {
@@ -142,18 +210,22 @@ impl Function {
             "arn": self.arn,
             "environment": self.env,
             "revision_id": self.revision_id,
-            "last_update_status": if self.in_progress() { "InProgress" } else { "Successful" },
+            "last_update_status": self.status(),
             "code_sha256": self.config.code_sha256,
             "versions": self.versions.keys().collect::<Vec<_>>(),
             "aliases": self.aliases.iter().map(|(n, a)| (n.clone(), json!({
-                "version": a.version, "weights": a.weights,
+                "version": a.version, "weights": a.weights, "revision_id": a.revision_id,
             }))).collect::<BTreeMap<_, _>>(),
         })
     }
 
+    fn alias_arn(&self, alias: &str) -> String {
+        format!("{}:{alias}", self.arn)
+    }
+
     fn alias_json(&self, name: &str, a: &Alias) -> Value {
         let mut v = json!({
-            "AliasArn": format!("{}:{name}", self.arn),
+            "AliasArn": self.alias_arn(name),
             "Name": name,
             "FunctionVersion": a.version,
             "Description": a.description,
@@ -163,6 +235,57 @@ impl Function {
             v["RoutingConfig"] = json!({ "AdditionalVersionWeights": a.weights });
         }
         v
+    }
+
+    fn alias_not_found(&self, alias: &str) -> AwsError {
+        AwsError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("Cannot find alias arn: {}", self.alias_arn(alias)),
+        )
+    }
+
+    fn version_exists(&self, v: &str) -> bool {
+        v == "$LATEST"
+            || v.parse::<u64>()
+                .is_ok_and(|n| self.versions.contains_key(&n))
+    }
+
+    /// Lambda's rules for an alias: versions exist; with routing, at most one
+    /// additional version, published, and not the primary one.
+    fn check_routing(
+        &self,
+        version: &str,
+        weights: &BTreeMap<String, f64>,
+    ) -> Result<(), AwsError> {
+        for v in std::iter::once(version).chain(weights.keys().map(String::as_str)) {
+            if !self.version_exists(v) {
+                return Err(AwsError::new(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFoundException",
+                    format!("Function not found: {}:{v}", self.arn),
+                ));
+            }
+        }
+        if weights.is_empty() {
+            return Ok(());
+        }
+        if weights.len() > 1 {
+            return Err(invalid(
+                "Number of items in AdditionalVersionWeights cannot be greater than 1".into(),
+            ));
+        }
+        if version == "$LATEST" || weights.contains_key("$LATEST") {
+            return Err(invalid(
+                "$LATEST is not supported for an alias pointing to more than 1 version".into(),
+            ));
+        }
+        if weights.contains_key(version) {
+            return Err(invalid(format!(
+                "Invalid function version {version}. Function version {version} is already included in routing configuration."
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -193,9 +316,14 @@ pub(super) fn router() -> Router<Shared> {
 /// An AWS error the SDK maps to its typed variant: `x-amzn-ErrorType` header
 /// plus a JSON body with the message.
 pub(super) fn aws_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let kind = if status.is_server_error() {
+        "Service"
+    } else {
+        "User"
+    };
     let mut resp = (
         status,
-        axum::Json(json!({ "Type": "User", "message": message, "__type": code })),
+        axum::Json(json!({ "Type": kind, "message": message })),
     )
         .into_response();
     if let Ok(v) = code.parse() {
@@ -204,37 +332,22 @@ pub(super) fn aws_error(status: StatusCode, code: &str, message: &str) -> Respon
     resp
 }
 
-fn bad(message: &str) -> Response {
-    aws_error(
-        StatusCode::BAD_REQUEST,
-        "InvalidParameterValueException",
-        message,
-    )
-}
-
-fn precondition_failed() -> Response {
-    aws_error(
-        StatusCode::PRECONDITION_FAILED,
-        "PreconditionFailedException",
-        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-    )
-}
-
-fn update_in_progress(arn: &str) -> Response {
-    aws_error(
-        StatusCode::CONFLICT,
-        "ResourceConflictException",
-        &format!(
-            "The operation cannot be performed at this time. An update is in progress for resource: {arn}"
-        ),
-    )
-}
-
-/// An error from request validation, rendered by `aws_error`.
+/// An error answer, rendered by `aws_error`.
+#[derive(Debug)]
 pub(super) struct AwsError {
     status: StatusCode,
     code: &'static str,
     message: String,
+}
+
+impl AwsError {
+    fn new(status: StatusCode, code: &'static str, message: String) -> AwsError {
+        AwsError {
+            status,
+            code,
+            message,
+        }
+    }
 }
 
 impl IntoResponse for AwsError {
@@ -243,14 +356,63 @@ impl IntoResponse for AwsError {
     }
 }
 
+type Reply = Result<Response, AwsError>;
+
 fn invalid(message: String) -> AwsError {
-    AwsError {
-        status: StatusCode::BAD_REQUEST,
-        code: "InvalidParameterValueException",
+    AwsError::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterValueException",
         message,
+    )
+}
+
+fn precondition_failed() -> AwsError {
+    AwsError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "PreconditionFailedException",
+        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+    )
+}
+
+fn update_in_progress(arn: &str) -> AwsError {
+    AwsError::new(
+        StatusCode::CONFLICT,
+        "ResourceConflictException",
+        format!(
+            "The operation cannot be performed at this time. An update is in progress for resource: {arn}"
+        ),
+    )
+}
+
+fn function_not_found(region: &str, name: &str, qualifier: Option<&str>) -> AwsError {
+    let qualifier = qualifier.map(|q| format!(":{q}")).unwrap_or_default();
+    AwsError::new(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        format!("Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{name}{qualifier}"),
+    )
+}
+
+/// Writes go to `$LATEST` only, as in Lambda.
+fn only_latest(qualifier: Option<&str>) -> Result<(), AwsError> {
+    match qualifier {
+        None | Some("$LATEST") => Ok(()),
+        Some(_) => Err(invalid(
+            "Current operation does not support versions other than $LATEST. Please set version to $LATEST or do not set a version in your request.".into(),
+        )),
     }
 }
 
+/// The `RevisionId` precondition, when the request carries one.
+fn check_revision(body: &Value, current: &str) -> Result<(), AwsError> {
+    match str_field(body, "RevisionId") {
+        Some(rev) if rev != current => Err(precondition_failed()),
+        _ => Ok(()),
+    }
+}
+
+/// The region from the SigV4 credential scope
+/// (`Credential=AKID/20240101/REGION/lambda/aws4_request`), else us-east-1.
 fn region(headers: &HeaderMap) -> String {
     headers
         .get("authorization")
@@ -274,14 +436,7 @@ fn resolve(name: &str) -> (String, Option<String>) {
     }
 }
 
-fn not_found(name: &str, region: &str) -> Response {
-    aws_error(
-        StatusCode::NOT_FOUND,
-        "ResourceNotFoundException",
-        &format!("Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"),
-    )
-}
-
+/// Lambda's LastModified format: `2024-01-01T00:00:00.000+0000`.
 fn timestamp() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
@@ -316,6 +471,8 @@ fn check_env(env: &BTreeMap<String, String>) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// `Environment.Variables`; `Some(empty)` for an `Environment` without
+/// variables (which clears them, as in Lambda), `None` when absent.
 fn parse_env(body: &Value) -> Result<Option<BTreeMap<String, String>>, AwsError> {
     match body.get("Environment").and_then(|e| e.get("Variables")) {
         None | Some(Value::Null) => Ok(body.get("Environment").map(|_| BTreeMap::new())),
@@ -329,10 +486,12 @@ fn parse_body(body: &Bytes) -> Result<Value, AwsError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body).map_err(|e| AwsError {
-        status: StatusCode::BAD_REQUEST,
-        code: "InvalidRequestContentException",
-        message: format!("Could not parse request body into json: {e}"),
+    serde_json::from_slice(body).map_err(|e| {
+        AwsError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            format!("Could not parse request body into json: {e}"),
+        )
     })
 }
 
@@ -340,70 +499,74 @@ fn str_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
     body.get(key).and_then(Value::as_str)
 }
 
-async fn create_function(
-    State(shared): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let Some(name) = str_field(&body, "FunctionName").map(|n| resolve(n).0) else {
-        return bad("FunctionName is required");
-    };
-    let env = match parse_env(&body) {
-        Ok(e) => e.unwrap_or_default(),
-        Err(r) => return r.into_response(),
-    };
-    if let Err(r) = check_env(&env) {
-        return r.into_response();
+/// The deployment package's bytes: the decoded `ZipFile`, else the JSON of
+/// the S3 location or image URI (enough to give each package its own hash).
+fn code_bytes(code: &Value) -> Result<Vec<u8>, AwsError> {
+    if let Some(zip) = str_field(code, "ZipFile") {
+        return base64::decode(zip).ok_or_else(|| {
+            AwsError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                "Could not parse request body into json: ZipFile is not valid base64".into(),
+            )
+        });
     }
-    let code = body.get("Code").map(|c| c.to_string()).unwrap_or_default();
-    let code_sha256 = {
-        use base64_like::encode;
-        encode(&Sha256::digest(code.as_bytes()))
-    };
+    let location: BTreeMap<&str, &Value> = ["S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri"]
+        .into_iter()
+        .filter_map(|k| code.get(k).map(|v| (k, v)))
+        .collect();
+    Ok(serde_json::to_vec(&location).unwrap_or_default())
+}
+
+async fn create_function(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Reply {
+    let body = parse_body(&body)?;
+    let name = str_field(&body, "FunctionName")
+        .map(|n| resolve(n).0)
+        .ok_or_else(|| invalid("FunctionName is required".into()))?;
+    let env = parse_env(&body)?.unwrap_or_default();
+    check_env(&env)?;
+    let code = code_bytes(body.get("Code").unwrap_or(&Value::Null))?;
     let region = region(&headers);
     let mut w = shared.lock();
     if w.functions.contains_key(&name) {
-        return aws_error(
+        return Err(AwsError::new(
             StatusCode::CONFLICT,
             "ResourceConflictException",
-            &format!("Function already exist: {name}"),
-        );
+            format!("Function already exist: {name}"),
+        ));
     }
-    let function = Function {
+    let text = |key: &str, default: &str| str_field(&body, key).unwrap_or(default).to_string();
+    let int = |key: &str, default: i64| body.get(key).and_then(Value::as_i64).unwrap_or(default);
+    let mut function = Function {
         arn: format!("arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"),
         name: name.clone(),
         config: Config {
-            runtime: str_field(&body, "Runtime")
-                .unwrap_or("python3.12")
-                .to_string(),
-            role: str_field(&body, "Role").unwrap_or_default().to_string(),
-            handler: str_field(&body, "Handler").unwrap_or_default().to_string(),
-            description: str_field(&body, "Description")
-                .unwrap_or_default()
-                .to_string(),
-            memory_size: body
-                .get("MemorySize")
-                .and_then(Value::as_i64)
-                .unwrap_or(128),
-            timeout: body.get("Timeout").and_then(Value::as_i64).unwrap_or(3),
+            runtime: text("Runtime", "python3.12"),
+            role: text("Role", ""),
+            handler: text("Handler", ""),
+            description: text("Description", ""),
+            memory_size: int("MemorySize", 128),
+            timeout: int("Timeout", 3),
             env: BTreeMap::new(),
-            code_sha256,
+            code_sha256: base64::encode(&Sha256::digest(&code)),
             code_size: code.len() as i64,
             last_modified: timestamp(),
         },
         env,
         revision_id: new_id(),
         in_progress_until: None,
+        dirty: true,
         versions: BTreeMap::new(),
         aliases: BTreeMap::new(),
     };
-    let out = function.configuration(None).unwrap_or_default();
+    let target = if body.get("Publish").and_then(Value::as_bool) == Some(true) {
+        Target::Version(function.publish(None))
+    } else {
+        Target::Latest
+    };
+    let out = function.configuration(target);
     w.functions.insert(name, function);
-    (StatusCode::CREATED, axum::Json(out)).into_response()
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -417,20 +580,29 @@ async fn get_function(
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
-) -> Response {
+) -> Reply {
     let (name, qual) = resolve(&name);
+    let qualifier = q.qualifier.or(qual);
     let w = shared.lock();
-    let Some(f) = w.functions.get(&name) else {
-        return not_found(&name, &region(&headers));
+    let Some((f, target)) = w
+        .functions
+        .get(&name)
+        .and_then(|f| Some((f, f.target(qualifier.as_deref())?)))
+    else {
+        return Err(function_not_found(
+            &region(&headers),
+            &name,
+            qualifier.as_deref(),
+        ));
     };
-    match f.configuration(q.qualifier.as_deref().or(qual.as_deref())) {
-        Some(config) => axum::Json(json!({
-            "Configuration": config,
-            "Code": { "RepositoryType": "S3", "Location": format!("https://sandbox.invalid/{name}.zip") },
-        }))
-        .into_response(),
-        None => not_found(&name, &region(&headers)),
-    }
+    Ok(axum::Json(json!({
+        "Configuration": f.configuration(target),
+        "Code": {
+            "RepositoryType": "S3",
+            "Location": format!("https://sandbox.invalid/{name}.zip"),
+        },
+    }))
+    .into_response())
 }
 
 async fn get_configuration(
@@ -438,25 +610,28 @@ async fn get_configuration(
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
-) -> Response {
+) -> Reply {
     let (name, qual) = resolve(&name);
+    let qualifier = q.qualifier.or(qual);
     let mut w = shared.lock();
     let Some(config) = w
         .functions
         .get(&name)
-        .and_then(|f| f.configuration(q.qualifier.as_deref().or(qual.as_deref())))
+        .and_then(|f| f.target(qualifier.as_deref()).map(|t| f.configuration(t)))
     else {
-        return not_found(&name, &region(&headers));
+        return Err(function_not_found(
+            &region(&headers),
+            &name,
+            qualifier.as_deref(),
+        ));
     };
     // A foreign edit lands right after this read was answered.
     if let Some(edit) = w.faults.foreign_edits.remove(&name)
         && let Some(f) = w.functions.get_mut(&name)
     {
-        f.env.extend(edit);
-        f.revision_id = new_id();
-        f.config.last_modified = timestamp();
+        f.foreign_edit(edit);
     }
-    axum::Json(config).into_response()
+    Ok(axum::Json(config).into_response())
 }
 
 async fn update_configuration(
@@ -464,59 +639,49 @@ async fn update_configuration(
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let (name, _) = resolve(&name);
-    let env = match parse_env(&body) {
-        Ok(e) => e,
-        Err(r) => return r.into_response(),
-    };
+) -> Reply {
+    let body = parse_body(&body)?;
+    let (name, qual) = resolve(&name);
+    only_latest(qual.as_deref())?;
+    let env = parse_env(&body)?;
+    if let Some(env) = &env {
+        check_env(env)?;
+    }
     let mut w = shared.lock();
-    let delay: Duration = w.update_delay;
-    let Some(f) = w.functions.get_mut(&name) else {
-        return not_found(&name, &region(&headers));
-    };
+    let delay = w.update_delay;
+    let f = w
+        .functions
+        .get_mut(&name)
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
     if f.in_progress() {
-        return update_in_progress(&f.arn);
+        return Err(update_in_progress(&f.arn));
     }
-    if let Some(rev) = str_field(&body, "RevisionId")
-        && rev != f.revision_id
-    {
-        return precondition_failed();
-    }
-    if let Some(env) = &env
-        && let Err(r) = check_env(env)
-    {
-        return r.into_response();
-    }
+    check_revision(&body, &f.revision_id)?;
     if let Some(env) = env {
+        // Replaces the whole environment, as Lambda does.
         f.env = env;
     }
-    if let Some(v) = str_field(&body, "Description") {
-        f.config.description = v.to_string();
+    let c = &mut f.config;
+    for (key, field) in [
+        ("Description", &mut c.description),
+        ("Handler", &mut c.handler),
+        ("Runtime", &mut c.runtime),
+        ("Role", &mut c.role),
+    ] {
+        if let Some(v) = str_field(&body, key) {
+            *field = v.to_string();
+        }
     }
-    if let Some(v) = str_field(&body, "Handler") {
-        f.config.handler = v.to_string();
+    for (key, field) in [
+        ("MemorySize", &mut c.memory_size),
+        ("Timeout", &mut c.timeout),
+    ] {
+        if let Some(v) = body.get(key).and_then(Value::as_i64) {
+            *field = v;
+        }
     }
-    if let Some(v) = str_field(&body, "Runtime") {
-        f.config.runtime = v.to_string();
-    }
-    if let Some(v) = str_field(&body, "Role") {
-        f.config.role = v.to_string();
-    }
-    if let Some(v) = body.get("MemorySize").and_then(Value::as_i64) {
-        f.config.memory_size = v;
-    }
-    if let Some(v) = body.get("Timeout").and_then(Value::as_i64) {
-        f.config.timeout = v;
-    }
-    f.revision_id = new_id();
-    f.config.last_modified = timestamp();
-    f.in_progress_until = (!delay.is_zero()).then(|| now() + delay);
-    axum::Json(f.configuration(None).unwrap_or_default()).into_response()
+    f.touch(delay);
+    Ok(axum::Json(f.configuration(Target::Latest)).into_response())
 }
 
 /// UpdateFunctionCode: a deploy. New CodeSha256 and revision; the update
@@ -526,32 +691,30 @@ async fn update_code(
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let (name, _) = resolve(&name);
+) -> Reply {
+    let body = parse_body(&body)?;
+    let (name, qual) = resolve(&name);
+    only_latest(qual.as_deref())?;
+    let code = code_bytes(&body)?;
     let mut w = shared.lock();
     let delay = w.update_delay;
-    let Some(f) = w.functions.get_mut(&name) else {
-        return not_found(&name, &region(&headers));
-    };
+    let f = w
+        .functions
+        .get_mut(&name)
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
     if f.in_progress() {
-        return update_in_progress(&f.arn);
+        return Err(update_in_progress(&f.arn));
     }
-    if let Some(rev) = str_field(&body, "RevisionId")
-        && rev != f.revision_id
-    {
-        return precondition_failed();
-    }
-    let code = body.to_string();
-    f.config.code_sha256 = base64_like::encode(&Sha256::digest(code.as_bytes()));
+    check_revision(&body, &f.revision_id)?;
+    f.config.code_sha256 = base64::encode(&Sha256::digest(&code));
     f.config.code_size = code.len() as i64;
-    f.revision_id = new_id();
-    f.config.last_modified = timestamp();
-    f.in_progress_until = (!delay.is_zero()).then(|| now() + delay);
-    axum::Json(f.configuration(None).unwrap_or_default()).into_response()
+    f.touch(delay);
+    let target = if body.get("Publish").and_then(Value::as_bool) == Some(true) {
+        Target::Version(f.publish(None))
+    } else {
+        Target::Latest
+    };
+    Ok(axum::Json(f.configuration(target)).into_response())
 }
 
 async fn publish_version(
@@ -559,35 +722,36 @@ async fn publish_version(
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
+) -> Reply {
+    let body = parse_body(&body)?;
     let (name, _) = resolve(&name);
     let mut w = shared.lock();
-    let Some(f) = w.functions.get_mut(&name) else {
-        return not_found(&name, &region(&headers));
-    };
+    let f = w
+        .functions
+        .get_mut(&name)
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
     if f.in_progress() {
-        return update_in_progress(&f.arn);
+        return Err(update_in_progress(&f.arn));
     }
-    if let Some(rev) = str_field(&body, "RevisionId")
-        && rev != f.revision_id
+    check_revision(&body, &f.revision_id)?;
+    if let Some(sha) = str_field(&body, "CodeSha256")
+        && sha != f.config.code_sha256
     {
-        return precondition_failed();
+        return Err(invalid(format!(
+            "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again.",
+            f.config.code_sha256
+        )));
     }
-    let n = f.versions.keys().next_back().map_or(1, |v| v + 1);
-    let mut config = f.config.clone();
-    config.env = f.env.clone();
-    if let Some(d) = str_field(&body, "Description") {
-        config.description = d.to_string();
-    }
-    f.versions.insert(n, (config, new_id()));
-    let out = f.configuration(Some(&n.to_string())).unwrap_or_default();
-    (StatusCode::CREATED, axum::Json(out)).into_response()
+    let n = f.publish(str_field(&body, "Description"));
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(f.configuration(Target::Version(n))),
+    )
+        .into_response())
 }
 
+/// `RoutingConfig.AdditionalVersionWeights`; `Some(empty)` for a
+/// `RoutingConfig` without weights (which clears them), `None` when absent.
 fn parse_weights(body: &Value) -> Result<Option<BTreeMap<String, f64>>, AwsError> {
     match body
         .get("RoutingConfig")
@@ -609,45 +773,34 @@ fn parse_weights(body: &Value) -> Result<Option<BTreeMap<String, f64>>, AwsError
     }
 }
 
-fn version_exists(f: &Function, v: &str) -> bool {
-    v == "$LATEST" || v.parse::<u64>().is_ok_and(|n| f.versions.contains_key(&n))
-}
-
 async fn create_alias(
     State(shared): State<Shared>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let weights = match parse_weights(&body) {
-        Ok(w) => w.unwrap_or_default(),
-        Err(r) => return r.into_response(),
-    };
+) -> Reply {
+    let body = parse_body(&body)?;
+    let weights = parse_weights(&body)?.unwrap_or_default();
     let (name, _) = resolve(&name);
     let (Some(alias), Some(version)) = (
         str_field(&body, "Name"),
         str_field(&body, "FunctionVersion"),
     ) else {
-        return bad("Name and FunctionVersion are required");
+        return Err(invalid("Name and FunctionVersion are required".into()));
     };
     let mut w = shared.lock();
-    let Some(f) = w.functions.get_mut(&name) else {
-        return not_found(&name, &region(&headers));
-    };
+    let f = w
+        .functions
+        .get_mut(&name)
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
     if f.aliases.contains_key(alias) {
-        return aws_error(
+        return Err(AwsError::new(
             StatusCode::CONFLICT,
             "ResourceConflictException",
-            &format!("Alias already exists: {}:{alias}", f.arn),
-        );
+            format!("Alias already exists: {}", f.alias_arn(alias)),
+        ));
     }
-    if !version_exists(f, version) || weights.keys().any(|v| !version_exists(f, v)) {
-        return not_found(&format!("{name}:{version}"), &region(&headers));
-    }
+    f.check_routing(version, &weights)?;
     let a = Alias {
         version: version.to_string(),
         description: str_field(&body, "Description")
@@ -658,45 +811,52 @@ async fn create_alias(
     };
     let out = f.alias_json(alias, &a);
     f.aliases.insert(alias.to_string(), a);
-    (StatusCode::CREATED, axum::Json(out)).into_response()
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ListAliasesQuery {
+    #[serde(rename = "FunctionVersion")]
+    function_version: Option<String>,
 }
 
 async fn list_aliases(
     State(shared): State<Shared>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Response {
+    Query(q): Query<ListAliasesQuery>,
+) -> Reply {
     let (name, _) = resolve(&name);
     let w = shared.lock();
-    let Some(f) = w.functions.get(&name) else {
-        return not_found(&name, &region(&headers));
-    };
-    let aliases: Vec<Value> = f.aliases.iter().map(|(n, a)| f.alias_json(n, a)).collect();
-    axum::Json(json!({ "Aliases": aliases })).into_response()
+    let f = w
+        .functions
+        .get(&name)
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
+    let aliases: Vec<Value> = f
+        .aliases
+        .iter()
+        .filter(|(_, a)| q.function_version.as_deref().is_none_or(|v| v == a.version))
+        .map(|(n, a)| f.alias_json(n, a))
+        .collect();
+    Ok(axum::Json(json!({ "Aliases": aliases })).into_response())
 }
 
 async fn get_alias(
     State(shared): State<Shared>,
     headers: HeaderMap,
     Path((name, alias)): Path<(String, String)>,
-) -> Response {
+) -> Reply {
     let (name, _) = resolve(&name);
     let w = shared.lock();
-    match w
+    let f = w
         .functions
         .get(&name)
-        .and_then(|f| f.aliases.get(&alias).map(|a| f.alias_json(&alias, a)))
-    {
-        Some(v) => axum::Json(v).into_response(),
-        None => aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!(
-                "Alias not found: arn:aws:lambda:{}:{ACCOUNT}:function:{name}:{alias}",
-                region(&headers)
-            ),
-        ),
-    }
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
+    let a = f
+        .aliases
+        .get(&alias)
+        .ok_or_else(|| f.alias_not_found(&alias))?;
+    Ok(axum::Json(f.alias_json(&alias, a)).into_response())
 }
 
 async fn update_alias(
@@ -704,39 +864,21 @@ async fn update_alias(
     headers: HeaderMap,
     Path((name, alias)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let weights = match parse_weights(&body) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+) -> Reply {
+    let body = parse_body(&body)?;
+    let weights = parse_weights(&body)?;
     let (name, _) = resolve(&name);
     let mut w = shared.lock();
-    let Some(f) = w.functions.get_mut(&name) else {
-        return not_found(&name, &region(&headers));
-    };
-    let versions_ok = str_field(&body, "FunctionVersion").is_none_or(|v| version_exists(f, v))
-        && weights
-            .as_ref()
-            .is_none_or(|ws| ws.keys().all(|v| version_exists(f, v)));
-    if !versions_ok {
-        return not_found(&name, &region(&headers));
-    }
-    let Some(mut a) = f.aliases.get(&alias).cloned() else {
-        return aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!("Alias not found: {}:{alias}", f.arn),
-        );
-    };
-    if let Some(rev) = str_field(&body, "RevisionId")
-        && rev != a.revision_id
-    {
-        return precondition_failed();
-    }
+    let f = w
+        .functions
+        .get_mut(&name)
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
+    let mut a = f
+        .aliases
+        .get(&alias)
+        .cloned()
+        .ok_or_else(|| f.alias_not_found(&alias))?;
+    check_revision(&body, &a.revision_id)?;
     if let Some(v) = str_field(&body, "FunctionVersion") {
         a.version = v.to_string();
     }
@@ -746,18 +888,20 @@ async fn update_alias(
     if let Some(ws) = weights {
         a.weights = ws;
     }
+    f.check_routing(&a.version, &a.weights)?;
     a.revision_id = new_id();
     let out = f.alias_json(&alias, &a);
     f.aliases.insert(alias, a);
-    axum::Json(out).into_response()
+    Ok(axum::Json(out).into_response())
 }
 
-/// Standard base64, as Lambda reports CodeSha256.
-mod base64_like {
+/// Standard base64 (RFC 4648, padded): Lambda's CodeSha256 and the SDK's
+/// encoding of `ZipFile`.
+mod base64 {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
             let b = [
                 chunk[0],
@@ -774,5 +918,45 @@ mod base64_like {
             }
         }
         out
+    }
+
+    /// `None` for anything but padded standard base64 (whitespace ignored).
+    pub fn decode(text: &str) -> Option<Vec<u8>> {
+        let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if !digits.len().is_multiple_of(4) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(digits.len() / 4 * 3);
+        for (i, quad) in digits.chunks(4).enumerate() {
+            let last = i + 1 == digits.len() / 4;
+            let pad = quad.iter().rev().take_while(|&&b| b == b'=').count();
+            if pad > 2 || (pad > 0 && !last) {
+                return None;
+            }
+            let mut n = 0u32;
+            for &b in &quad[..4 - pad] {
+                let v = ALPHABET.iter().position(|&a| a == b)? as u32;
+                n = (n << 6) | v;
+            }
+            n <<= 6 * pad as u32;
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.extend_from_slice(&bytes[..3 - pad]);
+        }
+        Some(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trips() {
+            for s in ["", "z", "zi", "zip", "zip!", "hello world"] {
+                let e = super::encode(s.as_bytes());
+                assert_eq!(super::decode(&e).as_deref(), Some(s.as_bytes()), "{e}");
+            }
+            assert_eq!(super::encode(b"zip"), "emlw");
+            assert_eq!(super::decode("emk="), Some(b"zi".to_vec()));
+            assert_eq!(super::decode("em=k"), None);
+            assert_eq!(super::decode("emk"), None);
+        }
     }
 }

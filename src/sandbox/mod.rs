@@ -16,25 +16,43 @@
 //!
 //! Admin endpoints (JSON), for tests, the demo and operators:
 //!
-//! - `GET  /_sandbox/state` — every function: name, environment, revision,
-//!   last update status, versions and aliases.
-//! - `POST /_sandbox/faults` — switch faults on; every field optional:
+//! - `GET  /_sandbox/state` — `{"functions": [{"name", "arn", "environment",
+//!   "revision_id", "last_update_status", "code_sha256", "versions",
+//!   "aliases"}], "faults": {...}, "update_delay_ms", "cloudwatch": {...}}`.
+//! - `POST /_sandbox/faults` — switch faults on; every field optional, and
+//!   fields left out keep their current setting:
 //!   `{"throttle_next": N, "fail_next": N, "latency_ms": MS,
 //!     "update_delay_ms": MS,
-//!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}}}`.
-//!   `throttle_next`: the next N Lambda calls answer 429
-//!   `TooManyRequestsException`; `fail_next`: the next N answer 500
-//!   `ServiceException`; `latency_ms`: every Lambda call is delayed;
-//!   `foreign_edit`: right after the next GetFunctionConfiguration of that
-//!   function is answered, someone else sets those variables (a new
-//!   `RevisionId`), so the caller's next update with the old revision fails.
-//! - `POST /_sandbox/reset` — all faults off.
+//!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]}}`.
+//!   - `throttle_next`: the next N Lambda calls answer 429
+//!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
+//!     `Retry-After: 1`);
+//!   - `fail_next`: the next N Lambda calls answer 500 `ServiceException`
+//!     (throttles are counted first when both are set);
+//!   - `latency_ms`: every Lambda call is answered that much later (0 = off);
+//!   - `update_delay_ms`: how long `LastUpdateStatus` stays `InProgress`
+//!     after later updates (a setting, not a fault: reset keeps it);
+//!   - `foreign_edit`: right after the next GetFunctionConfiguration of that
+//!     function is answered, someone else sets (`set`) and deletes (`unset`)
+//!     those variables, bumping its `RevisionId`, so the caller's next update
+//!     carrying the revision it just read fails with 412
+//!     `PreconditionFailedException`. One pending edit per function.
+//!
+//!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field.
+//! - `POST /_sandbox/reset` — all faults off (update delay and functions stay).
+//! - `GET  /_sandbox/traffic`, `POST /_sandbox/traffic` — the traffic
+//!   simulator's knobs: `{"enabled": BOOL, "invocations_per_tick": N,
+//!   "bad_flags": ["FLAG", ...]}` (fields optional on POST).
+//!
+//! Lambda errors carry AWS's status code, an `x-amzn-ErrorType` header and a
+//! `{"Type": ..., "message": ...}` body; every Lambda answer carries an
+//! `x-amzn-RequestId`. Unknown routes answer 404 `UnknownOperationException`.
 
 mod cloudwatch;
 mod lambda;
 pub mod traffic;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -47,6 +65,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+/// How a sandbox starts; everything here can also change while it runs.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxConfig {
     /// How long `LastUpdateStatus` stays `InProgress` after an update.
@@ -61,8 +80,15 @@ struct FaultState {
     throttle_next: u64,
     fail_next: u64,
     latency: Duration,
-    /// function name → variables someone else sets after its next read.
-    foreign_edits: HashMap<String, BTreeMap<String, String>>,
+    /// function name → the edit someone else makes after its next read.
+    foreign_edits: HashMap<String, ForeignEdit>,
+}
+
+/// A concurrent edit by someone else: variables set and variables removed.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct ForeignEdit {
+    set: BTreeMap<String, String>,
+    unset: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -120,11 +146,22 @@ impl Faults {
     /// Right after the next GetFunctionConfiguration of `function`, someone
     /// else sets `vars` on it (bumping its RevisionId).
     pub fn foreign_edit_after_next_get(&self, function: &str, vars: BTreeMap<String, String>) {
+        self.foreign_change_after_next_get(function, vars, BTreeSet::new());
+    }
+
+    /// Like `foreign_edit_after_next_get`, and the other editor also deletes
+    /// the variables in `unset`. Replaces any edit pending for `function`.
+    pub fn foreign_change_after_next_get(
+        &self,
+        function: &str,
+        set: BTreeMap<String, String>,
+        unset: BTreeSet<String>,
+    ) {
         self.shared
             .lock()
             .faults
             .foreign_edits
-            .insert(function.to_string(), vars);
+            .insert(function.to_string(), ForeignEdit { set, unset });
     }
 
     /// All faults off.
@@ -182,6 +219,7 @@ impl Sandbox {
         })
     }
 
+    /// `http://127.0.0.1:PORT`: the endpoint URL to give the SDK.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -190,6 +228,7 @@ impl Sandbox {
         self.port
     }
 
+    /// In-process fault control (the same switches as `/_sandbox/faults`).
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
@@ -261,10 +300,14 @@ pub async fn serve_forever(
 
 fn router(shared: Shared) -> Router {
     Router::new()
-        .merge(lambda::router().layer(middleware::from_fn_with_state(
-            shared.clone(),
-            inject_faults,
-        )))
+        .merge(
+            lambda::router()
+                .layer(middleware::from_fn_with_state(
+                    shared.clone(),
+                    inject_faults,
+                ))
+                .layer(middleware::from_fn(request_id)),
+        )
         .merge(cloudwatch::router())
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/faults", post(set_faults))
@@ -278,7 +321,23 @@ fn router(shared: Shared) -> Router {
                 "the sandbox does not implement this operation",
             )
         })
+        .method_not_allowed_fallback(|| async {
+            lambda::aws_error(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "UnknownOperationException",
+                "the sandbox does not implement this method on this resource",
+            )
+        })
         .with_state(shared)
+}
+
+/// Every Lambda answer names its request, as AWS's do (the SDK reports it).
+async fn request_id(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if let Ok(v) = new_id().parse() {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
 }
 
 /// Latency, throttling and 5xx faults, applied before any Lambda operation.
@@ -356,14 +415,17 @@ struct FaultRequest {
     fail_next: Option<u64>,
     latency_ms: Option<u64>,
     update_delay_ms: Option<u64>,
-    foreign_edit: Option<ForeignEdit>,
+    foreign_edit: Option<ForeignEditRequest>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ForeignEdit {
+struct ForeignEditRequest {
     function: String,
+    #[serde(default)]
     set: BTreeMap<String, String>,
+    #[serde(default)]
+    unset: BTreeSet<String>,
 }
 
 async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Response {
@@ -391,7 +453,13 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
         w.update_delay = Duration::from_millis(ms);
     }
     if let Some(edit) = req.foreign_edit {
-        w.faults.foreign_edits.insert(edit.function, edit.set);
+        w.faults.foreign_edits.insert(
+            edit.function,
+            ForeignEdit {
+                set: edit.set,
+                unset: edit.unset,
+            },
+        );
     }
     axum::Json(json!({ "ok": true })).into_response()
 }

@@ -1,26 +1,52 @@
-//! The sandbox's Lambda API, judged by the official Rust SDK: typed errors,
-//! revision preconditions, update status, the 4 KB limit, versions, aliases,
-//! fault injection and the admin endpoints.
+//! The sandbox's Lambda API, judged by the official Rust SDK configured the
+//! way a user configures it: typed errors, revision preconditions, update
+//! status, the 4 KB limit, versions, aliases, fault injection and the admin
+//! endpoints.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_lambda::config::{Credentials, Region};
+use aws_sdk_lambda::operation::RequestId;
+use aws_sdk_lambda::operation::create_alias::CreateAliasError;
+use aws_sdk_lambda::operation::get_alias::GetAliasError;
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError;
+use aws_sdk_lambda::operation::publish_version::PublishVersionError;
 use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError as UpdateErr;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
-    AliasRoutingConfiguration, Environment, FunctionCode, LastUpdateStatus,
+    AliasRoutingConfiguration, Environment, FunctionCode, LastUpdateStatus, State, ThrottleReason,
 };
 use rollgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-async fn client(sandbox: &Sandbox, retries: bool) -> aws_sdk_lambda::Client {
-    let sdk = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
-    let mut config = aws_sdk_lambda::config::Builder::from(&sdk);
+/// sha256("zip"), base64: the CodeSha256 of the package `create` uploads.
+const ZIP_SHA256: &str = "SnD+mqZDbgLC3qNA+9HjUuTvLYzmylKtJdS5VHH8i/I=";
+
+async fn client_in(
+    sandbox: &Sandbox,
+    region: &'static str,
+    retries: bool,
+) -> aws_sdk_lambda::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(sandbox.url())
+        .region(Region::new(region))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"));
     if !retries {
-        config = config.retry_config(RetryConfig::disabled());
+        loader = loader.retry_config(RetryConfig::disabled());
     }
-    aws_sdk_lambda::Client::from_conf(config.build())
+    aws_sdk_lambda::Client::new(&loader.load().await)
+}
+
+/// A client without retries, so every injected fault reaches the test.
+async fn client(sandbox: &Sandbox) -> aws_sdk_lambda::Client {
+    client_in(sandbox, "us-east-1", false).await
+}
+
+async fn start() -> Sandbox {
+    Sandbox::start(0, SandboxConfig::default()).await.unwrap()
 }
 
 fn env(pairs: &[(&str, &str)]) -> Environment {
@@ -29,6 +55,13 @@ fn env(pairs: &[(&str, &str)]) -> Environment {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Environment::builder().set_variables(Some(vars)).build()
+}
+
+fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 async fn create(lambda: &aws_sdk_lambda::Client, name: &str) {
@@ -49,75 +82,139 @@ async fn create(lambda: &aws_sdk_lambda::Client, name: &str) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn create_get_update_with_revision_precondition() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
-    let lambda = client(&sandbox, false).await;
-    create(&lambda, "fn1").await;
-    let got = lambda
+async fn update_env(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+    pairs: &[(&str, &str)],
+    revision: Option<&str>,
+) -> Result<
+    aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationOutput,
+    UpdateErr,
+> {
+    lambda
+        .update_function_configuration()
+        .function_name(name)
+        .environment(env(pairs))
+        .set_revision_id(revision.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| e.into_service_error())
+}
+
+async fn read(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
+    lambda
         .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn env_of(
+    out: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
+) -> BTreeMap<String, String> {
+    out.environment()
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn create_get_update_and_read_back() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    let created = lambda
+        .create_function()
         .function_name("fn1")
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .role("arn:aws:iam::123456789012:role/r")
+        .handler("h.handler")
+        .description("first")
+        .memory_size(256)
+        .timeout(30)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(b"zip".to_vec()))
+                .build(),
+        )
+        .environment(env(&[("KEY", "1"), ("OTHER", "o")]))
         .send()
         .await
         .unwrap();
+    assert_eq!(created.version(), Some("$LATEST"));
+    assert_eq!(created.state(), Some(&State::Active));
+    assert_eq!(
+        created.last_update_status(),
+        Some(&LastUpdateStatus::Successful)
+    );
+    assert_eq!(created.code_sha256(), Some(ZIP_SHA256));
+    assert_eq!(created.code_size(), 3);
+    assert_eq!(created.memory_size(), Some(256));
+    assert_eq!(created.timeout(), Some(30));
+    assert_eq!(created.handler(), Some("h.handler"));
+    assert!(
+        created.request_id().is_some(),
+        "every answer has a request id"
+    );
+    let modified = created.last_modified().unwrap();
+    chrono::DateTime::parse_from_str(modified, "%Y-%m-%dT%H:%M:%S%.3f%z")
+        .unwrap_or_else(|e| panic!("LastModified {modified:?}: {e}"));
+    assert!(modified.ends_with("+0000"), "{modified}");
+
+    let got = read(&lambda, "fn1").await;
     assert_eq!(got.function_name(), Some("fn1"));
     assert_eq!(
         got.function_arn(),
         Some("arn:aws:lambda:us-east-1:123456789012:function:fn1")
     );
-    assert_eq!(
-        got.last_update_status(),
-        Some(&LastUpdateStatus::Successful)
-    );
+    assert_eq!(got.description(), Some("first"));
+    assert_eq!(env_of(&got), vars(&[("KEY", "1"), ("OTHER", "o")]));
     let rev = got.revision_id().unwrap().to_string();
+    assert_eq!(created.revision_id(), Some(rev.as_str()));
 
-    let updated = lambda
-        .update_function_configuration()
-        .function_name("fn1")
-        .environment(env(&[("KEY", "1"), ("KEY2", "2")]))
-        .revision_id(&rev)
-        .send()
+    // The environment in an update replaces the whole environment, as in AWS.
+    let updated = update_env(&lambda, "fn1", &[("KEY", "2"), ("NEW", "n")], Some(&rev))
         .await
         .unwrap();
     assert_ne!(updated.revision_id().unwrap(), rev);
+    let got = read(&lambda, "fn1").await;
+    assert_eq!(env_of(&got), vars(&[("KEY", "2"), ("NEW", "n")]));
+    assert_eq!(got.revision_id(), updated.revision_id());
+    assert_eq!(got.description(), Some("first"), "fields not sent are kept");
     assert_eq!(
-        updated.environment().unwrap().variables().unwrap()["KEY2"],
-        "2"
+        sandbox.function_env("fn1").unwrap(),
+        vars(&[("KEY", "2"), ("NEW", "n")])
     );
 
-    // The old revision is stale now.
-    let err = lambda
+    // Other fields, and an update without Environment keeps the variables.
+    let updated = lambda
         .update_function_configuration()
         .function_name("fn1")
-        .environment(env(&[("KEY", "x")]))
-        .revision_id(&rev)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(
-        matches!(err, UpdateErr::PreconditionFailedException(_)),
-        "{err:?}"
-    );
-
-    // By ARN, and GetFunction.
-    let arn = "arn:aws:lambda:us-east-1:123456789012:function:fn1";
-    let by_arn = lambda
-        .get_function()
-        .function_name(arn)
+        .description("second")
+        .memory_size(512)
         .send()
         .await
         .unwrap();
+    assert_eq!(updated.description(), Some("second"));
+    assert_eq!(updated.memory_size(), Some(512));
+    assert_eq!(sandbox.function_env("fn1").unwrap().len(), 2);
+
+    // By ARN, through GetFunction.
+    let by_arn = lambda
+        .get_function()
+        .function_name("arn:aws:lambda:us-east-1:123456789012:function:fn1")
+        .send()
+        .await
+        .unwrap();
+    let config = by_arn.configuration().unwrap();
     assert_eq!(
-        by_arn
-            .configuration()
-            .unwrap()
-            .environment()
-            .unwrap()
-            .variables()
-            .unwrap()["KEY"],
-        "1"
+        config.environment().unwrap().variables().unwrap()["NEW"],
+        "n"
     );
+    assert_eq!(config.code_sha256(), Some(ZIP_SHA256));
 
     let missing = lambda
         .get_function_configuration()
@@ -126,7 +223,77 @@ async fn create_get_update_with_revision_precondition() {
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    assert!(
+        matches!(
+            missing,
+            GetFunctionConfigurationError::ResourceNotFoundException(_)
+        ),
+        "{missing:?}"
+    );
+    assert_eq!(
+        missing.meta().message(),
+        Some("Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope")
+    );
+    let err = update_env(&lambda, "nope", &[("A1", "1")], None)
+        .await
+        .unwrap_err();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    let dup = lambda
+        .create_function()
+        .function_name("fn1")
+        .role("r")
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(b"z".to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(dup.is_resource_conflict_exception(), "{dup:?}");
+}
+
+#[tokio::test]
+async fn the_arn_names_the_region_the_request_was_signed_for() {
+    let sandbox = start().await;
+    let lambda = client_in(&sandbox, "eu-west-1", false).await;
+    create(&lambda, "fn-eu").await;
+    assert_eq!(
+        read(&lambda, "fn-eu").await.function_arn(),
+        Some("arn:aws:lambda:eu-west-1:123456789012:function:fn-eu")
+    );
+}
+
+#[tokio::test]
+async fn a_stale_revision_is_a_typed_precondition_failure() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fn1").await;
+    let rev = read(&lambda, "fn1")
+        .await
+        .revision_id()
+        .unwrap()
+        .to_string();
+    update_env(&lambda, "fn1", &[("KEY", "2")], Some(&rev))
+        .await
+        .unwrap();
+    let err = update_env(&lambda, "fn1", &[("KEY", "x")], Some(&rev))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UpdateErr::PreconditionFailedException(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.meta()
+            .message()
+            .unwrap()
+            .starts_with("The Revision Id provided does not match the latest Revision Id"),
+        "{err:?}"
+    );
+    assert!(err.request_id().is_some());
+    assert_eq!(sandbox.function_env("fn1").unwrap()["KEY"], "2");
 }
 
 #[tokio::test]
@@ -135,92 +302,123 @@ async fn updates_stay_in_progress_for_the_delay_and_conflict_meanwhile() {
         0,
         SandboxConfig {
             update_delay: Duration::from_millis(300),
-            traffic_tick: None,
+            ..SandboxConfig::default()
         },
     )
     .await
     .unwrap();
-    let lambda = client(&sandbox, false).await;
+    let lambda = client(&sandbox).await;
     create(&lambda, "fn2").await;
-    let out = lambda
-        .update_function_configuration()
-        .function_name("fn2")
-        .environment(env(&[("KEY", "2")]))
-        .send()
+    let out = update_env(&lambda, "fn2", &[("KEY", "2")], None)
         .await
         .unwrap();
     assert_eq!(
         out.last_update_status(),
         Some(&LastUpdateStatus::InProgress)
     );
-    let err = lambda
-        .update_function_configuration()
-        .function_name("fn2")
-        .environment(env(&[("KEY", "3")]))
-        .send()
+    let during = read(&lambda, "fn2").await;
+    assert_eq!(
+        during.last_update_status(),
+        Some(&LastUpdateStatus::InProgress)
+    );
+    assert_eq!(env_of(&during)["KEY"], "2", "the new values show at once");
+    let err = update_env(&lambda, "fn2", &[("KEY", "3")], None)
         .await
-        .unwrap_err()
-        .into_service_error();
+        .unwrap_err();
     assert!(
         matches!(err, UpdateErr::ResourceConflictException(_)),
         "{err:?}"
     );
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    let got = lambda
-        .get_function_configuration()
-        .function_name("fn2")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        got.last_update_status(),
-        Some(&LastUpdateStatus::Successful)
+        err.meta().message(),
+        Some(
+            "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:fn2"
+        )
     );
-    assert_eq!(got.environment().unwrap().variables().unwrap()["KEY"], "2");
-}
-
-#[tokio::test]
-async fn environment_limit_and_key_rules() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
-    let lambda = client(&sandbox, false).await;
-    create(&lambda, "fn3").await;
-    let big = "v".repeat(4090);
-    let err = lambda
-        .update_function_configuration()
-        .function_name("fn3")
-        .environment(env(&[("BIG", &big)]))
+    let publish = lambda
+        .publish_version()
+        .function_name("fn2")
         .send()
         .await
         .unwrap_err()
         .into_service_error();
+    assert!(publish.is_resource_conflict_exception(), "{publish:?}");
+
+    // Polled, not timed: the status turns Successful once the delay is over.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = read(&lambda, "fn2").await;
+        if got.last_update_status() == Some(&LastUpdateStatus::Successful) {
+            assert_eq!(env_of(&got)["KEY"], "2");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still InProgress after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The delay can change at run time; zero means Successful at once.
+    sandbox.set_update_delay(Duration::ZERO);
+    let out = update_env(&lambda, "fn2", &[("KEY", "3")], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.last_update_status(),
+        Some(&LastUpdateStatus::Successful)
+    );
+}
+
+#[tokio::test]
+async fn environment_limit_and_key_rules() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fn3").await;
+    // {"BIG":"…"} is 10 bytes of JSON around the value: one byte over.
+    let over = "v".repeat(4096 - 10 + 1);
+    let err = update_env(&lambda, "fn3", &[("BIG", &over)], None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, UpdateErr::InvalidParameterValueException(_)),
         "{err:?}"
     );
-    assert!(err.to_string().contains("4KB"), "{err}");
-    // Exactly at the limit is fine: {"BIG":"…"} is 10 bytes of JSON around the value.
+    let message = err.meta().message().unwrap();
+    assert!(
+        message.starts_with(
+            "Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit. String measured: {\"BIG\":\"vvv"
+        ),
+        "{message}"
+    );
+    // Exactly at the limit is fine.
     let fits = "v".repeat(4096 - 10);
-    lambda
-        .update_function_configuration()
-        .function_name("fn3")
-        .environment(env(&[("BIG", &fits)]))
-        .send()
+    update_env(&lambda, "fn3", &[("BIG", &fits)], None)
         .await
         .unwrap();
-    for bad in ["AWS_REGION", "1ABC"] {
-        let err = lambda
-            .update_function_configuration()
-            .function_name("fn3")
-            .environment(env(&[(bad, "x")]))
-            .send()
+    for bad in ["AWS_REGION", "1ABC", "A", "A-B"] {
+        let err = update_env(&lambda, "fn3", &[(bad, "x")], None)
             .await
-            .unwrap_err()
-            .into_service_error();
+            .unwrap_err();
         assert!(
             matches!(err, UpdateErr::InvalidParameterValueException(_)),
             "{bad}: {err:?}"
         );
     }
+    // Creating with too big an environment is refused the same way.
+    let err = lambda
+        .create_function()
+        .function_name("fn3-big")
+        .role("r")
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(b"z".to_vec()))
+                .build(),
+        )
+        .environment(env(&[("BIG", &over)]))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    assert_eq!(sandbox.function_env("fn3-big"), None);
     assert_eq!(
         sandbox.function_env("fn3").unwrap()["BIG"],
         fits,
@@ -229,84 +427,121 @@ async fn environment_limit_and_key_rules() {
 }
 
 #[tokio::test]
-async fn faults_map_to_typed_sdk_errors() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
-    let lambda = client(&sandbox, false).await;
+async fn a_throttle_is_a_typed_too_many_requests_error() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
     create(&lambda, "fn4").await;
-
-    sandbox.faults().throttle_next(1);
-    let err = lambda
-        .update_function_configuration()
-        .function_name("fn4")
-        .environment(env(&[("KEY", "2")]))
-        .send()
+    sandbox.faults().throttle_next(2);
+    for _ in 0..2 {
+        let err = update_env(&lambda, "fn4", &[("KEY", "2")], None)
+            .await
+            .unwrap_err();
+        let UpdateErr::TooManyRequestsException(e) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(e.reason(), Some(&ThrottleReason::CallerRateLimitExceeded));
+        assert_eq!(e.retry_after_seconds(), Some("1"));
+        assert!(err.request_id().is_some());
+    }
+    update_env(&lambda, "fn4", &[("KEY", "2")], None)
         .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(
-        matches!(err, UpdateErr::TooManyRequestsException(_)),
-        "{err:?}"
-    );
+        .expect("only the next N calls are throttled");
+}
 
+#[tokio::test]
+async fn a_server_error_is_a_typed_service_exception() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fn4").await;
     sandbox.faults().fail_next(1);
-    let err = lambda
-        .update_function_configuration()
-        .function_name("fn4")
-        .environment(env(&[("KEY", "2")]))
-        .send()
+    let err = update_env(&lambda, "fn4", &[("KEY", "2")], None)
         .await
-        .unwrap_err()
-        .into_service_error();
+        .unwrap_err();
     assert!(matches!(err, UpdateErr::ServiceException(_)), "{err:?}");
-
-    // With the SDK's default retries, one throttle is absorbed.
-    let retrying = client(&sandbox, true).await;
-    sandbox.faults().throttle_next(1);
-    retrying
-        .get_function_configuration()
-        .function_name("fn4")
-        .send()
+    assert_eq!(sandbox.function_env("fn4").unwrap()["KEY"], "1");
+    update_env(&lambda, "fn4", &[("KEY", "2")], None)
         .await
         .unwrap();
+}
 
-    // A foreign edit lands right after the next read.
+#[tokio::test]
+async fn the_sdk_default_retries_pass_through_one_throttle_and_one_server_error() {
+    let sandbox = start().await;
+    let lambda = client_in(&sandbox, "us-east-1", true).await;
+    create(&lambda, "fn4").await;
+    sandbox.faults().throttle_next(1);
+    read(&lambda, "fn4").await;
+    sandbox.faults().fail_next(1);
+    update_env(&lambda, "fn4", &[("KEY", "2")], None)
+        .await
+        .unwrap();
+    assert_eq!(sandbox.function_env("fn4").unwrap()["KEY"], "2");
+}
+
+#[tokio::test]
+async fn slow_answers_are_delayed_until_switched_off() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fn4").await;
+    let latency = Duration::from_millis(200);
+    sandbox.faults().set_latency(latency);
+    let t = Instant::now();
+    read(&lambda, "fn4").await;
+    // A lower bound only: the sandbox sleeps at least that long.
+    assert!(t.elapsed() >= latency, "{:?}", t.elapsed());
+    sandbox.faults().reset();
+    read(&lambda, "fn4").await;
+}
+
+#[tokio::test]
+async fn a_foreign_edit_after_a_read_makes_the_next_write_fail_its_precondition() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fn4").await;
     sandbox
         .faults()
-        .foreign_edit_after_next_get("fn4", [("OTHER".to_string(), "edit".to_string())].into());
-    let read = lambda
-        .get_function_configuration()
-        .function_name("fn4")
-        .send()
+        .foreign_edit_after_next_get("fn4", vars(&[("OTHER", "edit")]));
+    let read1 = read(&lambda, "fn4").await;
+    assert!(!env_of(&read1).contains_key("OTHER"), "the read came first");
+    let err = update_env(&lambda, "fn4", &[("KEY", "3")], read1.revision_id())
         .await
-        .unwrap();
-    assert!(
-        read.environment()
-            .unwrap()
-            .variables()
-            .unwrap()
-            .get("OTHER")
-            .is_none()
-    );
-    let err = lambda
-        .update_function_configuration()
-        .function_name("fn4")
-        .environment(env(&[("KEY", "3")]))
-        .revision_id(read.revision_id().unwrap())
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+        .unwrap_err();
     assert!(
         matches!(err, UpdateErr::PreconditionFailedException(_)),
         "{err:?}"
     );
-    assert_eq!(sandbox.function_env("fn4").unwrap()["OTHER"], "edit");
+    assert_eq!(
+        sandbox.function_env("fn4").unwrap(),
+        vars(&[("KEY", "1"), ("OTHER", "edit")])
+    );
+
+    // Only once: the read-modify-write that follows succeeds.
+    let read2 = read(&lambda, "fn4").await;
+    assert_ne!(read2.revision_id(), read1.revision_id());
+    let mut next = env_of(&read2);
+    next.insert("KEY".into(), "3".into());
+    let pairs: Vec<(&str, &str)> = next.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    update_env(&lambda, "fn4", &pairs, read2.revision_id())
+        .await
+        .unwrap();
+
+    // A foreign edit may delete variables too.
+    sandbox.faults().foreign_change_after_next_get(
+        "fn4",
+        vars(&[("ADDED", "a")]),
+        BTreeSet::from(["OTHER".to_string()]),
+    );
+    read(&lambda, "fn4").await;
+    assert_eq!(
+        sandbox.function_env("fn4").unwrap(),
+        vars(&[("ADDED", "a"), ("KEY", "3")])
+    );
 }
 
 #[tokio::test]
 async fn versions_and_weighted_aliases() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
-    let lambda = client(&sandbox, false).await;
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
     create(&lambda, "fn5").await;
     let v1 = lambda
         .publish_version()
@@ -315,20 +550,51 @@ async fn versions_and_weighted_aliases() {
         .await
         .unwrap();
     assert_eq!(v1.version(), Some("1"));
-    lambda
-        .update_function_configuration()
-        .function_name("fn5")
-        .environment(env(&[("KEY", "2")]))
-        .send()
-        .await
-        .unwrap();
-    let v2 = lambda
+    assert_eq!(
+        v1.function_arn(),
+        Some("arn:aws:lambda:us-east-1:123456789012:function:fn5:1")
+    );
+    let again = lambda
         .publish_version()
         .function_name("fn5")
         .send()
         .await
         .unwrap();
+    assert_eq!(again.version(), Some("1"), "nothing changed: same version");
+
+    update_env(&lambda, "fn5", &[("KEY", "2")], None)
+        .await
+        .unwrap();
+    let stale_code = lambda
+        .publish_version()
+        .function_name("fn5")
+        .code_sha256("not-the-code")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(
+            stale_code,
+            PublishVersionError::InvalidParameterValueException(_)
+        ),
+        "{stale_code:?}"
+    );
+    let v2 = lambda
+        .publish_version()
+        .function_name("fn5")
+        .code_sha256(ZIP_SHA256)
+        .description("two")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v2.version(), Some("2"));
+    assert_eq!(v2.description(), Some("two"));
+
+    // Versions are snapshots; $LATEST moves on.
+    update_env(&lambda, "fn5", &[("KEY", "latest")], None)
+        .await
+        .unwrap();
     let old = lambda
         .get_function_configuration()
         .function_name("fn5")
@@ -336,13 +602,43 @@ async fn versions_and_weighted_aliases() {
         .send()
         .await
         .unwrap();
-    assert_eq!(old.environment().unwrap().variables().unwrap()["KEY"], "1");
+    assert_eq!(env_of(&old)["KEY"], "1");
+    assert_eq!(old.version(), Some("1"));
+    let by_name = lambda
+        .get_function_configuration()
+        .function_name("fn5:2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(env_of(&by_name)["KEY"], "2");
+    let missing = lambda
+        .get_function_configuration()
+        .function_name("fn5")
+        .qualifier("9")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    let not_latest = lambda
+        .update_function_configuration()
+        .function_name("fn5:1")
+        .description("x")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        not_latest.is_invalid_parameter_value_exception(),
+        "{not_latest:?}"
+    );
 
     let alias = lambda
         .create_alias()
         .function_name("fn5")
         .name("live")
         .function_version("1")
+        .description("canary")
         .routing_config(
             AliasRoutingConfiguration::builder()
                 .additional_version_weights("2", 0.1)
@@ -353,6 +649,10 @@ async fn versions_and_weighted_aliases() {
         .unwrap();
     assert_eq!(alias.function_version(), Some("1"));
     assert_eq!(
+        alias.alias_arn(),
+        Some("arn:aws:lambda:us-east-1:123456789012:function:fn5:live")
+    );
+    assert_eq!(
         alias
             .routing_config()
             .unwrap()
@@ -360,6 +660,63 @@ async fn versions_and_weighted_aliases() {
             .unwrap()["2"],
         0.1
     );
+    // A qualifier may name an alias: its primary version answers.
+    let via_alias = lambda
+        .get_function_configuration()
+        .function_name("fn5")
+        .qualifier("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(env_of(&via_alias)["KEY"], "1");
+
+    // Lambda's routing rules.
+    for (version, weights) in [
+        ("1", vec![("1", 0.5)]),
+        ("1", vec![("2", 0.1), ("$LATEST", 0.1)]),
+        ("$LATEST", vec![("1", 0.5)]),
+        ("1", vec![("2", 1.5)]),
+    ] {
+        let mut routing = AliasRoutingConfiguration::builder();
+        for (v, w) in weights {
+            routing = routing.additional_version_weights(v, w);
+        }
+        let err = lambda
+            .create_alias()
+            .function_name("fn5")
+            .name("bad")
+            .function_version(version)
+            .routing_config(routing.build())
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(
+            matches!(err, CreateAliasError::InvalidParameterValueException(_)),
+            "{version}: {err:?}"
+        );
+    }
+    let err = lambda
+        .create_alias()
+        .function_name("fn5")
+        .name("bad")
+        .function_version("7")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    let err = lambda
+        .create_alias()
+        .function_name("fn5")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_conflict_exception(), "{err:?}");
+
     let updated = lambda
         .update_alias()
         .function_name("fn5")
@@ -371,6 +728,8 @@ async fn versions_and_weighted_aliases() {
         .await
         .unwrap();
     assert_eq!(updated.function_version(), Some("2"));
+    assert!(updated.routing_config().is_none(), "{updated:?}");
+    assert_ne!(updated.revision_id(), alias.revision_id());
     let stale = lambda
         .update_alias()
         .function_name("fn5")
@@ -382,6 +741,7 @@ async fn versions_and_weighted_aliases() {
         .unwrap_err()
         .into_service_error();
     assert!(stale.is_precondition_failed_exception(), "{stale:?}");
+
     let got = lambda
         .get_alias()
         .function_name("fn5")
@@ -390,39 +750,87 @@ async fn versions_and_weighted_aliases() {
         .await
         .unwrap();
     assert_eq!(got.function_version(), Some("2"));
+    assert_eq!(got.description(), Some("canary"));
+    assert_eq!(got.revision_id(), updated.revision_id());
+    let unknown = lambda
+        .get_alias()
+        .function_name("fn5")
+        .name("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(unknown, GetAliasError::ResourceNotFoundException(_)),
+        "{unknown:?}"
+    );
+
+    lambda
+        .create_alias()
+        .function_name("fn5")
+        .name("old")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
     let list = lambda
         .list_aliases()
         .function_name("fn5")
         .send()
         .await
         .unwrap();
-    assert_eq!(list.aliases().len(), 1);
+    let names: Vec<_> = list.aliases().iter().filter_map(|a| a.name()).collect();
+    assert_eq!(names, ["live", "old"]);
+    let only_v1 = lambda
+        .list_aliases()
+        .function_name("fn5")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(only_v1.aliases().len(), 1);
+    assert_eq!(only_v1.aliases()[0].name(), Some("old"));
 }
 
 #[tokio::test]
 async fn admin_endpoints_over_http() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
-    let lambda = client(&sandbox, false).await;
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
     create(&lambda, "fn6").await;
     let http = reqwest::Client::new();
-    let state: Value = http
-        .get(format!("{}/_sandbox/state", sandbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(state["functions"][0]["name"], "fn6");
-    assert_eq!(state["functions"][0]["environment"]["KEY"], "1");
+    let url = |path: &str| format!("{}/_sandbox/{path}", sandbox.url());
+    let state = || async {
+        http.get(url("state"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let before = state().await;
+    let f = &before["functions"][0];
+    assert_eq!(f["name"], "fn6");
+    assert_eq!(f["environment"]["KEY"], "1");
+    assert_eq!(f["last_update_status"], "Successful");
+    assert_eq!(
+        f["revision_id"].as_str(),
+        read(&lambda, "fn6").await.revision_id()
+    );
 
     let r = http
-        .post(format!("{}/_sandbox/faults", sandbox.url()))
-        .json(&json!({ "throttle_next": 1, "foreign_edit": { "function": "fn6", "set": { "XX": "y" } } }))
+        .post(url("faults"))
+        .json(&json!({
+            "throttle_next": 1,
+            "foreign_edit": { "function": "fn6", "set": { "XX": "y" }, "unset": ["KEY"] },
+        }))
         .send()
         .await
         .unwrap();
     assert!(r.status().is_success());
+    let shown = state().await;
+    assert_eq!(shown["faults"]["throttle_next"], 1);
+    assert_eq!(shown["faults"]["foreign_edits"]["fn6"]["set"]["XX"], "y");
     let err = lambda
         .get_function_configuration()
         .function_name("fn6")
@@ -431,35 +839,69 @@ async fn admin_endpoints_over_http() {
         .unwrap_err()
         .into_service_error();
     assert!(err.is_too_many_requests_exception(), "{err:?}");
-    lambda
-        .get_function_configuration()
-        .function_name("fn6")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sandbox.function_env("fn6").unwrap()["XX"], "y");
+    let read1 = read(&lambda, "fn6").await;
+    assert_eq!(env_of(&read1)["KEY"], "1");
+    assert_eq!(sandbox.function_env("fn6").unwrap(), vars(&[("XX", "y")]));
+    let after = state().await;
+    assert_ne!(after["functions"][0]["revision_id"], f["revision_id"]);
+    assert_eq!(after["faults"]["foreign_edits"], json!({}));
 
-    http.post(format!("{}/_sandbox/faults", sandbox.url()))
-        .json(&json!({ "fail_next": 5 }))
+    // Update delay over HTTP.
+    http.post(url("faults"))
+        .json(&json!({ "update_delay_ms": 60_000 }))
         .send()
         .await
         .unwrap();
-    http.post(format!("{}/_sandbox/reset", sandbox.url()))
-        .send()
+    update_env(&lambda, "fn6", &[("XX", "z")], None)
         .await
         .unwrap();
-    lambda
-        .get_function_configuration()
-        .function_name("fn6")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(
+        state().await["functions"][0]["last_update_status"],
+        "InProgress"
+    );
 
+    // Reset switches every fault off.
+    http.post(url("faults"))
+        .json(&json!({ "fail_next": 5, "latency_ms": 10 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state().await["faults"]["fail_next"], 5);
+    let r = http.post(url("reset")).send().await.unwrap();
+    assert!(r.status().is_success());
+    let reset = state().await;
+    assert_eq!(reset["faults"]["fail_next"], 0);
+    assert_eq!(reset["faults"]["latency_ms"], 0);
+    read(&lambda, "fn6").await;
+
+    // Bad admin requests and unknown routes answer JSON errors.
     let bad = http
-        .post(format!("{}/_sandbox/faults", sandbox.url()))
+        .post(url("faults"))
         .json(&json!({ "throttle": 1 }))
         .send()
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.json::<Value>().await.unwrap()["error"].is_string());
+    let unknown = http
+        .get(format!("{}/2015-03-31/nothing-here", sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    assert_eq!(
+        unknown.headers()["x-amzn-errortype"],
+        "UnknownOperationException"
+    );
+    assert!(unknown.json::<Value>().await.unwrap()["message"].is_string());
+    let wrong_method = http
+        .delete(format!(
+            "{}/2015-03-31/functions/fn6/configuration",
+            sandbox.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    assert!(wrong_method.json::<Value>().await.unwrap()["message"].is_string());
 }
