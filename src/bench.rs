@@ -277,6 +277,8 @@ pub struct ScaleResult {
     pub tick_ms: f64,
     pub tick_cpu_ms: f64,
     pub rss_mb: f64,
+    pub fetch_ms: f64,
+    pub rollouts_ms: f64,
 }
 
 pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
@@ -312,6 +314,8 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
         tick_ms,
         tick_cpu_ms,
         rss_mb: rss_mb(),
+        fetch_ms: report.fetch_ms,
+        rollouts_ms: report.rollouts_ms,
     };
     let _ = &rig.aws;
     rig.app.stop().await;
@@ -363,14 +367,22 @@ pub async fn run(runs: usize, sizes: &[usize], out: Option<&Path>) -> anyhow::Re
     ));
     text.push_str(
         "### Watcher scale (5 guardrail metrics per rollout, 7 CloudWatch series each)\n\n\
-         | rollouts | queries/tick | GetMetricData calls/tick | minimum ceil(q/500) | tick wall | tick CPU | RSS |\n\
-         |---|---|---|---|---|---|---|\n",
+         | rollouts | queries/tick | GetMetricData calls/tick | minimum ceil(q/500) | tick wall | of which metrics fetch | of which per-rollout work | tick CPU | RSS |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for &n in sizes {
         let r = watcher_scale(n).await?;
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} ms | {:.0} ms | {:.0} MB |\n",
-            r.rollouts, r.queries, r.calls, r.minimum_calls, r.tick_ms, r.tick_cpu_ms, r.rss_mb
+            "| {} | {} | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MB |\n",
+            r.rollouts,
+            r.queries,
+            r.calls,
+            r.minimum_calls,
+            r.tick_ms,
+            r.fetch_ms,
+            r.rollouts_ms,
+            r.tick_cpu_ms,
+            r.rss_mb
         ));
         eprintln!("scale {n}: done");
     }

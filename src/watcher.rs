@@ -84,6 +84,8 @@ fn plan_metrics(plan: &Plan) -> Vec<MetricRef> {
 
 /// Rollouts watched at once within a tick.
 const WATCH_CONCURRENCY: usize = 32;
+/// GetMetricData calls in flight at once within a tick.
+const FETCH_CONCURRENCY: usize = 8;
 
 /// What reading the function found.
 enum Finding {
@@ -101,6 +103,9 @@ pub struct TickReport {
     pub queries: usize,
     pub decisions: Vec<Value>,
     pub errors: Vec<String>,
+    /// Wall time spent fetching metrics and alarms, and on the rollouts' own work.
+    pub fetch_ms: f64,
+    pub rollouts_ms: f64,
 }
 
 pub struct Watcher {
@@ -110,6 +115,8 @@ pub struct Watcher {
     streaks: Mutex<HashMap<(i64, String), u32>>,
     /// The code hash last seen per rollout's function: a change restarts the bake.
     code_seen: Mutex<HashMap<i64, String>>,
+    /// Parsed plan snapshots by hash: parsing once, not every tick.
+    plans: Mutex<HashMap<String, Arc<Plan>>>,
     /// Since when each (rollout, guardrail) has had insufficient data.
     silent_since: Mutex<HashMap<(i64, String), DateTime<Utc>>>,
     /// (rollout, phase) already announced as ready for approval.
@@ -127,9 +134,21 @@ impl Watcher {
             code_seen: Mutex::default(),
             ready_announced: Mutex::default(),
             silent_since: Mutex::default(),
+            plans: Mutex::default(),
             notifier: Notifier::default(),
             last: Mutex::default(),
         }
+    }
+
+    /// The rollout's plan snapshot, parsed once per distinct plan text.
+    fn plan_of(&self, r: &Rollout) -> Option<Arc<Plan>> {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = plans.get(&r.plan_hash) {
+            return Some(p.clone());
+        }
+        let plan = Arc::new(snapshot_plan(r).ok()?);
+        plans.insert(r.plan_hash.clone(), plan.clone());
+        Some(plan)
     }
 
     pub fn last_tick(&self) -> TickReport {
@@ -164,11 +183,11 @@ impl Watcher {
                 return report;
             }
         };
-        let watched: Vec<(Rollout, Plan)> = rollouts
+        let watched: Vec<(Rollout, Arc<Plan>)> = rollouts
             .into_iter()
             .filter(|r| matches!(r.state, State::Active | State::Paused))
             .filter(|r| r.applied_generation >= r.generation)
-            .filter_map(|r| snapshot_plan(&r).ok().map(|p| (r, p)))
+            .filter_map(|r| self.plan_of(&r).map(|p| (r, p)))
             .collect();
         report.rollouts_watched = watched.len();
 
@@ -209,12 +228,22 @@ impl Watcher {
                 .collect::<Vec<_>>()
         });
         let mut values: HashMap<u64, HashMap<Series, f64>> = HashMap::new();
-        for batch in queries::batches(needs) {
-            report.queries += batch.series.len();
-            match self.cloudwatch.fetch(&batch, now).await {
+        let fetch_started = std::time::Instant::now();
+        let batches = queries::batches(needs);
+        report.queries += batches.iter().map(|b| b.series.len()).sum::<usize>();
+        let fetches: Vec<_> = batches
+            .iter()
+            .map(|batch| async move { (batch.window_secs, self.cloudwatch.fetch(batch, now).await) })
+            .collect();
+        let fetched: Vec<_> = futures_util::stream::iter(fetches)
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        for (window, result) in fetched {
+            match result {
                 Ok((v, calls)) => {
                     report.get_metric_data_calls += calls;
-                    values.entry(batch.window_secs).or_default().extend(v);
+                    values.entry(window).or_default().extend(v);
                 }
                 Err(e) => report.errors.push(e),
             }
@@ -241,6 +270,8 @@ impl Watcher {
 
         // Rollouts are independent: watch them concurrently (bounded), each
         // with its own small report, merged afterwards.
+        report.fetch_ms = fetch_started.elapsed().as_secs_f64() * 1000.0;
+        let rollouts_started = std::time::Instant::now();
         let jobs: Vec<_> = watched
             .iter()
             .map(|(r, plan)| {
@@ -255,6 +286,7 @@ impl Watcher {
             report.decisions.extend(part.decisions);
             report.errors.extend(part.errors);
         }
+        report.rollouts_ms = rollouts_started.elapsed().as_secs_f64() * 1000.0;
         report
     }
 
