@@ -233,7 +233,9 @@ impl Watcher {
         report.queries += batches.iter().map(|b| b.series.len()).sum::<usize>();
         let fetches: Vec<_> = batches
             .iter()
-            .map(|batch| async move { (batch.window_secs, self.cloudwatch.fetch(batch, now).await) })
+            .map(
+                |batch| async move { (batch.window_secs, self.cloudwatch.fetch(batch, now).await) },
+            )
             .collect();
         let fetched: Vec<_> = futures_util::stream::iter(fetches)
             .buffer_unordered(FETCH_CONCURRENCY)
