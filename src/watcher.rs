@@ -117,6 +117,8 @@ pub struct Watcher {
     code_seen: Mutex<HashMap<i64, String>>,
     /// Parsed plan snapshots by hash: parsing once, not every tick.
     plans: Mutex<HashMap<String, Arc<Plan>>>,
+    /// Rollouts whose stored streaks have been loaded into `streaks`.
+    streaks_loaded: Mutex<std::collections::HashSet<i64>>,
     /// Since when each (rollout, guardrail) has had insufficient data.
     silent_since: Mutex<HashMap<(i64, String), DateTime<Utc>>>,
     /// (rollout, phase) already announced as ready for approval.
@@ -134,6 +136,7 @@ impl Watcher {
             code_seen: Mutex::default(),
             ready_announced: Mutex::default(),
             silent_since: Mutex::default(),
+            streaks_loaded: Mutex::default(),
             plans: Mutex::default(),
             notifier: Notifier::default(),
             last: Mutex::default(),
@@ -315,6 +318,15 @@ impl Watcher {
             }
         }
         let decision = self.evaluate(&fresh, plan, fresh.baseline.as_ref(), values, firing, now);
+        // Persist the breach counts when they changed, so a restart resumes them.
+        let counts = self.streaks_of(r.id);
+        if fresh.streaks.as_ref().unwrap_or(&json!({})) != &counts
+            && let Err(e) = self.engine.store().set_streaks(r.id, &counts).await
+        {
+            report
+                .errors
+                .push(format!("rollout {}: streaks: {e}", r.id));
+        }
         if let Some((guardrail, evaluation)) = decision {
             self.act(&fresh, guardrail, evaluation, &mut report).await;
             return report;
@@ -586,6 +598,21 @@ impl Watcher {
     ) -> Option<(&'p Guardrail, Evaluation)> {
         let mut acting: Vec<(&Guardrail, Evaluation)> = Vec::new();
         let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        // After a restart, resume the counts the previous process stored.
+        let mut loaded = self
+            .streaks_loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if loaded.insert(r.id)
+            && let Some(stored) = r.streaks.as_ref().and_then(Value::as_object)
+        {
+            for (name, count) in stored {
+                if let Some(n) = count.as_u64() {
+                    streaks.insert((r.id, name.clone()), n as u32);
+                }
+            }
+        }
+        drop(loaded);
         for g in guardrails_at(plan, r.phase_index) {
             let evaluation = match &g.kind {
                 GuardrailKind::Alarm { alarm } => {
@@ -765,6 +792,17 @@ impl Watcher {
             .get(&(id, guardrail.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// This rollout's non-zero breach counts, by guardrail.
+    fn streaks_of(&self, id: i64) -> Value {
+        let streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        let counts: serde_json::Map<String, Value> = streaks
+            .iter()
+            .filter(|((rid, _), n)| *rid == id && **n > 0)
+            .map(|((_, name), n)| (name.clone(), json!(n)))
+            .collect();
+        Value::Object(counts)
     }
 
     fn reset_streaks(&self, id: i64) {

@@ -193,6 +193,7 @@ impl Engine {
             bake_started_at: Some(now),
             readiness: None,
             phase_stats: None,
+            streaks: None,
         };
         let entry = NewAuditEntry {
             actor: actor.to_string(),

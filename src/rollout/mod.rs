@@ -52,6 +52,8 @@ pub struct Rollout {
     pub readiness: Option<serde_json::Value>,
     /// Metrics of finished phases, by phase name: the `previous_phase` reference.
     pub phase_stats: Option<serde_json::Value>,
+    /// The watcher's consecutive-breach counts per guardrail.
+    pub streaks: Option<serde_json::Value>,
 }
 
 impl Rollout {

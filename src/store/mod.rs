@@ -320,6 +320,21 @@ impl Store {
         Ok(())
     }
 
+    /// Stores the watcher's breach counts for a rollout (no version bump).
+    pub async fn set_streaks(
+        &self,
+        id: i64,
+        streaks: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        sqlx::query("UPDATE rollouts SET streaks = $1 WHERE id = $2")
+            .bind(to_json(streaks))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Appends entries that belong to no rollout change (e.g. a refused command).
     pub async fn append_audit(&self, entries: Vec<NewAuditEntry>) -> Result<(), StoreError> {
         let _guard = self.write_lock.lock().await;
@@ -528,6 +543,11 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
             .transpose()?,
         phase_stats: row
             .try_get::<Option<String>, _>("phase_stats")?
+            .as_deref()
+            .map(from_json)
+            .transpose()?,
+        streaks: row
+            .try_get::<Option<String>, _>("streaks")?
             .as_deref()
             .map(from_json)
             .transpose()?,

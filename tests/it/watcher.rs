@@ -583,3 +583,32 @@ consecutive = 1
         "{rollback:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_breach_counts() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = seed_in_prompts(&app).await;
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
+    traffic_before_now(&app, 4);
+    for _ in 0..2 {
+        assert!(tick(&app).await.decisions.is_empty());
+    }
+    // Two of three breaches counted; a new process takes over.
+    let mut config = rollgate::app::ServeConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        crate::common::repo_plans_dir(),
+        app.database_url.clone(),
+    );
+    config.watch_interval = None;
+    let second = rollgate::app::start(&config, &app.aws).await.unwrap();
+    let report = second.state.watcher.tick(Utc::now()).await;
+    assert_eq!(
+        report.decisions.len(),
+        1,
+        "the third breach acts: {report:?}"
+    );
+    assert_eq!(report.decisions[0]["action"], "rollback");
+    let r = second.state.engine.get(id).await.unwrap();
+    assert_eq!(r.state, rollgate::rollout::State::RolledBack);
+    second.stop().await;
+}
