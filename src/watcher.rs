@@ -84,6 +84,11 @@ fn plan_metrics(plan: &Plan) -> Vec<MetricRef> {
 
 /// Rollouts watched at once within a tick.
 const WATCH_CONCURRENCY: usize = 32;
+/// From this many watched rollouts on, a tick lists the functions (50 per
+/// call) instead of reading each one.
+const LIST_THRESHOLD: usize = 50;
+/// Functions by name: environment and code hash.
+type Listing = HashMap<String, (crate::plan::Flags, Option<String>)>;
 /// GetMetricData calls in flight at once within a tick.
 const FETCH_CONCURRENCY: usize = 8;
 
@@ -277,10 +282,31 @@ impl Watcher {
         // with its own small report, merged afterwards.
         report.fetch_ms = fetch_started.elapsed().as_secs_f64() * 1000.0;
         let rollouts_started = std::time::Instant::now();
+        // Many rollouts: one paged ListFunctions instead of a read each.
+        let listing = if watched.len() >= LIST_THRESHOLD {
+            match self.engine.list_functions().await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    report.errors.push(format!("ListFunctions: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let listing = listing.as_ref();
         let jobs: Vec<_> = watched
             .iter()
             .map(|(r, plan)| {
-                self.watch_one(r, plan, recorded.contains(&r.id), &values, &firing, now)
+                self.watch_one(
+                    r,
+                    plan,
+                    recorded.contains(&r.id),
+                    &values,
+                    &firing,
+                    listing,
+                    now,
+                )
             })
             .collect();
         let parts: Vec<TickReport> = futures_util::stream::iter(jobs)
@@ -304,6 +330,7 @@ impl Watcher {
         baseline_just_recorded: bool,
         values: &HashMap<u64, HashMap<Series, f64>>,
         firing: &[String],
+        listing: Option<&Listing>,
         now: DateTime<Utc>,
     ) -> TickReport {
         let mut report = TickReport::default();
@@ -331,7 +358,10 @@ impl Watcher {
             self.act(&fresh, guardrail, evaluation, &mut report).await;
             return report;
         }
-        match self.check_function(&fresh, plan, &mut report).await {
+        match self
+            .check_function(&fresh, plan, listing, &mut report)
+            .await
+        {
             Ok(Finding::Drift) => return report, // readiness can wait a tick
             Ok(Finding::BakeRestarted) => match self.engine.get(r.id).await {
                 Ok(f) => fresh = f,
@@ -361,10 +391,24 @@ impl Watcher {
         &self,
         r: &Rollout,
         plan: &Plan,
+        listing: Option<&Listing>,
         report: &mut TickReport,
     ) -> Result<Finding, String> {
         let mut finding = Finding::Nothing;
-        let observed = self.engine.observe(r).await.map_err(|e| e.to_string())?;
+        // From the tick's ListFunctions when the function is in it (default
+        // region), otherwise a read of its own.
+        let listed = listing
+            .filter(|_| plan.target.region.is_none())
+            .and_then(|l| l.get(&r.target_function));
+        let observed = match listed {
+            Some((env, code_sha256)) => crate::backend::Observed {
+                flags: crate::backend::merge::owned_values(env, &r.desired_flags),
+                revision_id: None,
+                code_sha256: code_sha256.clone(),
+                last_update_status: None,
+            },
+            None => self.engine.observe(r).await.map_err(|e| e.to_string())?,
+        };
         if let Some(sha) = observed.code_sha256.clone() {
             let previous = self
                 .code_seen

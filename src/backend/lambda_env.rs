@@ -135,6 +135,37 @@ impl LambdaEnvBackend {
         }
     }
 
+    /// Every function in the region, by name: its environment and code hash.
+    /// ListFunctions returns 50 a page, so this is N/50 calls for N
+    /// functions instead of N reads — how the watcher checks many rollouts.
+    pub async fn list_all(
+        &self,
+    ) -> Result<HashMap<String, (BTreeMap<String, String>, Option<String>)>, ApplyError> {
+        let mut out = HashMap::new();
+        let mut pages = self.client.list_functions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ApplyError::Unavailable {
+                attempts: 1,
+                last: format!(
+                    "ListFunctions: {}",
+                    aws_sdk_lambda::error::DisplayErrorContext(e)
+                ),
+            })?;
+            for f in page.functions() {
+                let Some(name) = f.function_name() else {
+                    continue;
+                };
+                let env = f
+                    .environment()
+                    .and_then(|e| e.variables())
+                    .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                out.insert(name.to_string(), (env, f.code_sha256().map(str::to_string)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the function's owned flags and revision.
     pub async fn read(&self, function: &str, owned: &Flags) -> Result<Observed, ApplyError> {
         let cfg = self.get(function).await.map_err(|s| match s {

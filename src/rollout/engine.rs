@@ -389,6 +389,16 @@ impl Engine {
         }
     }
 
+    /// Every function of the default region: environment and code hash.
+    pub async fn list_functions(
+        &self,
+    ) -> Result<HashMap<String, (crate::plan::Flags, Option<String>)>, EngineError> {
+        self.backend
+            .list_all()
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+
     /// Reads the function's owned flags and code hash as they are now.
     pub async fn observe(
         &self,

@@ -291,8 +291,14 @@ impl Function {
 
 pub(super) fn router() -> Router<Shared> {
     Router::new()
-        .route("/2015-03-31/functions", post(create_function))
-        .route("/2015-03-31/functions/", post(create_function))
+        .route(
+            "/2015-03-31/functions",
+            post(create_function).get(list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(create_function).get(list_functions),
+        )
         .route("/2015-03-31/functions/{name}", get(get_function))
         .route(
             "/2015-03-31/functions/{name}/configuration",
@@ -818,6 +824,40 @@ async fn create_alias(
 struct ListAliasesQuery {
     #[serde(rename = "FunctionVersion")]
     function_version: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListFunctionsQuery {
+    #[serde(rename = "Marker")]
+    marker: Option<String>,
+    #[serde(rename = "MaxItems")]
+    max_items: Option<usize>,
+}
+
+/// ListFunctions: `$LATEST` configurations in name order, at most 50 a page
+/// (as Lambda: more is never returned), `NextMarker` to continue.
+async fn list_functions(
+    State(shared): State<Shared>,
+    Query(q): Query<ListFunctionsQuery>,
+) -> Reply {
+    let page = q.max_items.unwrap_or(50).clamp(1, 50);
+    let w = shared.lock();
+    let mut names = w
+        .functions
+        .keys()
+        .filter(|n| q.marker.as_deref().is_none_or(|m| n.as_str() > m));
+    let functions: Vec<Value> = names
+        .by_ref()
+        .take(page)
+        .filter_map(|n| w.functions.get(n).map(|f| f.configuration(Target::Latest)))
+        .collect();
+    let mut out = json!({ "Functions": functions });
+    if names.next().is_some()
+        && let Some(last) = out["Functions"].as_array().and_then(|a| a.last())
+    {
+        out["NextMarker"] = last["FunctionName"].clone();
+    }
+    Ok(axum::Json(out).into_response())
 }
 
 async fn list_aliases(

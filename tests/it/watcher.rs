@@ -612,3 +612,85 @@ async fn a_restart_resumes_breach_counts() {
     assert_eq!(r.state, rollgate::rollout::State::RolledBack);
     second.stop().await;
 }
+
+/// From 50 rollouts on, a tick lists functions (50 per call) instead of
+/// reading each: drift is still seen, and every function is still checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_rollouts_are_checked_through_list_functions() {
+    let plans = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let n = 60;
+    for i in 0..n {
+        let name = format!("fleet-{i:03}");
+        app.lambda
+            .create_function()
+            .function_name(&name)
+            .role("arn:aws:iam::123456789012:role/r")
+            .handler("h.h")
+            .runtime(aws_sdk_lambda::types::Runtime::Python312)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(aws_sdk_lambda::primitives::Blob::new(b"z".to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        std::fs::write(
+            plans.path().join(format!("{name}.toml")),
+            format!("[target]\nfunction = \"{name}\"\n[flags]\nFLEET_FLAG = \"off\"\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ FLEET_FLAG = \"on\" }}\n"),
+        )
+        .unwrap();
+        let (status, body) = app.post("/api/v1/rollouts", json!({ "plan": name })).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let first = tick(&app).await;
+    assert!(first.errors.is_empty(), "{first:?}");
+    assert!(first.decisions.is_empty(), "{first:?}");
+    // Someone flips one function's flag behind rollgate's back.
+    let victim = "fleet-042";
+    let mut env: std::collections::HashMap<String, String> = app
+        .lambda
+        .get_function_configuration()
+        .function_name(victim)
+        .send()
+        .await
+        .unwrap()
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default();
+    env.insert("FLEET_FLAG".into(), "on".into());
+    app.lambda
+        .update_function_configuration()
+        .function_name(victim)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(env))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let report = tick(&app).await;
+    assert_eq!(report.decisions.len(), 1, "{report:?}");
+    assert_eq!(report.decisions[0]["action"], "drift_revert");
+    let fixed = app
+        .lambda
+        .get_function_configuration()
+        .function_name(victim)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fixed.environment().unwrap().variables().unwrap()["FLEET_FLAG"],
+        "off"
+    );
+}
