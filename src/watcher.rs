@@ -87,6 +87,15 @@ const WATCH_CONCURRENCY: usize = 32;
 /// From this many watched rollouts on, a tick lists the functions (50 per
 /// call) instead of reading each one.
 const LIST_THRESHOLD: usize = 50;
+/// What a tick fetched once for all rollouts.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    values: &'a HashMap<u64, HashMap<Series, f64>>,
+    firing: &'a [String],
+    listing: Option<&'a Listing>,
+    now: DateTime<Utc>,
+}
+
 /// Functions by name: environment and code hash.
 type Listing = HashMap<String, (crate::plan::Flags, Option<String>)>;
 /// GetMetricData calls in flight at once within a tick.
@@ -294,20 +303,15 @@ impl Watcher {
         } else {
             None
         };
-        let listing = listing.as_ref();
+        let seen = Seen {
+            values: &values,
+            firing: &firing,
+            listing: listing.as_ref(),
+            now,
+        };
         let jobs: Vec<_> = watched
             .iter()
-            .map(|(r, plan)| {
-                self.watch_one(
-                    r,
-                    plan,
-                    recorded.contains(&r.id),
-                    &values,
-                    &firing,
-                    listing,
-                    now,
-                )
-            })
+            .map(|(r, plan)| self.watch_one(r, plan, recorded.contains(&r.id), &seen))
             .collect();
         let parts: Vec<TickReport> = futures_util::stream::iter(jobs)
             .buffer_unordered(WATCH_CONCURRENCY)
@@ -328,11 +332,14 @@ impl Watcher {
         r: &Rollout,
         plan: &Plan,
         baseline_just_recorded: bool,
-        values: &HashMap<u64, HashMap<Series, f64>>,
-        firing: &[String],
-        listing: Option<&Listing>,
-        now: DateTime<Utc>,
+        seen: &Seen<'_>,
     ) -> TickReport {
+        let Seen {
+            values,
+            firing,
+            listing,
+            now,
+        } = *seen;
         let mut report = TickReport::default();
         let mut fresh = r.clone();
         if baseline_just_recorded {
