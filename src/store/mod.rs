@@ -493,11 +493,27 @@ async fn append_audit_tx(
     Ok(())
 }
 
+/// A nullable JSON column, parsed.
+fn opt_json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
+    row.try_get::<Option<String>, _>(column)?
+        .as_deref()
+        .map(from_json)
+        .transpose()
+}
+
+/// A nullable timestamp column, parsed.
+fn opt_time(row: &AnyRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<String>, _>(column)?
+        .as_deref()
+        .map(parse_time)
+        .transpose()
+}
+
 fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
     let state: String = row.try_get("state")?;
-    let observed_flags: Option<String> = row.try_get("observed_flags")?;
-    let observed_at: Option<String> = row.try_get("observed_at")?;
-    let pending_write: Option<String> = row.try_get("pending_write")?;
     Ok(Rollout {
         id: row.try_get("id")?,
         plan_name: row.try_get("plan_name")?,
@@ -509,48 +525,21 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
         phase_index: row.try_get::<i64, _>("phase_index")? as usize,
         phase_name: row.try_get("phase_name")?,
         desired_flags: from_json(&row.try_get::<String, _>("desired_flags")?)?,
-        observed_flags: observed_flags.as_deref().map(from_json).transpose()?,
-        observed_at: observed_at.as_deref().map(parse_time).transpose()?,
+        observed_flags: opt_json(row, "observed_flags")?,
+        observed_at: opt_time(row, "observed_at")?,
         generation: row.try_get("generation")?,
         applied_generation: row.try_get("applied_generation")?,
-        pending_write: pending_write
-            .as_deref()
-            .map(from_json::<PendingWrite>)
-            .transpose()?,
+        pending_write: opt_json::<PendingWrite>(row, "pending_write")?,
         last_error: row.try_get("last_error")?,
         version: row.try_get("version")?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
-        baseline: row
-            .try_get::<Option<String>, _>("baseline")?
-            .as_deref()
-            .map(from_json)
-            .transpose()?,
-        baseline_at: row
-            .try_get::<Option<String>, _>("baseline_at")?
-            .as_deref()
-            .map(parse_time)
-            .transpose()?,
-        bake_started_at: row
-            .try_get::<Option<String>, _>("bake_started_at")?
-            .as_deref()
-            .map(parse_time)
-            .transpose()?,
-        readiness: row
-            .try_get::<Option<String>, _>("readiness")?
-            .as_deref()
-            .map(from_json)
-            .transpose()?,
-        phase_stats: row
-            .try_get::<Option<String>, _>("phase_stats")?
-            .as_deref()
-            .map(from_json)
-            .transpose()?,
-        streaks: row
-            .try_get::<Option<String>, _>("streaks")?
-            .as_deref()
-            .map(from_json)
-            .transpose()?,
+        baseline: opt_json(row, "baseline")?,
+        baseline_at: opt_time(row, "baseline_at")?,
+        bake_started_at: opt_time(row, "bake_started_at")?,
+        readiness: opt_json(row, "readiness")?,
+        phase_stats: opt_json(row, "phase_stats")?,
+        streaks: opt_json(row, "streaks")?,
     })
 }
 
