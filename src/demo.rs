@@ -114,7 +114,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     println!("rollgate demo is running\n");
     println!("  rollgate API   {url}/api/v1/rollouts");
     println!(
-        "  AWS sandbox    {} (Lambda; function {DEMO_FUNCTION})",
+        "  AWS sandbox    {} (Lambda, CloudWatch, simulated traffic for {DEMO_FUNCTION})",
         sandbox.url()
     );
     println!("  plans          {}", plans_dir.display());
