@@ -397,13 +397,7 @@ async fn a_restart_keeps_the_bake_clock_and_baseline() {
     let id = seed_in_prompts(&app).await;
     let (_, before) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     // A new process on the same database and the same AWS.
-    let mut config = rollgate::app::ServeConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        crate::common::repo_plans_dir(),
-        app.database_url.clone(),
-    );
-    config.watch_interval = None;
-    let second = rollgate::app::start(&config, &app.aws).await.unwrap();
+    let second = app.second_process().await;
     let report = second.state.watcher.tick(Utc::now()).await;
     assert!(report.errors.is_empty(), "{report:?}");
     let r = second.state.engine.get(id).await.unwrap();
@@ -594,13 +588,7 @@ async fn a_restart_resumes_breach_counts() {
         assert!(tick(&app).await.decisions.is_empty());
     }
     // Two of three breaches counted; a new process takes over.
-    let mut config = rollgate::app::ServeConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        crate::common::repo_plans_dir(),
-        app.database_url.clone(),
-    );
-    config.watch_interval = None;
-    let second = rollgate::app::start(&config, &app.aws).await.unwrap();
+    let second = app.second_process().await;
     let report = second.state.watcher.tick(Utc::now()).await;
     assert_eq!(
         report.decisions.len(),

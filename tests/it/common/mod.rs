@@ -345,6 +345,18 @@ impl TestApp {
         );
     }
 
+    /// Another rollgate process on the same database and AWS (the seed
+    /// plans; no watcher loop), as after a restart.
+    pub async fn second_process(&self) -> RunningApp {
+        let mut config = ServeConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            repo_plans_dir(),
+            self.database_url.clone(),
+        );
+        config.watch_interval = None;
+        app::start(&config, &self.aws).await.unwrap()
+    }
+
     /// Asserts one variable's value on the function.
     pub async fn assert_flag(&self, name: &str, want: &str) {
         let env = self.function_env().await;
