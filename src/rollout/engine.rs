@@ -225,29 +225,6 @@ impl Engine {
         self.converge(stored.id, None).await
     }
 
-    /// Applies an operator's (or the watcher's) command to rollout `id`.
-    /// `expected_version`, when given, must match the stored version.
-    pub async fn command(
-        &self,
-        id: i64,
-        command: Command,
-        actor: &str,
-        reason: Option<String>,
-        expected_version: Option<i64>,
-    ) -> Result<Outcome, EngineError> {
-        self.execute(
-            id,
-            command,
-            Ask {
-                actor: actor.to_string(),
-                reason,
-                expected_version,
-                ..Ask::default()
-            },
-        )
-        .await
-    }
-
     /// Carries out `command` as `ask` describes: who asks and why, the
     /// expected version, the evidence behind it (the watcher's numbers), and
     /// whether a phase that is not ready is promoted anyway (`force`).
