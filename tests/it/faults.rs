@@ -8,7 +8,9 @@ use std::time::Duration;
 use aws_sdk_lambda::types::Environment;
 use serde_json::{Value, json};
 
-use crate::common::{Db, FUNCTION, Options, UNRELATED, spawn_app, spawn_app_with};
+use crate::common::{
+    Db, FUNCTION, Options, UNRELATED, spawn_app, spawn_app_with, spawn_app_with_plans,
+};
 
 async fn last_write(app: &crate::common::TestApp, id: i64) -> Value {
     app.audit(&format!("?rollout={id}&action=flags_write"))
@@ -168,14 +170,7 @@ set = {{ BIG_FLAG = "{big}" }}
         ),
     )
     .unwrap();
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     // Fill the function's environment close to the 4 KB limit.
     let mut env = app.function_env().await;
     env.insert("FILLER".into(), "f".repeat(3750));
@@ -305,14 +300,7 @@ async fn a_start_whose_baseline_cannot_fit_is_refused_before_anything_is_recorde
         ),
     )
     .unwrap();
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let before = app.function_env().await;
     let (status, body) = app
         .post("/api/v1/rollouts", json!({ "plan": "wide" }))

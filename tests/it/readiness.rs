@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::common::{Db, Options, TestApp, repo_plans_dir, spawn_app, spawn_app_with};
+use crate::common::{Db, TestApp, repo_plans_dir, spawn_app, spawn_app_with_plans};
 
 /// Simulated traffic over the `minutes` before `end`, a tick every 10 s.
 fn traffic_before(app: &TestApp, end: DateTime<Utc>, minutes: i64) {
@@ -91,14 +91,7 @@ fn fast_auto_seed() -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_plan_promotes_itself_when_every_gate_holds() {
     let plans = fast_auto_seed();
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let now = Utc::now();
     traffic_before(&app, now - chrono::Duration::hours(1), 60);
     let id = app.start_seed().await["id"].as_i64().unwrap();
@@ -157,14 +150,7 @@ async fn the_seed_plan_promotes_itself_when_every_gate_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_data_never_promotes_a_phase() {
     let plans = fast_auto_seed();
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let now = Utc::now();
     traffic_before(&app, now - chrono::Duration::hours(1), 30);
     let id = app.start_seed().await["id"].as_i64().unwrap();

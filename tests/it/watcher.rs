@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::common::{Db, FUNCTION, Options, TestApp, spawn_app, spawn_app_with};
+use crate::common::{Db, FUNCTION, TestApp, spawn_app, spawn_app_with_plans};
 use rollgate::sandbox::traffic::TrafficSettings;
 
 /// Simulated traffic over the `minutes` before now (a tick every 10 s).
@@ -208,14 +208,7 @@ consecutive = 1
 action = "observe"
 "#,
     );
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
     traffic_before_now(&app, 4);
@@ -251,14 +244,7 @@ name = "errors-alarm"
 alarm = "dixon-errors"
 "#,
     );
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let cw = aws_sdk_cloudwatch::Client::new(&app.aws);
     cw.put_metric_alarm()
         .alarm_name("dixon-errors")
@@ -332,14 +318,7 @@ async fn drift_is_reverted_within_one_tick() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_pauses_when_the_plan_says_so() {
     let plans = plan_with_guardrail("[drift]\npolicy = \"pause\"\n");
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     set_env_behind_rollgates_back(&app, "USE_OPTIMIZED_PROMPTS", "false").await;
     let report = tick(&app).await;
@@ -460,14 +439,7 @@ consecutive = 1
 async fn webhooks_hear_about_a_rollback() {
     let (url, got) = receiver().await;
     let plans = guarded_with_webhook(&url);
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
     traffic_before_now(&app, 4);
@@ -506,14 +478,7 @@ async fn a_dead_webhook_never_blocks_the_rollback() {
         .unwrap()
         .port();
     let plans = guarded_with_webhook(&format!("http://127.0.0.1:{port}/hook"));
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
     traffic_before_now(&app, 4);
@@ -540,14 +505,7 @@ max_delta = 2.0
 consecutive = 1
 "#,
     );
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     // No traffic at all from here on: the function went quiet.
     let later = Utc::now() + chrono::Duration::hours(1);
@@ -606,14 +564,7 @@ async fn a_restart_resumes_breach_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_rollouts_are_checked_through_list_functions() {
     let plans = tempfile::tempdir().unwrap();
-    let app = spawn_app_with(
-        Db::Sqlite,
-        Options {
-            plans_dir: plans.path().to_path_buf(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_plans(plans.path()).await;
     let n = 60;
     for i in 0..n {
         let name = format!("fleet-{i:03}");

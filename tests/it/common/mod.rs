@@ -211,6 +211,18 @@ pub async fn spawn_app(db: Db) -> TestApp {
     spawn_app_with(db, Options::default()).await
 }
 
+/// A SQLite-backed app serving the plans in `plans_dir` (tests' own plans).
+pub async fn spawn_app_with_plans(plans_dir: &std::path::Path) -> TestApp {
+    spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans_dir.to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start(
