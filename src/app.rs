@@ -1,19 +1,32 @@
-//! Wiring: builds the engine from configuration, finishes interrupted writes,
-//! runs the background reconciler and the HTTP server.
+//! Wiring and lifecycle: builds the service from configuration, finishes
+//! interrupted writes, then runs the HTTP server, the reconciler and the
+//! watcher until told to stop. Every task is tracked and awaited at
+//! shutdown; a loop pass that panics is counted and the loop goes on.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::backend::{LambdaEnvBackend, RetryPolicy};
-use crate::rollout::engine::Engine;
+use crate::domain::Principal;
+use crate::metrics::cloudwatch::CloudWatch;
+use crate::rollout::readiness::Freshness;
+use crate::service::{Service, ServiceConfig};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use crate::watcher::Watcher;
-use crate::web::{self, AppState, Diagnostics};
+use crate::web::health::LoopHealth;
+use crate::web::{self, AppState};
+
+/// How long a loop pass in progress may finish after shutdown began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything `rollgate serve` is configured with.
 #[derive(Debug, Clone)]
@@ -29,6 +42,9 @@ pub struct ServeConfig {
     pub retry: RetryPolicy,
 }
 
+/// The watcher interval readiness is judged against when no loop runs.
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
 impl ServeConfig {
     pub fn new(listen: SocketAddr, plans_dir: PathBuf, database_url: String) -> Self {
         ServeConfig {
@@ -36,7 +52,7 @@ impl ServeConfig {
             plans_dir,
             database_url,
             reconcile_interval: Duration::from_secs(5),
-            watch_interval: Some(Duration::from_secs(10)),
+            watch_interval: Some(DEFAULT_WATCH_INTERVAL),
             retry: RetryPolicy::default(),
         }
     }
@@ -54,9 +70,8 @@ pub async fn aws_config_from_env() -> aws_config::SdkConfig {
 pub struct RunningApp {
     pub addr: SocketAddr,
     pub state: AppState,
-    pub server: JoinHandle<()>,
-    pub reconciler: JoinHandle<()>,
-    pub watcher: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl RunningApp {
@@ -64,15 +79,20 @@ impl RunningApp {
         format!("http://{}", self.addr)
     }
 
-    /// Stops serving (in-flight requests are dropped) and closes the database.
+    /// Graceful stop: no new connections, requests in flight finish, each
+    /// loop finishes its pass (or is dropped after a grace period; a write
+    /// it recorded is finished at the next start), every task is awaited,
+    /// then the database is closed.
     pub async fn stop(self) {
-        self.reconciler.abort();
-        if let Some(w) = &self.watcher {
-            w.abort();
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE * 3, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop in time");
         }
-        self.server.abort();
-        let _ = self.server.await;
-        self.state.engine.store().close().await;
+        self.state.service.close().await;
     }
 }
 
@@ -84,73 +104,170 @@ pub async fn start(
 ) -> anyhow::Result<RunningApp> {
     let store = Store::connect(&config.database_url).await?;
     let backend = LambdaEnvBackend::new(aws, config.retry.clone());
-    let telemetry = Arc::new(crate::telemetry::Telemetry::default());
-    let engine = Arc::new(Engine::new(
+    let telemetry = Arc::new(Telemetry::default());
+    let watch_every = config.watch_interval.unwrap_or(DEFAULT_WATCH_INTERVAL);
+    let freshness = Freshness {
+        max_age: TimeDelta::from_std(watch_every * 2).unwrap_or(TimeDelta::seconds(20)),
+    };
+    let service = Arc::new(Service::new(
         store,
         backend,
-        config.plans_dir.clone(),
-        telemetry,
+        ServiceConfig {
+            plans_dir: config.plans_dir.clone(),
+            freshness,
+        },
+        telemetry.clone(),
     ));
-    let diagnostics = Arc::new(Diagnostics::default());
 
     // Rule 3: converge before serving anything.
-    let recovered = engine.recover().await?;
+    let recovered = service.reconcile(&Principal::Reconciler).await?;
     if recovered > 0 {
         tracing::info!(
             recovered,
             "finished flag writes interrupted by a previous run"
         );
     }
-    diagnostics.record_pass(0, None);
-
-    let watcher = Arc::new(Watcher::new(engine.clone(), aws));
+    let reconciler_health = Arc::new(LoopHealth::new(
+        "reconciler",
+        Some(config.reconcile_interval),
+    ));
+    reconciler_health.record_pass(None);
+    let watcher_health = Arc::new(LoopHealth::new("watcher", config.watch_interval));
+    let watcher = Arc::new(Watcher::new(
+        service.clone(),
+        CloudWatch::new(aws, config.retry.timeouts()),
+        watch_every,
+    ));
     let state = AppState {
-        engine: engine.clone(),
-        diagnostics: diagnostics.clone(),
+        service: service.clone(),
         watcher: watcher.clone(),
+        reconciler_health: reconciler_health.clone(),
+        watcher_health: watcher_health.clone(),
     };
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let app = web::router(state.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
             tracing::error!(error = %e, "server stopped");
         }
     });
-    let interval = config.reconcile_interval;
-    let reconciler = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(interval).await;
-            let (pending, error) = match engine.recover().await {
-                Ok(n) => (n, None),
-                Err(e) => (0, Some(e.to_string())),
-            };
-            diagnostics.record_pass(pending, error);
-        }
-    });
-    let watcher = config.watch_interval.map(|every| {
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                let report = watcher.tick(chrono::Utc::now()).await;
-                for e in &report.errors {
-                    tracing::warn!(error = %e, "watcher");
+
+    let reconcile = {
+        let service = service.clone();
+        let health = reconciler_health.clone();
+        move || {
+            let service = service.clone();
+            let health = health.clone();
+            async move {
+                match service.reconcile(&Principal::Reconciler).await {
+                    Ok(n) => {
+                        health.set_pending_writes(n);
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
                 }
             }
-        })
-    });
+        }
+    };
+    supervise(
+        &tasks,
+        &shutdown,
+        reconciler_health,
+        config.reconcile_interval,
+        telemetry.clone(),
+        reconcile,
+    );
+    if let Some(every) = config.watch_interval {
+        let tick = {
+            let watcher = watcher.clone();
+            move || {
+                let watcher = watcher.clone();
+                async move {
+                    let report = watcher.tick(chrono::Utc::now()).await;
+                    for e in &report.errors {
+                        tracing::warn!(error = %e, "watcher");
+                    }
+                    report.errors.first().cloned()
+                }
+            }
+        };
+        supervise(&tasks, &shutdown, watcher_health, every, telemetry, tick);
+    }
     Ok(RunningApp {
         addr,
         state,
-        server,
-        reconciler,
-        watcher,
+        shutdown,
+        tasks,
     })
 }
 
-/// Serves until Ctrl-C / SIGTERM.
+/// Runs `pass` every `every` until `shutdown`, each pass in a task of its
+/// own: a pass that panics is logged, counted (`rollgate_loop_panics_total`)
+/// and the loop goes on with the next one. Returns `None` or the pass's
+/// error (recorded on `health`).
+pub fn supervise<F, Fut>(
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+    health: Arc<LoopHealth>,
+    every: Duration,
+    telemetry: Arc<Telemetry>,
+    pass: F,
+) where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Option<String>> + Send + 'static,
+{
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await; // the first tick is immediate: wait one interval
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let mut running = tokio::spawn(pass());
+            let result = tokio::select! {
+                r = &mut running => r,
+                _ = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => {
+                    running.abort();
+                    return;
+                }
+            };
+            match result {
+                Ok(error) => health.record_pass(error),
+                Err(e) if e.is_panic() => {
+                    let what = panic_message(e.into_panic());
+                    tracing::error!(task = health.name, panic = %what, "a loop pass panicked; the loop goes on");
+                    telemetry.count_loop_panic(health.name);
+                    health.record_panic(format!("a pass panicked: {what}"));
+                }
+                Err(_) => return, // cancelled
+            }
+        }
+    });
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Serves until Ctrl-C / SIGTERM, then stops gracefully.
 pub async fn serve(config: ServeConfig, aws: aws_config::SdkConfig) -> anyhow::Result<()> {
     if !config.plans_dir.is_dir() {
         anyhow::bail!(
@@ -180,4 +297,55 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_pass_that_panics_is_counted_and_the_loop_goes_on() {
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let health = Arc::new(LoopHealth::new("test", Some(Duration::from_millis(10))));
+        let telemetry = Arc::new(Telemetry::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        supervise(
+            &tasks,
+            &shutdown,
+            health.clone(),
+            Duration::from_millis(10),
+            telemetry.clone(),
+            move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        panic!("first pass fails");
+                    }
+                    None
+                }
+            },
+        );
+        for _ in 0..200 {
+            if calls.load(Ordering::SeqCst) >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        tasks.close();
+        tasks.wait().await;
+        assert!(calls.load(Ordering::SeqCst) >= 3, "the loop went on");
+        assert_eq!(health.panics(), 1);
+        assert!(
+            telemetry
+                .render()
+                .contains("rollgate_loop_panics_total{loop=\"test\"} 1"),
+            "{}",
+            telemetry.render()
+        );
+        assert!(health.report(chrono::Utc::now()).passes >= 2);
+    }
 }

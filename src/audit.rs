@@ -5,6 +5,62 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::{Action, Outcome, Principal, RolloutId};
+use crate::plan::Flags;
+
+/// An audit entry to append; the store assigns seq, time and hashes. The
+/// actor always comes from a principal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEntry {
+    pub actor: String,
+    pub action: Action,
+    pub outcome: Outcome,
+    pub rollout_id: Option<RolloutId>,
+    pub phase: Option<String>,
+    pub flags_before: Option<Flags>,
+    pub flags_after: Option<Flags>,
+    pub reason: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl NewAuditEntry {
+    pub fn new(who: &Principal, action: Action, outcome: Outcome) -> Self {
+        NewAuditEntry {
+            actor: who.actor().to_string(),
+            action,
+            outcome,
+            rollout_id: None,
+            phase: None,
+            flags_before: None,
+            flags_after: None,
+            reason: None,
+            detail: None,
+        }
+    }
+
+    pub fn rollout(mut self, id: RolloutId, phase: &str) -> Self {
+        self.rollout_id = Some(id);
+        self.phase = Some(phase.to_string());
+        self
+    }
+
+    pub fn flags(mut self, before: Option<Flags>, after: Option<Flags>) -> Self {
+        self.flags_before = before;
+        self.flags_after = after;
+        self
+    }
+
+    pub fn reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+}
+
 /// The hash that precedes the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -48,14 +104,14 @@ pub fn compute_hash(r: &AuditRecord) -> String {
 }
 
 /// One break in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditProblem {
     /// The entry at which the chain breaks.
     pub seq: i64,
     pub problem: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     /// Entries checked.
@@ -164,24 +220,30 @@ pub fn to_jsonl<T: Serialize>(entries: &[T]) -> String {
         .collect()
 }
 
-/// CSV with a header row; flags and detail columns hold their JSON text.
-pub fn to_csv(records: &[AuditRecord]) -> Result<String, csv::Error> {
+/// The CSV header row of an export.
+pub const CSV_COLUMNS: [&str; 13] = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "rollout_id",
+    "phase",
+    "flags_before",
+    "flags_after",
+    "reason",
+    "outcome",
+    "detail",
+    "prev_hash",
+    "hash",
+];
+
+/// CSV rows (with the header row first when `header`); flags and detail
+/// columns hold their JSON text. An export streams page after page of these.
+pub fn to_csv(records: &[AuditRecord], header: bool) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "seq",
-        "at",
-        "actor",
-        "action",
-        "rollout_id",
-        "phase",
-        "flags_before",
-        "flags_after",
-        "reason",
-        "outcome",
-        "detail",
-        "prev_hash",
-        "hash",
-    ])?;
+    if header {
+        w.write_record(CSV_COLUMNS)?;
+    }
     for r in records {
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
         w.write_record([

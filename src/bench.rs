@@ -16,9 +16,10 @@ use serde_json::json;
 
 use crate::app::{self, RunningApp, ServeConfig};
 use crate::demo;
+use crate::domain::{Principal, RolloutId};
 use crate::metrics::queries::MAX_QUERIES_PER_CALL;
 use crate::rollout::Command;
-use crate::rollout::engine::Ask;
+use crate::service::Ask;
 
 /// A plan with five guardrail metrics for `function`.
 fn bench_plan(function: &str, consecutive: u32) -> String {
@@ -209,20 +210,21 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Starts a rollout of every plan, records baselines, moves each to its
 /// first phase (forced: no bake in a benchmark).
-async fn rollouts_in_first_phase(rig: &Rig, names: &[String]) -> anyhow::Result<Vec<i64>> {
-    let engine = &rig.app.state.engine;
+async fn rollouts_in_first_phase(rig: &Rig, names: &[String]) -> anyhow::Result<Vec<RolloutId>> {
+    let service = &rig.app.state.service;
+    let who = Principal::operator(Some("bench"))?;
     let mut ids = Vec::new();
     for name in names {
-        ids.push(engine.start(name, "bench", None).await?.rollout.id);
+        ids.push(service.start(&who, name, None).await?.rollout.id);
     }
     rig.app.state.watcher.tick(Utc::now()).await;
     for &id in &ids {
-        engine
-            .execute(
+        service
+            .command(
+                &who,
                 id,
                 Command::Advance,
                 Ask {
-                    actor: "bench".into(),
                     reason: Some("bench".into()),
                     force: true,
                     ..Ask::default()
@@ -252,8 +254,8 @@ pub async fn time_to_rollback(runs: usize) -> anyhow::Result<Vec<f64>> {
         let started = Instant::now();
         let report = rig.app.state.watcher.tick(now).await;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-        let rolled_back = report.decisions.iter().any(|d| d["action"] == "rollback");
-        let r = rig.app.state.engine.get(ids[0]).await?;
+        let rolled_back = report.decisions.iter().any(|d| d.action == "rollback");
+        let r = rig.app.state.service.rollout(ids[0]).await?;
         anyhow::ensure!(
             rolled_back
                 && r.observed_flags

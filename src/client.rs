@@ -1,11 +1,19 @@
-//! The CLI's HTTP client for a running rollgate server, and the human
-//! renderings of what it returns.
+//! A typed HTTP client for a running rollgate server: the CLI's only way in.
+//! It sends and receives the API's own request and response types
+//! (`web::views`), so the two cannot drift apart; queries are encoded by
+//! serde, never by hand.
 
-use std::fmt::Write as _;
+use std::io::Write;
 
-use serde_json::Value;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::web::views::{AuditEntryView, AuditPage, RolloutView};
+use crate::audit::VerifyReport;
+use crate::domain::RolloutId;
+use crate::web::views::{
+    AuditPage, AuditQuery, CommandRequest, RolloutList, RolloutQuery, RolloutView, StartRequest,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -25,17 +33,41 @@ pub enum ClientError {
     },
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    #[error("{0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// A command on a rollout, by its API path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Advance,
+    Pause,
+    Resume,
+    Rollback,
+    Abandon,
+}
+
+impl Step {
+    pub fn path(self) -> &'static str {
+        match self {
+            Step::Advance => "advance",
+            Step::Pause => "pause",
+            Step::Resume => "resume",
+            Step::Rollback => "rollback",
+            Step::Abandon => "abandon",
+        }
+    }
+}
+
+/// A response: its status and decoded body.
+pub struct Answer<T> {
+    pub status: u16,
+    pub body: T,
 }
 
 pub struct Client {
     base: String,
     http: reqwest::Client,
-}
-
-/// A response: its status and JSON body.
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
 }
 
 impl Client {
@@ -46,41 +78,80 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, path: &str) -> Result<Answer, ClientError> {
-        self.send(self.http.get(self.url(path))).await
+    pub async fn start(&self, req: &StartRequest) -> Result<Answer<RolloutView>, ClientError> {
+        self.send(self.http.post(self.url("/api/v1/rollouts")).json(req))
+            .await
     }
 
-    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let url = self.url(path);
+    pub async fn rollout(&self, id: RolloutId) -> Result<Answer<RolloutView>, ClientError> {
+        self.send(self.http.get(self.url(&format!("/api/v1/rollouts/{id}"))))
+            .await
+    }
+
+    pub async fn rollouts(&self, q: &RolloutQuery) -> Result<RolloutList, ClientError> {
+        let answer = self
+            .send(self.http.get(self.url("/api/v1/rollouts")).query(q))
+            .await?;
+        Ok(answer.body)
+    }
+
+    pub async fn command(
+        &self,
+        id: RolloutId,
+        step: Step,
+        req: &CommandRequest,
+    ) -> Result<Answer<RolloutView>, ClientError> {
+        let path = format!("/api/v1/rollouts/{id}/{}", step.path());
+        self.send(self.http.post(self.url(&path)).json(req)).await
+    }
+
+    pub async fn audit_page(&self, q: &AuditQuery) -> Result<AuditPage, ClientError> {
+        let answer = self
+            .send(self.http.get(self.url("/api/v1/audit")).query(q))
+            .await?;
+        Ok(answer.body)
+    }
+
+    pub async fn verify(&self) -> Result<VerifyReport, ClientError> {
+        let answer = self
+            .send(self.http.get(self.url("/api/v1/audit/verify")))
+            .await?;
+        Ok(answer.body)
+    }
+
+    /// Streams an export to `out` as it arrives (the log is never held
+    /// whole in memory, here or on the server).
+    pub async fn export(&self, q: &AuditQuery, out: &mut impl Write) -> Result<(), ClientError> {
+        let url = self.url("/api/v1/audit/export");
         let resp = self
             .http
             .get(&url)
+            .query(q)
             .send()
             .await
             .map_err(|source| ClientError::Unreachable { url, source })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         if status >= 400 {
-            return Err(api_error(
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::Null),
-            ));
+            let text = resp.text().await.unwrap_or_default();
+            return Err(api_error(status, &text));
         }
-        Ok(text)
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Answer, ClientError> {
-        self.send(self.http.post(self.url(path)).json(body)).await
+        let mut chunks = resp.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+        Ok(())
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Answer<T>, ClientError> {
         let resp = req
             .send()
             .await
@@ -93,131 +164,41 @@ impl Client {
             .text()
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let body: Value = serde_json::from_str(&text)
-            .map_err(|_| ClientError::Protocol(format!("HTTP {status}: {text}")))?;
         if status >= 400 {
-            return Err(api_error(status, body));
+            return Err(api_error(status, &text));
         }
+        let body = serde_json::from_str(&text)
+            .map_err(|e| ClientError::Protocol(format!("HTTP {status}: {e}: {text}")))?;
         Ok(Answer { status, body })
     }
 }
 
-fn api_error(status: u16, body: Value) -> ClientError {
-    let err = &body["error"];
-    ClientError::Api {
-        status,
-        code: err["code"].as_str().unwrap_or("error").to_string(),
-        message: err["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| body.to_string()),
+/// The API's error body, or the raw text when it is not one.
+fn api_error(status: u16, text: &str) -> ClientError {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Detail,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        code: String,
+        message: String,
+    }
+    match serde_json::from_str::<Body>(text) {
+        Ok(b) => ClientError::Api {
+            status,
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) => ClientError::Api {
+            status,
+            code: "error".into(),
+            message: text.to_string(),
+        },
     }
 }
 
-fn flags_line(flags: &std::collections::BTreeMap<String, String>) -> String {
-    flags
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Several lines describing one rollout.
-pub fn render_rollout(r: &RolloutView) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "rollout #{}  plan {}  function {}",
-        r.id, r.plan, r.target_function
-    );
-    let phases: Vec<String> = r
-        .phases
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if i == r.phase_index {
-                format!("[{p}]")
-            } else {
-                p.clone()
-            }
-        })
-        .collect();
-    let _ = writeln!(
-        out,
-        "  state   {}  phase {} ({}/{})  version {}",
-        r.state.as_str(),
-        r.phase_name,
-        r.phase_index,
-        r.phases.len().saturating_sub(1),
-        r.version
-    );
-    let _ = writeln!(out, "  phases  {}", phases.join(" → "));
-    let _ = writeln!(out, "  desired {}", flags_line(&r.desired_flags));
-    if let Some(observed) = &r.observed_flags {
-        let _ = writeln!(out, "  on AWS  {}", flags_line(observed));
-    }
-    if r.write_pending {
-        let _ = writeln!(out, "  write   pending (rollgate keeps retrying)");
-    }
-    if let Some(e) = &r.last_error {
-        let _ = writeln!(out, "  error   {e}");
-    }
-    if let Some(next) = &r.next_phase {
-        let _ = writeln!(out, "  next    advance → {next}");
-    }
-    out
-}
-
-/// One line per rollout.
-pub fn render_rollout_row(r: &RolloutView) -> String {
-    format!(
-        "#{:<4} {:<12} {:<10} {:<24} {:<28} v{}",
-        r.id,
-        r.state.as_str(),
-        r.phase_name,
-        r.plan,
-        r.target_function,
-        r.version
-    )
-}
-
-/// One line per audit entry.
-pub fn render_audit_entry(e: &AuditEntryView) -> String {
-    let mut line = format!(
-        "{:>5} {} {:<18} {:<12} {:<16}",
-        e.seq, e.at, e.actor, e.action, e.outcome
-    );
-    if let Some(id) = e.rollout_id {
-        let _ = write!(line, " rollout #{id}");
-    }
-    if let Some(p) = &e.phase {
-        let _ = write!(line, " phase {p}");
-    }
-    if let (Some(before), Some(after)) = (&e.flags_before, &e.flags_after) {
-        let changed: Vec<String> = after
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(v))
-            .map(|(k, v)| {
-                format!(
-                    "{k}: {}→{v}",
-                    before.get(k).map_or("(unset)", String::as_str)
-                )
-            })
-            .collect();
-        if !changed.is_empty() {
-            let _ = write!(line, " [{}]", changed.join(", "));
-        }
-    }
-    if let Some(r) = &e.reason {
-        let _ = write!(line, " — {r}");
-    }
-    line
-}
-
-pub fn parse_rollout(body: &Value) -> Result<RolloutView, ClientError> {
-    serde_json::from_value(body.clone()).map_err(|e| ClientError::Protocol(e.to_string()))
-}
-
-pub fn parse_audit_page(body: &Value) -> Result<AuditPage, ClientError> {
-    serde_json::from_value(body.clone()).map_err(|e| ClientError::Protocol(e.to_string()))
+/// JSON for `--output json`.
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }

@@ -5,11 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde_json::{Value, json};
 
 use rollgate::app::{self, ServeConfig};
-use rollgate::client::{self, Client, ClientError};
+use rollgate::cli::{self, Remote};
+use rollgate::client::Step;
+use rollgate::domain::RolloutId;
+use rollgate::plan::RollbackTarget;
+use rollgate::web::views::AuditQuery;
 use rollgate::{demo, plan, sandbox};
 
 #[derive(Parser)]
@@ -162,7 +166,7 @@ enum PlanCmd {
 }
 
 #[derive(Args, Clone)]
-struct Remote {
+struct RemoteArgs {
     /// rollgate server URL.
     #[arg(
         long,
@@ -178,6 +182,28 @@ struct Remote {
     actor: Option<String>,
 }
 
+impl RemoteArgs {
+    fn remote(&self) -> Remote {
+        Remote {
+            server: self.server.clone(),
+            json: self.output == Output::Json,
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+fn parse_id(s: &str) -> Result<RolloutId, String> {
+    s.parse()
+}
+
+fn parse_target(s: &str) -> Result<RollbackTarget, String> {
+    match s {
+        "baseline" => Ok(RollbackTarget::Baseline),
+        "previous" => Ok(RollbackTarget::Previous),
+        other => Err(format!("{other:?}: use baseline or previous")),
+    }
+}
+
 #[derive(Subcommand)]
 enum RolloutCmd {
     /// Start a rollout of a plan.
@@ -187,13 +213,14 @@ enum RolloutCmd {
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
-        remote: Remote,
+        remote: RemoteArgs,
     },
     /// Show one rollout, or list them all.
     Status {
-        id: Option<String>,
+        #[arg(value_parser = parse_id)]
+        id: Option<RolloutId>,
         #[command(flatten)]
-        remote: Remote,
+        remote: RemoteArgs,
     },
     /// Move to the next phase (or complete after the last).
     Advance {
@@ -207,26 +234,30 @@ enum RolloutCmd {
     Pause(StepArgs),
     /// Unfreeze a paused rollout.
     Resume(StepArgs),
-    /// Return the flags to the plan's rollback target.
+    /// Return the flags to the plan's rollback target (needs --reason).
     Rollback {
         #[command(flatten)]
         step: StepArgs,
         /// Override the plan's target: baseline or previous.
-        #[arg(long)]
-        to: Option<String>,
+        #[arg(long, value_parser = parse_target)]
+        to: Option<RollbackTarget>,
     },
+    /// End a rollout without writing anything and free its function (needs
+    /// --reason); the flags stay as they are.
+    Abandon(StepArgs),
 }
 
 #[derive(Args)]
 struct StepArgs {
-    id: String,
+    #[arg(value_parser = parse_id)]
+    id: RolloutId,
     #[arg(long)]
     reason: Option<String>,
     /// Refuse unless the rollout is at this version.
     #[arg(long)]
     expected_version: Option<i64>,
     #[command(flatten)]
-    remote: Remote,
+    remote: RemoteArgs,
 }
 
 #[derive(Args)]
@@ -239,29 +270,22 @@ struct AuditFilterArgs {
     action: Option<String>,
     /// RFC 3339 time.
     #[arg(long)]
-    since: Option<String>,
+    since: Option<DateTime<Utc>>,
     /// RFC 3339 time.
     #[arg(long)]
-    until: Option<String>,
+    until: Option<DateTime<Utc>>,
 }
 
 impl AuditFilterArgs {
-    fn query(&self) -> Vec<(&'static str, String)> {
-        let mut q = Vec::new();
-        if let Some(r) = self.rollout {
-            q.push(("rollout", r.to_string()));
+    fn query(&self) -> AuditQuery {
+        AuditQuery {
+            rollout: self.rollout,
+            actor: self.actor_filter.clone(),
+            action: self.action.clone(),
+            since: self.since,
+            until: self.until,
+            ..AuditQuery::default()
         }
-        for (k, v) in [
-            ("actor", &self.actor_filter),
-            ("action", &self.action),
-            ("since", &self.since),
-            ("until", &self.until),
-        ] {
-            if let Some(v) = v {
-                q.push((k, v.clone()));
-            }
-        }
-        q
     }
 }
 
@@ -275,12 +299,12 @@ enum AuditCmd {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
         #[command(flatten)]
-        remote: Remote,
+        remote: RemoteArgs,
     },
     /// Check the hash chain; exits non-zero when an entry was edited or deleted.
     Verify {
         #[command(flatten)]
-        remote: Remote,
+        remote: RemoteArgs,
     },
     /// Export entries as JSON Lines or CSV on stdout.
     Export {
@@ -289,7 +313,7 @@ enum AuditCmd {
         #[arg(long, default_value = "jsonl")]
         format: String,
         #[command(flatten)]
-        remote: Remote,
+        remote: RemoteArgs,
     },
 }
 
@@ -350,27 +374,10 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Sandbox {
             action: Some(action),
             ..
-        } => {
-            let (url, bad_flags) = match action {
-                SandboxAction::Bad { flag, url } => (url, vec![flag]),
-                SandboxAction::Good { url } => (url, vec![]),
-            };
-            let resp = reqwest::Client::new()
-                .post(format!("{}/_sandbox/traffic", url.trim_end_matches('/')))
-                .json(&json!({ "bad_flags": bad_flags }))
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot reach the sandbox at {url}: {e}"))?;
-            if !resp.status().is_success() {
-                anyhow::bail!(
-                    "the sandbox refused: {}",
-                    resp.text().await.unwrap_or_default()
-                );
-            }
-            let settings: Value = resp.json().await?;
-            println!("bad flags now: {}", settings["bad_flags"]);
-            Ok(ExitCode::SUCCESS)
-        }
+        } => match action {
+            SandboxAction::Bad { flag, url } => cli::sandbox_bad_flags(&url, vec![flag]).await,
+            SandboxAction::Good { url } => cli::sandbox_bad_flags(&url, vec![]).await,
+        },
         Cmd::Sandbox {
             action: None,
             port,
@@ -401,7 +408,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             rollgate::bench::run(runs, &rollouts, out.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Plan(PlanCmd::Validate { files, output }) => Ok(validate_plans(&files, output)),
+        Cmd::Plan(PlanCmd::Validate { files, output }) => {
+            Ok(cli::validate_plans(&files, output == Output::Json))
+        }
         Cmd::Plan(PlanCmd::Schema) => {
             println!("{}", serde_json::to_string_pretty(&plan::json_schema())?);
             Ok(ExitCode::SUCCESS)
@@ -411,232 +420,68 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn validate_plans(files: &[PathBuf], output: Output) -> ExitCode {
-    let mut failed = false;
-    let mut results = Vec::new();
-    for file in files {
-        match plan::validate_file(file) {
-            Ok(p) => {
-                if output == Output::Human {
-                    println!(
-                        "{}: ok ({} phases, function {})",
-                        file.display(),
-                        p.phases.len(),
-                        p.target.function
-                    );
-                }
-                results.push(json!({ "file": file, "valid": true, "errors": [] }));
-            }
-            Err(errors) => {
-                failed = true;
-                if output == Output::Human {
-                    errors.iter().for_each(|e| eprintln!("{e}"));
-                }
-                results.push(json!({ "file": file, "valid": false, "errors": errors }));
-            }
-        }
-    }
-    if output == Output::Json {
-        println!("{}", Value::Array(results));
-    }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+fn step_args(s: StepArgs, force: bool, to: Option<RollbackTarget>) -> (Remote, cli::StepArgs) {
+    (
+        s.remote.remote(),
+        cli::StepArgs {
+            id: s.id,
+            reason: s.reason,
+            expected_version: s.expected_version,
+            force,
+            to,
+        },
+    )
 }
 
-fn default_actor(remote: &Remote) -> String {
-    remote.actor.clone().unwrap_or_else(|| {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        format!("{user} (cli)")
-    })
-}
-
-fn print_rollout(body: &Value, output: Output, status: u16) -> Result<(), ClientError> {
-    if output == Output::Json {
-        println!("{body}");
-        return Ok(());
-    }
-    let r = client::parse_rollout(body)?;
-    print!("{}", client::render_rollout(&r));
-    if status == 202 {
-        eprintln!("warning: the flag write is not confirmed yet; rollgate keeps retrying it");
-    }
-    Ok(())
-}
-
-async fn rollout(cmd: RolloutCmd) -> Result<ExitCode, ClientError> {
+async fn rollout(cmd: RolloutCmd) -> Result<ExitCode, rollgate::client::ClientError> {
     match cmd {
         RolloutCmd::Start {
             plan,
             reason,
             remote,
-        } => {
-            let c = Client::new(&remote.server);
-            let a = c
-                .post(
-                    "/api/v1/rollouts",
-                    &json!({ "plan": plan, "reason": reason, "actor": default_actor(&remote) }),
-                )
-                .await?;
-            print_rollout(&a.body, remote.output, a.status)?;
+        } => cli::start(&remote.remote(), plan, reason).await,
+        RolloutCmd::Status { id, remote } => cli::status(&remote.remote(), id).await,
+        RolloutCmd::Advance { step, force } => {
+            let (remote, args) = step_args(step, force, None);
+            cli::step(&remote, Step::Advance, args).await
         }
-        RolloutCmd::Status { id, remote } => {
-            let c = Client::new(&remote.server);
-            match id {
-                Some(id) => {
-                    let a = c.get(&format!("/api/v1/rollouts/{id}")).await?;
-                    print_rollout(&a.body, remote.output, a.status)?;
-                }
-                None => {
-                    let a = c.get("/api/v1/rollouts").await?;
-                    if remote.output == Output::Json {
-                        println!("{}", a.body);
-                    } else {
-                        let list: rollgate::web::views::RolloutList =
-                            serde_json::from_value(a.body)
-                                .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                        if list.rollouts.is_empty() {
-                            println!("no rollouts yet");
-                        }
-                        for r in &list.rollouts {
-                            println!("{}", client::render_rollout_row(r));
-                        }
-                    }
-                }
-            }
+        RolloutCmd::Pause(step) => {
+            let (remote, args) = step_args(step, false, None);
+            cli::step(&remote, Step::Pause, args).await
         }
-        RolloutCmd::Advance { step: s, force } => {
-            step(s, "advance", force.then_some(("force", json!(true)))).await?
+        RolloutCmd::Resume(step) => {
+            let (remote, args) = step_args(step, false, None);
+            cli::step(&remote, Step::Resume, args).await
         }
-        RolloutCmd::Pause(s) => step(s, "pause", None).await?,
-        RolloutCmd::Resume(s) => step(s, "resume", None).await?,
-        RolloutCmd::Rollback { step: s, to } => {
-            step(s, "rollback", to.map(|t| ("to", json!(t)))).await?
+        RolloutCmd::Rollback { step, to } => {
+            let (remote, args) = step_args(step, false, to);
+            cli::step(&remote, Step::Rollback, args).await
+        }
+        RolloutCmd::Abandon(step) => {
+            let (remote, args) = step_args(step, false, None);
+            cli::step(&remote, Step::Abandon, args).await
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
-async fn step(s: StepArgs, command: &str, extra: Option<(&str, Value)>) -> Result<(), ClientError> {
-    let c = Client::new(&s.remote.server);
-    let mut body = json!({
-        "reason": s.reason,
-        "expected_version": s.expected_version,
-        "actor": default_actor(&s.remote),
-    });
-    if let Some((key, value)) = extra {
-        body[key] = value;
-    }
-    let a = c
-        .post(&format!("/api/v1/rollouts/{}/{command}", s.id), &body)
-        .await?;
-    print_rollout(&a.body, s.remote.output, a.status)
-}
-
-fn query_string(pairs: &[(&str, String)]) -> String {
-    let encoded: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect();
-    if encoded.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", encoded.join("&"))
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn audit(cmd: AuditCmd) -> Result<ExitCode, ClientError> {
+async fn audit(cmd: AuditCmd) -> Result<ExitCode, rollgate::client::ClientError> {
     match cmd {
         AuditCmd::List {
             filter,
             limit,
             remote,
-        } => {
-            let c = Client::new(&remote.server);
-            let mut cursor: Option<i64> = None;
-            let mut shown = 0;
-            let mut all = Vec::new();
-            loop {
-                let mut q = filter.query();
-                q.push(("limit", limit.clamp(1, 1000).to_string()));
-                if let Some(cur) = cursor {
-                    q.push(("cursor", cur.to_string()));
-                }
-                let a = c.get(&format!("/api/v1/audit{}", query_string(&q))).await?;
-                let page = client::parse_audit_page(&a.body)?;
-                for e in page.entries {
-                    if shown >= limit {
-                        break;
-                    }
-                    shown += 1;
-                    if remote.output == Output::Json {
-                        all.push(e);
-                    } else {
-                        println!("{}", client::render_audit_entry(&e));
-                    }
-                }
-                match page.next_cursor {
-                    Some(next) if shown < limit => cursor = Some(next),
-                    _ => break,
-                }
-            }
-            if remote.output == Output::Json {
-                println!("{}", serde_json::to_string(&all).unwrap_or_default());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCmd::Verify { remote } => {
-            let c = Client::new(&remote.server);
-            let a = c.get("/api/v1/audit/verify").await?;
-            let ok = a.body["ok"].as_bool() == Some(true);
-            if remote.output == Output::Json {
-                println!("{}", a.body);
-            } else if ok {
-                println!("audit log intact: {} entries verified", a.body["entries"]);
-            } else {
-                println!("AUDIT LOG TAMPERED: {} entries checked", a.body["entries"]);
-                for p in a.body["problems"].as_array().into_iter().flatten() {
-                    println!(
-                        "  entry {}: {}",
-                        p["seq"],
-                        p["problem"].as_str().unwrap_or("")
-                    );
-                }
-            }
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
-        }
+        } => cli::audit_list(&remote.remote(), filter.query(), limit).await,
+        AuditCmd::Verify { remote } => cli::audit_verify(&remote.remote()).await,
         AuditCmd::Export {
             filter,
             format,
             remote,
         } => {
-            let c = Client::new(&remote.server);
-            let mut q = filter.query();
-            q.push(("format", format));
-            let text = c
-                .get_text(&format!("/api/v1/audit/export{}", query_string(&q)))
-                .await?;
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
+            let query = AuditQuery {
+                format: Some(format),
+                ..filter.query()
+            };
+            cli::audit_export(&remote.remote(), query).await
         }
     }
 }

@@ -21,6 +21,7 @@ pub struct Telemetry {
     pub rollbacks: Counter,
     pub flag_writes: Family<Labels, Counter>,
     pub write_retries: Counter,
+    pub loop_panics: Family<Labels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -36,6 +37,7 @@ impl Default for Telemetry {
             rollbacks: Counter::default(),
             flag_writes: Family::default(),
             write_retries: Counter::default(),
+            loop_panics: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -83,6 +85,11 @@ impl Default for Telemetry {
             "Retried read-modify-write cycles of flag writes",
             t.write_retries.clone(),
         );
+        registry.register(
+            "loop_panics",
+            "Background loop passes that panicked (the loop went on), by loop",
+            t.loop_panics.clone(),
+        );
         Telemetry { registry, ..t }
     }
 }
@@ -93,6 +100,12 @@ impl Telemetry {
             .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
             .inc();
         self.write_retries.inc_by(retries as u64);
+    }
+
+    pub fn count_loop_panic(&self, name: &str) {
+        self.loop_panics
+            .get_or_create(&vec![("loop".to_string(), name.to_string())])
+            .inc();
     }
 
     pub fn count_decision(&self, action: &str) {

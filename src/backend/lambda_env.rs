@@ -1,20 +1,23 @@
 //! The `lambda-env` backend: owned flags live in the Lambda function's
 //! environment. Every write is read-modify-write under the function's
 //! `RevisionId`, waits for `LastUpdateStatus = Successful`, and is verified by
-//! a read-back (design rules 1 and 2).
+//! a read-back (design rules 1 and 2). An environment that cannot be read
+//! whole is never merged or written (rule 7).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
-use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
+use aws_sdk_lambda::types::{Environment, EnvironmentResponse, LastUpdateStatus};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_util::sync::CancellationToken;
 
 use super::merge::{LAMBDA_ENV_LIMIT_BYTES, env_size_bytes, merge, owned_values, satisfies};
 use crate::plan::Flags;
 
-/// How hard a write tries before it reports the target unavailable.
+/// How hard a write tries before it reports the target unavailable, and how
+/// long any one AWS call may take.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts of the whole read-merge-write-verify cycle.
@@ -24,6 +27,10 @@ pub struct RetryPolicy {
     /// How long to wait for `LastUpdateStatus` to leave `InProgress`.
     pub settle_timeout: Duration,
     pub poll_interval: Duration,
+    /// Longest one HTTP attempt of an AWS call may take.
+    pub attempt_timeout: Duration,
+    /// Longest one AWS call may take in all.
+    pub operation_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -34,7 +41,78 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(5),
             settle_timeout: Duration::from_secs(120),
             poll_interval: Duration::from_millis(250),
+            attempt_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(15),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The SDK timeout settings every AWS client of rollgate uses, so that
+    /// no hung call can hold up a rollback.
+    pub fn timeouts(&self) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.attempt_timeout.min(Duration::from_secs(5)))
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
+    }
+}
+
+/// A function's environment as Lambda answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Env {
+    Vars(BTreeMap<String, String>),
+    /// Lambda could not decrypt it (`Environment.Error`, e.g. KMS access lost).
+    Error {
+        code: String,
+        message: String,
+    },
+    /// The answer had no `Environment` at all.
+    Absent,
+}
+
+impl Env {
+    fn from_sdk(env: Option<&EnvironmentResponse>) -> Env {
+        let Some(env) = env else { return Env::Absent };
+        if let Some(e) = env.error() {
+            return Env::Error {
+                code: e.error_code().unwrap_or("EnvironmentError").to_string(),
+                message: e.message().unwrap_or_default().to_string(),
+            };
+        }
+        match env.variables() {
+            Some(v) => Env::Vars(v.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            None => Env::Absent,
+        }
+    }
+
+    /// The whole environment, or why it cannot be had. `expect_variables`:
+    /// the function had variables at the last read, so an answer without
+    /// any is a failed read, not an empty environment.
+    pub fn whole(&self, expect_variables: bool) -> Result<BTreeMap<String, String>, String> {
+        match self {
+            Env::Vars(v) => Ok(v.clone()),
+            Env::Absent if !expect_variables => Ok(BTreeMap::new()),
+            Env::Absent => Err(
+                "Lambda answered without the function's environment although it had variables; rollgate never writes what it could not read whole"
+                    .into(),
+            ),
+            Env::Error { code, message } => Err(format!(
+                "the function's environment cannot be read ({code}: {message}); rollgate never writes what it could not read whole"
+            )),
+        }
+    }
+}
+
+/// The function's identity: its ARN without a version or alias qualifier,
+/// so a name, an ARN and a partial ARN of one function are one function.
+pub fn function_identity(arn: &str) -> String {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() > 7 && parts.first() == Some(&"arn") {
+        parts[..7].join(":")
+    } else {
+        arn.to_string()
     }
 }
 
@@ -46,6 +124,19 @@ pub struct Observed {
     pub revision_id: Option<String>,
     pub code_sha256: Option<String>,
     pub last_update_status: Option<String>,
+    /// The unqualified ARN (identity) and name Lambda resolved the function to.
+    pub function_arn: Option<String>,
+    pub function_name: Option<String>,
+    /// The environment had variables (any, owned or not).
+    pub has_variables: bool,
+}
+
+/// One function in a listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub env: Env,
+    pub code_sha256: Option<String>,
 }
 
 /// The outcome of a successful write.
@@ -62,6 +153,9 @@ pub struct WriteReport {
     /// Why earlier cycles were retried (throttled, revision changed, …).
     pub retried_because: Vec<String>,
     pub revision_id: Option<String>,
+    /// Something worth knowing about a write that did land (e.g. Lambda
+    /// reported the update Failed, but the read-back shows the values).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -71,19 +165,38 @@ pub enum ApplyError {
     #[error("{0}")]
     Rejected(String),
     /// The target stayed unavailable through every retry (throttling, updates
-    /// in progress, 5xx). The write may be retried later.
+    /// in progress, 5xx, timeouts). The write may be retried later.
     #[error("target unavailable after {attempts} attempts: {last}")]
     Unavailable { attempts: usize, last: String },
+    /// The function's environment could not be read whole, so nothing was
+    /// written; retried later, once it can.
+    #[error("{0}")]
+    Unreadable(String),
     /// The caller stopped wanting this write (a newer command, e.g. a
     /// rollback, replaced it) before it was confirmed.
     #[error("superseded by a newer command before it was confirmed")]
     Superseded,
 }
 
-/// One cycle's failure: retry it, or give up.
+/// One cycle's failure: retry it, give up, or stop until the environment
+/// can be read again.
 enum Step {
     Retry(String),
     Reject(String),
+    Unreadable(String),
+}
+
+impl From<Step> for ApplyError {
+    fn from(s: Step) -> Self {
+        match s {
+            Step::Retry(m) => ApplyError::Unavailable {
+                attempts: 1,
+                last: m,
+            },
+            Step::Reject(m) => ApplyError::Rejected(m),
+            Step::Unreadable(m) => ApplyError::Unreadable(m),
+        }
+    }
 }
 
 /// Writes owned flags into Lambda functions' environments.
@@ -98,10 +211,12 @@ pub struct LambdaEnvBackend {
 impl LambdaEnvBackend {
     /// The SDK's own retries are turned off: this backend is the one retry
     /// layer, so every retry is bounded by `policy` and shows up in the audit
-    /// log (`retried_because`) instead of hiding inside a slow call.
+    /// log (`retried_because`) instead of hiding inside a slow call. Every
+    /// call has an attempt and an operation timeout.
     pub fn new(config: &aws_config::SdkConfig, policy: RetryPolicy) -> Self {
         let lambda_config = aws_sdk_lambda::config::Builder::from(config)
             .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(policy.timeouts())
             .build();
         LambdaEnvBackend {
             client: aws_sdk_lambda::Client::from_conf(lambda_config),
@@ -135,12 +250,11 @@ impl LambdaEnvBackend {
         }
     }
 
-    /// Every function in the region, by name: its environment and code hash.
-    /// ListFunctions returns 50 a page, so this is N/50 calls for N
-    /// functions instead of N reads — how the watcher checks many rollouts.
-    pub async fn list_all(
-        &self,
-    ) -> Result<HashMap<String, (BTreeMap<String, String>, Option<String>)>, ApplyError> {
+    /// Every function in the region by identity (unqualified ARN): name,
+    /// environment and code hash. ListFunctions returns 50 a page, so this
+    /// is N/50 calls for N functions instead of N reads — how the watcher
+    /// checks many rollouts.
+    pub async fn list_all(&self) -> Result<HashMap<String, Listed>, ApplyError> {
         let mut out = HashMap::new();
         let mut pages = self.client.list_functions().into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -152,35 +266,36 @@ impl LambdaEnvBackend {
                 ),
             })?;
             for f in page.functions() {
-                let Some(name) = f.function_name() else {
+                let (Some(name), Some(arn)) = (f.function_name(), f.function_arn()) else {
                     continue;
                 };
-                let env = f
-                    .environment()
-                    .and_then(|e| e.variables())
-                    .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                    .unwrap_or_default();
-                out.insert(name.to_string(), (env, f.code_sha256().map(str::to_string)));
+                out.insert(
+                    function_identity(arn),
+                    Listed {
+                        name: name.to_string(),
+                        env: Env::from_sdk(f.environment()),
+                        code_sha256: f.code_sha256().map(str::to_string),
+                    },
+                );
             }
         }
         Ok(out)
     }
 
-    /// Reads the function's owned flags and revision.
-    pub async fn read(&self, function: &str, owned: &Flags) -> Result<Observed, ApplyError> {
-        let cfg = self.get(function).await.map_err(|s| match s {
-            Step::Retry(m) => ApplyError::Unavailable {
-                attempts: 1,
-                last: m,
-            },
-            Step::Reject(m) => ApplyError::Rejected(m),
-        })?;
-        Ok(Observed {
-            flags: owned_values(&cfg.env, owned),
-            revision_id: cfg.revision_id,
-            code_sha256: cfg.code_sha256,
-            last_update_status: cfg.status.map(|s| s.as_str().to_string()),
-        })
+    /// Reads the function's owned flags, revision and identity. An
+    /// environment that cannot be read whole is `Unreadable`.
+    pub async fn read(
+        &self,
+        function: &str,
+        owned: &Flags,
+        expect_variables: bool,
+    ) -> Result<Observed, ApplyError> {
+        let cfg = self.get(function).await?;
+        let env = cfg
+            .env
+            .whole(expect_variables)
+            .map_err(ApplyError::Unreadable)?;
+        Ok(cfg.observed(&env, owned))
     }
 
     /// Like `read` (with `desired`'s keys as the owned ones), but refuses
@@ -191,38 +306,39 @@ impl LambdaEnvBackend {
         function: &str,
         desired: &Flags,
     ) -> Result<Observed, ApplyError> {
-        let cfg = self.get(function).await.map_err(|s| match s {
-            Step::Retry(m) => ApplyError::Unavailable {
-                attempts: 1,
-                last: m,
-            },
-            Step::Reject(m) => ApplyError::Rejected(m),
-        })?;
-        let size = env_size_bytes(&merge(&cfg.env, desired));
+        let cfg = self.get(function).await?;
+        let env = cfg.env.whole(false).map_err(ApplyError::Unreadable)?;
+        let size = env_size_bytes(&merge(&env, desired));
         if size > LAMBDA_ENV_LIMIT_BYTES {
             return Err(ApplyError::Rejected(too_large(size)));
         }
-        Ok(Observed {
-            flags: owned_values(&cfg.env, desired),
-            revision_id: cfg.revision_id,
-            code_sha256: cfg.code_sha256,
-            last_update_status: cfg.status.map(|s| s.as_str().to_string()),
-        })
+        Ok(cfg.observed(&env, desired))
     }
 
-    /// Sets the owned flags to `desired`, leaving every other variable as it is.
-    /// Idempotent: when the function already holds `desired`, nothing is written.
-    pub async fn apply(&self, function: &str, desired: &Flags) -> Result<WriteReport, ApplyError> {
-        self.apply_while(function, desired, || true).await
-    }
-
-    /// Like `apply`, but gives up between attempts once `still_wanted` says
-    /// no, so a pending write never holds up the command that replaced it.
-    pub async fn apply_while(
+    /// Sets the owned flags to `desired`, leaving every other variable as it
+    /// is. Idempotent: when the function already holds `desired`, nothing is
+    /// written. Stops at once (`Superseded`) when `cancel` fires, even in
+    /// the middle of a call, so a newer command (a rollback) never waits
+    /// for this one. `expect_variables`: see [`Env::whole`].
+    pub async fn apply(
         &self,
         function: &str,
         desired: &Flags,
-        still_wanted: impl Fn() -> bool,
+        expect_variables: bool,
+        cancel: &CancellationToken,
+    ) -> Result<WriteReport, ApplyError> {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(ApplyError::Superseded),
+            result = self.apply_retrying(function, desired, expect_variables) => result,
+        }
+    }
+
+    async fn apply_retrying(
+        &self,
+        function: &str,
+        desired: &Flags,
+        expect_variables: bool,
     ) -> Result<WriteReport, ApplyError> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.policy.min_delay)
@@ -232,16 +348,16 @@ impl LambdaEnvBackend {
             .build();
         let mut retried_because = Vec::new();
         loop {
-            if !still_wanted() {
-                return Err(ApplyError::Superseded);
-            }
-            match self.apply_once(function, desired).await {
+            match self.apply_once(function, desired, expect_variables).await {
                 Ok(mut report) => {
                     report.attempts = retried_because.len() + 1;
                     report.retried_because = retried_because;
                     return Ok(report);
                 }
                 Err(Step::Reject(message)) => return Err(ApplyError::Rejected(message)),
+                // KMS access does not come back within a retry budget: the
+                // reconciler tries again later.
+                Err(Step::Unreadable(message)) => return Err(ApplyError::Unreadable(message)),
                 Err(Step::Retry(reason)) => {
                     tracing::info!(function, %reason, "flag write will be retried");
                     retried_because.push(reason.clone());
@@ -259,15 +375,21 @@ impl LambdaEnvBackend {
         }
     }
 
-    async fn apply_once(&self, function: &str, desired: &Flags) -> Result<WriteReport, Step> {
+    async fn apply_once(
+        &self,
+        function: &str,
+        desired: &Flags,
+        expect_variables: bool,
+    ) -> Result<WriteReport, Step> {
         let cfg = self.get(function).await?;
         if cfg.status == Some(LastUpdateStatus::InProgress) {
             return Err(Step::Retry(
                 "an update of the function is in progress".into(),
             ));
         }
-        let before = owned_values(&cfg.env, desired);
-        if satisfies(&cfg.env, desired) {
+        let env = cfg.env.whole(expect_variables).map_err(Step::Unreadable)?;
+        let before = owned_values(&env, desired);
+        if satisfies(&env, desired) {
             return Ok(WriteReport {
                 after: before.clone(),
                 before,
@@ -275,9 +397,10 @@ impl LambdaEnvBackend {
                 attempts: 1,
                 retried_because: Vec::new(),
                 revision_id: cfg.revision_id,
+                note: None,
             });
         }
-        let merged = merge(&cfg.env, desired);
+        let merged = merge(&env, desired);
         let size = env_size_bytes(&merged);
         if size > LAMBDA_ENV_LIMIT_BYTES {
             return Err(Step::Reject(too_large(size)));
@@ -301,38 +424,50 @@ impl LambdaEnvBackend {
                 e.raw_response().map(|r| r.status().as_u16()),
             )
         })?;
-        self.wait_until_settled(function).await?;
+        let failed = self.wait_until_settled(function).await?;
+        // Read back, also after a Failed update: what is live decides.
         let after = self.get(function).await?;
-        if !satisfies(&after.env, desired) {
-            return Err(Step::Retry(
-                "read-back after the write did not show the intended values".into(),
-            ));
-        }
+        let after_env = after.env.whole(true).map_err(Step::Unreadable)?;
+        let in_place = satisfies(&after_env, desired);
+        let note = match (failed, in_place) {
+            (None, true) => None,
+            (None, false) => {
+                return Err(Step::Retry(
+                    "read-back after the write did not show the intended values".into(),
+                ));
+            }
+            (Some(failure), true) => Some(format!(
+                "Lambda reported the update Failed ({failure}), but the read-back shows the intended values"
+            )),
+            (Some(failure), false) => return Err(failed_update(failure)),
+        };
         Ok(WriteReport {
             before,
-            after: owned_values(&after.env, desired),
+            after: owned_values(&after_env, desired),
             wrote: true,
             attempts: 1,
             retried_because: Vec::new(),
             revision_id: after.revision_id,
+            note,
         })
     }
 
-    /// Polls until `LastUpdateStatus` leaves `InProgress`.
-    async fn wait_until_settled(&self, function: &str) -> Result<(), Step> {
+    /// Polls until `LastUpdateStatus` leaves `InProgress`; returns why it
+    /// failed when it ended `Failed`.
+    async fn wait_until_settled(&self, function: &str) -> Result<Option<UpdateFailure>, Step> {
         let deadline = tokio::time::Instant::now() + self.policy.settle_timeout;
         loop {
             let cfg = self.get(function).await?;
             match cfg.status {
                 Some(LastUpdateStatus::InProgress) => {}
                 Some(LastUpdateStatus::Failed) => {
-                    return Err(Step::Reject(format!(
-                        "Lambda reports the update failed: {}",
-                        cfg.status_reason.unwrap_or_default()
-                    )));
+                    return Ok(Some(UpdateFailure {
+                        code: cfg.status_reason_code,
+                        reason: cfg.status_reason,
+                    }));
                 }
                 // Successful, or an emulator that does not report it.
-                _ => return Ok(()),
+                _ => return Ok(None),
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Step::Retry(format!(
@@ -359,30 +494,79 @@ impl LambdaEnvBackend {
                 )
             })?;
         Ok(FunctionConfig {
-            env: out
-                .environment()
-                .and_then(|e| e.variables())
-                .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
+            env: Env::from_sdk(out.environment()),
             revision_id: out.revision_id().map(str::to_string),
             code_sha256: out.code_sha256().map(str::to_string),
             status: out.last_update_status().cloned(),
             status_reason: out.last_update_status_reason().map(str::to_string),
+            status_reason_code: out
+                .last_update_status_reason_code()
+                .map(|c| c.as_str().to_string()),
+            arn: out.function_arn().map(function_identity),
+            name: out.function_name().map(str::to_string),
         })
     }
 }
 
 struct FunctionConfig {
-    env: BTreeMap<String, String>,
+    env: Env,
     revision_id: Option<String>,
     code_sha256: Option<String>,
     status: Option<LastUpdateStatus>,
     status_reason: Option<String>,
+    status_reason_code: Option<String>,
+    arn: Option<String>,
+    name: Option<String>,
+}
+
+impl FunctionConfig {
+    fn observed(&self, env: &BTreeMap<String, String>, owned: &Flags) -> Observed {
+        Observed {
+            flags: owned_values(env, owned),
+            revision_id: self.revision_id.clone(),
+            code_sha256: self.code_sha256.clone(),
+            last_update_status: self.status.as_ref().map(|s| s.as_str().to_string()),
+            function_arn: self.arn.clone(),
+            function_name: self.name.clone(),
+            has_variables: !env.is_empty(),
+        }
+    }
+}
+
+/// Why Lambda says an update failed.
+#[derive(Debug, Clone, PartialEq)]
+struct UpdateFailure {
+    code: Option<String>,
+    reason: Option<String>,
+}
+
+impl std::fmt::Display for UpdateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.code.as_deref().unwrap_or("Failed"),
+            self.reason.as_deref().map(redact).unwrap_or_default()
+        )
+    }
+}
+
+/// A `Failed` update whose read-back does not show the values: Lambda's
+/// own internal errors are retried; anything else is final.
+fn failed_update(failure: UpdateFailure) -> Step {
+    let message = format!(
+        "Lambda reports the update failed ({failure}) and the read-back shows the flags unchanged"
+    );
+    match failure.code.as_deref() {
+        Some("InternalError") => Step::Retry(message),
+        _ => Step::Reject(message),
+    }
 }
 
 /// Decides whether an AWS error is worth retrying. Pure, so it is tested on
-/// codes alone: throttling, conflicts, stale revisions and 5xx retry; the rest
-/// (not found, invalid parameter, access denied) is final.
+/// codes alone: throttling, conflicts, stale revisions, 5xx, timeouts and
+/// credentials that expired or a clock that drifted (they refresh) retry;
+/// the rest (not found, invalid parameter, access denied) is final.
 fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Step {
     let message = message.map(redact);
     let text = match (code, message.as_deref()) {
@@ -391,8 +575,15 @@ fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> S
         (None, Some(m)) => m.to_string(),
         (None, None) => match status {
             Some(s) => format!("HTTP {s} from Lambda"),
-            None => "Lambda could not be reached".to_string(),
+            None => {
+                "Lambda could not be reached in time (connection failure or timeout)".to_string()
+            }
         },
+    };
+    let mentions = |needle: &str| {
+        message
+            .as_deref()
+            .is_some_and(|m| m.to_ascii_lowercase().contains(needle))
     };
     match code {
         Some("PreconditionFailedException") => Step::Retry(
@@ -404,8 +595,18 @@ fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> S
             | "ServiceException"
             | "ThrottlingException"
             | "EC2ThrottledException"
-            | "ResourceNotReadyException",
+            | "ResourceNotReadyException"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "RequestExpired"
+            | "RequestTimeTooSkewed",
         ) => Step::Retry(text),
+        // A signature that expired in flight or a skewed clock: the SDK
+        // corrects its clock skew from the answer, so a retry succeeds. A
+        // wrong secret key is final.
+        Some("InvalidSignatureException") if mentions("signature expired") || mentions("skew") => {
+            Step::Retry(text)
+        }
         _ => match status {
             None => Step::Retry(text),
             Some(s) if s == 429 || s >= 500 => Step::Retry(text),
@@ -446,20 +647,81 @@ mod tests {
         assert!(text.contains("4KB limit") && text.contains("[environment redacted]"));
     }
 
-    fn retries(code: Option<&str>, status: Option<u16>) -> bool {
-        matches!(classify(code, None, status), Step::Retry(_))
+    fn retries(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> bool {
+        matches!(classify(code, message, status), Step::Retry(_))
     }
+
+    /// code, message, status → retried?
+    type Row<'a> = (Option<&'a str>, Option<&'a str>, Option<u16>, bool);
 
     #[test]
     fn transient_errors_retry_and_final_ones_do_not() {
-        assert!(retries(Some("TooManyRequestsException"), Some(429)));
-        assert!(retries(Some("ResourceConflictException"), Some(409)));
-        assert!(retries(Some("PreconditionFailedException"), Some(412)));
-        assert!(retries(Some("ServiceException"), Some(500)));
-        assert!(retries(None, Some(503)));
-        assert!(retries(None, None), "network failures retry");
-        assert!(!retries(Some("ResourceNotFoundException"), Some(404)));
-        assert!(!retries(Some("InvalidParameterValueException"), Some(400)));
-        assert!(!retries(Some("AccessDeniedException"), Some(403)));
+        #[rustfmt::skip]
+        let table: &[Row] = &[
+            (Some("TooManyRequestsException"), None, Some(429), true),
+            (Some("ResourceConflictException"), None, Some(409), true),
+            (Some("PreconditionFailedException"), None, Some(412), true),
+            (Some("ServiceException"), None, Some(500), true),
+            (None, None, Some(503), true),
+            (None, None, None, true), // network failures and timeouts
+            (Some("KMSAccessDeniedException"), None, Some(502), true),
+            (Some("ExpiredTokenException"), Some("The security token included in the request is expired"), Some(403), true),
+            (Some("RequestExpired"), None, Some(400), true),
+            (Some("InvalidSignatureException"), Some("Signature expired: 20260101T000000Z is now earlier than 20260101T000500Z"), Some(403), true),
+            (Some("InvalidSignatureException"), Some("The request signature we calculated does not match the signature you provided"), Some(403), false),
+            (Some("ResourceNotFoundException"), None, Some(404), false),
+            (Some("InvalidParameterValueException"), None, Some(400), false),
+            (Some("AccessDeniedException"), None, Some(403), false),
+            (Some("UnrecognizedClientException"), None, Some(403), false),
+        ];
+        for (code, message, status, want) in table {
+            assert_eq!(
+                retries(*code, *message, *status),
+                *want,
+                "{code:?} {message:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_update_is_final_unless_lambda_erred_itself() {
+        let failure = |code: &str| UpdateFailure {
+            code: Some(code.into()),
+            reason: Some("why".into()),
+        };
+        assert!(matches!(
+            failed_update(failure("InternalError")),
+            Step::Retry(_)
+        ));
+        let Step::Reject(m) = failed_update(failure("KMSKeyAccessDenied")) else {
+            panic!("final");
+        };
+        assert!(
+            m.contains("KMSKeyAccessDenied: why") && m.contains("unchanged"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_environment_is_read_whole_or_not_at_all() {
+        let vars: BTreeMap<String, String> = [("A".to_string(), "1".to_string())].into();
+        assert_eq!(Env::Vars(vars.clone()).whole(true), Ok(vars));
+        assert_eq!(Env::Absent.whole(false), Ok(BTreeMap::new()));
+        assert!(Env::Absent.whole(true).is_err());
+        let kms = Env::Error {
+            code: "KMSAccessDeniedException".into(),
+            message: "denied".into(),
+        };
+        let e = kms.whole(false).unwrap_err();
+        assert!(e.contains("KMSAccessDeniedException: denied"), "{e}");
+    }
+
+    #[test]
+    fn identities_drop_qualifiers_only() {
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:dixon";
+        assert_eq!(function_identity(arn), arn);
+        assert_eq!(function_identity(&format!("{arn}:prod")), arn);
+        assert_eq!(function_identity(&format!("{arn}:$LATEST")), arn);
+        assert_eq!(function_identity("dixon"), "dixon");
     }
 }

@@ -4,4 +4,7 @@
 pub mod lambda_env;
 pub mod merge;
 
-pub use lambda_env::{ApplyError, LambdaEnvBackend, Observed, RetryPolicy, WriteReport};
+pub use lambda_env::{
+    ApplyError, Env, LambdaEnvBackend, Listed, Observed, RetryPolicy, WriteReport,
+    function_identity,
+};

@@ -1,10 +1,12 @@
 //! Fetching batches from CloudWatch with GetMetricData (following NextToken),
 //! and alarm states with DescribeAlarms.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StateValue};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, StateValue,
+};
 use chrono::{DateTime, Utc};
 
 use super::queries::{Batch, Series};
@@ -15,9 +17,17 @@ pub struct CloudWatch {
 }
 
 impl CloudWatch {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    /// A client whose every call has an attempt and an operation timeout
+    /// (`timeouts`), so a hung CloudWatch never stalls a tick for long.
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        timeouts: aws_config::timeout::TimeoutConfig,
+    ) -> Self {
+        let conf = aws_sdk_cloudwatch::config::Builder::from(config)
+            .timeout_config(timeouts)
+            .build();
         CloudWatch {
-            client: aws_sdk_cloudwatch::Client::new(config),
+            client: aws_sdk_cloudwatch::Client::from_conf(conf),
         }
     }
 
@@ -98,28 +108,46 @@ impl CloudWatch {
         }
     }
 
-    /// Names of the given alarms that are in ALARM.
-    pub async fn alarms_firing(&self, names: &[String]) -> Result<Vec<String>, String> {
-        let mut firing = Vec::new();
+    /// Names of the given alarms that are in ALARM: metric and composite
+    /// alarms (DescribeAlarms returns only metric alarms unless asked),
+    /// following NextToken (at most 100 names and 100 records a page).
+    pub async fn alarms_firing(&self, names: &[String]) -> Result<HashSet<String>, String> {
+        let mut firing = HashSet::new();
         for chunk in names.chunks(100) {
-            let out = self
-                .client
-                .describe_alarms()
-                .set_alarm_names(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "DescribeAlarms: {}",
-                        aws_sdk_cloudwatch::error::DisplayErrorContext(e)
-                    )
-                })?;
-            firing.extend(
-                out.metric_alarms()
+            let mut token: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .describe_alarms()
+                    .set_alarm_names(Some(chunk.to_vec()))
+                    .alarm_types(AlarmType::MetricAlarm)
+                    .alarm_types(AlarmType::CompositeAlarm)
+                    .max_records(100)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "DescribeAlarms: {}",
+                            aws_sdk_cloudwatch::error::DisplayErrorContext(e)
+                        )
+                    })?;
+                let metric = out
+                    .metric_alarms()
                     .iter()
                     .filter(|a| a.state_value() == Some(&StateValue::Alarm))
-                    .filter_map(|a| a.alarm_name().map(str::to_string)),
-            );
+                    .filter_map(|a| a.alarm_name());
+                let composite = out
+                    .composite_alarms()
+                    .iter()
+                    .filter(|a| a.state_value() == Some(&StateValue::Alarm))
+                    .filter_map(|a| a.alarm_name());
+                firing.extend(metric.chain(composite).map(str::to_string));
+                match out.next_token() {
+                    Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                    _ => break,
+                }
+            }
         }
         Ok(firing)
     }

@@ -2,7 +2,7 @@
 //! observation and its references in, a verdict with the numbers that made it
 //! out (design rule 5). The watcher feeds these; tests call them directly.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{Bound, Condition, Reference};
 
@@ -22,7 +22,7 @@ pub struct References {
     pub previous_phase: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The condition holds.
@@ -34,7 +34,7 @@ pub enum Verdict {
 }
 
 /// A verdict and the evidence behind it, as recorded in the audit log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub verdict: Verdict,
     pub observed: Option<f64>,
@@ -131,6 +131,16 @@ pub fn evaluate(
         observation.samples
     );
     evaluation
+}
+
+/// The sample size a condition on `metric` needs. A count of invocations
+/// is judged as it is (zero invocations is the finding a `min` bound looks
+/// for), so it needs none.
+pub fn min_samples_for(metric: &crate::plan::MetricRef, min_samples: u64) -> u64 {
+    match metric {
+        crate::plan::MetricRef::Invocations => 0,
+        _ => min_samples,
+    }
 }
 
 /// Consecutive breaching evaluations so far, after one more verdict. A pass
@@ -277,6 +287,28 @@ mod tests {
             "insufficient data neither resets nor counts"
         );
         assert_eq!(run(&[Breach], 1), [true]);
+    }
+
+    #[test]
+    fn zero_invocations_breach_a_min_invocations_bound() {
+        let c = Condition {
+            metric: MetricRef::Invocations,
+            bound: Bound::Min(100.0),
+            reference: Reference::Baseline,
+        };
+        let quiet = Observation {
+            value: Some(0.0),
+            samples: 0,
+        };
+        let e = evaluate(
+            "invocations",
+            &c,
+            quiet,
+            min_samples_for(&c.metric, 100),
+            References::default(),
+        );
+        assert_eq!(e.verdict, Verdict::Breach, "{e:?}");
+        assert_eq!(min_samples_for(&MetricRef::ErrorRate, 100), 100);
     }
 
     #[test]

@@ -84,9 +84,15 @@ pub fn observe(
                 samples: invocations as u64,
             }
         }
+        // CloudWatch has no datapoint for a count that is zero: a missing
+        // Invocations or Throttles sum is 0, not "no data".
         MetricRef::Invocations => Observation {
-            value: get(0),
+            value: Some(get(0).unwrap_or(0.0)),
             samples: get(0).unwrap_or(0.0) as u64,
+        },
+        MetricRef::Throttles => Observation {
+            value: Some(get(0).unwrap_or(0.0)),
+            samples: get(1).unwrap_or(0.0) as u64,
         },
         _ => Observation {
             value: get(0),
@@ -169,5 +175,10 @@ mod tests {
         assert_eq!(none.samples, 200);
         let nothing = observe(&MetricRef::ErrorRate, "g", &BTreeMap::new(), &v);
         assert_eq!(nothing.value, None, "no invocations, no error rate");
+        // Zero traffic publishes no datapoints: counts are zero, not missing.
+        let quiet = observe(&MetricRef::Invocations, "g", &BTreeMap::new(), &v);
+        assert_eq!((quiet.value, quiet.samples), (Some(0.0), 0));
+        let throttles = observe(&MetricRef::Throttles, "f", &BTreeMap::new(), &v);
+        assert_eq!((throttles.value, throttles.samples), (Some(0.0), 200));
     }
 }

@@ -55,6 +55,10 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+/// The longest duration a plan may give: every duration meets a timestamp
+/// (a bake's end, a window's start), and none longer can be judged.
+pub const MAX_DURATION: Duration = Duration::from_secs(455 * 86_400);
+
 /// Parses a duration such as "90s", "5m", "48h", "7d" or "1h30m".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let help = "expected a duration like \"90s\", \"5m\", \"48h\", \"7d\" or \"1h30m\"";
@@ -93,6 +97,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     if total == 0 {
         return Err(format!("duration {s:?} must be greater than zero"));
+    }
+    if total > MAX_DURATION.as_secs() {
+        return Err(format!(
+            "duration {s:?} is too long: at most 455d (CloudWatch keeps data for 455 days, so no bake, window or look-back can be longer)"
+        ));
     }
     Ok(Duration::from_secs(total))
 }
@@ -1012,6 +1021,15 @@ mod tests {
                 parse_duration(bad).unwrap_err().contains("too long"),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn durations_no_clock_can_hold_are_refused() {
+        assert_eq!(parse_duration("455d"), Ok(MAX_DURATION));
+        for bad in ["456d", "100000000d", "39312001s"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("too long: at most 455d"), "{bad:?}: {e}");
         }
     }
 

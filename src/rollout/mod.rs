@@ -1,27 +1,59 @@
-//! Rollouts: the pure state machine (`state`), the stored rollout record, and
-//! the engine that records intent, writes flags and records the outcome.
+//! Rollouts as pure code: the stored rollout record, the state machine
+//! (`state`), whether a phase may be promoted (`readiness`), and what a
+//! flag write's result does to a rollout (`write`). The service persists
+//! and carries out what these decide.
 
-pub mod engine;
 pub mod readiness;
 pub mod state;
+pub mod write;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Flags;
-pub use state::{Command, Position, State, Transition, decide};
+use crate::domain::{Baseline, PhaseStats, Readiness, RolloutId};
+use crate::plan::{Flags, Plan, RollbackTarget};
+pub use state::{Command, Position, Refusal, State, Transition, decide};
+
+/// A phase's name and the complete owned flags it sets (index 0: baseline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhaseFlags {
+    pub name: String,
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub flags: Flags,
+}
+
+/// Every phase's flags of `plan`, baseline first: kept with the rollout so
+/// it can be rolled back even if its plan snapshot stops parsing.
+pub fn phase_flags(plan: &Plan) -> Vec<PhaseFlags> {
+    (0..plan.phase_count())
+        .map(|i| PhaseFlags {
+            name: plan.phase_name(i).to_string(),
+            flags: plan.flags_at(i).clone(),
+        })
+        .collect()
+}
 
 /// One run of a plan, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollout {
-    pub id: i64,
+    pub id: RolloutId,
     pub plan_name: String,
     /// sha256 of `plan_text`.
     pub plan_hash: String,
     /// The plan as it was when the rollout started; later edits of the file
     /// never change a running rollout.
     pub plan_text: String,
+    /// The function as the plan names it (name, ARN or partial ARN).
     pub target_function: String,
+    /// The function's unqualified ARN, as Lambda resolved it: the identity a
+    /// rollout holds, so two spellings of one function are one function.
+    pub function_arn: String,
+    /// The function's name (CloudWatch's `FunctionName` dimension).
+    pub function_name: String,
+    /// Every phase's flags, baseline first (from the plan at the start).
+    pub phases: Vec<PhaseFlags>,
+    /// The plan's rollback target.
+    pub rollback_to: RollbackTarget,
     pub state: State,
     /// 0 = baseline, 1.. = the plan's phases.
     pub phase_index: usize,
@@ -38,37 +70,85 @@ pub struct Rollout {
     /// The recorded intent of a write not yet confirmed.
     pub pending_write: Option<PendingWrite>,
     pub last_error: Option<String>,
-    /// Optimistic-concurrency version, bumped on every change.
+    /// Optimistic-concurrency version, bumped on every command.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Baseline metrics recorded by the watcher: label → value and samples.
-    pub baseline: Option<serde_json::Value>,
+    /// Baseline metrics recorded by the watcher.
+    pub baseline: Option<Baseline>,
     pub baseline_at: Option<DateTime<Utc>>,
     /// When the current phase's bake time started (phase entry, or the last
     /// event that restarted it).
     pub bake_started_at: Option<DateTime<Utc>>,
-    /// The watcher's latest gate results for the current phase.
-    pub readiness: Option<serde_json::Value>,
-    /// Metrics of finished phases, by phase name: the `previous_phase` reference.
-    pub phase_stats: Option<serde_json::Value>,
-    /// The watcher's consecutive-breach counts per guardrail.
-    pub streaks: Option<serde_json::Value>,
+    /// The watcher's latest evaluation of the current phase.
+    pub readiness: Option<Readiness>,
+    /// Metrics of finished phases: the `previous_phase` reference.
+    pub phase_stats: PhaseStats,
+    /// Why the function cannot be read whole right now (e.g. KMS), as the
+    /// watcher last saw it; `None` when it reads fine.
+    pub function_error: Option<String>,
 }
 
 impl Rollout {
-    pub fn position(&self, phase_count: usize) -> Position {
+    pub fn phase_count(&self) -> usize {
+        self.phases.len().max(1)
+    }
+
+    pub fn position(&self) -> Position {
         Position {
             state: self.state,
             phase: self.phase_index,
-            phase_count,
-            write_pending: self.applied_generation < self.generation,
+            phase_count: self.phase_count(),
+            write_pending: self.write_pending(),
         }
     }
 
-    /// A rollout holds its function (no other may start) until it is terminal.
+    pub fn write_pending(&self) -> bool {
+        self.applied_generation < self.generation
+    }
+
+    /// A rollout holds its function (no other may start on it) until it is
+    /// terminal and its last write is confirmed or given up: a rollback
+    /// still being written keeps the function.
     pub fn holds_function(&self) -> bool {
-        !self.state.is_terminal()
+        !self.state.is_terminal() || self.write_pending()
+    }
+
+    /// The name of phase `index`.
+    pub fn phase_name_at(&self, index: usize) -> &str {
+        self.phases.get(index).map_or("?", |p| p.name.as_str())
+    }
+
+    /// The owned flags of phase `index` (the baseline's when out of range).
+    pub fn flags_at(&self, index: usize) -> &Flags {
+        self.phases
+            .get(index)
+            .or_else(|| self.phases.first())
+            .map_or(&self.desired_flags, |p| &p.flags)
+    }
+
+    /// A rollback write is recorded and not yet confirmed.
+    pub fn rollback_pending(&self) -> bool {
+        self.write_pending()
+            && self
+                .pending_write
+                .as_ref()
+                .is_some_and(|w| w.command == "rollback")
+    }
+
+    /// The plan snapshot, parsed (an error when it no longer parses).
+    pub fn plan(&self) -> Result<Plan, String> {
+        Plan::parse(&self.plan_name, &self.plan_text).map_err(|errors| {
+            format!(
+                "the plan snapshot of rollout {} no longer parses: {}",
+                self.id,
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
     }
 }
 
@@ -82,6 +162,10 @@ pub struct PendingWrite {
     pub actor: String,
     pub reason: Option<String>,
     pub recorded_at: DateTime<Utc>,
+    /// The state the command moved the rollout to (a rollback that was
+    /// refused for a while returns to it once its write lands).
+    #[serde(default)]
+    pub target_state: Option<State>,
     /// Where the rollout stood before the command, to return to if the
     /// target refuses the write.
     pub previous_state: State,

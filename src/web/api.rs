@@ -1,12 +1,14 @@
-//! The JSON API under `/api/v1`.
+//! The JSON API under `/api/v1`. Handlers parse and check input, make a
+//! principal of the caller, and call the service; nothing here touches the
+//! store.
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
@@ -15,10 +17,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::views::*;
 use crate::audit::VerifyReport;
+use crate::domain::text::{self, MAX_NAME_BYTES};
+use crate::domain::{Action, Principal, RolloutId};
 use crate::plan::{self, Plan};
-use crate::rollout::Command;
-use crate::rollout::engine::{Ask, Outcome, valid_plan_name};
-use crate::store::AuditFilter;
+use crate::rollout::{Command, State as RolloutState};
+use crate::service::{Ask, Done, valid_plan_name};
+use crate::store::{AuditFilter, RolloutFilter};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +41,7 @@ use crate::store::AuditFilter;
         pause,
         resume,
         rollback,
+        abandon,
         list_audit,
         verify_audit,
         export_audit
@@ -70,6 +75,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/rollouts/{id}/pause", post(pause))
         .route("/api/v1/rollouts/{id}/resume", post(resume))
         .route("/api/v1/rollouts/{id}/rollback", post(rollback))
+        .route("/api/v1/rollouts/{id}/abandon", post(abandon))
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/audit/verify", get(verify_audit))
         .route("/api/v1/audit/export", get(export_audit))
@@ -89,23 +95,29 @@ fn parse_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::BadRequest(format!("invalid rollout id {id:?}: expected a number")))
+/// A query string, or a 400 that says what is wrong with it.
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
 }
 
-fn outcome_response(outcome: Outcome, ok: StatusCode) -> Response {
-    let status = if outcome.write_pending.is_some() {
+fn parse_id(id: &str) -> Result<RolloutId, ApiError> {
+    id.parse().map_err(ApiError::BadRequest)
+}
+
+fn done_response(app: &AppState, done: Done, ok: StatusCode) -> Response {
+    let status = if done.write_pending.is_some() {
         StatusCode::ACCEPTED
     } else {
         ok
     };
-    (status, axum::Json(RolloutView::from(&outcome.rollout))).into_response()
+    let view = RolloutView::new(&done.rollout, app.service.freshness(), Utc::now());
+    (status, axum::Json(view)).into_response()
 }
 
 #[utoipa::path(get, path = "/api/v1/plans", responses((status = 200, body = PlanList)))]
 async fn list_plans(State(app): State<AppState>) -> Result<axum::Json<PlanList>, ApiError> {
-    let dir = app.engine.plans_dir();
+    let dir = app.service.plans_dir();
     let files = plan::load_dir(dir).map_err(|e| {
         ApiError::Internal(format!(
             "cannot read plans directory {}: {e}",
@@ -143,18 +155,42 @@ async fn list_plans(State(app): State<AppState>) -> Result<axum::Json<PlanList>,
     Ok(axum::Json(PlanList { plans }))
 }
 
+/// A webhook URL as shown to people: scheme and host only (the path and
+/// query of a Slack or Teams hook are its credentials).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("[host]")),
+        Err(_) => "[webhook URL]".into(),
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/plans/{name}",
     params(("name" = String, Path, description = "plan name (file stem)")),
-    responses((status = 200, description = "the parsed plan, its hash and text"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "the parsed plan, its hash and text (webhook URLs redacted)"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn show_plan(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let (plan, text) = app.engine.load_plan(&name)?;
+    text::check("plan name", &name, MAX_NAME_BYTES)?;
+    let (plan, original) = app.service.load_plan(&name)?;
+    let hash = plan::plan_hash(&original);
+    let mut text = original;
+    let mut shown = serde_json::to_value(&plan)
+        .map_err(|e| ApiError::Internal(format!("plan to JSON: {e}")))?;
+    // Webhook URLs carry tokens: never shown, in the parsed plan or its text.
+    shown["webhooks"] = serde_json::json!(
+        plan.webhooks
+            .iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+    );
+    for url in &plan.webhooks {
+        text = text.replace(url.as_str(), &redact_url(url));
+    }
     Ok(axum::Json(serde_json::json!({
         "name": plan.name,
-        "hash": plan::plan_hash(&text),
-        "plan": plan,
+        "hash": hash,
+        "plan": shown,
         "text": text,
     })))
 }
@@ -169,12 +205,17 @@ struct ValidateQuery {
     request_body(content = String, content_type = "application/toml", description = "plan text"),
     params(("name" = Option<String>, Query, description = "plan name to validate as (default: \"plan\")")),
     responses((status = 200, body = ValidationResult), (status = 422, body = ValidationResult)))]
-async fn validate_plan(Query(q): Query<ValidateQuery>, body: Bytes) -> Response {
+async fn validate_plan(
+    q: Result<Query<ValidateQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
     let Ok(text) = std::str::from_utf8(&body) else {
-        return ApiError::BadRequest("the plan must be UTF-8 text".into()).into_response();
+        return Err(ApiError::BadRequest("the plan must be UTF-8 text".into()));
     };
     let name = q.name.unwrap_or_else(|| "plan".into());
-    match Plan::parse(&name, text) {
+    text::check("name", &name, MAX_NAME_BYTES)?;
+    Ok(match Plan::parse(&name, text) {
         Ok(p) => axum::Json(ValidationResult {
             valid: true,
             errors: vec![],
@@ -193,12 +234,12 @@ async fn validate_plan(Query(q): Query<ValidateQuery>, body: Bytes) -> Response 
             })),
         )
             .into_response(),
-    }
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = StartRequest,
     responses((status = 201, body = RolloutView), (status = 202, description = "started; the baseline write is still being retried", body = RolloutView),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn start_rollout(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: StartRequest = parse_body(&body)?;
     if req.plan.is_empty() {
@@ -206,48 +247,66 @@ async fn start_rollout(State(app): State<AppState>, body: Bytes) -> Result<Respo
             "\"plan\" (a plan name) is required".into(),
         ));
     }
+    text::check("plan", &req.plan, MAX_NAME_BYTES)?;
     if !valid_plan_name(&req.plan) {
         return Err(ApiError::NotFound(format!("no plan named {:?}", req.plan)));
     }
-    let actor = req.actor.unwrap_or_else(|| "api".into());
-    let outcome = app.engine.start(&req.plan, &actor, req.reason).await?;
-    Ok(outcome_response(outcome, StatusCode::CREATED))
+    let who = Principal::operator(req.actor.as_deref())?;
+    let done = app.service.start(&who, &req.plan, req.reason).await?;
+    Ok(done_response(&app, done, StatusCode::CREATED))
 }
 
-#[derive(Deserialize)]
-struct RolloutQuery {
-    state: Option<String>,
-    plan: Option<String>,
-}
-
-#[utoipa::path(get, path = "/api/v1/rollouts",
-    params(("state" = Option<String>, Query), ("plan" = Option<String>, Query)),
-    responses((status = 200, body = RolloutList)))]
+#[utoipa::path(get, path = "/api/v1/rollouts", params(RolloutQuery),
+    responses((status = 200, body = RolloutList), (status = 400, body = ErrorBody)))]
 async fn list_rollouts(
     State(app): State<AppState>,
-    Query(q): Query<RolloutQuery>,
+    q: Result<Query<RolloutQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<RolloutList>, ApiError> {
+    let q = query(q)?;
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| {
+            RolloutState::parse(s).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown state {s:?}: use one of {}",
+                    RolloutState::ALL.map(|s| s.as_str()).join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    if let Some(p) = &q.plan {
+        text::check("plan", p, MAX_NAME_BYTES)?;
+    }
     let rollouts = app
-        .engine
-        .store()
-        .list_rollouts()
-        .await?
-        .iter()
-        .filter(|r| q.state.as_deref().is_none_or(|s| r.state.as_str() == s))
-        .filter(|r| q.plan.as_deref().is_none_or(|p| r.plan_name == p))
-        .map(RolloutView::from)
-        .collect();
-    Ok(axum::Json(RolloutList { rollouts }))
+        .service
+        .rollouts(&RolloutFilter {
+            state,
+            plan: q.plan,
+        })
+        .await?;
+    let now = Utc::now();
+    let freshness = app.service.freshness();
+    Ok(axum::Json(RolloutList {
+        rollouts: rollouts
+            .iter()
+            .map(|r| RolloutView::new(r, freshness, now))
+            .collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/rollouts/{id}", params(("id" = i64, Path)),
-    responses((status = 200, body = RolloutView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RolloutView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_rollout(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<RolloutView>, ApiError> {
-    let rollout = app.engine.get(parse_id(&id)?).await?;
-    Ok(axum::Json(RolloutView::from(&rollout)))
+    let rollout = app.service.rollout(parse_id(&id)?).await?;
+    Ok(axum::Json(RolloutView::new(
+        &rollout,
+        app.service.freshness(),
+        Utc::now(),
+    )))
 }
 
 /// `expected_version` from the body, or from an `If-Match` header.
@@ -279,14 +338,17 @@ async fn run_command(
     let id = parse_id(&id)?;
     let req: CommandRequest = parse_body(&body)?;
     let cmd = command(&req);
-    if req.to.is_some() && !matches!(cmd, Command::Rollback { .. }) {
+    if req.to.is_some() && !cmd.is_rollback() {
         return Err(ApiError::BadRequest(
             "\"to\" only applies to rollback".into(),
         ));
     }
-    let reason = req.reason.clone().filter(|r| !r.trim().is_empty());
-    if matches!(cmd, Command::Rollback { .. }) && reason.is_none() {
-        return Err(ApiError::BadRequest("a rollback needs a \"reason\"".into()));
+    let reason = text::reason(req.reason.clone())?;
+    if matches!(cmd, Command::Rollback { .. } | Command::Abandon) && reason.is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "a {} needs a \"reason\"",
+            cmd.name()
+        )));
     }
     if req.force && cmd != Command::Advance {
         return Err(ApiError::BadRequest(
@@ -298,23 +360,15 @@ async fn run_command(
             "a forced advance needs a \"reason\"".into(),
         ));
     }
-    let version = expected_version(&req, &headers)?;
-    let actor = req.actor.clone().unwrap_or_else(|| "api".into());
-    let outcome = app
-        .engine
-        .execute(
-            id,
-            cmd,
-            Ask {
-                actor,
-                reason,
-                expected_version: version,
-                evidence: None,
-                force: req.force,
-            },
-        )
-        .await?;
-    Ok(outcome_response(outcome, StatusCode::OK))
+    let who = Principal::operator(req.actor.as_deref())?;
+    let ask = Ask {
+        reason,
+        expected_version: expected_version(&req, &headers)?,
+        force: req.force,
+        ..Ask::default()
+    };
+    let done = app.service.command(&who, id, cmd, ask).await?;
+    Ok(done_response(&app, done, StatusCode::OK))
 }
 
 macro_rules! command_handler {
@@ -344,45 +398,41 @@ command_handler!(resume, "/api/v1/rollouts/{id}/resume", |_| Command::Resume);
 command_handler!(rollback, "/api/v1/rollouts/{id}/rollback", |r| {
     Command::Rollback { to: r.to }
 });
+command_handler!(abandon, "/api/v1/rollouts/{id}/abandon", |_| {
+    Command::Abandon
+});
 
-#[derive(Deserialize, Default, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    /// Only entries of this rollout.
-    rollout: Option<i64>,
-    actor: Option<String>,
-    action: Option<String>,
-    /// RFC 3339 time: entries at or after it.
-    since: Option<DateTime<Utc>>,
-    /// RFC 3339 time: entries before it.
-    until: Option<DateTime<Utc>>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<i64>,
-    /// Page size, 1..=1000 (default 100).
-    limit: Option<i64>,
-    /// Export format: jsonl (default) or csv.
-    format: Option<String>,
-}
-
-impl AuditQuery {
-    fn filter(&self, limit: Option<i64>) -> AuditFilter {
-        AuditFilter {
-            rollout_id: self.rollout,
-            actor: self.actor.clone(),
-            action: self.action.clone(),
-            since: self.since,
-            until: self.until,
-            after: self.cursor,
-            limit,
-        }
+/// The store filter of an audit query, every value checked.
+fn audit_filter(q: &AuditQuery, limit: Option<i64>) -> Result<AuditFilter, ApiError> {
+    if let Some(actor) = &q.actor {
+        text::check("actor", actor, MAX_NAME_BYTES)?;
     }
-}
-
-fn audit_query(
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<AuditQuery, ApiError> {
-    q.map(|Query(q)| q)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
+    let action = q
+        .action
+        .as_deref()
+        .map(|a| {
+            Action::parse(a).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown action {a:?}: use one of {}",
+                    Action::ALL
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(AuditFilter {
+        rollout_id: q.rollout.map(RolloutId),
+        actor: q.actor.clone(),
+        action,
+        since: q.since,
+        until: q.until,
+        after: q.cursor,
+        up_to: None,
+        limit,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery),
@@ -391,7 +441,7 @@ async fn list_audit(
     State(app): State<AppState>,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
-    let q = audit_query(q)?;
+    let q = query(q)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest(
@@ -399,9 +449,8 @@ async fn list_audit(
         ));
     }
     let records = app
-        .engine
-        .store()
-        .list_audit(&q.filter(Some(limit + 1)))
+        .service
+        .audit(&audit_filter(&q, Some(limit + 1))?)
         .await?;
     let has_more = records.len() as i64 > limit;
     let entries: Vec<AuditEntryView> = records
@@ -422,30 +471,98 @@ async fn list_audit(
 
 #[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, body = VerifyReport)))]
 async fn verify_audit(State(app): State<AppState>) -> Result<axum::Json<VerifyReport>, ApiError> {
-    Ok(axum::Json(app.engine.store().verify_audit().await?))
+    Ok(axum::Json(app.service.verify_audit().await?))
+}
+
+/// Entries read from the database per chunk of an export.
+const EXPORT_PAGE: i64 = 500;
+
+#[derive(Clone, Copy, PartialEq)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[utoipa::path(get, path = "/api/v1/audit/export", params(AuditQuery),
-    responses((status = 200, description = "JSON Lines (application/x-ndjson) or CSV (text/csv)")))]
+    responses((status = 200, description = "JSON Lines (application/x-ndjson) or CSV (text/csv), streamed"), (status = 400, body = ErrorBody)))]
 async fn export_audit(
     State(app): State<AppState>,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = audit_query(q)?;
-    let records = app.engine.store().list_audit(&q.filter(q.limit)).await?;
-    let entries: Vec<AuditEntryView> = records.iter().map(AuditEntryView::from).collect();
-    match q.format.as_deref().unwrap_or("jsonl") {
-        "jsonl" | "json" => {
-            let body = crate::audit::to_jsonl(&entries);
-            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    let q = query(q)?;
+    let format = match q.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" | "json" => ExportFormat::Jsonl,
+        "csv" => ExportFormat::Csv,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown export format {other:?}: use jsonl or csv"
+            )));
         }
-        "csv" => {
-            let body = crate::audit::to_csv(&records)
-                .map_err(|e| ApiError::Internal(format!("csv export: {e}")))?;
-            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
-        }
-        other => Err(ApiError::BadRequest(format!(
-            "unknown export format {other:?}: use jsonl or csv"
-        ))),
+    };
+    if q.limit.is_some_and(|l| l < 1) {
+        return Err(ApiError::BadRequest("limit must be at least 1".into()));
     }
+    let mut filter = audit_filter(&q, None)?;
+    // A consistent snapshot: the log as it stood when the export began.
+    filter.up_to = Some(app.service.audit_head().await?.map_or(0, |(seq, _)| seq));
+    let service = app.service.clone();
+    let remaining = q.limit.unwrap_or(i64::MAX);
+    // Page by page from the database to the client: never the whole log in memory.
+    let pages = futures_util::stream::unfold(
+        (filter, remaining, true),
+        move |(mut filter, remaining, first)| {
+            let service = service.clone();
+            async move {
+                if remaining <= 0 {
+                    return None;
+                }
+                filter.limit = Some(remaining.min(EXPORT_PAGE));
+                let records = match service.audit(&filter).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit export stopped");
+                        return Some((
+                            Err(std::io::Error::other(e.to_string())),
+                            (filter, 0, false),
+                        ));
+                    }
+                };
+                let Some(last) = records.last() else {
+                    // An empty CSV export still has its header.
+                    return (first && format == ExportFormat::Csv).then(|| {
+                        let header = crate::audit::to_csv(&[], true).unwrap_or_default();
+                        (Ok(Bytes::from(header)), (filter.clone(), 0, false))
+                    });
+                };
+                filter.after = Some(last.seq);
+                let chunk = match format {
+                    ExportFormat::Jsonl => {
+                        let views: Vec<AuditEntryView> =
+                            records.iter().map(AuditEntryView::from).collect();
+                        crate::audit::to_jsonl(&views)
+                    }
+                    ExportFormat::Csv => match crate::audit::to_csv(&records, first) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            return Some((
+                                Err(std::io::Error::other(e.to_string())),
+                                (filter, 0, false),
+                            ));
+                        }
+                    },
+                };
+                let left = remaining - records.len() as i64;
+                Some((Ok(Bytes::from(chunk)), (filter, left, false)))
+            }
+        },
+    );
+    let content_type = match format {
+        ExportFormat::Jsonl => "application/x-ndjson",
+        ExportFormat::Csv => "text/csv; charset=utf-8",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(pages),
+    )
+        .into_response())
 }

@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::rollout::engine::EngineError;
+use crate::domain::InputError;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -63,23 +64,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            EngineError::NotFound(m) => ApiError::NotFound(m),
-            EngineError::Conflict(m) => ApiError::Conflict(m),
-            EngineError::Unprocessable(m) => ApiError::Unprocessable {
+            ServiceError::NotFound(m) => ApiError::NotFound(m),
+            ServiceError::BadInput(m) => ApiError::BadRequest(m),
+            ServiceError::Refused(r) => ApiError::Conflict(r.to_string()),
+            ServiceError::Unprocessable(m) => ApiError::Unprocessable {
                 code: "write_refused",
                 message: m,
                 details: None,
             },
-            EngineError::PlanInvalid { plan, errors } => ApiError::Unprocessable {
+            ServiceError::PlanInvalid { plan, errors } => ApiError::Unprocessable {
                 code: "invalid_plan",
                 message: format!("plan {plan} is invalid: {}", errors.join("; ")),
                 details: Some(json!(errors)),
             },
-            EngineError::Unavailable(m) => ApiError::Unavailable(m),
-            EngineError::Store(e) => e.into(),
+            ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Store(e) => e.into(),
         }
     }
 }

@@ -1,55 +1,60 @@
 //! The HTTP server: the JSON API (`api`), ops endpoints, and (later) the
-//! dashboard. One `Clone` state holds everything handlers need.
+//! dashboard. One `Clone` state holds everything handlers need; every
+//! change goes through the service.
 
 pub mod api;
 pub mod error;
+pub mod health;
 pub mod views;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::rollout::engine::Engine;
+use crate::service::Service;
+use crate::watcher::Watcher;
+use health::LoopHealth;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Arc<Engine>,
-    pub diagnostics: Arc<Diagnostics>,
-    pub watcher: Arc<crate::watcher::Watcher>,
-}
-
-/// What the background reconciler last did, shown on `/readyz`.
-#[derive(Default)]
-pub struct Diagnostics {
-    /// Unix millis of the last reconcile pass (0 = none yet).
-    pub last_reconcile_ms: AtomicI64,
-    pub pending_writes: AtomicI64,
-    pub last_error: std::sync::Mutex<Option<String>>,
-}
-
-impl Diagnostics {
-    pub fn record_pass(&self, pending: usize, error: Option<String>) {
-        self.last_reconcile_ms
-            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-        self.pending_writes.store(pending as i64, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
-    }
+    pub service: Arc<Service>,
+    pub watcher: Arc<Watcher>,
+    pub reconciler_health: Arc<LoopHealth>,
+    pub watcher_health: Arc<LoopHealth>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(api::router())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    layers(
+        Router::new()
+            .merge(api::router())
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(state),
+    )
+}
+
+/// The layers every route runs under: request tracing, and a handler that
+/// turns a panic into a logged 500 with the usual JSON error body, so no
+/// request can take the server down.
+pub fn layers(router: Router) -> Router {
+    router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+}
+
+fn on_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    error::ApiError::Internal(format!("a request handler panicked: {what}")).into_response()
 }
 
 /// Prometheus text exposition.
@@ -59,26 +64,39 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.engine.telemetry().render(),
+        app.service.telemetry().render(),
     )
 }
 
-/// Ready when the database answers; also shows the reconciler's last pass.
+/// Ready when the database answers and no background loop has stopped
+/// ticking; shows each loop's last pass and the watcher's last tick.
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    let db = app.engine.store().ping().await;
-    let d = &app.diagnostics;
-    let last_ms = d.last_reconcile_ms.load(Ordering::Relaxed);
+    let db = app.service.ping().await;
+    let now = chrono::Utc::now();
+    let reconciler = app.reconciler_health.report(now);
+    let watcher = app.watcher_health.report(now);
+    let mut problems = Vec::new();
+    if let Err(e) = &db {
+        problems.push(format!("database: {e}"));
+    }
+    for (name, r) in [("reconciler", &reconciler), ("watcher", &watcher)] {
+        if r.stale {
+            problems.push(format!(
+                "the {name} has not finished a pass since {}",
+                r.last_pass
+                    .map_or_else(|| "start-up".to_string(), |t| t.to_rfc3339())
+            ));
+        }
+    }
+    let ready = problems.is_empty();
     let body = json!({
-        "ready": db.is_ok(),
+        "ready": ready,
+        "problems": problems,
         "database": match &db { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
-        "reconciler": {
-            "last_pass": (last_ms > 0).then(|| chrono::DateTime::from_timestamp_millis(last_ms)),
-            "pending_writes": d.pending_writes.load(Ordering::Relaxed),
-            "last_error": d.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        },
-        "watcher": app.watcher.last_tick(),
+        "reconciler": reconciler,
+        "watcher": { "loop": watcher, "last_tick": app.watcher.last_tick() },
     });
-    let status = if db.is_ok() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -1,4 +1,5 @@
-//! JSON shapes the API returns and accepts.
+//! JSON shapes the API returns and accepts; the CLI's client uses the same
+//! types, so the two cannot drift apart.
 
 use std::collections::BTreeMap;
 
@@ -7,18 +8,22 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::audit::AuditRecord;
+use crate::domain::{Baseline, PhaseStats, Readiness, RolloutId};
 use crate::plan::RollbackTarget;
-use crate::rollout::engine::snapshot_plan;
+use crate::rollout::readiness::{self, Freshness};
 use crate::rollout::{PendingWrite, Rollout, State};
 
 /// A rollout as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolloutView {
-    pub id: i64,
+    pub id: RolloutId,
     pub plan: String,
     /// sha256 of the plan snapshot the rollout runs.
     pub plan_hash: String,
+    /// The function as the plan names it.
     pub target_function: String,
+    /// The function's unqualified ARN as Lambda resolved it (its identity).
+    pub function_arn: String,
     pub state: State,
     /// 0 = baseline, 1.. = the plan's phases.
     pub phase_index: usize,
@@ -27,6 +32,9 @@ pub struct RolloutView {
     pub phases: Vec<String>,
     /// The phase an `advance` would move to (null at the last phase).
     pub next_phase: Option<String>,
+    /// Where a rollback returns the flags to.
+    #[schema(value_type = String)]
+    pub rollback_to: RollbackTarget,
     /// What the owned flags should be now.
     pub desired_flags: BTreeMap<String, String>,
     /// The owned flags as last read back from the function.
@@ -36,13 +44,16 @@ pub struct RolloutView {
     pub write_pending: bool,
     pub pending_write: Option<PendingWrite>,
     pub last_error: Option<String>,
+    /// Why the function's environment cannot be read whole right now.
+    pub function_error: Option<String>,
+    /// What an operator should look at (empty when all is well).
+    pub attention: Vec<String>,
     /// Optimistic-concurrency version: pass it as `expected_version` or `If-Match`.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Baseline metrics (label → value, samples), recorded by the watcher.
-    #[schema(value_type = Option<Object>)]
-    pub baseline: Option<serde_json::Value>,
+    pub baseline: Option<Baseline>,
     pub baseline_at: Option<DateTime<Utc>>,
     /// When the current phase's bake time started.
     pub bake_started_at: Option<DateTime<Utc>>,
@@ -50,33 +61,29 @@ pub struct RolloutView {
     pub blockers: Vec<String>,
     /// True when the phase may be promoted (manual phases: ready for approval).
     pub ready: bool,
-    /// The watcher's latest gate results for the current phase.
-    #[schema(value_type = Option<Object>)]
-    pub readiness: Option<serde_json::Value>,
+    /// The watcher's latest evaluation of the current phase.
+    pub readiness: Option<Readiness>,
     /// Metrics of finished phases by name.
-    #[schema(value_type = Option<Object>)]
-    pub phase_stats: Option<serde_json::Value>,
+    pub phase_stats: PhaseStats,
 }
 
-impl From<&Rollout> for RolloutView {
-    fn from(r: &Rollout) -> Self {
-        let plan = snapshot_plan(r).ok();
-        let phases: Vec<String> = match &plan {
-            Some(plan) => (0..plan.phase_count())
-                .map(|i| plan.phase_name(i).to_string())
-                .collect(),
-            None => vec![r.phase_name.clone()],
-        };
-        let blockers = if r.state.is_terminal() {
-            Vec::new()
-        } else {
-            crate::rollout::readiness::blockers(
-                plan.as_ref()
-                    .and_then(|p| r.phase_index.checked_sub(1).and_then(|i| p.phases.get(i))),
+impl RolloutView {
+    /// The view of `r` at `now` (its blockers depend on the time).
+    pub fn new(r: &Rollout, freshness: Freshness, now: DateTime<Utc>) -> Self {
+        let plan = r.plan();
+        let phases: Vec<String> = r.phases.iter().map(|p| p.name.clone()).collect();
+        let blockers = match (&plan, r.state.is_terminal()) {
+            (_, true) => Vec::new(),
+            (Ok(plan), false) => readiness::blockers(
+                r.phase_index
+                    .checked_sub(1)
+                    .and_then(|i| plan.phases.get(i)),
                 r.bake_started_at,
-                chrono::Utc::now(),
+                now,
                 r.readiness.as_ref(),
-            )
+                freshness,
+            ),
+            (Err(_), false) => vec!["the plan snapshot no longer parses".to_string()],
         };
         let next_phase = (!r.state.is_terminal())
             .then(|| phases.get(r.phase_index + 1).cloned())
@@ -86,17 +93,21 @@ impl From<&Rollout> for RolloutView {
             plan: r.plan_name.clone(),
             plan_hash: r.plan_hash.clone(),
             target_function: r.target_function.clone(),
+            function_arn: r.function_arn.clone(),
             state: r.state,
             phase_index: r.phase_index,
             phase_name: r.phase_name.clone(),
             phases,
             next_phase,
+            rollback_to: r.rollback_to,
             desired_flags: r.desired_flags.clone(),
             observed_flags: r.observed_flags.clone(),
             observed_at: r.observed_at,
-            write_pending: r.applied_generation < r.generation,
+            write_pending: r.write_pending(),
             pending_write: r.pending_write.clone(),
             last_error: r.last_error.clone(),
+            function_error: r.function_error.clone(),
+            attention: attention(r, plan.err()),
             version: r.version,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -111,9 +122,46 @@ impl From<&Rollout> for RolloutView {
     }
 }
 
+/// What needs an operator: a plan that no longer parses, an environment
+/// that cannot be read, a failed rollout, a write AWS keeps refusing.
+fn attention(r: &Rollout, plan_error: Option<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(e) = plan_error {
+        out.push(format!(
+            "{e}; guardrails cannot be judged: roll it back or abandon it"
+        ));
+    }
+    if let Some(e) = &r.function_error {
+        out.push(format!("the function cannot be read: {e}"));
+    }
+    if r.state == State::Failed {
+        out.push(format!(
+            "the rollout failed: {}",
+            r.last_error
+                .as_deref()
+                .unwrap_or("a flag write was refused")
+        ));
+    } else if r.write_pending()
+        && let Some(e) = &r.last_error
+    {
+        out.push(format!("a flag write is pending: {e}"));
+    }
+    out
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolloutList {
     pub rollouts: Vec<RolloutView>,
+}
+
+/// Query of `GET /api/v1/rollouts`.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutQuery {
+    /// pending, active, paused, completed, rolled_back, failed or abandoned.
+    pub state: Option<String>,
+    /// Only rollouts of this plan.
+    pub plan: Option<String>,
 }
 
 /// Body of `POST /api/v1/rollouts`.
@@ -127,11 +175,11 @@ pub struct StartRequest {
     pub actor: Option<String>,
 }
 
-/// Body of `POST /api/v1/rollouts/{id}/{advance|pause|resume|rollback}`.
+/// Body of `POST /api/v1/rollouts/{id}/{advance|pause|resume|rollback|abandon}`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
-    /// Why; required for rollback, recorded in the audit log.
+    /// Why; required for rollback and abandon, recorded in the audit log.
     pub reason: Option<String>,
     /// Refuse with 409 unless the rollout is at this version (or use If-Match).
     pub expected_version: Option<i64>,
@@ -141,8 +189,29 @@ pub struct CommandRequest {
     pub to: Option<RollbackTarget>,
     /// Advance only: promote although the bake time has not elapsed or a
     /// gate does not hold. Needs a reason; the audit log records both.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+}
+
+/// Query of `GET /api/v1/audit` and `/audit/export`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only entries of this rollout.
+    pub rollout: Option<i64>,
+    pub actor: Option<String>,
+    /// An audit action (start, advance, flags_write, …).
+    pub action: Option<String>,
+    /// RFC 3339 time: entries at or after it.
+    pub since: Option<DateTime<Utc>>,
+    /// RFC 3339 time: entries before it.
+    pub until: Option<DateTime<Utc>>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
+    /// Page size, 1..=1000 (default 100); for an export, the most entries.
+    pub limit: Option<i64>,
+    /// Export format: jsonl (default) or csv.
+    pub format: Option<String>,
 }
 
 /// One audit entry as the API shows it.

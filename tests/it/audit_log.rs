@@ -13,7 +13,7 @@ async fn tampering_is_detected_and_named(db: Db) {
     }
     let (_, before) = app.get("/api/v1/audit/verify").await;
     assert_eq!(before["ok"], true, "{before}");
-    let pool = app.state().engine.store().pool().clone();
+    let pool = app.raw_db().await;
 
     // Edit one entry's reason, as someone with database access might.
     sqlx::query("UPDATE audit_log SET reason = 'nothing to see here' WHERE seq = 3")

@@ -98,7 +98,7 @@ async fn operator_walks_the_seed_plan_with_the_cli() {
     assert!(stdout(&out).starts_with("seq,at,actor,action"));
 
     sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
-        .execute(app.state().engine.store().pool())
+        .execute(&app.raw_db().await)
         .await
         .unwrap();
     let out = rollgate(args("audit verify", &url)).await;

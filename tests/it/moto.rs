@@ -49,14 +49,24 @@ async fn backend_on_moto_adds_missing_flags_and_is_idempotent() {
     let desired: std::collections::BTreeMap<String, String> =
         [("NEW_FLAG".to_string(), "on".to_string())].into();
     let first = backend
-        .apply(crate::common::FUNCTION, &desired)
+        .apply(
+            crate::common::FUNCTION,
+            &desired,
+            false,
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert!(first.wrote);
     assert_eq!(first.before.get("NEW_FLAG"), None);
     assert_eq!(first.after, desired);
     let second = backend
-        .apply(crate::common::FUNCTION, &desired)
+        .apply(
+            crate::common::FUNCTION,
+            &desired,
+            false,
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert!(!second.wrote, "already in place: nothing is written twice");
@@ -66,7 +76,7 @@ async fn backend_on_moto_adds_missing_flags_and_is_idempotent() {
         assert_eq!(env[k], v);
     }
     let missing = backend
-        .apply("no-such-function", &desired)
+        .apply("no-such-function", &desired, false, &Default::default())
         .await
         .unwrap_err();
     assert!(

@@ -114,7 +114,7 @@ async fn the_seed_plan_promotes_itself_when_every_gate_holds() {
         let report = app.state().watcher.tick(at).await;
         assert!(report.errors.is_empty(), "{report:?}");
         assert_eq!(report.decisions.len(), 1, "phase {phase}: {report:?}");
-        assert_eq!(report.decisions[0]["action"], "advance");
+        assert_eq!(report.decisions[0].action, "advance");
     }
     let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_eq!(r["state"], "completed", "{r}");

@@ -154,7 +154,7 @@ async fn a_write_interrupted_by_a_crash_is_finished_on_restart() {
         let entries = audit["entries"].as_array().unwrap();
         let last = entries.last().unwrap();
         assert_eq!(last["action"], "flags_write", "{audit}");
-        assert_eq!(last["actor"], "rollgate/recovery");
+        assert_eq!(last["actor"], "rollgate/reconciler");
         assert_eq!(last["detail"]["recovered"], true);
         let expected_outcome = if slow_calls {
             "applied"

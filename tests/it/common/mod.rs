@@ -131,6 +131,8 @@ pub fn fast_retry() -> RetryPolicy {
         max_delay: Duration::from_millis(100),
         settle_timeout: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
+        attempt_timeout: Duration::from_secs(3),
+        operation_timeout: Duration::from_secs(4),
     }
 }
 
@@ -377,6 +379,13 @@ impl TestApp {
             Some(want),
             "{name} in {env:?}"
         );
+    }
+
+    /// A connection pool of its own to the app's database, for what only
+    /// someone with database access could do (e.g. tampering).
+    pub async fn raw_db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.database_url).await.unwrap()
     }
 
     pub async fn audit(&self, query: &str) -> Vec<Value> {

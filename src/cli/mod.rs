@@ -1,0 +1,230 @@
+//! What each CLI command does, given already-parsed arguments: plan checks
+//! run locally; everything about rollouts and the audit log goes to a
+//! running server through the typed client.
+
+pub mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::client::{Client, ClientError, Step, to_json};
+use crate::domain::RolloutId;
+use crate::plan;
+use crate::plan::RollbackTarget;
+use crate::web::views::{AuditQuery, CommandRequest, RolloutQuery, StartRequest};
+
+/// Where and how to talk to a server.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub server: String,
+    pub json: bool,
+    /// The name recorded as the actor (default: `$USER (cli)`).
+    pub actor: Option<String>,
+}
+
+impl Remote {
+    fn client(&self) -> Client {
+        Client::new(&self.server)
+    }
+
+    fn actor(&self) -> String {
+        self.actor.clone().unwrap_or_else(|| {
+            let user = std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into());
+            format!("{user} (cli)")
+        })
+    }
+}
+
+/// `rollgate plan validate FILE…`: every problem as `file:line:col: message`.
+pub fn validate_plans(files: &[PathBuf], json_output: bool) -> ExitCode {
+    let mut failed = false;
+    let mut results = Vec::new();
+    for file in files {
+        match plan::validate_file(file) {
+            Ok(p) => {
+                if !json_output {
+                    println!(
+                        "{}: ok ({} phases, function {})",
+                        file.display(),
+                        p.phases.len(),
+                        p.target.function
+                    );
+                }
+                results.push(json!({ "file": file, "valid": true, "errors": [] }));
+            }
+            Err(errors) => {
+                failed = true;
+                if !json_output {
+                    errors.iter().for_each(|e| eprintln!("{e}"));
+                }
+                results.push(json!({ "file": file, "valid": false, "errors": errors }));
+            }
+        }
+    }
+    if json_output {
+        println!("{}", serde_json::Value::Array(results));
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_rollout(remote: &Remote, answer: crate::client::Answer<crate::web::views::RolloutView>) {
+    if remote.json {
+        println!("{}", to_json(&answer.body));
+        return;
+    }
+    print!("{}", render::rollout(&answer.body));
+    if answer.status == 202 {
+        eprintln!("warning: the flag write is not confirmed yet; rollgate keeps retrying it");
+    }
+}
+
+/// `rollgate rollout start`.
+pub async fn start(
+    remote: &Remote,
+    plan: String,
+    reason: Option<String>,
+) -> Result<ExitCode, ClientError> {
+    let req = StartRequest {
+        plan,
+        reason,
+        actor: Some(remote.actor()),
+    };
+    print_rollout(remote, remote.client().start(&req).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rollgate rollout status [ID]`.
+pub async fn status(remote: &Remote, id: Option<RolloutId>) -> Result<ExitCode, ClientError> {
+    let client = remote.client();
+    match id {
+        Some(id) => print_rollout(remote, client.rollout(id).await?),
+        None => {
+            let list = client.rollouts(&RolloutQuery::default()).await?;
+            if remote.json {
+                println!("{}", to_json(&list));
+            } else {
+                if list.rollouts.is_empty() {
+                    println!("no rollouts yet");
+                }
+                for r in &list.rollouts {
+                    println!("{}", render::rollout_row(r));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a step command sends.
+pub struct StepArgs {
+    pub id: RolloutId,
+    pub reason: Option<String>,
+    pub expected_version: Option<i64>,
+    pub force: bool,
+    pub to: Option<RollbackTarget>,
+}
+
+/// `rollgate rollout advance|pause|resume|rollback|abandon ID`.
+pub async fn step(remote: &Remote, step: Step, args: StepArgs) -> Result<ExitCode, ClientError> {
+    let req = CommandRequest {
+        reason: args.reason,
+        expected_version: args.expected_version,
+        actor: Some(remote.actor()),
+        to: args.to,
+        force: args.force,
+    };
+    print_rollout(remote, remote.client().command(args.id, step, &req).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rollgate audit list`: follows cursors until `limit` entries.
+pub async fn audit_list(
+    remote: &Remote,
+    filter: AuditQuery,
+    limit: usize,
+) -> Result<ExitCode, ClientError> {
+    let client = remote.client();
+    let mut query = AuditQuery {
+        limit: Some(limit.clamp(1, 1000) as i64),
+        ..filter
+    };
+    let mut shown = 0;
+    let mut all = Vec::new();
+    loop {
+        let page = client.audit_page(&query).await?;
+        for e in page.entries {
+            if shown >= limit {
+                break;
+            }
+            shown += 1;
+            if remote.json {
+                all.push(e);
+            } else {
+                println!("{}", render::audit_entry(&e));
+            }
+        }
+        match page.next_cursor {
+            Some(next) if shown < limit => query.cursor = Some(next),
+            _ => break,
+        }
+    }
+    if remote.json {
+        println!("{}", to_json(&all));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rollgate audit verify`: exit 2 when the chain is broken.
+pub async fn audit_verify(remote: &Remote) -> Result<ExitCode, ClientError> {
+    let report = remote.client().verify().await?;
+    if remote.json {
+        println!("{}", to_json(&report));
+    } else if report.ok {
+        println!("audit log intact: {} entries verified", report.entries);
+    } else {
+        println!("AUDIT LOG TAMPERED: {} entries checked", report.entries);
+        for p in &report.problems {
+            println!("  entry {}: {}", p.seq, p.problem);
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `rollgate audit export`: streamed to stdout.
+pub async fn audit_export(remote: &Remote, query: AuditQuery) -> Result<ExitCode, ClientError> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    remote.client().export(&query, &mut out).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rollgate sandbox bad FLAG` / `good`: the simulator's bad flags.
+pub async fn sandbox_bad_flags(url: &str, bad_flags: Vec<String>) -> anyhow::Result<ExitCode> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_sandbox/traffic", url.trim_end_matches('/')))
+        .json(&json!({ "bad_flags": bad_flags }))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the sandbox at {url}: {e}"))?;
+    if !resp.status().is_success() {
+        anyhow::bail!(
+            "the sandbox refused: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let settings: serde_json::Value = resp.json().await?;
+    println!("bad flags now: {}", settings["bad_flags"]);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,16 @@
+//! The typed domain every layer shares: ids, who is acting, audit actions
+//! and outcomes, what the watcher remembers and records, and the checks
+//! every piece of free text passes before it reaches the database. Pure
+//! types; no I/O.
+
+pub mod audit;
+pub mod ids;
+pub mod principal;
+pub mod text;
+pub mod watch;
+
+pub use audit::{Action, Outcome};
+pub use ids::RolloutId;
+pub use principal::Principal;
+pub use text::InputError;
+pub use watch::{Baseline, GateResult, MetricValue, PhaseStats, Readiness, WatchMemory};

@@ -1,0 +1,368 @@
+//! What a flag write's result does to a rollout, as a pure function: the
+//! rollout to store, the audit entry, whether anyone must be alerted, and
+//! what the caller is told. The service runs the write and stores this.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::{Rollout, State};
+use crate::backend::{ApplyError, WriteReport};
+use crate::domain::Outcome;
+use crate::plan::Flags;
+
+/// Who must hear about a write's result, beyond the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    /// A rollback was refused by AWS; rollgate keeps retrying it.
+    RollbackFailed(String),
+    /// The function's environment cannot be read whole; nothing is written
+    /// until it can.
+    EnvironmentUnreadable(String),
+}
+
+/// The result of `after_write`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The rollout to store.
+    pub next: Rollout,
+    pub outcome: Outcome,
+    pub flags_before: Option<Flags>,
+    pub flags_after: Option<Flags>,
+    pub detail: Value,
+    /// False when nothing new happened (the same failure again): store and
+    /// record nothing.
+    pub record: bool,
+    pub alert: Option<Alert>,
+    /// The write was refused: the caller's error message.
+    pub refused: Option<String>,
+    /// The write is still pending: why (the caller answers 202).
+    pub pending: Option<String>,
+}
+
+/// What `result` (a write of `current`'s desired flags) does to `current`.
+/// `Superseded` is not handled here: the write was abandoned for a newer one.
+pub fn after_write(
+    current: &Rollout,
+    result: &Result<WriteReport, ApplyError>,
+    now: DateTime<Utc>,
+) -> Written {
+    let intent = current.pending_write.as_ref();
+    let command = intent.map_or("converge", |i| i.command.as_str());
+    let mut next = current.clone();
+    let base = json!({ "command": command, "generation": current.generation });
+    let with = |extra: Value| {
+        let mut d = base.clone();
+        if let (Some(d), Some(extra)) = (d.as_object_mut(), extra.as_object()) {
+            d.extend(extra.clone());
+        }
+        d
+    };
+    let unchanged_error = |message: &str| current.last_error.as_deref() == Some(message);
+    match result {
+        Ok(report) => {
+            next.applied_generation = current.generation;
+            next.pending_write = None;
+            next.observed_flags = Some(report.after.clone());
+            next.observed_at = Some(now);
+            next.last_error = None;
+            next.state = match (current.state, intent.and_then(|i| i.target_state)) {
+                (State::Pending, _) => State::Active,
+                // A rollback refused for a while has landed at last.
+                (State::Failed, Some(target)) if command == "rollback" => target,
+                (state, _) => state,
+            };
+            Written {
+                next,
+                outcome: if report.wrote {
+                    Outcome::Applied
+                } else {
+                    Outcome::AlreadyInPlace
+                },
+                flags_before: Some(report.before.clone()),
+                flags_after: Some(report.after.clone()),
+                detail: with(json!({
+                    "attempts": report.attempts,
+                    "retried_because": report.retried_because,
+                    "revision_id": report.revision_id,
+                    "note": report.note,
+                })),
+                record: true,
+                alert: None,
+                refused: None,
+                pending: None,
+            }
+        }
+        Err(ApplyError::Rejected(message)) if command == "rollback" => {
+            // A rollback is never given up: the rollout is failed, the
+            // intent stays, and the reconciler retries until it lands.
+            next.state = State::Failed;
+            next.last_error = Some(message.clone());
+            let first = !unchanged_error(message) || current.state != State::Failed;
+            Written {
+                next,
+                outcome: Outcome::Rejected,
+                flags_before: None,
+                flags_after: Some(current.desired_flags.clone()),
+                detail: with(
+                    json!({ "error": message, "command_undone": false, "retrying": true }),
+                ),
+                record: first,
+                alert: first.then(|| Alert::RollbackFailed(message.clone())),
+                refused: Some(format!(
+                    "the rollback's flag write was refused: {message}; the rollout is failed and rollgate keeps retrying the rollback"
+                )),
+                pending: None,
+            }
+        }
+        Err(ApplyError::Rejected(message)) => {
+            // Nothing was written: undo the command, except a start, which
+            // leaves the rollout failed (roll it back or abandon it).
+            next.applied_generation = current.generation;
+            next.pending_write = None;
+            next.last_error = Some(message.clone());
+            let undone = match intent {
+                Some(i) if i.command != "start" => {
+                    next.state = i.previous_state;
+                    next.phase_index = i.previous_phase;
+                    next.phase_name = i.previous_phase_name.clone();
+                    next.desired_flags = i.previous_flags.clone();
+                    true
+                }
+                _ => {
+                    next.state = State::Failed;
+                    false
+                }
+            };
+            Written {
+                next,
+                outcome: Outcome::Rejected,
+                flags_before: None,
+                flags_after: Some(current.desired_flags.clone()),
+                detail: with(json!({ "error": message, "command_undone": undone })),
+                record: true,
+                alert: None,
+                refused: Some(format!(
+                    "the flag write was refused: {message}; {}",
+                    if undone {
+                        format!("the {command} was undone")
+                    } else {
+                        "the rollout is marked failed".to_string()
+                    }
+                )),
+                pending: None,
+            }
+        }
+        Err(ApplyError::Unreadable(message)) => {
+            next.last_error = Some(message.clone());
+            let first = !unchanged_error(message);
+            Written {
+                next,
+                outcome: Outcome::Blocked,
+                flags_before: None,
+                flags_after: Some(current.desired_flags.clone()),
+                detail: with(json!({ "error": message })),
+                record: first,
+                alert: first.then(|| Alert::EnvironmentUnreadable(message.clone())),
+                refused: None,
+                pending: Some(message.clone()),
+            }
+        }
+        Err(e @ ApplyError::Unavailable { .. }) => {
+            let message = e.to_string();
+            next.last_error = Some(message.clone());
+            Written {
+                next,
+                outcome: Outcome::Retrying,
+                flags_before: None,
+                flags_after: Some(current.desired_flags.clone()),
+                detail: with(json!({ "error": message })),
+                // Already recorded: no entry per retry round.
+                record: !unchanged_error(&message),
+                alert: None,
+                refused: None,
+                pending: Some(message),
+            }
+        }
+        Err(ApplyError::Superseded) => Written {
+            next,
+            outcome: Outcome::Superseded,
+            flags_before: None,
+            flags_after: Some(current.desired_flags.clone()),
+            detail: with(json!({
+                "why": "a newer command replaced this write before it was confirmed",
+            })),
+            record: true,
+            alert: None,
+            refused: None,
+            pending: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{PhaseStats, RolloutId};
+    use crate::plan::RollbackTarget;
+    use crate::rollout::{PendingWrite, PhaseFlags};
+
+    fn flags(v: &str) -> Flags {
+        [("F".to_string(), v.to_string())].into()
+    }
+
+    fn rollout(command: &str, state: State, target: Option<State>) -> Rollout {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        Rollout {
+            id: RolloutId(1),
+            plan_name: "p".into(),
+            plan_hash: "h".into(),
+            plan_text: String::new(),
+            target_function: "f".into(),
+            function_arn: "arn:aws:lambda:us-east-1:1:function:f".into(),
+            function_name: "f".into(),
+            phases: vec![
+                PhaseFlags {
+                    name: "baseline".into(),
+                    flags: flags("off"),
+                },
+                PhaseFlags {
+                    name: "on".into(),
+                    flags: flags("on"),
+                },
+            ],
+            rollback_to: RollbackTarget::Baseline,
+            state,
+            phase_index: 1,
+            phase_name: "on".into(),
+            desired_flags: flags("on"),
+            observed_flags: None,
+            observed_at: None,
+            generation: 3,
+            applied_generation: 2,
+            pending_write: Some(PendingWrite {
+                generation: 3,
+                command: command.into(),
+                actor: "alice".into(),
+                reason: None,
+                recorded_at: now,
+                target_state: target,
+                previous_state: State::Active,
+                previous_phase: 0,
+                previous_phase_name: "baseline".into(),
+                previous_flags: flags("off"),
+            }),
+            last_error: None,
+            version: 5,
+            created_at: now,
+            updated_at: now,
+            baseline: None,
+            baseline_at: None,
+            bake_started_at: None,
+            readiness: None,
+            phase_stats: PhaseStats::default(),
+            function_error: None,
+        }
+    }
+
+    fn report(wrote: bool) -> WriteReport {
+        WriteReport {
+            before: flags("off"),
+            after: flags("on"),
+            wrote,
+            attempts: 1,
+            retried_because: vec![],
+            revision_id: None,
+            note: None,
+        }
+    }
+
+    const NOW: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
+
+    #[test]
+    fn a_confirmed_write_clears_the_intent() {
+        let w = after_write(
+            &rollout("advance", State::Active, Some(State::Active)),
+            &Ok(report(true)),
+            NOW,
+        );
+        assert_eq!(w.outcome, Outcome::Applied);
+        assert_eq!(w.next.applied_generation, 3);
+        assert_eq!(w.next.pending_write, None);
+        assert_eq!(w.next.observed_flags, Some(flags("on")));
+        let w = after_write(
+            &rollout("start", State::Pending, None),
+            &Ok(report(false)),
+            NOW,
+        );
+        assert_eq!(
+            (w.outcome, w.next.state),
+            (Outcome::AlreadyInPlace, State::Active)
+        );
+        // A rollback that was refused for a while lands: its target state.
+        let w = after_write(
+            &rollout("rollback", State::Failed, Some(State::RolledBack)),
+            &Ok(report(true)),
+            NOW,
+        );
+        assert_eq!(w.next.state, State::RolledBack);
+    }
+
+    #[test]
+    fn a_refused_advance_is_undone_and_a_refused_rollback_keeps_retrying() {
+        let refused = Err(ApplyError::Rejected("AccessDeniedException: no".into()));
+        let w = after_write(
+            &rollout("advance", State::Active, Some(State::Active)),
+            &refused,
+            NOW,
+        );
+        assert_eq!((w.next.state, w.next.phase_index), (State::Active, 0));
+        assert_eq!(w.next.desired_flags, flags("off"));
+        assert!(!w.next.write_pending());
+        assert!(w.refused.unwrap().contains("the advance was undone"));
+        assert_eq!(w.alert, None);
+
+        let mut r = rollout("rollback", State::RolledBack, Some(State::RolledBack));
+        let w = after_write(&r, &refused, NOW);
+        assert_eq!(w.next.state, State::Failed);
+        assert!(w.next.write_pending(), "the rollback stays pending");
+        assert!(w.next.holds_function());
+        assert_eq!(
+            w.alert,
+            Some(Alert::RollbackFailed("AccessDeniedException: no".into()))
+        );
+        assert!(w.record);
+        // The same refusal again: nothing new to record or announce.
+        r = w.next;
+        let again = after_write(&r, &refused, NOW);
+        assert!(!again.record);
+        assert_eq!(again.alert, None);
+    }
+
+    #[test]
+    fn an_unreadable_environment_blocks_the_write_and_alerts_once() {
+        let blocked = Err(ApplyError::Unreadable(
+            "KMSAccessDeniedException: denied".into(),
+        ));
+        let r = rollout("rollback", State::RolledBack, Some(State::RolledBack));
+        let w = after_write(&r, &blocked, NOW);
+        assert_eq!(w.outcome, Outcome::Blocked);
+        assert_eq!(w.next.state, State::RolledBack);
+        assert!(w.next.write_pending());
+        assert!(w.pending.is_some() && w.refused.is_none());
+        assert!(matches!(w.alert, Some(Alert::EnvironmentUnreadable(_))));
+        let again = after_write(&w.next, &blocked, NOW);
+        assert!(!again.record && again.alert.is_none());
+    }
+
+    #[test]
+    fn unavailability_is_recorded_once_per_distinct_error() {
+        let down = Err(ApplyError::Unavailable {
+            attempts: 3,
+            last: "throttled".into(),
+        });
+        let r = rollout("advance", State::Active, Some(State::Active));
+        let w = after_write(&r, &down, NOW);
+        assert!(w.record && w.next.write_pending());
+        assert!(!after_write(&w.next, &down, NOW).record);
+    }
+}

@@ -1,0 +1,335 @@
+//! The `rollouts` table and its id counter. Commands save a whole rollout
+//! under its version; the watcher's records (`Patch`) change one field
+//! without bumping the version, but only while the rollout is still at the
+//! version the watcher looked at.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{
+    Store, StoreError, audit, from_json, is_unique_violation, opt_json, opt_time, parse_time,
+    timestamp, to_json,
+};
+use crate::audit::NewAuditEntry;
+use crate::domain::{Baseline, Readiness, RolloutId};
+use crate::plan::RollbackTarget;
+use crate::rollout::{PendingWrite, PhaseFlags, Rollout, State, phase_flags};
+
+const COLUMNS: &str = "id, plan_name, plan_hash, plan_text, target_function, function_arn, \
+    function_name, phases, rollback_to, active_target, state, phase_index, phase_name, \
+    desired_flags, observed_flags, observed_at, generation, applied_generation, pending_write, \
+    last_error, version, created_at, updated_at, baseline, baseline_at, bake_started_at, \
+    readiness, phase_stats, function_error";
+
+/// Which rollouts to list.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutFilter {
+    pub state: Option<State>,
+    pub plan: Option<String>,
+}
+
+/// One watcher record on a rollout (no version bump; applied only while the
+/// rollout is still at the version the watcher read).
+#[derive(Debug, Clone, Copy)]
+pub enum Patch<'a> {
+    Baseline(&'a Baseline, DateTime<Utc>),
+    Readiness(&'a Readiness),
+    BakeRestarted(DateTime<Utc>),
+    FunctionError(Option<&'a str>),
+}
+
+impl Store {
+    /// Stores a new rollout (its id from the database) with its audit
+    /// entries, in one transaction. Refuses when the function is held.
+    pub async fn insert_rollout(
+        &self,
+        rollout: &Rollout,
+        audit: Vec<NewAuditEntry>,
+    ) -> Result<Rollout, StoreError> {
+        let mut w = self.begin_write().await?;
+        let id: i64 = sqlx::query(
+            "UPDATE id_counters SET last_id = last_id + 1 WHERE name = 'rollouts' RETURNING last_id",
+        )
+        .fetch_one(&mut *w.tx)
+        .await?
+        .try_get("last_id")?;
+        let mut stored = rollout.clone();
+        stored.id = RolloutId(id);
+        let placeholders: Vec<String> = (1..=29).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "INSERT INTO rollouts ({COLUMNS}) VALUES ({})",
+            placeholders.join(", ")
+        );
+        let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &stored);
+        if let Err(e) = query.execute(&mut *w.tx).await {
+            return Err(busy_or(e, &stored));
+        }
+        audit::append(&mut w, with_rollout_id(audit, stored.id)).await?;
+        w.commit().await?;
+        Ok(stored)
+    }
+
+    /// Saves a changed rollout if it is still at `expected_version` (it is
+    /// stored at `expected_version + 1`), appending its audit entries in the
+    /// same transaction: no change without its entry, no entry without its change.
+    pub async fn save_rollout(
+        &self,
+        rollout: &Rollout,
+        expected_version: i64,
+        audit: Vec<NewAuditEntry>,
+    ) -> Result<Rollout, StoreError> {
+        let mut stored = rollout.clone();
+        stored.version = expected_version + 1;
+        stored.updated_at = Utc::now();
+        let mut w = self.begin_write().await?;
+        // Every column but the id, then the id and the expected version.
+        let sets: Vec<String> = COLUMNS
+            .split(',')
+            .map(str::trim)
+            .skip(1)
+            .enumerate()
+            .map(|(i, c)| format!("{c} = ${}", i + 2))
+            .collect();
+        let sql = format!(
+            "UPDATE rollouts SET {} WHERE id = $1 AND version = $30",
+            sets.join(", ")
+        );
+        let result = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &stored)
+            .bind(expected_version)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(|e| busy_or(e, &stored))?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::VersionConflict {
+                expected: expected_version,
+            });
+        }
+        audit::append(&mut w, with_rollout_id(audit, stored.id)).await?;
+        w.commit().await?;
+        Ok(stored)
+    }
+
+    /// Applies a watcher record (with its audit entries) if the rollout is
+    /// still at `version`; returns false, changing nothing, if it is not.
+    pub async fn patch_rollout(
+        &self,
+        id: RolloutId,
+        version: i64,
+        patch: Patch<'_>,
+        audit: Vec<NewAuditEntry>,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let query = match patch {
+            Patch::Baseline(b, at) => {
+                sqlx::query("UPDATE rollouts SET baseline = $3, baseline_at = $4 WHERE id = $1 AND version = $2")
+                    .bind(id.0)
+                    .bind(version)
+                    .bind(to_json(b))
+                    .bind(timestamp(at))
+            }
+            Patch::Readiness(r) => {
+                sqlx::query("UPDATE rollouts SET readiness = $3 WHERE id = $1 AND version = $2")
+                    .bind(id.0)
+                    .bind(version)
+                    .bind(to_json(r))
+            }
+            Patch::BakeRestarted(at) => sqlx::query(
+                "UPDATE rollouts SET bake_started_at = $3, readiness = NULL WHERE id = $1 AND version = $2",
+            )
+            .bind(id.0)
+            .bind(version)
+            .bind(timestamp(at)),
+            Patch::FunctionError(e) => {
+                sqlx::query("UPDATE rollouts SET function_error = $3 WHERE id = $1 AND version = $2")
+                    .bind(id.0)
+                    .bind(version)
+                    .bind(e.map(str::to_string))
+            }
+        };
+        if query.execute(&mut *w.tx).await?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::append(&mut w, with_rollout_id(audit, id)).await?;
+        w.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn get_rollout(&self, id: RolloutId) -> Result<Option<Rollout>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rollouts WHERE id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rollout_from_row).transpose()
+    }
+
+    /// Rollouts matching `filter`, newest first.
+    pub async fn list_rollouts(&self, filter: &RolloutFilter) -> Result<Vec<Rollout>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rollouts \
+             WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR plan_name = $2) ORDER BY id DESC"
+        )))
+        .bind(filter.state.map(|s| s.as_str().to_string()))
+        .bind(filter.plan.clone())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// Rollouts the watcher judges: every one whose flags may be live and
+    /// changing (active, paused, failed) or that still has a write to land.
+    pub async fn list_watched(&self) -> Result<Vec<Rollout>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rollouts \
+             WHERE state IN ('active', 'paused', 'failed') OR applied_generation < generation ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// The rollout holding the function with identity `function_arn`.
+    pub async fn active_rollout_for(
+        &self,
+        function_arn: &str,
+    ) -> Result<Option<Rollout>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rollouts WHERE active_target = $1"
+        )))
+        .bind(function_arn)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rollout_from_row).transpose()
+    }
+
+    /// Ids of rollouts with a recorded write not yet confirmed.
+    pub async fn rollouts_with_pending_writes(&self) -> Result<Vec<RolloutId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM rollouts WHERE applied_generation < generation ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(RolloutId(r.try_get::<i64, _>("id")?)))
+            .collect()
+    }
+}
+
+/// Binds every column of `COLUMNS`, in order, as $1..$29.
+fn bind_all<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    r: &Rollout,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(r.id.0)
+        .bind(r.plan_name.clone())
+        .bind(r.plan_hash.clone())
+        .bind(r.plan_text.clone())
+        .bind(r.target_function.clone())
+        .bind(r.function_arn.clone())
+        .bind(r.function_name.clone())
+        .bind(to_json(&r.phases))
+        .bind(to_json(&r.rollback_to))
+        .bind(r.holds_function().then(|| r.function_arn.clone()))
+        .bind(r.state.as_str().to_string())
+        .bind(r.phase_index as i64)
+        .bind(r.phase_name.clone())
+        .bind(to_json(&r.desired_flags))
+        .bind(r.observed_flags.as_ref().map(to_json))
+        .bind(r.observed_at.map(timestamp))
+        .bind(r.generation)
+        .bind(r.applied_generation)
+        .bind(r.pending_write.as_ref().map(to_json))
+        .bind(r.last_error.clone())
+        .bind(r.version)
+        .bind(timestamp(r.created_at))
+        .bind(timestamp(r.updated_at))
+        .bind(r.baseline.as_ref().map(to_json))
+        .bind(r.baseline_at.map(timestamp))
+        .bind(r.bake_started_at.map(timestamp))
+        .bind(r.readiness.as_ref().map(to_json))
+        .bind(to_json(&r.phase_stats))
+        .bind(r.function_error.clone())
+}
+
+fn busy_or(e: sqlx::Error, r: &Rollout) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::FunctionBusy {
+            function: r.target_function.clone(),
+        }
+    } else {
+        e.into()
+    }
+}
+
+fn with_rollout_id(mut entries: Vec<NewAuditEntry>, id: RolloutId) -> Vec<NewAuditEntry> {
+    for e in &mut entries {
+        e.rollout_id.get_or_insert(id);
+    }
+    entries
+}
+
+fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
+    let state: String = row.try_get("state")?;
+    let id = RolloutId(row.try_get("id")?);
+    let plan_name: String = row.try_get("plan_name")?;
+    let plan_text: String = row.try_get("plan_text")?;
+    let target_function: String = row.try_get("target_function")?;
+    let desired_flags = from_json(&row.try_get::<String, _>("desired_flags")?)?;
+    // Rows from before the phases were kept: derive them from the plan.
+    let derived = || crate::plan::Plan::parse(&plan_name, &plan_text).ok();
+    let phases: Vec<PhaseFlags> = match opt_json(row, "phases")? {
+        Some(p) => p,
+        None => derived().map_or_else(
+            || {
+                vec![PhaseFlags {
+                    name: "baseline".into(),
+                    flags: from_json(
+                        &row.try_get::<String, _>("desired_flags")
+                            .unwrap_or_default(),
+                    )
+                    .unwrap_or_default(),
+                }]
+            },
+            |p| phase_flags(&p),
+        ),
+    };
+    let rollback_to: RollbackTarget = match opt_json(row, "rollback_to")? {
+        Some(r) => r,
+        None => derived().map_or(RollbackTarget::Baseline, |p| p.rollback),
+    };
+    let function_arn: Option<String> = row.try_get("function_arn")?;
+    let function_name: Option<String> = row.try_get("function_name")?;
+    Ok(Rollout {
+        id,
+        plan_hash: row.try_get("plan_hash")?,
+        function_arn: function_arn.unwrap_or_else(|| target_function.clone()),
+        function_name: function_name.unwrap_or_else(|| target_function.clone()),
+        target_function,
+        plan_name,
+        plan_text,
+        phases,
+        rollback_to,
+        state: State::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
+        phase_index: row.try_get::<i64, _>("phase_index")?.max(0) as usize,
+        phase_name: row.try_get("phase_name")?,
+        desired_flags,
+        observed_flags: opt_json(row, "observed_flags")?,
+        observed_at: opt_time(row, "observed_at")?,
+        generation: row.try_get("generation")?,
+        applied_generation: row.try_get("applied_generation")?,
+        pending_write: opt_json::<PendingWrite>(row, "pending_write")?,
+        last_error: row.try_get("last_error")?,
+        version: row.try_get("version")?,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+        baseline: opt_json(row, "baseline")?,
+        baseline_at: opt_time(row, "baseline_at")?,
+        bake_started_at: opt_time(row, "bake_started_at")?,
+        readiness: opt_json(row, "readiness")?,
+        phase_stats: opt_json(row, "phase_stats")?.unwrap_or_default(),
+        function_error: row.try_get("function_error")?,
+    })
+}

@@ -1,0 +1,58 @@
+//! The `watch_memory` table: the watcher's memory of each rollout, one JSON
+//! record per rollout.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError, from_json, timestamp, to_json};
+use crate::domain::{RolloutId, WatchMemory};
+
+impl Store {
+    /// Every stored memory, by rollout (rollouts without one are absent).
+    pub async fn watch_memories(&self) -> Result<HashMap<RolloutId, WatchMemory>, StoreError> {
+        let rows = sqlx::query("SELECT rollout_id, memory FROM watch_memory")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    RolloutId(r.try_get("rollout_id")?),
+                    from_json(&r.try_get::<String, _>("memory")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn watch_memory(&self, id: RolloutId) -> Result<WatchMemory, StoreError> {
+        let row = sqlx::query("SELECT memory FROM watch_memory WHERE rollout_id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => from_json(&r.try_get::<String, _>("memory")?),
+            None => Ok(WatchMemory::default()),
+        }
+    }
+
+    /// Stores the watcher's memory of a rollout (one upsert).
+    pub async fn put_watch_memory(
+        &self,
+        id: RolloutId,
+        memory: &WatchMemory,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO watch_memory (rollout_id, memory, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (rollout_id) DO UPDATE SET memory = excluded.memory, updated_at = excluded.updated_at",
+        )
+        .bind(id.0)
+        .bind(to_json(memory))
+        .bind(timestamp(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

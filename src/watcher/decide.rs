@@ -1,0 +1,530 @@
+//! The watcher's decision for one rollout, as a pure function: what one
+//! tick observed (metric values, alarms, the function, a fresh baseline)
+//! and what the watcher remembers go in; `Decision`s and the new memory
+//! come out. The service carries the decisions out. Tests call `judge`
+//! with plain numbers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use crate::domain::{Baseline, GateResult, MetricValue, Readiness, WatchMemory};
+use crate::metrics::eval::{self, Evaluation, References, Verdict, min_samples_for};
+use crate::metrics::queries::{self, Series};
+use crate::plan::{
+    Approval, DriftPolicy, Flags, Guardrail, GuardrailAction, GuardrailKind, InsufficientData,
+    MetricRef, NoDataPolicy, Phase, Plan,
+};
+use crate::rollout::readiness::{self, Freshness};
+use crate::rollout::{Rollout, State};
+use crate::service::FunctionRead;
+
+/// Metric values a tick fetched: window (seconds) → series → value.
+pub type Values = HashMap<u64, HashMap<Series, f64>>;
+
+/// The name a metric is stored under in baselines and statistics.
+pub fn metric_label(metric: &MetricRef) -> String {
+    match metric {
+        MetricRef::ErrorRate => "error_rate".into(),
+        MetricRef::DurationAvg => "duration_avg".into(),
+        MetricRef::DurationPercentile(p) => format!("duration_p{p}"),
+        MetricRef::Throttles => "throttles".into(),
+        MetricRef::Invocations => "invocations".into(),
+        MetricRef::Custom(name) => name.clone(),
+    }
+}
+
+/// The plan phase of rollout phase `phase` (none at the baseline).
+pub fn phase_at(plan: &Plan, phase: usize) -> Option<&Phase> {
+    phase.checked_sub(1).and_then(|i| plan.phases.get(i))
+}
+
+/// Guardrails in force in rollout phase `phase` (none at the baseline).
+pub fn guardrails_at(plan: &Plan, phase: usize) -> Vec<&Guardrail> {
+    match phase_at(plan, phase) {
+        Some(p) => plan.guardrails.iter().chain(&p.guardrails).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The phase whose flags are live: while a write is pending, the one it
+/// left (a refused rollback's rollout is still judged by the guardrails of
+/// the phase whose flags are still on the function).
+pub fn live_phase(r: &Rollout) -> usize {
+    match &r.pending_write {
+        Some(w) if r.write_pending() => w.previous_phase,
+        _ => r.phase_index,
+    }
+}
+
+/// (window seconds, metric) of every guardrail and gate in force in `phase`.
+pub fn metrics_at(plan: &Plan, phase: usize) -> Vec<(u64, MetricRef)> {
+    let guardrails = guardrails_at(plan, phase)
+        .into_iter()
+        .filter_map(|g| match &g.kind {
+            GuardrailKind::Metric(c) => Some((g.window.as_secs(), c.metric.clone())),
+            GuardrailKind::Alarm { .. } => None,
+        });
+    let gates = phase_at(plan, phase)
+        .into_iter()
+        .flat_map(|p| &p.gates)
+        .map(|g| (g.window.as_secs(), g.condition.metric.clone()));
+    guardrails.chain(gates).collect()
+}
+
+/// Every metric the plan's guardrails and gates refer to (its baseline).
+pub fn plan_metrics(plan: &Plan) -> Vec<MetricRef> {
+    let mut out: Vec<MetricRef> = Vec::new();
+    for phase in 1..plan.phase_count() {
+        for (_, m) in metrics_at(plan, phase) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// The baseline from values fetched over the look-back window.
+pub fn baseline_from(plan: &Plan, function_name: &str, values: &HashMap<Series, f64>) -> Baseline {
+    Baseline(
+        plan_metrics(plan)
+            .iter()
+            .map(|m| {
+                let o = queries::observe(m, function_name, &plan.metrics, values);
+                (
+                    metric_label(m),
+                    MetricValue {
+                        value: o.value,
+                        samples: o.samples,
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+/// When to read an incomplete baseline again: 5 minutes, doubling up to 6 hours.
+pub fn baseline_retry_delay(attempts: u32) -> TimeDelta {
+    let minutes = 5i64.saturating_mul(1 << attempts.saturating_sub(1).min(7));
+    TimeDelta::minutes(minutes.min(360))
+}
+
+/// The numbers behind a guardrail decision, as the audit log records them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardrailEvidence {
+    pub guardrail: String,
+    pub action: GuardrailAction,
+    pub window_secs: u64,
+    pub consecutive: u32,
+    pub evaluation: Evaluation,
+}
+
+/// What drift looked like.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftEvidence {
+    pub observed: Flags,
+    pub desired: Flags,
+    pub policy: DriftPolicy,
+}
+
+/// Something the service should do about a rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Record this baseline (first read, or a more complete one).
+    RecordBaseline(Baseline),
+    Rollback {
+        reason: String,
+        evidence: GuardrailEvidence,
+    },
+    Pause {
+        reason: String,
+        evidence: GuardrailEvidence,
+    },
+    /// Record (and announce) a breach without acting.
+    Observe {
+        reason: String,
+        evidence: GuardrailEvidence,
+    },
+    FunctionUnreadable(String),
+    FunctionReadable,
+    RestartBake {
+        before: String,
+        after: String,
+    },
+    RevertDrift(DriftEvidence),
+    PauseForDrift(DriftEvidence),
+    RecordReadiness(Readiness),
+    AnnounceReady {
+        phase: String,
+        gates: Vec<GateResult>,
+    },
+    Advance {
+        reason: String,
+        gates: Vec<GateResult>,
+    },
+}
+
+impl Decision {
+    /// The name a tick report and the metrics use.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Decision::RecordBaseline(_) => "baseline_recorded",
+            Decision::Rollback { .. } => "rollback",
+            Decision::Pause { .. } => "pause",
+            Decision::Observe { .. } => "observe",
+            Decision::FunctionUnreadable(_) => "function_unreadable",
+            Decision::FunctionReadable => "function_readable",
+            Decision::RestartBake { .. } => "bake_restarted",
+            Decision::RevertDrift(_) => "drift_revert",
+            Decision::PauseForDrift(_) => "drift_pause",
+            Decision::RecordReadiness(_) => "readiness_recorded",
+            Decision::AnnounceReady { .. } => "ready_for_approval",
+            Decision::Advance { .. } => "advance",
+        }
+    }
+
+    /// Bookkeeping rather than a decision worth reporting.
+    pub fn is_record(&self) -> bool {
+        matches!(
+            self,
+            Decision::RecordBaseline(_) | Decision::RecordReadiness(_)
+        )
+    }
+}
+
+/// What one tick observed about one rollout, and how the watcher runs.
+pub struct Input<'a> {
+    pub rollout: &'a Rollout,
+    pub plan: &'a Plan,
+    pub memory: &'a WatchMemory,
+    pub values: &'a Values,
+    pub firing: &'a HashSet<String>,
+    /// The function as read this tick (`None`: not read, a write is pending).
+    pub function: Option<&'a FunctionRead>,
+    /// A baseline read this tick.
+    pub fresh_baseline: Option<&'a Baseline>,
+    pub now: DateTime<Utc>,
+    /// Gate results are recorded again once they are this old (the tick
+    /// interval), so an advance always finds fresh ones.
+    pub refresh_readiness: TimeDelta,
+    pub freshness: Freshness,
+}
+
+/// The decisions for one rollout, and the watcher's new memory of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub decisions: Vec<Decision>,
+    pub memory: WatchMemory,
+}
+
+/// How long a phase without gates keeps its recorded statistics before
+/// they are refreshed (they only serve as the next phase's reference).
+const STATS_REFRESH: TimeDelta = TimeDelta::minutes(10);
+
+/// Judges one rollout: guardrails first (a rollback or pause ends the
+/// tick's work on it), then the function (unreadable, deploys, drift), then
+/// readiness and promotion.
+pub fn judge(input: &Input<'_>) -> Judgement {
+    let r = input.rollout;
+    let mut memory = input.memory.clone();
+    let mut decisions = Vec::new();
+
+    let mut baseline = r.baseline.as_ref();
+    if let Some(fresh) = input.fresh_baseline {
+        let values = |b: &Baseline| b.0.values().filter(|m| m.value.is_some()).count();
+        if baseline.is_none_or(|old| old != fresh && values(fresh) >= values(old)) {
+            decisions.push(Decision::RecordBaseline(fresh.clone()));
+            baseline = Some(fresh);
+        }
+        if fresh.is_complete() {
+            memory.baseline_retry_at = None;
+            memory.baseline_attempts = 0;
+        } else {
+            memory.baseline_attempts = memory.baseline_attempts.saturating_add(1);
+            memory.baseline_retry_at =
+                Some(input.now + baseline_retry_delay(memory.baseline_attempts));
+        }
+    }
+
+    if let Some(acted) = judge_guardrails(input, baseline, &mut memory) {
+        decisions.push(acted);
+        if !matches!(decisions.last(), Some(Decision::Observe { .. })) {
+            return Judgement { decisions, memory };
+        }
+    }
+
+    if r.write_pending() || !matches!(r.state, State::Active | State::Paused) {
+        return Judgement { decisions, memory };
+    }
+    let mut bake_started_at = r.bake_started_at;
+    match input.function {
+        None | Some(FunctionRead::Failed(_)) => {}
+        Some(FunctionRead::Unreadable(cause)) => {
+            if r.function_error.as_deref() != Some(cause.as_str()) {
+                decisions.push(Decision::FunctionUnreadable(cause.clone()));
+            }
+        }
+        Some(FunctionRead::Seen { flags, code_sha256 }) => {
+            if r.function_error.is_some() {
+                decisions.push(Decision::FunctionReadable);
+            }
+            if let Some(sha) = code_sha256 {
+                if let Some(before) = memory.code_sha256.as_ref().filter(|b| *b != sha) {
+                    decisions.push(Decision::RestartBake {
+                        before: before.clone(),
+                        after: sha.clone(),
+                    });
+                    bake_started_at = Some(input.now);
+                }
+                memory.code_sha256 = Some(sha.clone());
+            }
+            if *flags != r.desired_flags {
+                let evidence = DriftEvidence {
+                    observed: flags.clone(),
+                    desired: r.desired_flags.clone(),
+                    policy: input.plan.drift,
+                };
+                match (input.plan.drift, r.state) {
+                    (DriftPolicy::Revert, _) => decisions.push(Decision::RevertDrift(evidence)),
+                    (DriftPolicy::Pause, State::Active) => {
+                        decisions.push(Decision::PauseForDrift(evidence))
+                    }
+                    // Already paused: the drift was recorded when it paused.
+                    (DriftPolicy::Pause, _) => {}
+                }
+                return Judgement { decisions, memory }; // readiness can wait a tick
+            }
+        }
+    }
+
+    let Some(phase) = phase_at(input.plan, r.phase_index) else {
+        return Judgement { decisions, memory };
+    };
+    let readiness = evaluate_phase(input, phase, baseline);
+    let refresh = if phase.gates.is_empty() {
+        STATS_REFRESH
+    } else {
+        input.refresh_readiness
+    };
+    let changed = r.readiness.as_ref().is_none_or(|old| {
+        !old.same_verdicts(&readiness) || input.now - old.evaluated_at >= refresh
+    });
+    let blockers = readiness::blockers(
+        Some(phase),
+        bake_started_at,
+        input.now,
+        Some(&readiness),
+        input.freshness,
+    );
+    let gates = readiness.gates.clone();
+    if changed {
+        decisions.push(Decision::RecordReadiness(readiness));
+    }
+    if !blockers.is_empty() {
+        // Announced again when it becomes ready again.
+        memory.ready_announced = None;
+    } else {
+        if phase.approval == Approval::Manual
+            && memory.ready_announced.as_deref() != Some(phase.name.as_str())
+        {
+            memory.ready_announced = Some(phase.name.clone());
+            decisions.push(Decision::AnnounceReady {
+                phase: phase.name.clone(),
+                gates: gates.clone(),
+            });
+        }
+        if phase.approval == Approval::Auto && r.state == State::Active {
+            decisions.push(Decision::Advance {
+                reason: format!(
+                    "phase {} is ready: its bake time has elapsed and every gate holds",
+                    phase.name
+                ),
+                gates,
+            });
+        }
+    }
+    Judgement { decisions, memory }
+}
+
+/// Evaluates every guardrail in force, updating streaks and silence clocks
+/// in `memory`; returns what the first guardrail that must act does (a
+/// rollback before a pause before an observation).
+fn judge_guardrails(
+    input: &Input<'_>,
+    baseline: Option<&Baseline>,
+    memory: &mut WatchMemory,
+) -> Option<Decision> {
+    let r = input.rollout;
+    let plan = input.plan;
+    let phase = live_phase(r);
+    let previous = phase.checked_sub(1).map(|i| r.phase_name_at(i).to_string());
+    let mut acting: Vec<(&Guardrail, Evaluation, bool)> = Vec::new();
+    for g in guardrails_at(plan, phase) {
+        let evaluation = match &g.kind {
+            GuardrailKind::Alarm { alarm } => alarm_evaluation(alarm, input.firing.contains(alarm)),
+            GuardrailKind::Metric(c) => {
+                let empty = HashMap::new();
+                let values = input.values.get(&g.window.as_secs()).unwrap_or(&empty);
+                let observation =
+                    queries::observe(&c.metric, &r.function_name, &plan.metrics, values);
+                let label = metric_label(&c.metric);
+                let references = References {
+                    baseline: baseline.and_then(|b| b.value(&label)),
+                    previous_phase: previous
+                        .as_deref()
+                        .and_then(|p| r.phase_stats.value(p, &label)),
+                };
+                let e = eval::evaluate(
+                    &label,
+                    c,
+                    observation,
+                    min_samples_for(&c.metric, g.min_samples),
+                    references,
+                );
+                apply_no_data_policy(memory, &g.name, plan.insufficient_data, e, input.now)
+            }
+        };
+        let streak = eval::next_streak(memory.streak(&g.name), evaluation.verdict);
+        memory.set_streak(&g.name, streak);
+        // Alarms already aggregate over their own periods: act at once.
+        let needed = match g.kind {
+            GuardrailKind::Alarm { .. } => 1,
+            GuardrailKind::Metric(_) => g.consecutive.max(1),
+        };
+        if eval::should_act(streak, needed) {
+            acting.push((g, evaluation, streak == needed));
+        }
+    }
+    acting.sort_by_key(|(g, _, _)| match g.action {
+        GuardrailAction::Rollback => 0,
+        GuardrailAction::Pause => 1,
+        GuardrailAction::Observe => 2,
+    });
+    let (g, evaluation, first) = acting.into_iter().next()?;
+    let reason = format!("guardrail {} breached: {}", g.name, evaluation.explanation);
+    let evidence = GuardrailEvidence {
+        guardrail: g.name.clone(),
+        action: g.action,
+        window_secs: g.window.as_secs(),
+        consecutive: g.consecutive,
+        evaluation,
+    };
+    let pending = r.write_pending();
+    match g.action {
+        // Already rolling back: nothing more to ask for.
+        GuardrailAction::Rollback if r.rollback_pending() => None,
+        GuardrailAction::Rollback => Some(Decision::Rollback { reason, evidence }),
+        GuardrailAction::Pause if r.state == State::Active && !pending => {
+            Some(Decision::Pause { reason, evidence })
+        }
+        // Observe, or pause on a rollout that cannot pause: once per streak.
+        _ if first => Some(Decision::Observe { reason, evidence }),
+        _ => None,
+    }
+}
+
+fn alarm_evaluation(alarm: &str, firing: bool) -> Evaluation {
+    Evaluation {
+        verdict: if firing {
+            Verdict::Breach
+        } else {
+            Verdict::Pass
+        },
+        observed: None,
+        samples: 0,
+        min_samples: 0,
+        threshold: None,
+        reference: None,
+        explanation: format!(
+            "CloudWatch alarm {alarm} is {}",
+            if firing { "in ALARM" } else { "not in ALARM" }
+        ),
+    }
+}
+
+/// Under `policy = "breach"`, a guardrail that has had insufficient data
+/// for `after` counts as breached; any real verdict resets the clock.
+fn apply_no_data_policy(
+    memory: &mut WatchMemory,
+    guardrail: &str,
+    policy: InsufficientData,
+    mut e: Evaluation,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    if e.verdict != Verdict::InsufficientData {
+        memory.silent_since.remove(guardrail);
+        return e;
+    }
+    let since = *memory
+        .silent_since
+        .entry(guardrail.to_string())
+        .or_insert(now);
+    let after = TimeDelta::from_std(policy.after).unwrap_or(TimeDelta::MAX);
+    if policy.policy == NoDataPolicy::Breach && now - since >= after {
+        e.verdict = Verdict::Breach;
+        e.explanation = format!(
+            "{} — insufficient data for {}s, which this plan treats as a breach",
+            e.explanation,
+            (now - since).num_seconds()
+        );
+    }
+    e
+}
+
+/// The current phase's gates and every metric of the phase, evaluated.
+fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>) -> Readiness {
+    let r = input.rollout;
+    let plan = input.plan;
+    let previous = r
+        .phase_index
+        .checked_sub(1)
+        .map(|i| r.phase_name_at(i).to_string());
+    let empty = HashMap::new();
+    let observe = |window: u64, metric: &MetricRef| {
+        let values = input.values.get(&window).unwrap_or(&empty);
+        queries::observe(metric, &r.function_name, &plan.metrics, values)
+    };
+    let mut observed = BTreeMap::new();
+    for (window, metric) in metrics_at(plan, r.phase_index) {
+        observed
+            .entry(metric_label(&metric))
+            .or_insert_with(|| observe(window, &metric).value);
+    }
+    let gates = phase
+        .gates
+        .iter()
+        .map(|g| {
+            let label = metric_label(&g.condition.metric);
+            let references = References {
+                baseline: baseline.and_then(|b| b.value(&label)),
+                previous_phase: previous
+                    .as_deref()
+                    .and_then(|p| r.phase_stats.value(p, &label)),
+            };
+            let e = eval::evaluate(
+                &label,
+                &g.condition,
+                observe(g.window.as_secs(), &g.condition.metric),
+                min_samples_for(&g.condition.metric, g.min_samples),
+                references,
+            );
+            GateResult {
+                name: g.name.clone(),
+                verdict: e.verdict,
+                explanation: e.explanation.clone(),
+                evaluation: e,
+            }
+        })
+        .collect();
+    Readiness {
+        phase: phase.name.clone(),
+        evaluated_at: input.now,
+        gates,
+        observed,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Tables for `judge`: plain numbers in, decisions out.

@@ -1,0 +1,108 @@
+//! The watcher's reads: every series every rollout needs in the fewest
+//! GetMetricData calls, the alarms in ALARM, and baselines over each
+//! rollout's look-back window. I/O only; the decisions are in `decide`.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+
+use super::decide::{Values, baseline_from, plan_metrics};
+use crate::domain::Baseline;
+use crate::metrics::cloudwatch::CloudWatch;
+use crate::metrics::queries::{self, Series};
+use crate::plan::{MetricRef, Plan};
+use crate::rollout::Rollout;
+
+/// GetMetricData calls in flight at once within a tick.
+pub const FETCH_CONCURRENCY: usize = 8;
+
+/// What fetching cost, and what went wrong.
+#[derive(Debug, Default)]
+pub struct Cost {
+    pub calls: usize,
+    pub queries: usize,
+    pub errors: Vec<String>,
+}
+
+/// Fetches every needed (window, metric) of every rollout, batched by
+/// window into calls of at most 500 queries.
+pub async fn metric_values<'a>(
+    cloudwatch: &CloudWatch,
+    needs: impl IntoIterator<Item = (&'a Rollout, &'a Plan, Vec<(u64, MetricRef)>)>,
+    now: DateTime<Utc>,
+    cost: &mut Cost,
+) -> Values {
+    let series = needs.into_iter().flat_map(|(r, plan, metrics)| {
+        metrics
+            .into_iter()
+            .flat_map(|(window, m)| {
+                queries::series_for(&m, &r.function_name, &plan.metrics)
+                    .into_iter()
+                    .map(move |s| (window, s))
+            })
+            .collect::<Vec<_>>()
+    });
+    let batches = queries::batches(series);
+    cost.queries += batches.iter().map(|b| b.series.len()).sum::<usize>();
+    let fetches: Vec<_> = batches
+        .iter()
+        .map(|batch| async move { (batch.window_secs, cloudwatch.fetch(batch, now).await) })
+        .collect();
+    let fetched: Vec<_> = futures_util::stream::iter(fetches)
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .collect()
+        .await;
+    let mut values: Values = HashMap::new();
+    for (window, result) in fetched {
+        match result {
+            Ok((v, calls)) => {
+                cost.calls += calls;
+                values.entry(window).or_default().extend(v);
+            }
+            Err(e) => cost.errors.push(e),
+        }
+    }
+    values
+}
+
+/// The alarms among `names` that are in ALARM.
+pub async fn firing(
+    cloudwatch: &CloudWatch,
+    names: Vec<String>,
+    cost: &mut Cost,
+) -> HashSet<String> {
+    if names.is_empty() {
+        return HashSet::new();
+    }
+    let mut names = names;
+    names.sort();
+    names.dedup();
+    cloudwatch.alarms_firing(&names).await.unwrap_or_else(|e| {
+        cost.errors.push(e);
+        HashSet::new()
+    })
+}
+
+/// The plan's metrics over the look-back window before the rollout started.
+pub async fn baseline(
+    cloudwatch: &CloudWatch,
+    r: &Rollout,
+    plan: &Plan,
+) -> Result<(Baseline, Cost), String> {
+    let window = plan.baseline.lookback.as_secs();
+    let needs = plan_metrics(plan).into_iter().flat_map(|m| {
+        queries::series_for(&m, &r.function_name, &plan.metrics)
+            .into_iter()
+            .map(move |s| (window, s))
+    });
+    let mut cost = Cost::default();
+    let mut values: HashMap<Series, f64> = HashMap::new();
+    for batch in queries::batches(needs) {
+        cost.queries += batch.series.len();
+        let (v, calls) = cloudwatch.fetch(&batch, r.created_at).await?;
+        cost.calls += calls;
+        values.extend(v);
+    }
+    Ok((baseline_from(plan, &r.function_name, &values), cost))
+}
