@@ -5,6 +5,7 @@ mod aws_cli;
 mod cli;
 mod common;
 mod faults;
+mod hardening;
 mod moto;
 mod plan_files;
 mod readiness;

@@ -11,7 +11,7 @@ use crate::common::{Db, FUNCTION, TestApp, spawn_app, spawn_app_with_plans};
 use rollgate::sandbox::traffic::TrafficSettings;
 
 /// Simulated traffic over the `minutes` before now (a tick every 10 s).
-fn traffic_before_now(app: &TestApp, minutes: i64) {
+pub(crate) fn traffic_before_now(app: &TestApp, minutes: i64) {
     let now = Utc::now();
     for i in 1..=(minutes * 6) {
         app.sandbox
@@ -19,7 +19,7 @@ fn traffic_before_now(app: &TestApp, minutes: i64) {
     }
 }
 
-fn bad(app: &TestApp, flags: &[&str], per_tick: u32) {
+pub(crate) fn bad(app: &TestApp, flags: &[&str], per_tick: u32) {
     app.sandbox.set_traffic(TrafficSettings {
         enabled: false,
         invocations_per_tick: per_tick,
@@ -27,7 +27,7 @@ fn bad(app: &TestApp, flags: &[&str], per_tick: u32) {
     });
 }
 
-async fn tick(app: &TestApp) -> rollgate::watcher::TickReport {
+pub(crate) async fn tick(app: &TestApp) -> rollgate::watcher::TickReport {
     app.state().watcher.tick(Utc::now()).await
 }
 
@@ -155,7 +155,7 @@ async fn no_decision_on_too_few_samples() {
     assert_eq!(r["state"], "active");
 }
 
-fn plan_with_guardrail(extra: &str) -> tempfile::TempDir {
+pub(crate) fn plan_with_guardrail(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("guarded.toml"),
@@ -177,7 +177,7 @@ set = {{ USE_OPTIMIZED_PROMPTS = "true" }}
     dir
 }
 
-async fn start_guarded(app: &TestApp) -> i64 {
+pub(crate) async fn start_guarded(app: &TestApp) -> i64 {
     traffic_before_now(app, 30);
     let (status, body) = app
         .post("/api/v1/rollouts", json!({ "plan": "guarded" }))
@@ -402,7 +402,7 @@ async fn a_restart_keeps_the_bake_clock_and_baseline() {
 }
 
 /// A local webhook receiver that records what it is sent.
-async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+pub(crate) async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     use axum::{Json, Router, routing::post};
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = got.clone();

@@ -109,6 +109,8 @@ pub struct Options {
     pub update_delay: Duration,
     pub retry: RetryPolicy,
     pub reconcile_interval: Duration,
+    /// Run the watcher loop every so often (default: none; tests tick by hand).
+    pub watch_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -119,6 +121,7 @@ impl Default for Options {
             update_delay: Duration::from_millis(0),
             retry: fast_retry(),
             reconcile_interval: Duration::from_millis(200),
+            watch_interval: None,
         }
     }
 }
@@ -253,7 +256,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     );
     config.retry = opts.retry;
     config.reconcile_interval = opts.reconcile_interval;
-    config.watch_interval = None;
+    config.watch_interval = opts.watch_interval;
     let app = app::start(&config, &aws).await.unwrap();
     TestApp {
         url: app.url(),
@@ -369,6 +372,48 @@ impl TestApp {
         );
         config.watch_interval = None;
         app::start(&config, &self.aws).await.unwrap()
+    }
+
+    /// Stops the server gracefully (as `rollgate serve` does on SIGTERM).
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+    }
+
+    /// Sets the function's whole environment behind rollgate's back.
+    pub async fn set_env(&self, env: std::collections::BTreeMap<String, String>) {
+        self.lambda
+            .update_function_configuration()
+            .function_name(FUNCTION)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(env.into_iter().collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The rollout as the API shows it.
+    pub async fn rollout(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/rollouts/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Polls the rollout until `done` holds (at most ~10 s).
+    pub async fn wait_for(&self, id: i64, done: impl Fn(&Value) -> bool) -> Value {
+        let mut r = Value::Null;
+        for _ in 0..200 {
+            r = self.rollout(id).await;
+            if done(&r) {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("rollout {id} never got there: {r}");
     }
 
     /// Asserts one variable's value on the function.

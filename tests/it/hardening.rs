@@ -1,0 +1,242 @@
+//! Bad input gets a clear 400 and changes nothing; no request can panic
+//! the server; plan views never show webhook credentials; the audit export
+//! streams.
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::common::{Db, FUNCTION, TestApp, spawn_app, spawn_app_with_plans};
+use crate::on_both_databases;
+
+async fn counts(app: &TestApp) -> (usize, u64) {
+    let (_, list) = app.get("/api/v1/rollouts").await;
+    let (_, verify) = app.get("/api/v1/audit/verify").await;
+    assert_eq!(verify["ok"], true, "{verify}");
+    (
+        list["rollouts"].as_array().unwrap().len(),
+        verify["entries"].as_u64().unwrap(),
+    )
+}
+
+/// PostgreSQL refuses NUL in text: it must be a 400 before the database.
+async fn text_with_nul_is_a_400_and_changes_nothing(db: Db) {
+    let app = spawn_app(db).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    let before = counts(&app).await;
+    let rollout = format!("/api/v1/rollouts/{id}");
+    for (path, body) in [
+        (
+            "/api/v1/rollouts".to_string(),
+            json!({ "plan": "dixon-smart-repair", "actor": "eve\u{0}" }),
+        ),
+        (
+            "/api/v1/rollouts".to_string(),
+            json!({ "plan": "dixon\u{0}", "reason": "x" }),
+        ),
+        (
+            "/api/v1/rollouts".to_string(),
+            json!({ "plan": "dixon-smart-repair", "reason": "nul\u{0}here" }),
+        ),
+        (
+            format!("{rollout}/advance"),
+            json!({ "reason": "go\u{0}", "force": true }),
+        ),
+        (format!("{rollout}/pause"), json!({ "actor": "\u{0}" })),
+        (
+            format!("{rollout}/rollback"),
+            json!({ "reason": "a\u{0}b" }),
+        ),
+        (
+            format!("{rollout}/abandon"),
+            json!({ "reason": "\u{0}" }),
+        ),
+    ] {
+        let (status, body) = app.post(&path, body).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("control character"),
+            "{body}"
+        );
+    }
+    for query in [
+        "/api/v1/audit?actor=%00",
+        "/api/v1/audit/export?actor=x%00y",
+        "/api/v1/rollouts?plan=%00",
+    ] {
+        let (status, body) = app.get(query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+    assert_eq!(counts(&app).await, before, "nothing was recorded");
+    let r = app.rollout(id).await;
+    assert_eq!((r["state"].as_str(), r["version"].as_i64()), (Some("active"), Some(2)));
+}
+on_both_databases!(text_with_nul_is_a_400_and_changes_nothing);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_filters_are_a_400_naming_what_is_accepted() {
+    let app = spawn_app(Db::Sqlite).await;
+    app.start_seed().await;
+    let (status, body) = app.get("/api/v1/rollouts?state=bogus").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("unknown state \"bogus\"") && message.contains("rolled_back"), "{message}");
+    let (status, body) = app.get("/api/v1/rollouts?state=active").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["rollouts"].as_array().unwrap().len(), 1);
+    let (status, body) = app.get("/api/v1/rollouts?state=paused").await;
+    assert_eq!((status, body["rollouts"].as_array().unwrap().len()), (200, 0));
+    let (status, body) = app.get("/api/v1/audit?action=launch").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("flags_write"));
+    let (status, body) = app.get("/api/v1/rollouts?color=red").await;
+    assert_eq!(status, 400, "unknown parameters are refused: {body}");
+}
+
+/// The layer every route runs under turns a panic into a logged 500 with
+/// the usual error body; the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
+    let routes = Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                let v: Vec<u8> = Vec::new();
+                #[allow(clippy::indexing_slicing)]
+                let _ = v[3];
+                "unreachable"
+            }),
+        )
+        .route("/ok", get(|| async { "fine" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, rollgate::web::layers(routes))
+            .await
+            .unwrap()
+    });
+    let http = reqwest::Client::new();
+    let boom = http.get(format!("{url}/boom")).send().await.unwrap();
+    assert_eq!(boom.status(), 500);
+    let body: Value = boom.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal");
+    assert!(!body.to_string().contains("index out of bounds"), "causes stay in the log: {body}");
+    for _ in 0..3 {
+        let ok = http.get(format!("{url}/ok")).send().await.unwrap();
+        assert_eq!(ok.text().await.unwrap(), "fine");
+    }
+}
+
+/// A bake no clock can hold is refused where it is written; the API's
+/// validation says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bake_no_clock_can_hold_is_refused_at_its_line_and_column() {
+    let app = spawn_app(Db::Sqlite).await;
+    let text = format!(
+        "[target]\nfunction = \"{FUNCTION}\"\n[flags]\nFLAG_X = \"off\"\n[[phases]]\nname = \"on\"\nset = {{ FLAG_X = \"on\" }}\nbake = \"100000000d\"\n"
+    );
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/plans/validate", app.url))
+        .body(text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["line"], 8, "{body}");
+    assert_eq!(body["errors"][0]["col"], 8, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too long: at most 455d"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_views_never_show_webhook_urls() {
+    let plans = tempfile::tempdir().unwrap();
+    let secret = "https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX";
+    std::fs::write(
+        plans.path().join("hooked.toml"),
+        format!(
+            "[target]\nfunction = \"{FUNCTION}\"\n[flags]\nFLAG_X = \"off\"\n[defaults]\nbake = \"1h\"\n[notify]\nwebhooks = [\"{secret}\"]\n[[phases]]\nname = \"on\"\nset = {{ FLAG_X = \"on\" }}\n"
+        ),
+    )
+    .unwrap();
+    let app = spawn_app_with_plans(plans.path()).await;
+    let (status, body) = app.get("/api/v1/plans/hooked").await;
+    assert_eq!(status, 200);
+    let shown = body.to_string();
+    assert!(!shown.contains("XXXXSECRETXXXX"), "{shown}");
+    assert!(!shown.contains("/services/"), "{shown}");
+    assert_eq!(body["plan"]["webhooks"][0], "https://hooks.slack.com/…");
+    assert!(body["text"].as_str().unwrap().contains("https://hooks.slack.com/…"));
+    let (_, list) = app.get("/api/v1/plans").await;
+    assert!(!list.to_string().contains("SECRET"));
+}
+
+/// Many more entries than one page: every one, in order, streamed (no
+/// Content-Length: the server never holds the whole log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_export_streams_every_entry_in_order() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    let service = &app.state().service;
+    let r = service
+        .rollout(rollgate::domain::RolloutId(id))
+        .await
+        .unwrap();
+    for i in 0..1200 {
+        service
+            .record_breach(
+                &rollgate::domain::Principal::Watcher,
+                &r,
+                &format!("observation {i}"),
+                json!({ "i": i }),
+            )
+            .await
+            .unwrap();
+    }
+    let (_, verify) = app.get("/api/v1/audit/verify").await;
+    let total = verify["entries"].as_u64().unwrap() as usize;
+    assert!(total > 1200);
+
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/audit/export", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    assert!(resp.headers().get("content-length").is_none(), "streamed, not buffered");
+    let text = resp.text().await.unwrap();
+    let seqs: Vec<i64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());
+
+    let csv = app
+        .http
+        .get(format!("{}/api/v1/audit/export?format=csv&action=guardrail_breach&limit=700", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(reader.headers().unwrap().get(0), Some("seq"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 700, "the limit holds across pages");
+    assert_eq!(&rows[0][8], "observation 0");
+    assert_eq!(&rows[699][8], "observation 699");
+    assert_eq!(csv.matches("seq,at,actor").count(), 1, "one header");
+}
