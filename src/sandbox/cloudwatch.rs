@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use ciborium::Value as Cbor;
@@ -136,6 +136,34 @@ fn error_body(e: &CwError) -> Cbor {
     ])
 }
 
+/// CloudWatch is `awsQueryCompatible`: besides `__type` (the shape name), an
+/// error names its old awsQuery code and fault in `x-amzn-query-error`
+/// (`InvalidParameterValue;Sender`). The SDK and botocore take the error
+/// code from that header, so typed errors (`is_invalid_parameter_value_exception()`)
+/// match only with it. `None` for protocol errors no model names.
+fn query_error(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "InvalidParameterValueException" => "InvalidParameterValue;Sender",
+        "MissingRequiredParameterException" => "MissingParameter;Sender",
+        "InvalidParameterCombinationException" => "InvalidParameterCombination;Sender",
+        "InvalidNextToken" => "InvalidNextToken;Sender",
+        "ResourceNotFound" => "ResourceNotFound;Sender",
+        "LimitExceededFault" => "LimitExceeded;Sender",
+        "ValidationError" => "ValidationError;Sender",
+        "InternalServiceFault" => "InternalServiceError;Receiver",
+        _ => return None,
+    })
+}
+
+/// Adds the query-compatible error header to an error answer (either protocol).
+fn with_query_error(mut resp: Response, code: &str) -> Response {
+    if let Some(q) = query_error(code) {
+        resp.headers_mut()
+            .insert("x-amzn-query-error", HeaderValue::from_static(q));
+    }
+    resp
+}
+
 fn cbor_response(status: StatusCode, body: &Cbor) -> Response {
     let mut bytes = Vec::new();
     if ciborium::into_writer(body, &mut bytes).is_err() {
@@ -203,13 +231,13 @@ async fn dispatch(State(shared): State<Shared>, Path(op): Path<String>, body: By
                     code: "SerializationException".into(),
                     message: format!("invalid CBOR: {e}"),
                 };
-                return cbor_response(e.status, &error_body(&e));
+                return with_query_error(cbor_response(e.status, &error_body(&e)), &e.code);
             }
         }
     };
     match run(&shared, &op, &input) {
         Ok(out) => cbor_response(StatusCode::OK, &out),
-        Err(e) => cbor_response(e.status, &error_body(&e)),
+        Err(e) => with_query_error(cbor_response(e.status, &error_body(&e)), &e.code),
     }
 }
 
@@ -230,16 +258,18 @@ async fn dispatch_json(State(shared): State<Shared>, headers: HeaderMap, body: B
             message: format!("invalid JSON: {e}"),
         }),
     };
-    let (status, doc) = match reply {
-        Ok(out) => (StatusCode::OK, out),
-        Err(e) => (e.status, error_body(&e)),
+    let json = |status: StatusCode, doc: Cbor| {
+        (
+            status,
+            [("content-type", "application/x-amz-json-1.0")],
+            to_json(doc).to_string(),
+        )
+            .into_response()
     };
-    (
-        status,
-        [("content-type", "application/x-amz-json-1.0")],
-        to_json(doc).to_string(),
-    )
-        .into_response()
+    match reply {
+        Ok(out) => json(StatusCode::OK, out),
+        Err(e) => with_query_error(json(e.status, error_body(&e)), &e.code),
+    }
 }
 
 fn run(shared: &Shared, op: &str, input: &Json) -> Reply {

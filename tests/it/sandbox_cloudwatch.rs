@@ -1,6 +1,7 @@
 //! The sandbox's CloudWatch, judged by the official SDK (rpcv2Cbor).
 
 use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StateValue,
@@ -335,4 +336,28 @@ async fn simulated_traffic_follows_the_flags() {
     assert!(err > base_err + 5.0, "{err} vs {base_err}");
     assert!(dur > base_dur, "{dur} vs {base_dur}");
     assert!(tok < base_tok * 0.2, "{tok} vs {base_tok}");
+}
+
+/// CloudWatch errors carry their awsQuery code in `x-amzn-query-error`, as
+/// AWS's do; the SDK reads the code from there and types the error by it.
+#[tokio::test]
+async fn errors_carry_their_query_compatible_codes() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let cw = client(&sandbox).await;
+    let err = cw
+        .put_metric_data()
+        .namespace("AWS/Lambda")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("Duration")
+                .set_values(Some(vec![1.0, 2.0]))
+                .set_counts(Some(vec![1.0]))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    assert_eq!(err.code(), Some("InvalidParameterValue"));
 }
