@@ -5,6 +5,7 @@
 //! the status code, an `x-amzn-ErrorType` header naming the exception, and a
 //! JSON body `{"Type": "User"|"Service", "message": "..."}`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Shared, new_id, now};
+use super::{EnvError, FaultState, Shared, new_id, now};
 
 const ACCOUNT: &str = "123456789012";
 /// Lambda measures the environment as the JSON of the variables map.
@@ -64,6 +65,30 @@ struct Alias {
     description: String,
     weights: BTreeMap<String, f64>,
     revision_id: String,
+}
+
+/// How a configuration shows the environment, per the faults on its function.
+#[derive(Debug, Clone, Copy)]
+enum EnvView<'a> {
+    /// `Environment.Variables`, as usual.
+    Variables,
+    /// No `Environment` key at all (the hide-environment fault).
+    Hidden,
+    /// `Environment.Error` and no variables, as Lambda when KMS fails.
+    Error(&'a EnvError),
+}
+
+impl<'a> EnvView<'a> {
+    /// A hidden environment wins over a KMS error: the key is simply absent.
+    fn of(faults: &'a FaultState, function: &str) -> EnvView<'a> {
+        if faults.hidden_environments.contains(function) {
+            EnvView::Hidden
+        } else if let Some(e) = faults.kms_errors.get(function) {
+            EnvView::Error(e)
+        } else {
+            EnvView::Variables
+        }
+    }
 }
 
 /// What a qualifier (none, `$LATEST`, a version number or an alias) names.
@@ -117,7 +142,8 @@ impl Function {
         }
     }
 
-    fn configuration(&self, target: Target) -> Value {
+    /// The configuration document of `target`, its environment shown as `env` says.
+    fn configuration(&self, target: Target, env: EnvView) -> Value {
         let (config, version, revision, arn, status) = match target {
             Target::Latest => {
                 let mut config = self.config.clone();
@@ -141,7 +167,7 @@ impl Function {
                 )
             }
         };
-        json!({
+        let mut out = json!({
             "FunctionName": self.name,
             "FunctionArn": arn,
             "Runtime": config.runtime,
@@ -154,7 +180,6 @@ impl Function {
             "LastModified": config.last_modified,
             "CodeSha256": config.code_sha256,
             "Version": version,
-            "Environment": { "Variables": config.env },
             "TracingConfig": { "Mode": "PassThrough" },
             "RevisionId": revision,
             "State": "Active",
@@ -162,7 +187,16 @@ impl Function {
             "PackageType": "Zip",
             "Architectures": ["x86_64"],
             "EphemeralStorage": { "Size": 512 },
-        })
+        });
+        match env {
+            EnvView::Variables => out["Environment"] = json!({ "Variables": config.env }),
+            EnvView::Hidden => {}
+            EnvView::Error(e) => {
+                out["Environment"] =
+                    json!({ "Error": { "ErrorCode": e.code, "Message": e.message } });
+            }
+        }
+        out
     }
 
     /// Records a change to `$LATEST`: a new revision, and `InProgress` for `delay`.
@@ -342,15 +376,15 @@ pub(super) fn aws_error(status: StatusCode, code: &str, message: &str) -> Respon
 #[derive(Debug)]
 pub(super) struct AwsError {
     status: StatusCode,
-    code: &'static str,
+    code: Cow<'static, str>,
     message: String,
 }
 
 impl AwsError {
-    fn new(status: StatusCode, code: &'static str, message: String) -> AwsError {
+    fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: String) -> AwsError {
         AwsError {
             status,
-            code,
+            code: code.into(),
             message,
         }
     }
@@ -358,7 +392,7 @@ impl AwsError {
 
 impl IntoResponse for AwsError {
     fn into_response(self) -> Response {
-        aws_error(self.status, self.code, &self.message)
+        aws_error(self.status, &self.code, &self.message)
     }
 }
 
@@ -570,7 +604,7 @@ async fn create_function(State(shared): State<Shared>, headers: HeaderMap, body:
     } else {
         Target::Latest
     };
-    let out = function.configuration(target);
+    let out = function.configuration(target, EnvView::of(&w.faults, &name));
     w.functions.insert(name, function);
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
@@ -602,7 +636,7 @@ async fn get_function(
         ));
     };
     Ok(axum::Json(json!({
-        "Configuration": f.configuration(target),
+        "Configuration": f.configuration(target, EnvView::of(&w.faults, &name)),
         "Code": {
             "RepositoryType": "S3",
             "Location": format!("https://sandbox.invalid/{name}.zip"),
@@ -620,11 +654,10 @@ async fn get_configuration(
     let (name, qual) = resolve(&name);
     let qualifier = q.qualifier.or(qual);
     let mut w = shared.lock();
-    let Some(config) = w
-        .functions
-        .get(&name)
-        .and_then(|f| f.target(qualifier.as_deref()).map(|t| f.configuration(t)))
-    else {
+    let Some(config) = w.functions.get(&name).and_then(|f| {
+        let target = f.target(qualifier.as_deref())?;
+        Some(f.configuration(target, EnvView::of(&w.faults, &name)))
+    }) else {
         return Err(function_not_found(
             &region(&headers),
             &name,
@@ -653,8 +686,8 @@ async fn update_configuration(
     if let Some(env) = &env {
         check_env(env)?;
     }
-    let mut w = shared.lock();
-    let delay = w.update_delay;
+    let mut guard = shared.lock();
+    let w = &mut *guard;
     let f = w
         .functions
         .get_mut(&name)
@@ -663,6 +696,17 @@ async fn update_configuration(
         return Err(update_in_progress(&f.arn));
     }
     check_revision(&body, &f.revision_id)?;
+    // Lambda cannot encrypt a new environment with a key it cannot use: its
+    // KMS exceptions are 502s.
+    if env.is_some()
+        && let Some(e) = w.faults.kms_errors.get(&name)
+    {
+        return Err(AwsError::new(
+            StatusCode::BAD_GATEWAY,
+            e.code.clone(),
+            e.message.clone(),
+        ));
+    }
     if let Some(env) = env {
         // Replaces the whole environment, as Lambda does.
         f.env = env;
@@ -686,8 +730,9 @@ async fn update_configuration(
             *field = v;
         }
     }
-    f.touch(delay);
-    Ok(axum::Json(f.configuration(Target::Latest)).into_response())
+    f.touch(w.update_delay);
+    let out = f.configuration(Target::Latest, EnvView::of(&w.faults, &name));
+    Ok(axum::Json(out).into_response())
 }
 
 /// UpdateFunctionCode: a deploy. New CodeSha256 and revision; the update
@@ -702,8 +747,8 @@ async fn update_code(
     let (name, qual) = resolve(&name);
     only_latest(qual.as_deref())?;
     let code = code_bytes(&body)?;
-    let mut w = shared.lock();
-    let delay = w.update_delay;
+    let mut guard = shared.lock();
+    let w = &mut *guard;
     let f = w
         .functions
         .get_mut(&name)
@@ -714,13 +759,14 @@ async fn update_code(
     check_revision(&body, &f.revision_id)?;
     f.config.code_sha256 = base64::encode(&Sha256::digest(&code));
     f.config.code_size = code.len() as i64;
-    f.touch(delay);
+    f.touch(w.update_delay);
     let target = if body.get("Publish").and_then(Value::as_bool) == Some(true) {
         Target::Version(f.publish(None))
     } else {
         Target::Latest
     };
-    Ok(axum::Json(f.configuration(target)).into_response())
+    let out = f.configuration(target, EnvView::of(&w.faults, &name));
+    Ok(axum::Json(out).into_response())
 }
 
 async fn publish_version(
@@ -731,7 +777,8 @@ async fn publish_version(
 ) -> Reply {
     let body = parse_body(&body)?;
     let (name, _) = resolve(&name);
-    let mut w = shared.lock();
+    let mut guard = shared.lock();
+    let w = &mut *guard;
     let f = w
         .functions
         .get_mut(&name)
@@ -749,11 +796,8 @@ async fn publish_version(
         )));
     }
     let n = f.publish(str_field(&body, "Description"));
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(f.configuration(Target::Version(n))),
-    )
-        .into_response())
+    let out = f.configuration(Target::Version(n), EnvView::of(&w.faults, &name));
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
 /// `RoutingConfig.AdditionalVersionWeights`; `Some(empty)` for a
@@ -849,7 +893,10 @@ async fn list_functions(
     let functions: Vec<Value> = names
         .by_ref()
         .take(page)
-        .filter_map(|n| w.functions.get(n).map(|f| f.configuration(Target::Latest)))
+        .filter_map(|n| {
+            let f = w.functions.get(n)?;
+            Some(f.configuration(Target::Latest, EnvView::of(&w.faults, n)))
+        })
         .collect();
     let mut out = json!({ "Functions": functions });
     if names.next().is_some()

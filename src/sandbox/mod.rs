@@ -23,7 +23,9 @@
 //!   fields left out keep their current setting:
 //!   `{"throttle_next": N, "fail_next": N, "latency_ms": MS,
 //!     "update_delay_ms": MS,
-//!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]}}`.
+//!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]},
+//!     "kms_error": {"function": NAME, "code": CODE, "message": TEXT}, "kms_ok": NAME,
+//!     "hide_environment": NAME, "show_environment": NAME}`.
 //!   - `throttle_next`: the next N Lambda calls answer 429
 //!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
 //!     `Retry-After: 1`);
@@ -37,8 +39,23 @@
 //!     those variables, bumping its `RevisionId`, so the caller's next update
 //!     carrying the revision it just read fails with 412
 //!     `PreconditionFailedException`. One pending edit per function.
+//!   - `kms_error`: Lambda can no longer decrypt that function's environment.
+//!     Every configuration the sandbox returns for it (GetFunctionConfiguration,
+//!     GetFunction, ListFunctions, qualified versions, the answers to writes)
+//!     carries `"Environment": {"Error": {"ErrorCode", "Message"}}` and no
+//!     `Variables`, as Lambda's do; an UpdateFunctionConfiguration carrying
+//!     `Environment` answers 502 with the code as error type (Lambda's KMS
+//!     exceptions are 502s). `code` defaults to `KMSAccessDeniedException`,
+//!     `message` to Lambda's wording for the code. The stored variables are
+//!     untouched and show again after `kms_ok` (or a reset);
+//!   - `hide_environment`: configurations of that function come back with no
+//!     `Environment` key at all, though it has variables, until
+//!     `show_environment` (or a reset). Hidden wins over a KMS error;
 //!
-//!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field.
+//!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field,
+//!   an empty function name, an error code that is not letters and digits, or
+//!   one function both set and cleared in one request; a refused request
+//!   changes nothing.
 //! - `POST /_sandbox/reset` — all faults off (update delay and functions stay).
 //! - `GET  /_sandbox/traffic`, `POST /_sandbox/traffic` — the traffic
 //!   simulator's knobs: `{"enabled": BOOL, "invocations_per_tick": N,
@@ -82,6 +99,45 @@ struct FaultState {
     latency: Duration,
     /// function name → the edit someone else makes after its next read.
     foreign_edits: HashMap<String, ForeignEdit>,
+    /// function name → why Lambda cannot decrypt its environment.
+    kms_errors: BTreeMap<String, EnvError>,
+    /// Functions whose reads come back without an `Environment` key.
+    hidden_environments: BTreeSet<String>,
+}
+
+/// What Lambda shows in `Environment.Error` when it cannot decrypt a
+/// function's variables (KMS access lost, key disabled or deleted).
+#[derive(Debug, Clone, serde::Serialize)]
+struct EnvError {
+    code: String,
+    message: String,
+}
+
+impl EnvError {
+    /// `message`, or Lambda's wording for `code` when there is none.
+    fn new(code: &str, message: Option<&str>) -> EnvError {
+        EnvError {
+            code: code.to_string(),
+            message: message.map_or_else(|| kms_message(code), str::to_string),
+        }
+    }
+}
+
+/// Lambda's message for the usual KMS exceptions. `KMSAccessDeniedException`
+/// is worded as AWS words it (space missing before "KMS Message" included).
+fn kms_message(code: &str) -> String {
+    let why = match code {
+        "KMSAccessDeniedException" => {
+            return "Lambda was unable to decrypt the environment variables because KMS access was denied. Please check the function's KMS key settings. KMS Exception: AccessDeniedExceptionKMS Message: The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access.".to_string();
+        }
+        "KMSDisabledException" => "the KMS key used is disabled",
+        "KMSInvalidStateException" => "the state of the KMS key used is not valid for Decrypt",
+        "KMSNotFoundException" => "the KMS key was not found",
+        _ => "of a KMS error",
+    };
+    format!(
+        "Lambda was unable to decrypt the environment variables because {why}. Please check the function's KMS key settings."
+    )
 }
 
 /// A concurrent edit by someone else: variables set and variables removed.
@@ -162,6 +218,49 @@ impl Faults {
             .faults
             .foreign_edits
             .insert(function.to_string(), ForeignEdit { set, unset });
+    }
+
+    /// Lambda can no longer decrypt `function`'s environment (KMS access
+    /// denied): reads show `Environment.Error` with `KMSAccessDeniedException`
+    /// instead of the variables, and an update carrying an environment
+    /// answers 502 with that code. The stored variables are kept.
+    pub fn kms_error(&self, function: &str) {
+        self.kms_error_with(function, "KMSAccessDeniedException", "");
+    }
+
+    /// Like `kms_error`, with another error code (e.g. `KMSDisabledException`)
+    /// and message; an empty message means Lambda's wording for that code.
+    pub fn kms_error_with(&self, function: &str, code: &str, message: &str) {
+        let message = (!message.is_empty()).then_some(message);
+        self.shared
+            .lock()
+            .faults
+            .kms_errors
+            .insert(function.to_string(), EnvError::new(code, message));
+    }
+
+    /// KMS access is back: `function`'s variables show again.
+    pub fn kms_ok(&self, function: &str) {
+        self.shared.lock().faults.kms_errors.remove(function);
+    }
+
+    /// Reads of `function` come back without any `Environment` key, though it
+    /// has variables (until `show_environment` or a reset).
+    pub fn hide_environment(&self, function: &str) {
+        self.shared
+            .lock()
+            .faults
+            .hidden_environments
+            .insert(function.to_string());
+    }
+
+    /// Undoes `hide_environment`.
+    pub fn show_environment(&self, function: &str) {
+        self.shared
+            .lock()
+            .faults
+            .hidden_environments
+            .remove(function);
     }
 
     /// All faults off.
@@ -402,6 +501,8 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "fail_next": w.faults.fail_next,
             "latency_ms": w.faults.latency.as_millis() as u64,
             "foreign_edits": w.faults.foreign_edits,
+            "kms_errors": w.faults.kms_errors,
+            "hidden_environments": w.faults.hidden_environments,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
@@ -416,6 +517,64 @@ struct FaultRequest {
     latency_ms: Option<u64>,
     update_delay_ms: Option<u64>,
     foreign_edit: Option<ForeignEditRequest>,
+    kms_error: Option<KmsErrorRequest>,
+    kms_ok: Option<String>,
+    hide_environment: Option<String>,
+    show_environment: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KmsErrorRequest {
+    function: String,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl FaultRequest {
+    /// Everything a request could get wrong beyond its JSON shape, checked
+    /// before any fault changes (a refused request changes nothing).
+    fn check(&self) -> Result<(), String> {
+        let functions = [
+            self.foreign_edit
+                .as_ref()
+                .map(|e| ("foreign_edit", &e.function)),
+            self.kms_error.as_ref().map(|e| ("kms_error", &e.function)),
+            self.kms_ok.as_ref().map(|f| ("kms_ok", f)),
+            self.hide_environment
+                .as_ref()
+                .map(|f| ("hide_environment", f)),
+            self.show_environment
+                .as_ref()
+                .map(|f| ("show_environment", f)),
+        ];
+        for (field, function) in functions.into_iter().flatten() {
+            if function.is_empty() {
+                return Err(format!("{field}: the function name is empty"));
+            }
+        }
+        if let Some(e) = &self.kms_error {
+            if let Some(code) = &e.code
+                && !is_error_code(code)
+            {
+                return Err(format!(
+                    "kms_error.code: {code:?} is not an exception name (letters and digits)"
+                ));
+            }
+            if self.kms_ok.as_ref() == Some(&e.function) {
+                return Err(format!("kms_error and kms_ok both name {:?}", e.function));
+            }
+        }
+        if self.hide_environment.is_some() && self.hide_environment == self.show_environment {
+            return Err("hide_environment and show_environment name the same function".into());
+        }
+        Ok(())
+    }
+}
+
+/// An AWS exception name: ASCII letters and digits, e.g. `KMSDisabledException`.
+fn is_error_code(code: &str) -> bool {
+    !code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 #[derive(Deserialize)]
@@ -439,6 +598,13 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
                 .into_response();
         }
     };
+    if let Err(e) = req.check() {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": format!("invalid fault request: {e}") })),
+        )
+            .into_response();
+    }
     let mut w = shared.lock();
     if let Some(n) = req.throttle_next {
         w.faults.throttle_next = n;
@@ -460,6 +626,20 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
                 unset: edit.unset,
             },
         );
+    }
+    if let Some(e) = req.kms_error {
+        let code = e.code.as_deref().unwrap_or("KMSAccessDeniedException");
+        let error = EnvError::new(code, e.message.as_deref());
+        w.faults.kms_errors.insert(e.function, error);
+    }
+    if let Some(f) = req.kms_ok {
+        w.faults.kms_errors.remove(&f);
+    }
+    if let Some(f) = req.hide_environment {
+        w.faults.hidden_environments.insert(f);
+    }
+    if let Some(f) = req.show_environment {
+        w.faults.hidden_environments.remove(&f);
     }
     axum::Json(json!({ "ok": true })).into_response()
 }

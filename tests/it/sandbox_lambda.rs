@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_lambda::config::{Credentials, Region};
+use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::operation::RequestId;
 use aws_sdk_lambda::operation::create_alias::CreateAliasError;
 use aws_sdk_lambda::operation::get_alias::GetAliasError;
@@ -538,6 +539,117 @@ async fn a_foreign_edit_after_a_read_makes_the_next_write_fail_its_precondition(
     );
 }
 
+/// Lambda reports an environment it cannot decrypt as `Environment.Error`
+/// with no `Variables`; it is not an empty environment.
+#[tokio::test]
+async fn a_kms_failure_shows_environment_error_instead_of_variables() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fk").await;
+    lambda
+        .publish_version()
+        .function_name("fk")
+        .send()
+        .await
+        .unwrap();
+    sandbox.faults().kms_error("fk");
+
+    let check = |env: Option<&aws_sdk_lambda::types::EnvironmentResponse>| {
+        let env = env.expect("the Environment key is there");
+        assert_eq!(env.variables(), None, "{env:?}");
+        let e = env.error().expect("Environment.Error");
+        assert_eq!(e.error_code(), Some("KMSAccessDeniedException"));
+        assert!(
+            e.message().unwrap().starts_with(
+                "Lambda was unable to decrypt the environment variables because KMS access was denied."
+            ),
+            "{e:?}"
+        );
+    };
+    check(read(&lambda, "fk").await.environment());
+    let got = lambda
+        .get_function()
+        .function_name("fk")
+        .send()
+        .await
+        .unwrap();
+    check(got.configuration().unwrap().environment());
+    let v1 = lambda
+        .get_function_configuration()
+        .function_name("fk")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    check(v1.environment());
+    let listed = lambda.list_functions().send().await.unwrap();
+    check(listed.functions()[0].environment());
+
+    // Writing an environment needs the key too: a 502 with the KMS code
+    // (not in UpdateFunctionConfiguration's model, so the SDK cannot type it).
+    let err = lambda
+        .update_function_configuration()
+        .function_name("fk")
+        .environment(env(&[("KEY", "2")]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 502);
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("KMSAccessDeniedException"), "{err:?}");
+    assert!(err.message().unwrap().contains("KMS access was denied"));
+    // Other changes go through, and answer with the error too.
+    let out = lambda
+        .update_function_configuration()
+        .function_name("fk")
+        .description("still deployable")
+        .send()
+        .await
+        .unwrap();
+    check(out.environment());
+    assert_eq!(sandbox.function_env("fk").unwrap(), vars(&[("KEY", "1")]));
+
+    // Access back: the stored variables show again.
+    sandbox.faults().kms_ok("fk");
+    assert_eq!(env_of(&read(&lambda, "fk").await), vars(&[("KEY", "1")]));
+
+    // Another code and message.
+    sandbox
+        .faults()
+        .kms_error_with("fk", "KMSDisabledException", "key disabled");
+    let env = read(&lambda, "fk").await.environment().cloned().unwrap();
+    let e = env.error().unwrap();
+    assert_eq!(
+        (e.error_code(), e.message()),
+        (Some("KMSDisabledException"), Some("key disabled"))
+    );
+    sandbox.faults().reset();
+    assert_eq!(env_of(&read(&lambda, "fk").await), vars(&[("KEY", "1")]));
+}
+
+/// A read may come back without any `Environment` though the function has
+/// variables; that too is not an empty environment.
+#[tokio::test]
+async fn a_hidden_environment_leaves_the_key_out_until_shown() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fh").await;
+    sandbox.faults().hide_environment("fh");
+    assert!(read(&lambda, "fh").await.environment().is_none());
+    let got = lambda
+        .get_function()
+        .function_name("fh")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.configuration().unwrap().environment().is_none());
+    let listed = lambda.list_functions().send().await.unwrap();
+    assert!(listed.functions()[0].environment().is_none());
+    assert_eq!(sandbox.function_env("fh").unwrap(), vars(&[("KEY", "1")]));
+    sandbox.faults().show_environment("fh");
+    assert_eq!(env_of(&read(&lambda, "fh").await), vars(&[("KEY", "1")]));
+}
+
 #[tokio::test]
 async fn versions_and_weighted_aliases() {
     let sandbox = start().await;
@@ -904,4 +1016,85 @@ async fn admin_endpoints_over_http() {
         .unwrap();
     assert_eq!(wrong_method.status().as_u16(), 405);
     assert!(wrong_method.json::<Value>().await.unwrap()["message"].is_string());
+}
+
+/// The new faults over `POST /_sandbox/faults`: set, shown in the state,
+/// cleared one by one or by reset; bad bodies are 400s that change nothing.
+#[tokio::test]
+async fn environment_faults_over_http() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fa").await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}/_sandbox/{path}", sandbox.url());
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = url("faults");
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let faults = || async {
+        http.get(url("state"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["faults"]
+            .clone()
+    };
+
+    let r = post(json!({ "kms_error": { "function": "fa" } })).await;
+    assert!(r.status().is_success());
+    let shown = faults().await;
+    assert_eq!(
+        shown["kms_errors"]["fa"]["code"],
+        "KMSAccessDeniedException"
+    );
+    let env = read(&lambda, "fa").await.environment().cloned().unwrap();
+    assert_eq!(
+        env.error().unwrap().error_code(),
+        Some("KMSAccessDeniedException")
+    );
+    post(json!({ "kms_error": { "function": "fa", "code": "KMSNotFoundException", "message": "gone" } }))
+        .await;
+    let env = read(&lambda, "fa").await.environment().cloned().unwrap();
+    assert_eq!(
+        env.error().unwrap().error_code(),
+        Some("KMSNotFoundException")
+    );
+    assert_eq!(env.error().unwrap().message(), Some("gone"));
+    post(json!({ "kms_ok": "fa" })).await;
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "1")]));
+
+    post(json!({ "hide_environment": "fa" })).await;
+    assert_eq!(faults().await["hidden_environments"], json!(["fa"]));
+    assert!(read(&lambda, "fa").await.environment().is_none());
+    post(json!({ "show_environment": "fa" })).await;
+    assert!(read(&lambda, "fa").await.environment().is_some());
+
+    post(json!({ "hide_environment": "fa", "kms_error": { "function": "fa" } })).await;
+    assert!(
+        read(&lambda, "fa").await.environment().is_none(),
+        "hidden wins over a KMS error"
+    );
+    http.post(url("reset")).send().await.unwrap();
+    let reset = faults().await;
+    assert_eq!(reset["kms_errors"], json!({}));
+    assert_eq!(reset["hidden_environments"], json!([]));
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "1")]));
+
+    for bad in [
+        json!({ "kms_error": { "function": "fa", "code": "KMS Access" } }),
+        json!({ "kms_error": { "function": "" } }),
+        json!({ "kms_error": { "fn": "fa" } }),
+        json!({ "kms_error": { "function": "fa" }, "kms_ok": "fa" }),
+        json!({ "hide_environment": "fa", "show_environment": "fa" }),
+        json!({ "hide_environment": 3 }),
+        json!({ "throttle_next": 2, "kms_ok": "" }),
+    ] {
+        let r = post(bad.clone()).await;
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+        assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    assert_eq!(faults().await, reset, "refused requests changed nothing");
 }
