@@ -25,12 +25,18 @@
 //!     "update_delay_ms": MS,
 //!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]},
 //!     "kms_error": {"function": NAME, "code": CODE, "message": TEXT}, "kms_ok": NAME,
-//!     "hide_environment": NAME, "show_environment": NAME}`.
+//!     "hide_environment": NAME, "show_environment": NAME,
+//!     "hang_next": N, "hang_ms": MS}`.
 //!   - `throttle_next`: the next N Lambda calls answer 429
 //!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
 //!     `Retry-After: 1`);
-//!   - `fail_next`: the next N Lambda calls answer 500 `ServiceException`
-//!     (throttles are counted first when both are set);
+//!   - `fail_next`: the next N Lambda calls answer 500 `ServiceException`;
+//!   - `hang_next`: the next N Lambda calls are held `hang_ms` (default
+//!     600000, ten minutes) before they are served, so a client must time
+//!     out by itself; a call whose caller gave up meanwhile never happens.
+//!
+//!   A call meets at most one of these counted faults, in the order
+//!   `hang_next`, `throttle_next`, `fail_next`;
 //!   - `latency_ms`: every Lambda call is answered that much later (0 = off);
 //!   - `update_delay_ms`: how long `LastUpdateStatus` stays `InProgress`
 //!     after later updates (a setting, not a fault: reset keeps it);
@@ -103,7 +109,44 @@ struct FaultState {
     kms_errors: BTreeMap<String, EnvError>,
     /// Functions whose reads come back without an `Environment` key.
     hidden_environments: BTreeSet<String>,
+    /// The next N Lambda calls are held this long before they are served.
+    hang_next: u64,
+    hang: Duration,
 }
+
+/// The one counted fault a Lambda call meets, if any.
+enum CallFault {
+    Hang(Duration),
+    Throttle,
+    Fail,
+}
+
+/// Counts one down; true when it was not zero.
+fn take(n: &mut u64) -> bool {
+    let some = *n > 0;
+    *n = n.saturating_sub(1);
+    some
+}
+
+impl FaultState {
+    /// Takes the next counted fault. A call meets at most one, in this
+    /// order: hang, throttle, 5xx.
+    fn take_call_fault(&mut self) -> Option<CallFault> {
+        if take(&mut self.hang_next) {
+            Some(CallFault::Hang(self.hang))
+        } else if take(&mut self.throttle_next) {
+            Some(CallFault::Throttle)
+        } else if take(&mut self.fail_next) {
+            Some(CallFault::Fail)
+        } else {
+            None
+        }
+    }
+}
+
+/// How long `hang_next` holds a call when the request names no `hang_ms`:
+/// ten minutes, longer than any sane client waits.
+const DEFAULT_HANG: Duration = Duration::from_secs(600);
 
 /// What Lambda shows in `Environment.Error` when it cannot decrypt a
 /// function's variables (KMS access lost, key disabled or deleted).
@@ -192,6 +235,15 @@ impl Faults {
     /// The next `n` Lambda calls fail with 500 ServiceException.
     pub fn fail_next(&self, n: u64) {
         self.shared.lock().faults.fail_next = n;
+    }
+
+    /// The next `n` Lambda calls are held for `hang` before they are served
+    /// (and take effect), so a client without a timeout shorter than that
+    /// hangs with them. Counted before throttles and 5xx faults.
+    pub fn hang_next(&self, n: u64, hang: Duration) {
+        let mut w = self.shared.lock();
+        w.faults.hang_next = n;
+        w.faults.hang = hang;
     }
 
     /// Every Lambda call is answered after `latency`.
@@ -439,52 +491,53 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Latency, throttling and 5xx faults, applied before any Lambda operation.
+/// Latency, hangs, throttling and 5xx faults, applied before any Lambda operation.
 async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -> Response {
-    let (latency, throttle, fail) = {
+    let (latency, fault) = {
         let mut w = shared.lock();
-        let f = &mut w.faults;
-        let throttle = f.throttle_next > 0;
-        let fail = !throttle && f.fail_next > 0;
-        if throttle {
-            f.throttle_next -= 1;
-        } else if fail {
-            f.fail_next -= 1;
-        }
-        (f.latency, throttle, fail)
+        (w.faults.latency, w.faults.take_call_fault())
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if throttle {
-        let mut resp = (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            [
-                ("x-amzn-errortype", "TooManyRequestsException"),
-                ("retry-after", "1"),
-            ],
-            axum::Json(json!({
-                "Type": "User",
-                "message": "Rate exceeded",
-                "Reason": "CallerRateLimitExceeded",
-                "retryAfterSeconds": "1",
-            })),
-        )
-            .into_response();
-        resp.headers_mut().insert(
-            "content-type",
-            "application/json".parse().expect("static header"),
-        );
-        return resp;
-    }
-    if fail {
-        return lambda::aws_error(
+    match fault {
+        None => next.run(req).await,
+        Some(CallFault::Hang(hang)) => {
+            // If the caller gave up meanwhile, hyper drops this future and
+            // the call never happens.
+            tokio::time::sleep(hang).await;
+            next.run(req).await
+        }
+        Some(CallFault::Throttle) => throttled(),
+        Some(CallFault::Fail) => lambda::aws_error(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceException",
             "injected fault: the service encountered an internal error",
-        );
+        ),
     }
-    next.run(req).await
+}
+
+/// Lambda's answer to a throttled call.
+fn throttled() -> Response {
+    let mut resp = (
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        [
+            ("x-amzn-errortype", "TooManyRequestsException"),
+            ("retry-after", "1"),
+        ],
+        axum::Json(json!({
+            "Type": "User",
+            "message": "Rate exceeded",
+            "Reason": "CallerRateLimitExceeded",
+            "retryAfterSeconds": "1",
+        })),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        "application/json".parse().expect("static header"),
+    );
+    resp
 }
 
 async fn state(State(shared): State<Shared>) -> impl IntoResponse {
@@ -503,6 +556,8 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "foreign_edits": w.faults.foreign_edits,
             "kms_errors": w.faults.kms_errors,
             "hidden_environments": w.faults.hidden_environments,
+            "hang_next": w.faults.hang_next,
+            "hang_ms": w.faults.hang.as_millis() as u64,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
@@ -521,6 +576,8 @@ struct FaultRequest {
     kms_ok: Option<String>,
     hide_environment: Option<String>,
     show_environment: Option<String>,
+    hang_next: Option<u64>,
+    hang_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -640,6 +697,13 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
     }
     if let Some(f) = req.show_environment {
         w.faults.hidden_environments.remove(&f);
+    }
+    if let Some(n) = req.hang_next {
+        w.faults.hang_next = n;
+        w.faults.hang = DEFAULT_HANG;
+    }
+    if let Some(ms) = req.hang_ms {
+        w.faults.hang = Duration::from_millis(ms);
     }
     axum::Json(json!({ "ok": true })).into_response()
 }

@@ -650,6 +650,49 @@ async fn a_hidden_environment_leaves_the_key_out_until_shown() {
     assert_eq!(env_of(&read(&lambda, "fh").await), vars(&[("KEY", "1")]));
 }
 
+/// A client whose every attempt gives up after `timeout`, without retries.
+async fn impatient_client(sandbox: &Sandbox, timeout: Duration) -> aws_sdk_lambda::Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(sandbox.url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(timeout)
+                .build(),
+        )
+        .load()
+        .await;
+    aws_sdk_lambda::Client::new(&config)
+}
+
+/// A hung call never answers in time: the client must time out by itself,
+/// and the call it gave up on does not happen.
+#[tokio::test]
+async fn a_hung_call_times_out_and_the_next_one_is_served() {
+    let sandbox = start().await;
+    create(&client(&sandbox).await, "fg").await;
+    let lambda = impatient_client(&sandbox, Duration::from_millis(300)).await;
+    sandbox.faults().hang_next(1, Duration::from_secs(600));
+    let err = lambda
+        .update_function_configuration()
+        .function_name("fg")
+        .environment(env(&[("KEY", "2")]))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, aws_sdk_lambda::error::SdkError::TimeoutError(_)),
+        "{err:?}"
+    );
+    assert_eq!(sandbox.function_env("fg").unwrap()["KEY"], "1");
+    update_env(&lambda, "fg", &[("KEY", "3")], None)
+        .await
+        .expect("only the next N calls hang");
+    assert_eq!(sandbox.function_env("fg").unwrap()["KEY"], "3");
+}
+
 #[tokio::test]
 async fn versions_and_weighted_aliases() {
     let sandbox = start().await;
@@ -1097,4 +1140,61 @@ async fn environment_faults_over_http() {
         assert!(r.json::<Value>().await.unwrap()["error"].is_string());
     }
     assert_eq!(faults().await, reset, "refused requests changed nothing");
+}
+
+/// Counted call faults over `POST /_sandbox/faults`.
+#[tokio::test]
+async fn call_faults_over_http() {
+    let sandbox = start().await;
+    create(&client(&sandbox).await, "fc").await;
+    let lambda = impatient_client(&sandbox, Duration::from_millis(300)).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}/_sandbox/{path}", sandbox.url());
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = url("faults");
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let faults = || async {
+        http.get(url("state"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["faults"]
+            .clone()
+    };
+
+    // hang_ms defaults to ten minutes.
+    post(json!({ "hang_next": 2 })).await;
+    let shown = faults().await;
+    assert_eq!(
+        (shown["hang_next"].clone(), shown["hang_ms"].clone()),
+        (json!(2), json!(600_000))
+    );
+    post(json!({ "hang_next": 1, "hang_ms": 5_000 })).await;
+    assert_eq!(faults().await["hang_ms"], 5_000);
+    let err = lambda
+        .get_function_configuration()
+        .function_name("fc")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, aws_sdk_lambda::error::SdkError::TimeoutError(_)),
+        "{err:?}"
+    );
+    assert_eq!(faults().await["hang_next"], 0);
+    read(&lambda, "fc").await;
+
+    post(json!({ "hang_next": 3 })).await;
+    http.post(url("reset")).send().await.unwrap();
+    assert_eq!(faults().await["hang_next"], 0);
+    read(&lambda, "fc").await;
+
+    for bad in [json!({ "hang_next": -1 }), json!({ "hang_ms": "long" })] {
+        let r = post(bad.clone()).await;
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+    }
 }
