@@ -26,17 +26,26 @@
 //!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]},
 //!     "kms_error": {"function": NAME, "code": CODE, "message": TEXT}, "kms_ok": NAME,
 //!     "hide_environment": NAME, "show_environment": NAME,
-//!     "hang_next": N, "hang_ms": MS}`.
+//!     "hang_next": N, "hang_ms": MS, "expired_token_next": N,
+//!     "clock_skew_next": N}`.
 //!   - `throttle_next`: the next N Lambda calls answer 429
 //!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
 //!     `Retry-After: 1`);
 //!   - `fail_next`: the next N Lambda calls answer 500 `ServiceException`;
 //!   - `hang_next`: the next N Lambda calls are held `hang_ms` (default
 //!     600000, ten minutes) before they are served, so a client must time
-//!     out by itself; a call whose caller gave up meanwhile never happens.
+//!     out by itself; a call whose caller gave up meanwhile never happens;
+//!   - `expired_token_next`: the next N Lambda calls answer 403
+//!     `ExpiredTokenException` "The security token included in the request
+//!     is expired";
+//!   - `clock_skew_next`: the next N Lambda calls answer 403
+//!     `InvalidSignatureException` "Signature expired: T-10m is now earlier
+//!     than T-5m (T - 5 min.)", T the real current time (`20260101T001000Z`
+//!     form), as for a caller whose clock is ten minutes behind.
 //!
 //!   A call meets at most one of these counted faults, in the order
-//!   `hang_next`, `throttle_next`, `fail_next`;
+//!   `hang_next`, `expired_token_next`, `clock_skew_next`, `throttle_next`,
+//!   `fail_next`;
 //!   - `latency_ms`: every Lambda call is answered that much later (0 = off);
 //!   - `update_delay_ms`: how long `LastUpdateStatus` stays `InProgress`
 //!     after later updates (a setting, not a fault: reset keeps it);
@@ -112,11 +121,17 @@ struct FaultState {
     /// The next N Lambda calls are held this long before they are served.
     hang_next: u64,
     hang: Duration,
+    /// The next N Lambda calls are refused: expired session token.
+    expired_token_next: u64,
+    /// The next N Lambda calls are refused: signed too long ago (clock skew).
+    clock_skew_next: u64,
 }
 
 /// The one counted fault a Lambda call meets, if any.
 enum CallFault {
     Hang(Duration),
+    ExpiredToken,
+    ClockSkew,
     Throttle,
     Fail,
 }
@@ -130,10 +145,15 @@ fn take(n: &mut u64) -> bool {
 
 impl FaultState {
     /// Takes the next counted fault. A call meets at most one, in this
-    /// order: hang, throttle, 5xx.
+    /// order: hang, expired token, clock skew (AWS authenticates a call
+    /// before it counts it against the rate), throttle, 5xx.
     fn take_call_fault(&mut self) -> Option<CallFault> {
         if take(&mut self.hang_next) {
             Some(CallFault::Hang(self.hang))
+        } else if take(&mut self.expired_token_next) {
+            Some(CallFault::ExpiredToken)
+        } else if take(&mut self.clock_skew_next) {
+            Some(CallFault::ClockSkew)
         } else if take(&mut self.throttle_next) {
             Some(CallFault::Throttle)
         } else if take(&mut self.fail_next) {
@@ -244,6 +264,20 @@ impl Faults {
         let mut w = self.shared.lock();
         w.faults.hang_next = n;
         w.faults.hang = hang;
+    }
+
+    /// The next `n` Lambda calls answer 403 `ExpiredTokenException`, as when
+    /// the caller's session credentials ran out.
+    pub fn expired_token_next(&self, n: u64) {
+        self.shared.lock().faults.expired_token_next = n;
+    }
+
+    /// The next `n` Lambda calls answer 403 `InvalidSignatureException`
+    /// ("Signature expired: ..."), as when the caller's clock is more than
+    /// five minutes behind; the message names the real current times, the
+    /// request as signed ten minutes ago.
+    pub fn clock_skew_next(&self, n: u64) {
+        self.shared.lock().faults.clock_skew_next = n;
     }
 
     /// Every Lambda call is answered after `latency`.
@@ -508,6 +542,16 @@ async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -
             tokio::time::sleep(hang).await;
             next.run(req).await
         }
+        Some(CallFault::ExpiredToken) => lambda::aws_error(
+            axum::http::StatusCode::FORBIDDEN,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+        Some(CallFault::ClockSkew) => lambda::aws_error(
+            axum::http::StatusCode::FORBIDDEN,
+            "InvalidSignatureException",
+            &signature_expired(chrono::Utc::now()),
+        ),
         Some(CallFault::Throttle) => throttled(),
         Some(CallFault::Fail) => lambda::aws_error(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -515,6 +559,18 @@ async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -
             "injected fault: the service encountered an internal error",
         ),
     }
+}
+
+/// AWS's message for a request signed more than five minutes before `now`
+/// (here: ten minutes, a caller whose clock is that far behind).
+fn signature_expired(now: chrono::DateTime<chrono::Utc>) -> String {
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    format!(
+        "Signature expired: {} is now earlier than {} ({} - 5 min.)",
+        at(now - chrono::Duration::minutes(10)),
+        at(now - chrono::Duration::minutes(5)),
+        at(now)
+    )
 }
 
 /// Lambda's answer to a throttled call.
@@ -558,6 +614,8 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "hidden_environments": w.faults.hidden_environments,
             "hang_next": w.faults.hang_next,
             "hang_ms": w.faults.hang.as_millis() as u64,
+            "expired_token_next": w.faults.expired_token_next,
+            "clock_skew_next": w.faults.clock_skew_next,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
@@ -578,6 +636,8 @@ struct FaultRequest {
     show_environment: Option<String>,
     hang_next: Option<u64>,
     hang_ms: Option<u64>,
+    expired_token_next: Option<u64>,
+    clock_skew_next: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -704,6 +764,12 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
     }
     if let Some(ms) = req.hang_ms {
         w.faults.hang = Duration::from_millis(ms);
+    }
+    if let Some(n) = req.expired_token_next {
+        w.faults.expired_token_next = n;
+    }
+    if let Some(n) = req.clock_skew_next {
+        w.faults.clock_skew_next = n;
     }
     axum::Json(json!({ "ok": true })).into_response()
 }

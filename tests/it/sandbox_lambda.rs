@@ -693,6 +693,55 @@ async fn a_hung_call_times_out_and_the_next_one_is_served() {
     assert_eq!(sandbox.function_env("fg").unwrap()["KEY"], "3");
 }
 
+/// Credential and clock errors: 403s whose codes the SDK exposes, so a caller
+/// can tell "refresh your credentials / fix your clock" from a denial.
+#[tokio::test]
+async fn expired_tokens_and_skewed_clocks_are_403s_with_their_codes() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "ft").await;
+    let get = || async {
+        lambda
+            .get_function_configuration()
+            .function_name("ft")
+            .send()
+            .await
+    };
+
+    sandbox.faults().expired_token_next(1);
+    let err = get().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("ExpiredTokenException"), "{err:?}");
+    assert_eq!(
+        err.message(),
+        Some("The security token included in the request is expired")
+    );
+    get().await.expect("only the next N calls");
+
+    sandbox.faults().clock_skew_next(1);
+    let err = get().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("InvalidSignatureException"), "{err:?}");
+    // "Signature expired: T-10m is now earlier than T-5m (T - 5 min.)", T now.
+    let message = err.message().unwrap();
+    let times: Vec<i64> = message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|w| chrono::NaiveDateTime::parse_from_str(w, "%Y%m%dT%H%M%SZ").ok())
+        .map(|t| t.and_utc().timestamp())
+        .collect();
+    assert!(message.starts_with("Signature expired: "), "{message}");
+    assert!(message.ends_with(" - 5 min.)"), "{message}");
+    assert_eq!(times.len(), 3, "{message}");
+    assert_eq!((times[2] - times[1], times[2] - times[0]), (300, 600));
+    assert!(
+        (times[2] - chrono::Utc::now().timestamp()).abs() < 60,
+        "{message}"
+    );
+    get().await.expect("only the next N calls");
+}
+
 #[tokio::test]
 async fn versions_and_weighted_aliases() {
     let sandbox = start().await;
@@ -1188,12 +1237,41 @@ async fn call_faults_over_http() {
     assert_eq!(faults().await["hang_next"], 0);
     read(&lambda, "fc").await;
 
-    post(json!({ "hang_next": 3 })).await;
-    http.post(url("reset")).send().await.unwrap();
-    assert_eq!(faults().await["hang_next"], 0);
+    post(json!({ "expired_token_next": 1, "clock_skew_next": 1 })).await;
+    let shown = faults().await;
+    assert_eq!(
+        (
+            shown["expired_token_next"].clone(),
+            shown["clock_skew_next"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    for code in ["ExpiredTokenException", "InvalidSignatureException"] {
+        let err = lambda
+            .get_function_configuration()
+            .function_name("fc")
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(err.code(), Some(code), "expired tokens first: {err:?}");
+    }
     read(&lambda, "fc").await;
 
-    for bad in [json!({ "hang_next": -1 }), json!({ "hang_ms": "long" })] {
+    post(json!({ "hang_next": 3, "expired_token_next": 3, "clock_skew_next": 3 })).await;
+    http.post(url("reset")).send().await.unwrap();
+    let reset = faults().await;
+    assert_eq!(reset["hang_next"], 0);
+    assert_eq!(reset["expired_token_next"], 0);
+    assert_eq!(reset["clock_skew_next"], 0);
+    read(&lambda, "fc").await;
+
+    for bad in [
+        json!({ "hang_next": -1 }),
+        json!({ "hang_ms": "long" }),
+        json!({ "expired_token_next": true }),
+        json!({ "clock_skew": 1 }),
+    ] {
         let r = post(bad.clone()).await;
         assert_eq!(r.status().as_u16(), 400, "{bad}");
     }
