@@ -98,6 +98,23 @@ enum Target {
     Version(u64),
 }
 
+/// How `$LATEST`'s last update failed (`LastUpdateStatus = Failed`).
+#[derive(Debug)]
+struct Failed {
+    reason: String,
+    reason_code: String,
+    /// What to restore once the update is over, when Lambda aborts it.
+    revert: Option<Box<Previous>>,
+}
+
+/// `$LATEST` as it was before an update that will not take effect.
+#[derive(Debug)]
+struct Previous {
+    config: Config,
+    env: BTreeMap<String, String>,
+    dirty: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct Function {
     name: String,
@@ -109,6 +126,8 @@ pub(super) struct Function {
     revision_id: String,
     /// While `now() < in_progress_until`, LastUpdateStatus is InProgress.
     in_progress_until: Option<Instant>,
+    /// After that, `Failed` if the last update failed.
+    failure: Option<Failed>,
     /// Code or configuration changed since the last PublishVersion.
     dirty: bool,
     /// Version number → (snapshot, the version's RevisionId).
@@ -124,8 +143,25 @@ impl Function {
     fn status(&self) -> &'static str {
         if self.in_progress() {
             "InProgress"
+        } else if self.failure.is_some() {
+            "Failed"
         } else {
             "Successful"
+        }
+    }
+
+    /// Once a failed update is over, an aborted one gives back the previous
+    /// configuration, with a new revision (the configuration changed again).
+    pub(super) fn settle(&mut self) {
+        if self.in_progress() {
+            return;
+        }
+        if let Some(previous) = self.failure.as_mut().and_then(|f| f.revert.take()) {
+            let Previous { config, env, dirty } = *previous;
+            self.config = config;
+            self.env = env;
+            self.dirty = dirty;
+            self.revision_id = new_id();
         }
     }
 
@@ -188,6 +224,10 @@ impl Function {
             "Architectures": ["x86_64"],
             "EphemeralStorage": { "Size": 512 },
         });
+        if let (Target::Latest, Some(f), "Failed") = (target, &self.failure, status) {
+            out["LastUpdateStatusReason"] = json!(f.reason);
+            out["LastUpdateStatusReasonCode"] = json!(f.reason_code);
+        }
         match env {
             EnvView::Variables => out["Environment"] = json!({ "Variables": config.env }),
             EnvView::Hidden => {}
@@ -205,6 +245,7 @@ impl Function {
         self.config.last_modified = timestamp();
         self.dirty = true;
         self.in_progress_until = (!delay.is_zero()).then(|| now() + delay);
+        self.failure = None;
     }
 
     /// Changes made by someone else (the foreign-edit fault): no delay, so
@@ -245,6 +286,8 @@ impl Function {
             "environment": self.env,
             "revision_id": self.revision_id,
             "last_update_status": self.status(),
+            "last_update_status_reason": self.failure.as_ref().map(|f| &f.reason),
+            "last_update_status_reason_code": self.failure.as_ref().map(|f| &f.reason_code),
             "code_sha256": self.config.code_sha256,
             "versions": self.versions.keys().collect::<Vec<_>>(),
             "aliases": self.aliases.iter().map(|(n, a)| (n.clone(), json!({
@@ -595,6 +638,7 @@ async fn create_function(State(shared): State<Shared>, headers: HeaderMap, body:
         env,
         revision_id: new_id(),
         in_progress_until: None,
+        failure: None,
         dirty: true,
         versions: BTreeMap::new(),
         aliases: BTreeMap::new(),
@@ -707,6 +751,13 @@ async fn update_configuration(
             e.message.clone(),
         ));
     }
+    // Accepted. If it is to fail and not take effect, remember what to restore.
+    let failure = w.faults.failing_updates.remove(&name);
+    let previous = failure.as_ref().filter(|u| !u.applied).map(|_| Previous {
+        config: f.config.clone(),
+        env: f.env.clone(),
+        dirty: f.dirty,
+    });
     if let Some(env) = env {
         // Replaces the whole environment, as Lambda does.
         f.env = env;
@@ -731,6 +782,15 @@ async fn update_configuration(
         }
     }
     f.touch(w.update_delay);
+    if let Some(u) = failure {
+        f.failure = Some(Failed {
+            reason: u.reason,
+            reason_code: u.reason_code,
+            revert: previous.map(Box::new),
+        });
+        // With no update delay it is over at once.
+        f.settle();
+    }
     let out = f.configuration(Target::Latest, EnvView::of(&w.faults, &name));
     Ok(axum::Json(out).into_response())
 }

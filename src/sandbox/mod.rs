@@ -27,7 +27,9 @@
 //!     "kms_error": {"function": NAME, "code": CODE, "message": TEXT}, "kms_ok": NAME,
 //!     "hide_environment": NAME, "show_environment": NAME,
 //!     "hang_next": N, "hang_ms": MS, "expired_token_next": N,
-//!     "clock_skew_next": N}`.
+//!     "clock_skew_next": N,
+//!     "fail_next_update": {"function": NAME, "reason": TEXT,
+//!       "reason_code": CODE, "applied": BOOL}}`.
 //!   - `throttle_next`: the next N Lambda calls answer 429
 //!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
 //!     `Retry-After: 1`);
@@ -66,12 +68,22 @@
 //!   - `hide_environment`: configurations of that function come back with no
 //!     `Environment` key at all, though it has variables, until
 //!     `show_environment` (or a reset). Hidden wins over a KMS error;
+//!   - `fail_next_update`: the next UpdateFunctionConfiguration of that
+//!     function is accepted as usual (200, `InProgress` for the update delay)
+//!     and, once the delay is over, the function reports `LastUpdateStatus =
+//!     Failed` with `LastUpdateStatusReason` (`reason`, else a generic one)
+//!     and `LastUpdateStatusReasonCode` (`reason_code`, one of Lambda's, e.g.
+//!     `KMSKeyAccessDenied`; default `InternalError`). `applied: false` (the
+//!     default) is Lambda aborting the update: the previous configuration and
+//!     variables come back, with a new `RevisionId`; `applied: true` keeps
+//!     the new ones. The next update that succeeds clears the status;
 //!
 //!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field,
 //!   an empty function name, an error code that is not letters and digits, or
 //!   one function both set and cleared in one request; a refused request
 //!   changes nothing.
-//! - `POST /_sandbox/reset` — all faults off (update delay and functions stay).
+//! - `POST /_sandbox/reset` — all faults off (update delay and functions stay,
+//!   and so does a `Failed` status already reported).
 //! - `GET  /_sandbox/traffic`, `POST /_sandbox/traffic` — the traffic
 //!   simulator's knobs: `{"enabled": BOOL, "invocations_per_tick": N,
 //!   "bad_flags": ["FLAG", ...]}` (fields optional on POST).
@@ -125,7 +137,65 @@ struct FaultState {
     expired_token_next: u64,
     /// The next N Lambda calls are refused: signed too long ago (clock skew).
     clock_skew_next: u64,
+    /// function name → how its next UpdateFunctionConfiguration ends.
+    failing_updates: BTreeMap<String, UpdateFailure>,
 }
+
+/// An update Lambda accepts and then reports `LastUpdateStatus = Failed`.
+#[derive(Debug, Clone, serde::Serialize)]
+struct UpdateFailure {
+    reason: String,
+    reason_code: String,
+    /// Whether the new configuration is in place despite the failure;
+    /// otherwise Lambda keeps the previous one.
+    applied: bool,
+}
+
+impl UpdateFailure {
+    fn new(reason: &str, reason_code: &str, applied: bool) -> UpdateFailure {
+        let reason = if reason.is_empty() {
+            format!("The function update failed ({reason_code}).")
+        } else {
+            reason.to_string()
+        };
+        UpdateFailure {
+            reason,
+            reason_code: reason_code.to_string(),
+            applied,
+        }
+    }
+}
+
+/// Lambda's `LastUpdateStatusReasonCode` values (the SDK's enum).
+const REASON_CODES: &[&str] = &[
+    "CapacityProviderScalingLimitExceeded",
+    "DependencyError",
+    "DisabledKMSKey",
+    "DisallowedByVpcEncryptionControl",
+    "EFSIOError",
+    "EFSMountConnectivityError",
+    "EFSMountFailure",
+    "EFSMountTimeout",
+    "EniLimitExceeded",
+    "FunctionError",
+    "ImageAccessDenied",
+    "ImageDeleted",
+    "InsufficientCapacity",
+    "InsufficientRolePermissions",
+    "InternalError",
+    "InvalidConfiguration",
+    "InvalidImage",
+    "InvalidRuntime",
+    "InvalidSecurityGroup",
+    "InvalidStateKMSKey",
+    "InvalidSubnet",
+    "InvalidZipFileException",
+    "KMSKeyAccessDenied",
+    "KMSKeyNotFound",
+    "ServiceQuotaExceededException",
+    "SubnetOutOfIPAddresses",
+    "VcpuLimitExceeded",
+];
 
 /// The one counted fault a Lambda call meets, if any.
 enum CallFault {
@@ -221,6 +291,14 @@ struct World {
 }
 
 impl World {
+    /// Applies what time alone changes: updates that ended `Failed` without
+    /// taking effect give their function back its previous configuration.
+    fn settle(&mut self) {
+        for f in self.functions.values_mut() {
+            f.settle();
+        }
+    }
+
     /// One tick of simulated traffic for every function, at `at` (epoch seconds).
     fn emit_traffic(&mut self, at: f64) {
         let noise = self
@@ -236,8 +314,12 @@ impl World {
 struct Shared(Arc<Mutex<World>>);
 
 impl Shared {
+    /// The world, settled to the present (see `World::settle`), so every
+    /// reader sees what time has done.
     fn lock(&self) -> MutexGuard<'_, World> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        w.settle();
+        w
     }
 }
 
@@ -278,6 +360,31 @@ impl Faults {
     /// request as signed ten minutes ago.
     pub fn clock_skew_next(&self, n: u64) {
         self.shared.lock().faults.clock_skew_next = n;
+    }
+
+    /// The next UpdateFunctionConfiguration of `function` is accepted as usual
+    /// (200, `InProgress` for the update delay) and then ends with
+    /// `LastUpdateStatus = Failed`, `LastUpdateStatusReason = reason` (empty:
+    /// a generic one) and `LastUpdateStatusReasonCode = InternalError`. With
+    /// `applied` false Lambda aborts the update: once it has failed, the
+    /// previous configuration and variables are back. With `applied` true the
+    /// new ones stay. A later update that succeeds clears the status.
+    pub fn fail_next_update(&self, function: &str, reason: &str, applied: bool) {
+        self.fail_next_update_with(function, reason, "InternalError", applied);
+    }
+
+    /// Like `fail_next_update` with another reason code, e.g. `KMSKeyAccessDenied`.
+    pub fn fail_next_update_with(
+        &self,
+        function: &str,
+        reason: &str,
+        reason_code: &str,
+        applied: bool,
+    ) {
+        self.shared.lock().faults.failing_updates.insert(
+            function.to_string(),
+            UpdateFailure::new(reason, reason_code, applied),
+        );
     }
 
     /// Every Lambda call is answered after `latency`.
@@ -616,6 +723,7 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "hang_ms": w.faults.hang.as_millis() as u64,
             "expired_token_next": w.faults.expired_token_next,
             "clock_skew_next": w.faults.clock_skew_next,
+            "failing_updates": w.faults.failing_updates,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
@@ -638,6 +746,18 @@ struct FaultRequest {
     hang_ms: Option<u64>,
     expired_token_next: Option<u64>,
     clock_skew_next: Option<u64>,
+    fail_next_update: Option<FailUpdateRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailUpdateRequest {
+    function: String,
+    #[serde(default)]
+    reason: String,
+    reason_code: Option<String>,
+    #[serde(default)]
+    applied: bool,
 }
 
 #[derive(Deserialize)]
@@ -664,6 +784,9 @@ impl FaultRequest {
             self.show_environment
                 .as_ref()
                 .map(|f| ("show_environment", f)),
+            self.fail_next_update
+                .as_ref()
+                .map(|f| ("fail_next_update", &f.function)),
         ];
         for (field, function) in functions.into_iter().flatten() {
             if function.is_empty() {
@@ -681,6 +804,17 @@ impl FaultRequest {
             if self.kms_ok.as_ref() == Some(&e.function) {
                 return Err(format!("kms_error and kms_ok both name {:?}", e.function));
             }
+        }
+        if let Some(code) = self
+            .fail_next_update
+            .as_ref()
+            .and_then(|f| f.reason_code.as_ref())
+            && !REASON_CODES.contains(&code.as_str())
+        {
+            return Err(format!(
+                "fail_next_update.reason_code: {code:?} is not one of Lambda's: {}",
+                REASON_CODES.join(", ")
+            ));
         }
         if self.hide_environment.is_some() && self.hide_environment == self.show_environment {
             return Err("hide_environment and show_environment name the same function".into());
@@ -770,6 +904,11 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
     }
     if let Some(n) = req.clock_skew_next {
         w.faults.clock_skew_next = n;
+    }
+    if let Some(f) = req.fail_next_update {
+        let code = f.reason_code.as_deref().unwrap_or("InternalError");
+        let failure = UpdateFailure::new(&f.reason, code, f.applied);
+        w.faults.failing_updates.insert(f.function, failure);
     }
     axum::Json(json!({ "ok": true })).into_response()
 }

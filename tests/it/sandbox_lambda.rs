@@ -18,7 +18,8 @@ use aws_sdk_lambda::operation::publish_version::PublishVersionError;
 use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError as UpdateErr;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
-    AliasRoutingConfiguration, Environment, FunctionCode, LastUpdateStatus, State, ThrottleReason,
+    AliasRoutingConfiguration, Environment, FunctionCode, LastUpdateStatus,
+    LastUpdateStatusReasonCode, State, ThrottleReason,
 };
 use rollgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -742,6 +743,103 @@ async fn expired_tokens_and_skewed_clocks_are_403s_with_their_codes() {
     get().await.expect("only the next N calls");
 }
 
+/// Polls until the function's last update is over; returns that read.
+async fn after_update(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = read(lambda, name).await;
+        if got.last_update_status() != Some(&LastUpdateStatus::InProgress) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "still InProgress after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An accepted update can still end `Failed`, with or without taking effect;
+/// only a read after the update is over tells which.
+#[tokio::test]
+async fn an_update_can_end_failed_with_or_without_taking_effect() {
+    let sandbox = Sandbox::start(
+        0,
+        SandboxConfig {
+            update_delay: Duration::from_millis(200),
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fu").await;
+
+    // Not applied (the default): Lambda aborts the update.
+    sandbox.faults().fail_next_update("fu", "boom", false);
+    let out = update_env(&lambda, "fu", &[("KEY", "2")], None)
+        .await
+        .expect("accepted as usual");
+    assert_eq!(
+        out.last_update_status(),
+        Some(&LastUpdateStatus::InProgress)
+    );
+    let done = after_update(&lambda, "fu").await;
+    assert_eq!(done.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert_eq!(done.last_update_status_reason(), Some("boom"));
+    assert_eq!(
+        done.last_update_status_reason_code(),
+        Some(&LastUpdateStatusReasonCode::InternalError)
+    );
+    assert_eq!(env_of(&done), vars(&[("KEY", "1")]), "the old variables");
+    assert_ne!(done.revision_id(), out.revision_id());
+    assert_eq!(sandbox.function_env("fu").unwrap(), vars(&[("KEY", "1")]));
+
+    // Applied: the new variables are in place despite the failure.
+    sandbox.faults().fail_next_update_with(
+        "fu",
+        "Lambda was unable to configure access to your environment variables because the KMS key is invalid for CreateGrant.",
+        "KMSKeyAccessDenied",
+        true,
+    );
+    update_env(&lambda, "fu", &[("KEY", "3")], None)
+        .await
+        .unwrap();
+    let done = after_update(&lambda, "fu").await;
+    assert_eq!(done.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert_eq!(
+        done.last_update_status_reason_code(),
+        Some(&LastUpdateStatusReasonCode::KmsKeyAccessDenied)
+    );
+    assert_eq!(env_of(&done), vars(&[("KEY", "3")]));
+
+    // Only the next update fails; the one after clears the status.
+    update_env(&lambda, "fu", &[("KEY", "4")], None)
+        .await
+        .unwrap();
+    let done = after_update(&lambda, "fu").await;
+    assert_eq!(
+        done.last_update_status(),
+        Some(&LastUpdateStatus::Successful)
+    );
+    assert_eq!(done.last_update_status_reason(), None);
+    assert_eq!(done.last_update_status_reason_code(), None);
+    assert_eq!(env_of(&done), vars(&[("KEY", "4")]));
+
+    // Without an update delay it is over in the answer itself.
+    sandbox.set_update_delay(Duration::ZERO);
+    sandbox.faults().fail_next_update("fu", "", false);
+    let out = update_env(&lambda, "fu", &[("KEY", "5")], None)
+        .await
+        .unwrap();
+    assert_eq!(out.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert!(
+        out.last_update_status_reason()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert_eq!(sandbox.function_env("fu").unwrap(), vars(&[("KEY", "4")]));
+}
+
 #[tokio::test]
 async fn versions_and_weighted_aliases() {
     let sandbox = start().await;
@@ -1113,7 +1211,7 @@ async fn admin_endpoints_over_http() {
 /// The new faults over `POST /_sandbox/faults`: set, shown in the state,
 /// cleared one by one or by reset; bad bodies are 400s that change nothing.
 #[tokio::test]
-async fn environment_faults_over_http() {
+async fn function_faults_over_http() {
     let sandbox = start().await;
     let lambda = client(&sandbox).await;
     create(&lambda, "fa").await;
@@ -1169,8 +1267,51 @@ async fn environment_faults_over_http() {
         read(&lambda, "fa").await.environment().is_none(),
         "hidden wins over a KMS error"
     );
+    post(json!({ "show_environment": "fa", "kms_ok": "fa" })).await;
+
+    // An update that ends Failed; `applied` defaults to false.
+    post(json!({ "fail_next_update": { "function": "fa", "reason": "no grant", "reason_code": "KMSKeyAccessDenied" } }))
+        .await;
+    assert_eq!(
+        faults().await["failing_updates"]["fa"],
+        json!({ "reason": "no grant", "reason_code": "KMSKeyAccessDenied", "applied": false })
+    );
+    let out = update_env(&lambda, "fa", &[("KEY", "2")], None)
+        .await
+        .unwrap();
+    assert_eq!(out.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert_eq!(out.last_update_status_reason(), Some("no grant"));
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "1")]));
+    let state = http
+        .get(url("state"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let f = &state["functions"][0];
+    assert_eq!(f["last_update_status"], "Failed");
+    assert_eq!(f["last_update_status_reason_code"], "KMSKeyAccessDenied");
+    assert_eq!(state["faults"]["failing_updates"], json!({}));
+    post(json!({ "fail_next_update": { "function": "fa", "applied": true } })).await;
+    let out = update_env(&lambda, "fa", &[("KEY", "2")], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.last_update_status_reason_code(),
+        Some(&LastUpdateStatusReasonCode::InternalError)
+    );
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "2")]));
+    update_env(&lambda, "fa", &[("KEY", "1")], None)
+        .await
+        .unwrap();
+
+    post(json!({ "hide_environment": "fa", "kms_error": { "function": "fa" }, "fail_next_update": { "function": "fa" } }))
+        .await;
     http.post(url("reset")).send().await.unwrap();
     let reset = faults().await;
+    assert_eq!(reset["failing_updates"], json!({}));
     assert_eq!(reset["kms_errors"], json!({}));
     assert_eq!(reset["hidden_environments"], json!([]));
     assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "1")]));
@@ -1183,6 +1324,9 @@ async fn environment_faults_over_http() {
         json!({ "hide_environment": "fa", "show_environment": "fa" }),
         json!({ "hide_environment": 3 }),
         json!({ "throttle_next": 2, "kms_ok": "" }),
+        json!({ "fail_next_update": { "function": "fa", "reason_code": "KmsKeyAccessDenied" } }),
+        json!({ "fail_next_update": { "function": "fa", "applied": "yes" } }),
+        json!({ "fail_next_update": "fa" }),
     ] {
         let r = post(bad.clone()).await;
         assert_eq!(r.status().as_u16(), 400, "{bad}");
