@@ -9,10 +9,18 @@
 //! `ResourceConflictException` during it, 4 KB environment limit),
 //! PublishVersion, CreateAlias, GetAlias, UpdateAlias, ListAliases.
 //!
-//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`):
+//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`,
+//! and awsJson1_0, `POST /` with `X-Amz-Target`, for the AWS CLI):
 //! PutMetricData, GetMetricData (Sum, Average, SampleCount, Minimum, Maximum,
 //! pNN, simple metric math, at most 500 queries, NextToken pagination),
-//! PutMetricAlarm, DescribeAlarms, SetAlarmState.
+//! PutMetricAlarm, PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
+//! is kept, not evaluated), DescribeAlarms as AWS answers it (only metric
+//! alarms unless `AlarmTypes` names `CompositeAlarm`; `AlarmNames`, at most
+//! 100, or `AlarmNamePrefix`; `StateValue`; `MaxRecords` 1 to 100, default
+//! 50, else `ValidationError`; `NextToken` pages across both types, metric
+//! alarms first), SetAlarmState (either type). Errors carry AWS's
+//! `x-amzn-query-error` code (`InvalidParameterValue;Sender`), which the SDK
+//! and the CLI report as the error code.
 //!
 //! Admin endpoints (JSON), for tests, the demo and operators:
 //!
