@@ -6,7 +6,8 @@
 //! Lambda (REST-JSON, under `/2015-03-31/functions`): CreateFunction,
 //! GetFunction, GetFunctionConfiguration, UpdateFunctionConfiguration
 //! (`RevisionId` precondition, `InProgress` for the update delay,
-//! `ResourceConflictException` during it, 4 KB environment limit),
+//! `ResourceConflictException` during it, 4 KB environment limit, `Failed`
+//! with a reason when a fault says so), UpdateFunctionCode, ListFunctions,
 //! PublishVersion, CreateAlias, GetAlias, UpdateAlias, ListAliases.
 //!
 //! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`,
@@ -25,8 +26,10 @@
 //! Admin endpoints (JSON), for tests, the demo and operators:
 //!
 //! - `GET  /_sandbox/state` — `{"functions": [{"name", "arn", "environment",
-//!   "revision_id", "last_update_status", "code_sha256", "versions",
-//!   "aliases"}], "faults": {...}, "update_delay_ms", "cloudwatch": {...}}`.
+//!   "revision_id", "last_update_status", "last_update_status_reason",
+//!   "last_update_status_reason_code", "code_sha256", "versions",
+//!   "aliases"}], "faults": {...}, "update_delay_ms", "cloudwatch": {...}}`;
+//!   the environment shown is the stored one, whatever the faults show callers.
 //! - `POST /_sandbox/faults` — switch faults on; every field optional, and
 //!   fields left out keep their current setting:
 //!   `{"throttle_next": N, "fail_next": N, "latency_ms": MS,
@@ -51,11 +54,7 @@
 //!   - `clock_skew_next`: the next N Lambda calls answer 403
 //!     `InvalidSignatureException` "Signature expired: T-10m is now earlier
 //!     than T-5m (T - 5 min.)", T the real current time (`20260101T001000Z`
-//!     form), as for a caller whose clock is ten minutes behind.
-//!
-//!   A call meets at most one of these counted faults, in the order
-//!   `hang_next`, `expired_token_next`, `clock_skew_next`, `throttle_next`,
-//!   `fail_next`;
+//!     form), as for a caller whose clock is ten minutes behind;
 //!   - `latency_ms`: every Lambda call is answered that much later (0 = off);
 //!   - `update_delay_ms`: how long `LastUpdateStatus` stays `InProgress`
 //!     after later updates (a setting, not a fault: reset keeps it);
@@ -63,7 +62,7 @@
 //!     function is answered, someone else sets (`set`) and deletes (`unset`)
 //!     those variables, bumping its `RevisionId`, so the caller's next update
 //!     carrying the revision it just read fails with 412
-//!     `PreconditionFailedException`. One pending edit per function.
+//!     `PreconditionFailedException`. One pending edit per function;
 //!   - `kms_error`: Lambda can no longer decrypt that function's environment.
 //!     Every configuration the sandbox returns for it (GetFunctionConfiguration,
 //!     GetFunction, ListFunctions, qualified versions, the answers to writes)
@@ -84,7 +83,11 @@
 //!     `KMSKeyAccessDenied`; default `InternalError`). `applied: false` (the
 //!     default) is Lambda aborting the update: the previous configuration and
 //!     variables come back, with a new `RevisionId`; `applied: true` keeps
-//!     the new ones. The next update that succeeds clears the status;
+//!     the new ones. The next update that succeeds clears the status.
+//!
+//!   A Lambda call meets at most one of the counted faults, in the order
+//!   `hang_next`, `expired_token_next`, `clock_skew_next` (AWS authenticates
+//!   before it rate-limits), `throttle_next`, `fail_next`.
 //!
 //!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field,
 //!   an empty function name, an error code that is not letters and digits, or
