@@ -2,15 +2,18 @@
 //! `POST /service/GraniteServiceVersion20100801/operation/<Op>`, CBOR bodies,
 //! `smithy-protocol: rpc-v2-cbor`. PutMetricData, GetMetricData (Sum,
 //! Average, SampleCount, Minimum, Maximum, pNN; simple metric math; at most
-//! 500 queries; pagination by data points), PutMetricAlarm, DescribeAlarms,
-//! SetAlarmState.
+//! 500 queries; pagination by data points), PutMetricAlarm,
+//! PutCompositeAlarm, DescribeAlarms (`AlarmTypes`, `AlarmNames`,
+//! `AlarmNamePrefix`, `StateValue`, `MaxRecords`/`NextToken` pages), and
+//! SetAlarmState. The same operations answer in `awsJson1_0` (`POST /`,
+//! `X-Amz-Target`), the protocol the AWS CLI speaks.
 
 use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use ciborium::Value as Cbor;
@@ -62,12 +65,34 @@ impl Datum {
     }
 }
 
+/// Metric alarms sort before composite ones in DescribeAlarms' pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum AlarmType {
+    Metric,
+    Composite,
+}
+
+impl AlarmType {
+    fn name(self) -> &'static str {
+        match self {
+            AlarmType::Metric => "MetricAlarm",
+            AlarmType::Composite => "CompositeAlarm",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Alarm {
     name: String,
+    kind: AlarmType,
     state: String,
     reason: String,
+    /// Epoch seconds of the last SetAlarmState (or creation).
     updated: f64,
+    /// Epoch seconds of the last change of `state`.
+    transitioned: f64,
+    /// Epoch seconds of the last Put*Alarm.
+    configured: f64,
     definition: BTreeMap<String, Json>,
 }
 
@@ -91,7 +116,7 @@ impl CloudWatch {
                 "namespace": k.namespace, "name": k.name, "dimensions": k.dimensions, "data": v.len(),
             })).collect::<Vec<_>>(),
             "alarms": self.alarms.values().map(|a| serde_json::json!({
-                "name": a.name, "state": a.state, "reason": a.reason,
+                "name": a.name, "type": a.kind.name(), "state": a.state, "reason": a.reason,
             })).collect::<Vec<_>>(),
             "get_metric_data_calls": self.get_metric_data_calls,
             "get_metric_data_queries": self.get_metric_data_queries,
@@ -134,6 +159,34 @@ fn error_body(e: &CwError) -> Cbor {
         ),
         (text("message"), text(&e.message)),
     ])
+}
+
+/// CloudWatch is `awsQueryCompatible`: besides `__type` (the shape name), an
+/// error names its old awsQuery code and fault in `x-amzn-query-error`
+/// (`InvalidParameterValue;Sender`). The SDK and botocore take the error
+/// code from that header, so typed errors (`is_invalid_parameter_value_exception()`)
+/// match only with it. `None` for protocol errors no model names.
+fn query_error(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "InvalidParameterValueException" => "InvalidParameterValue;Sender",
+        "MissingRequiredParameterException" => "MissingParameter;Sender",
+        "InvalidParameterCombinationException" => "InvalidParameterCombination;Sender",
+        "InvalidNextToken" => "InvalidNextToken;Sender",
+        "ResourceNotFound" => "ResourceNotFound;Sender",
+        "LimitExceededFault" => "LimitExceeded;Sender",
+        "ValidationError" => "ValidationError;Sender",
+        "InternalServiceFault" => "InternalServiceError;Receiver",
+        _ => return None,
+    })
+}
+
+/// Adds the query-compatible error header to an error answer (either protocol).
+fn with_query_error(mut resp: Response, code: &str) -> Response {
+    if let Some(q) = query_error(code) {
+        resp.headers_mut()
+            .insert("x-amzn-query-error", HeaderValue::from_static(q));
+    }
+    resp
 }
 
 fn cbor_response(status: StatusCode, body: &Cbor) -> Response {
@@ -203,13 +256,13 @@ async fn dispatch(State(shared): State<Shared>, Path(op): Path<String>, body: By
                     code: "SerializationException".into(),
                     message: format!("invalid CBOR: {e}"),
                 };
-                return cbor_response(e.status, &error_body(&e));
+                return with_query_error(cbor_response(e.status, &error_body(&e)), &e.code);
             }
         }
     };
     match run(&shared, &op, &input) {
         Ok(out) => cbor_response(StatusCode::OK, &out),
-        Err(e) => cbor_response(e.status, &error_body(&e)),
+        Err(e) => with_query_error(cbor_response(e.status, &error_body(&e)), &e.code),
     }
 }
 
@@ -230,16 +283,18 @@ async fn dispatch_json(State(shared): State<Shared>, headers: HeaderMap, body: B
             message: format!("invalid JSON: {e}"),
         }),
     };
-    let (status, doc) = match reply {
-        Ok(out) => (StatusCode::OK, out),
-        Err(e) => (e.status, error_body(&e)),
+    let json = |status: StatusCode, doc: Cbor| {
+        (
+            status,
+            [("content-type", "application/x-amz-json-1.0")],
+            to_json(doc).to_string(),
+        )
+            .into_response()
     };
-    (
-        status,
-        [("content-type", "application/x-amz-json-1.0")],
-        to_json(doc).to_string(),
-    )
-        .into_response()
+    match reply {
+        Ok(out) => json(StatusCode::OK, out),
+        Err(e) => with_query_error(json(e.status, error_body(&e)), &e.code),
+    }
 }
 
 fn run(shared: &Shared, op: &str, input: &Json) -> Reply {
@@ -248,7 +303,8 @@ fn run(shared: &Shared, op: &str, input: &Json) -> Reply {
     match op {
         "PutMetricData" => put_metric_data(cw, input),
         "GetMetricData" => get_metric_data(cw, input),
-        "PutMetricAlarm" => put_metric_alarm(cw, input),
+        "PutMetricAlarm" => put_alarm(cw, input, AlarmType::Metric),
+        "PutCompositeAlarm" => put_alarm(cw, input, AlarmType::Composite),
         "DescribeAlarms" => describe_alarms(cw, input),
         "SetAlarmState" => set_alarm_state(cw, input),
         other => error(
@@ -531,24 +587,83 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
     Ok(Cbor::Map(out))
 }
 
-fn put_metric_alarm(cw: &mut CloudWatch, input: &Json) -> Reply {
-    let Some(name) = str_of(input, "AlarmName") else {
-        return invalid("AlarmName is required");
+/// `{field}` must be `min..=max` characters long: AWS's validation message.
+fn check_length(input: &Json, field: &str, min: usize, max: usize) -> Result<(), CwError> {
+    let Some(v) = str_of(input, field) else {
+        return Ok(());
     };
+    let n = v.chars().count();
+    if (min..=max).contains(&n) {
+        return Ok(());
+    }
+    let (bound, limit) = if n < min {
+        ("greater", min)
+    } else {
+        ("less", max)
+    };
+    let mut camel = field.to_string();
+    camel[..1].make_ascii_lowercase();
+    validation(&format!(
+        "Value '{v}' at '{camel}' failed to satisfy constraint: Member must have length {bound} than or equal to {limit}"
+    ))
+}
+
+/// A smithy constraint violation, as AWS words them.
+fn validation<T>(detail: &str) -> Result<T, CwError> {
+    Err(CwError {
+        status: StatusCode::BAD_REQUEST,
+        code: "ValidationError".into(),
+        message: format!("1 validation error detected: {detail}"),
+    })
+}
+
+/// PutMetricAlarm and PutCompositeAlarm: create, or overwrite the whole
+/// definition keeping the state, as CloudWatch does. Metric and composite
+/// alarms share one namespace of names.
+fn put_alarm(cw: &mut CloudWatch, input: &Json, kind: AlarmType) -> Reply {
+    let Some(name) = str_of(input, "AlarmName") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "MissingRequiredParameterException",
+            "The parameter AlarmName is required.",
+        );
+    };
+    check_length(input, "AlarmName", 1, 255)?;
+    check_length(input, "AlarmDescription", 0, 1024)?;
+    if kind == AlarmType::Composite {
+        if str_of(input, "AlarmRule").is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "MissingRequiredParameterException",
+                "The parameter AlarmRule is required.",
+            );
+        }
+        check_length(input, "AlarmRule", 1, 10240)?;
+    }
+    let existing = cw.alarms.get(name);
+    if let Some(other) = existing.filter(|a| a.kind != kind) {
+        return invalid(&format!(
+            "An alarm named {name} already exists as a {}.",
+            other.kind.name()
+        ));
+    }
     let definition = input
         .as_object()
         .cloned()
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let existing = cw.alarms.get(name);
+    let now = now_secs();
     let alarm = Alarm {
         name: name.to_string(),
+        kind,
         state: existing.map_or("INSUFFICIENT_DATA".into(), |a| a.state.clone()),
         reason: existing.map_or("Unchecked: Initial alarm creation".into(), |a| {
             a.reason.clone()
         }),
-        updated: existing.map_or_else(now_secs, |a| a.updated),
+        updated: existing.map_or(now, |a| a.updated),
+        transitioned: existing.map_or(now, |a| a.transitioned),
+        configured: now,
         definition,
     };
     cw.alarms.insert(name.to_string(), alarm);
@@ -569,65 +684,260 @@ fn json_to_cbor(v: &Json) -> Cbor {
     }
 }
 
+/// DescribeAlarms' default and largest page.
+const DEFAULT_MAX_RECORDS: i64 = 50;
+const MAX_RECORDS: i64 = 100;
+/// At most this many names in one DescribeAlarms.
+const MAX_ALARM_NAMES: usize = 100;
+
+/// A NextToken: the (type, name) of the last alarm on the page, hex-encoded
+/// so callers treat it as opaque. Pages stay right when alarms are added.
+fn alarm_token(kind: AlarmType, name: &str) -> String {
+    let tag = match kind {
+        AlarmType::Metric => 'M',
+        AlarmType::Composite => 'C',
+    };
+    format!("{tag}{name}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_alarm_token(token: &str) -> Option<(AlarmType, String)> {
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let mut chars = text.chars();
+    let kind = match chars.next()? {
+        'M' => AlarmType::Metric,
+        'C' => AlarmType::Composite,
+        _ => return None,
+    };
+    Some((kind, chars.as_str().to_string()))
+}
+
+/// DescribeAlarms as CloudWatch answers it: only metric alarms unless
+/// `AlarmTypes` asks for composite ones; `AlarmNames` (at most 100) or
+/// `AlarmNamePrefix`; `StateValue`; pages of `MaxRecords` (1 to 100, default
+/// 50) across both types, metric alarms first, each type in name order.
 fn describe_alarms(cw: &CloudWatch, input: &Json) -> Reply {
+    let types: Vec<AlarmType> = match input.get("AlarmTypes") {
+        None | Some(Json::Null) => vec![AlarmType::Metric],
+        Some(Json::Array(a)) if a.is_empty() => vec![AlarmType::Metric],
+        Some(Json::Array(a)) => {
+            let mut types = Vec::new();
+            for (i, t) in a.iter().enumerate() {
+                types.push(match t.as_str() {
+                    Some("MetricAlarm") => AlarmType::Metric,
+                    Some("CompositeAlarm") => AlarmType::Composite,
+                    _ => {
+                        return validation(&format!(
+                            "Value '{}' at 'alarmTypes.{}.member' failed to satisfy constraint: Member must satisfy enum value set: [CompositeAlarm, MetricAlarm]",
+                            t.as_str().map_or_else(|| t.to_string(), str::to_string),
+                            i + 1
+                        ));
+                    }
+                });
+            }
+            types
+        }
+        Some(_) => return invalid("AlarmTypes must be a list"),
+    };
     let names: Option<Vec<&str>> = input
         .get("AlarmNames")
         .and_then(Json::as_array)
         .map(|a| a.iter().filter_map(Json::as_str).collect());
+    if let Some(names) = &names
+        && names.len() > MAX_ALARM_NAMES
+    {
+        return validation(&format!(
+            "Value '[{}]' at 'alarmNames' failed to satisfy constraint: Member must have length less than or equal to {MAX_ALARM_NAMES}",
+            names.join(", ")
+        ));
+    }
+    let prefix = str_of(input, "AlarmNamePrefix");
+    if names.is_some() && prefix.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterCombinationException",
+            "AlarmNamePrefix and AlarmNames cannot be specified together.",
+        );
+    }
+    check_length(input, "AlarmNamePrefix", 1, 255)?;
+    let max = match input.get("MaxRecords") {
+        None | Some(Json::Null) => DEFAULT_MAX_RECORDS,
+        Some(v) => {
+            let n = v.as_f64().unwrap_or(f64::NAN);
+            if n.fract() != 0.0 || !n.is_finite() {
+                return invalid("MaxRecords must be an integer");
+            }
+            let n = n as i64;
+            if n < 1 {
+                return validation(&format!(
+                    "Value '{n}' at 'maxRecords' failed to satisfy constraint: Member must have value greater than or equal to 1"
+                ));
+            }
+            if n > MAX_RECORDS {
+                return validation(&format!(
+                    "Value '{n}' at 'maxRecords' failed to satisfy constraint: Member must have value less than or equal to {MAX_RECORDS}"
+                ));
+            }
+            n
+        }
+    };
+    let after = match str_of(input, "NextToken") {
+        None => None,
+        Some(t) => match parse_alarm_token(t) {
+            Some(key) => Some(key),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidNextToken",
+                    "The NextToken is not valid.",
+                );
+            }
+        },
+    };
     let state = str_of(input, "StateValue");
-    let alarms: Vec<Cbor> = cw
+    let mut matching: Vec<&Alarm> = cw
         .alarms
         .values()
+        .filter(|a| types.contains(&a.kind))
         .filter(|a| names.as_ref().is_none_or(|n| n.contains(&a.name.as_str())))
+        .filter(|a| prefix.is_none_or(|p| a.name.starts_with(p)))
         .filter(|a| state.is_none_or(|s| s == a.state))
-        .map(|a| {
-            let mut fields: Vec<(Cbor, Cbor)> = Vec::new();
-            for key in [
-                "MetricName",
-                "Namespace",
-                "Statistic",
-                "ExtendedStatistic",
-                "Period",
-                "EvaluationPeriods",
-                "DatapointsToAlarm",
-                "Threshold",
-                "ComparisonOperator",
-                "TreatMissingData",
-                "Dimensions",
-                "AlarmDescription",
-            ] {
-                if let Some(v) = a.definition.get(key) {
-                    let v = match key {
-                        // Integers in the model: send them as CBOR integers.
-                        "Period" | "EvaluationPeriods" | "DatapointsToAlarm" => v
-                            .as_f64()
-                            .map_or(Cbor::Null, |f| Cbor::Integer((f as i64).into())),
-                        "Threshold" => v.as_f64().map_or(Cbor::Null, Cbor::Float),
-                        _ => json_to_cbor(v),
-                    };
-                    fields.push((text(key), v));
-                }
-            }
-            fields.extend([
-                (text("AlarmName"), text(&a.name)),
-                (
-                    text("AlarmArn"),
-                    text(&format!(
-                        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}",
-                        a.name
-                    )),
-                ),
-                (text("StateValue"), text(&a.state)),
-                (text("StateReason"), text(&a.reason)),
-                (text("StateUpdatedTimestamp"), timestamp(a.updated)),
-            ]);
-            Cbor::Map(fields)
-        })
         .collect();
-    Ok(Cbor::Map(vec![
-        (text("MetricAlarms"), Cbor::Array(alarms)),
-        (text("CompositeAlarms"), Cbor::Array(vec![])),
-    ]))
+    matching.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    let mut rest = matching
+        .into_iter()
+        .filter(|a| {
+            after
+                .as_ref()
+                .is_none_or(|(kind, name)| (a.kind, &a.name) > (*kind, name))
+        })
+        .peekable();
+    let mut page = Vec::new();
+    while page.len() < max as usize
+        && let Some(a) = rest.next()
+    {
+        page.push(a);
+    }
+    let mut metric = Vec::new();
+    let mut composite = Vec::new();
+    for a in &page {
+        match a.kind {
+            AlarmType::Metric => metric.push(metric_alarm(a)),
+            AlarmType::Composite => composite.push(composite_alarm(a)),
+        }
+    }
+    let mut out = vec![
+        (text("MetricAlarms"), Cbor::Array(metric)),
+        (text("CompositeAlarms"), Cbor::Array(composite)),
+    ];
+    if rest.peek().is_some()
+        && let Some(last) = page.last()
+    {
+        out.push((text("NextToken"), text(&alarm_token(last.kind, &last.name))));
+    }
+    Ok(Cbor::Map(out))
+}
+
+fn alarm_arn(name: &str) -> String {
+    format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")
+}
+
+/// What both kinds of alarm report about their state.
+fn alarm_state_fields(a: &Alarm) -> Vec<(Cbor, Cbor)> {
+    vec![
+        (text("AlarmName"), text(&a.name)),
+        (text("AlarmArn"), text(&alarm_arn(&a.name))),
+        (text("StateValue"), text(&a.state)),
+        (text("StateReason"), text(&a.reason)),
+        (text("StateUpdatedTimestamp"), timestamp(a.updated)),
+        (
+            text("AlarmConfigurationUpdatedTimestamp"),
+            timestamp(a.configured),
+        ),
+    ]
+}
+
+fn metric_alarm(a: &Alarm) -> Cbor {
+    let mut fields: Vec<(Cbor, Cbor)> = Vec::new();
+    for key in [
+        "MetricName",
+        "Namespace",
+        "Statistic",
+        "ExtendedStatistic",
+        "Period",
+        "EvaluationPeriods",
+        "DatapointsToAlarm",
+        "Threshold",
+        "ComparisonOperator",
+        "TreatMissingData",
+        "Dimensions",
+        "AlarmDescription",
+    ] {
+        if let Some(v) = a.definition.get(key) {
+            let v = match key {
+                // Integers in the model: send them as CBOR integers.
+                "Period" | "EvaluationPeriods" | "DatapointsToAlarm" => v
+                    .as_f64()
+                    .map_or(Cbor::Null, |f| Cbor::Integer((f as i64).into())),
+                "Threshold" => v.as_f64().map_or(Cbor::Null, Cbor::Float),
+                _ => json_to_cbor(v),
+            };
+            fields.push((text(key), v));
+        }
+    }
+    fields.extend(alarm_state_fields(a));
+    Cbor::Map(fields)
+}
+
+fn composite_alarm(a: &Alarm) -> Cbor {
+    let d = &a.definition;
+    let actions = |key: &str| {
+        d.get(key)
+            .filter(|v| v.is_array())
+            .map_or(Cbor::Array(vec![]), json_to_cbor)
+    };
+    let mut fields = vec![
+        (
+            text("AlarmRule"),
+            text(
+                d.get("AlarmRule")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default(),
+            ),
+        ),
+        (
+            text("ActionsEnabled"),
+            Cbor::Bool(
+                d.get("ActionsEnabled")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(true),
+            ),
+        ),
+        (text("AlarmActions"), actions("AlarmActions")),
+        (text("OKActions"), actions("OKActions")),
+        (
+            text("InsufficientDataActions"),
+            actions("InsufficientDataActions"),
+        ),
+        (
+            text("StateTransitionedTimestamp"),
+            timestamp(a.transitioned),
+        ),
+    ];
+    if let Some(desc) = d.get("AlarmDescription").and_then(Json::as_str) {
+        fields.push((text("AlarmDescription"), text(desc)));
+    }
+    fields.extend(alarm_state_fields(a));
+    Cbor::Map(fields)
 }
 
 fn set_alarm_state(cw: &mut CloudWatch, input: &Json) -> Reply {
@@ -645,9 +955,13 @@ fn set_alarm_state(cw: &mut CloudWatch, input: &Json) -> Reply {
             &format!("Alarm {name} not found"),
         );
     };
+    let now = now_secs();
+    if alarm.state != state {
+        alarm.transitioned = now;
+    }
     alarm.state = state.to_string();
     alarm.reason = str_of(input, "StateReason").unwrap_or_default().to_string();
-    alarm.updated = now_secs();
+    alarm.updated = now;
     Ok(Cbor::Map(vec![]))
 }
 

@@ -5,6 +5,7 @@
 //! the status code, an `x-amzn-ErrorType` header naming the exception, and a
 //! JSON body `{"Type": "User"|"Service", "message": "..."}`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Shared, new_id, now};
+use super::{EnvError, FaultState, Shared, new_id, now};
 
 const ACCOUNT: &str = "123456789012";
 /// Lambda measures the environment as the JSON of the variables map.
@@ -66,11 +67,52 @@ struct Alias {
     revision_id: String,
 }
 
+/// How a configuration shows the environment, per the faults on its function.
+#[derive(Debug, Clone, Copy)]
+enum EnvView<'a> {
+    /// `Environment.Variables`, as usual.
+    Variables,
+    /// No `Environment` key at all (the hide-environment fault).
+    Hidden,
+    /// `Environment.Error` and no variables, as Lambda when KMS fails.
+    Error(&'a EnvError),
+}
+
+impl<'a> EnvView<'a> {
+    /// A hidden environment wins over a KMS error: the key is simply absent.
+    fn of(faults: &'a FaultState, function: &str) -> EnvView<'a> {
+        if faults.hidden_environments.contains(function) {
+            EnvView::Hidden
+        } else if let Some(e) = faults.kms_errors.get(function) {
+            EnvView::Error(e)
+        } else {
+            EnvView::Variables
+        }
+    }
+}
+
 /// What a qualifier (none, `$LATEST`, a version number or an alias) names.
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Latest,
     Version(u64),
+}
+
+/// How `$LATEST`'s last update failed (`LastUpdateStatus = Failed`).
+#[derive(Debug)]
+struct Failed {
+    reason: String,
+    reason_code: String,
+    /// What to restore once the update is over, when Lambda aborts it.
+    revert: Option<Box<Previous>>,
+}
+
+/// `$LATEST` as it was before an update that will not take effect.
+#[derive(Debug)]
+struct Previous {
+    config: Config,
+    env: BTreeMap<String, String>,
+    dirty: bool,
 }
 
 #[derive(Debug)]
@@ -84,6 +126,8 @@ pub(super) struct Function {
     revision_id: String,
     /// While `now() < in_progress_until`, LastUpdateStatus is InProgress.
     in_progress_until: Option<Instant>,
+    /// After that, `Failed` if the last update failed.
+    failure: Option<Failed>,
     /// Code or configuration changed since the last PublishVersion.
     dirty: bool,
     /// Version number → (snapshot, the version's RevisionId).
@@ -99,8 +143,25 @@ impl Function {
     fn status(&self) -> &'static str {
         if self.in_progress() {
             "InProgress"
+        } else if self.failure.is_some() {
+            "Failed"
         } else {
             "Successful"
+        }
+    }
+
+    /// Once a failed update is over, an aborted one gives back the previous
+    /// configuration, with a new revision (the configuration changed again).
+    pub(super) fn settle(&mut self) {
+        if self.in_progress() {
+            return;
+        }
+        if let Some(previous) = self.failure.as_mut().and_then(|f| f.revert.take()) {
+            let Previous { config, env, dirty } = *previous;
+            self.config = config;
+            self.env = env;
+            self.dirty = dirty;
+            self.revision_id = new_id();
         }
     }
 
@@ -117,7 +178,8 @@ impl Function {
         }
     }
 
-    fn configuration(&self, target: Target) -> Value {
+    /// The configuration document of `target`, its environment shown as `env` says.
+    fn configuration(&self, target: Target, env: EnvView) -> Value {
         let (config, version, revision, arn, status) = match target {
             Target::Latest => {
                 let mut config = self.config.clone();
@@ -141,7 +203,7 @@ impl Function {
                 )
             }
         };
-        json!({
+        let mut out = json!({
             "FunctionName": self.name,
             "FunctionArn": arn,
             "Runtime": config.runtime,
@@ -154,7 +216,6 @@ impl Function {
             "LastModified": config.last_modified,
             "CodeSha256": config.code_sha256,
             "Version": version,
-            "Environment": { "Variables": config.env },
             "TracingConfig": { "Mode": "PassThrough" },
             "RevisionId": revision,
             "State": "Active",
@@ -162,7 +223,20 @@ impl Function {
             "PackageType": "Zip",
             "Architectures": ["x86_64"],
             "EphemeralStorage": { "Size": 512 },
-        })
+        });
+        if let (Target::Latest, Some(f), "Failed") = (target, &self.failure, status) {
+            out["LastUpdateStatusReason"] = json!(f.reason);
+            out["LastUpdateStatusReasonCode"] = json!(f.reason_code);
+        }
+        match env {
+            EnvView::Variables => out["Environment"] = json!({ "Variables": config.env }),
+            EnvView::Hidden => {}
+            EnvView::Error(e) => {
+                out["Environment"] =
+                    json!({ "Error": { "ErrorCode": e.code, "Message": e.message } });
+            }
+        }
+        out
     }
 
     /// Records a change to `$LATEST`: a new revision, and `InProgress` for `delay`.
@@ -171,6 +245,7 @@ impl Function {
         self.config.last_modified = timestamp();
         self.dirty = true;
         self.in_progress_until = (!delay.is_zero()).then(|| now() + delay);
+        self.failure = None;
     }
 
     /// Changes made by someone else (the foreign-edit fault): no delay, so
@@ -211,6 +286,8 @@ impl Function {
             "environment": self.env,
             "revision_id": self.revision_id,
             "last_update_status": self.status(),
+            "last_update_status_reason": self.failure.as_ref().map(|f| &f.reason),
+            "last_update_status_reason_code": self.failure.as_ref().map(|f| &f.reason_code),
             "code_sha256": self.config.code_sha256,
             "versions": self.versions.keys().collect::<Vec<_>>(),
             "aliases": self.aliases.iter().map(|(n, a)| (n.clone(), json!({
@@ -342,15 +419,15 @@ pub(super) fn aws_error(status: StatusCode, code: &str, message: &str) -> Respon
 #[derive(Debug)]
 pub(super) struct AwsError {
     status: StatusCode,
-    code: &'static str,
+    code: Cow<'static, str>,
     message: String,
 }
 
 impl AwsError {
-    fn new(status: StatusCode, code: &'static str, message: String) -> AwsError {
+    fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: String) -> AwsError {
         AwsError {
             status,
-            code,
+            code: code.into(),
             message,
         }
     }
@@ -358,7 +435,7 @@ impl AwsError {
 
 impl IntoResponse for AwsError {
     fn into_response(self) -> Response {
-        aws_error(self.status, self.code, &self.message)
+        aws_error(self.status, &self.code, &self.message)
     }
 }
 
@@ -561,6 +638,7 @@ async fn create_function(State(shared): State<Shared>, headers: HeaderMap, body:
         env,
         revision_id: new_id(),
         in_progress_until: None,
+        failure: None,
         dirty: true,
         versions: BTreeMap::new(),
         aliases: BTreeMap::new(),
@@ -570,7 +648,7 @@ async fn create_function(State(shared): State<Shared>, headers: HeaderMap, body:
     } else {
         Target::Latest
     };
-    let out = function.configuration(target);
+    let out = function.configuration(target, EnvView::of(&w.faults, &name));
     w.functions.insert(name, function);
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
@@ -602,7 +680,7 @@ async fn get_function(
         ));
     };
     Ok(axum::Json(json!({
-        "Configuration": f.configuration(target),
+        "Configuration": f.configuration(target, EnvView::of(&w.faults, &name)),
         "Code": {
             "RepositoryType": "S3",
             "Location": format!("https://sandbox.invalid/{name}.zip"),
@@ -620,11 +698,10 @@ async fn get_configuration(
     let (name, qual) = resolve(&name);
     let qualifier = q.qualifier.or(qual);
     let mut w = shared.lock();
-    let Some(config) = w
-        .functions
-        .get(&name)
-        .and_then(|f| f.target(qualifier.as_deref()).map(|t| f.configuration(t)))
-    else {
+    let Some(config) = w.functions.get(&name).and_then(|f| {
+        let target = f.target(qualifier.as_deref())?;
+        Some(f.configuration(target, EnvView::of(&w.faults, &name)))
+    }) else {
         return Err(function_not_found(
             &region(&headers),
             &name,
@@ -653,8 +730,8 @@ async fn update_configuration(
     if let Some(env) = &env {
         check_env(env)?;
     }
-    let mut w = shared.lock();
-    let delay = w.update_delay;
+    let mut guard = shared.lock();
+    let w = &mut *guard;
     let f = w
         .functions
         .get_mut(&name)
@@ -663,6 +740,24 @@ async fn update_configuration(
         return Err(update_in_progress(&f.arn));
     }
     check_revision(&body, &f.revision_id)?;
+    // Lambda cannot encrypt a new environment with a key it cannot use: its
+    // KMS exceptions are 502s.
+    if env.is_some()
+        && let Some(e) = w.faults.kms_errors.get(&name)
+    {
+        return Err(AwsError::new(
+            StatusCode::BAD_GATEWAY,
+            e.code.clone(),
+            e.message.clone(),
+        ));
+    }
+    // Accepted. If it is to fail and not take effect, remember what to restore.
+    let failure = w.faults.failing_updates.remove(&name);
+    let previous = failure.as_ref().filter(|u| !u.applied).map(|_| Previous {
+        config: f.config.clone(),
+        env: f.env.clone(),
+        dirty: f.dirty,
+    });
     if let Some(env) = env {
         // Replaces the whole environment, as Lambda does.
         f.env = env;
@@ -686,8 +781,18 @@ async fn update_configuration(
             *field = v;
         }
     }
-    f.touch(delay);
-    Ok(axum::Json(f.configuration(Target::Latest)).into_response())
+    f.touch(w.update_delay);
+    if let Some(u) = failure {
+        f.failure = Some(Failed {
+            reason: u.reason,
+            reason_code: u.reason_code,
+            revert: previous.map(Box::new),
+        });
+        // With no update delay it is over at once.
+        f.settle();
+    }
+    let out = f.configuration(Target::Latest, EnvView::of(&w.faults, &name));
+    Ok(axum::Json(out).into_response())
 }
 
 /// UpdateFunctionCode: a deploy. New CodeSha256 and revision; the update
@@ -702,8 +807,8 @@ async fn update_code(
     let (name, qual) = resolve(&name);
     only_latest(qual.as_deref())?;
     let code = code_bytes(&body)?;
-    let mut w = shared.lock();
-    let delay = w.update_delay;
+    let mut guard = shared.lock();
+    let w = &mut *guard;
     let f = w
         .functions
         .get_mut(&name)
@@ -714,13 +819,14 @@ async fn update_code(
     check_revision(&body, &f.revision_id)?;
     f.config.code_sha256 = base64::encode(&Sha256::digest(&code));
     f.config.code_size = code.len() as i64;
-    f.touch(delay);
+    f.touch(w.update_delay);
     let target = if body.get("Publish").and_then(Value::as_bool) == Some(true) {
         Target::Version(f.publish(None))
     } else {
         Target::Latest
     };
-    Ok(axum::Json(f.configuration(target)).into_response())
+    let out = f.configuration(target, EnvView::of(&w.faults, &name));
+    Ok(axum::Json(out).into_response())
 }
 
 async fn publish_version(
@@ -731,7 +837,8 @@ async fn publish_version(
 ) -> Reply {
     let body = parse_body(&body)?;
     let (name, _) = resolve(&name);
-    let mut w = shared.lock();
+    let mut guard = shared.lock();
+    let w = &mut *guard;
     let f = w
         .functions
         .get_mut(&name)
@@ -749,11 +856,8 @@ async fn publish_version(
         )));
     }
     let n = f.publish(str_field(&body, "Description"));
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(f.configuration(Target::Version(n))),
-    )
-        .into_response())
+    let out = f.configuration(Target::Version(n), EnvView::of(&w.faults, &name));
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
 /// `RoutingConfig.AdditionalVersionWeights`; `Some(empty)` for a
@@ -849,7 +953,10 @@ async fn list_functions(
     let functions: Vec<Value> = names
         .by_ref()
         .take(page)
-        .filter_map(|n| w.functions.get(n).map(|f| f.configuration(Target::Latest)))
+        .filter_map(|n| {
+            let f = w.functions.get(n)?;
+            Some(f.configuration(Target::Latest, EnvView::of(&w.faults, n)))
+        })
         .collect();
     let mut out = json!({ "Functions": functions });
     if names.next().is_some()

@@ -6,29 +6,55 @@
 //! Lambda (REST-JSON, under `/2015-03-31/functions`): CreateFunction,
 //! GetFunction, GetFunctionConfiguration, UpdateFunctionConfiguration
 //! (`RevisionId` precondition, `InProgress` for the update delay,
-//! `ResourceConflictException` during it, 4 KB environment limit),
+//! `ResourceConflictException` during it, 4 KB environment limit, `Failed`
+//! with a reason when a fault says so), UpdateFunctionCode, ListFunctions,
 //! PublishVersion, CreateAlias, GetAlias, UpdateAlias, ListAliases.
 //!
-//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`):
+//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`,
+//! and awsJson1_0, `POST /` with `X-Amz-Target`, for the AWS CLI):
 //! PutMetricData, GetMetricData (Sum, Average, SampleCount, Minimum, Maximum,
 //! pNN, simple metric math, at most 500 queries, NextToken pagination),
-//! PutMetricAlarm, DescribeAlarms, SetAlarmState.
+//! PutMetricAlarm, PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
+//! is kept, not evaluated), DescribeAlarms as AWS answers it (only metric
+//! alarms unless `AlarmTypes` names `CompositeAlarm`; `AlarmNames`, at most
+//! 100, or `AlarmNamePrefix`; `StateValue`; `MaxRecords` 1 to 100, default
+//! 50, else `ValidationError`; `NextToken` pages across both types, metric
+//! alarms first), SetAlarmState (either type). Errors carry AWS's
+//! `x-amzn-query-error` code (`InvalidParameterValue;Sender`), which the SDK
+//! and the CLI report as the error code.
 //!
 //! Admin endpoints (JSON), for tests, the demo and operators:
 //!
 //! - `GET  /_sandbox/state` — `{"functions": [{"name", "arn", "environment",
-//!   "revision_id", "last_update_status", "code_sha256", "versions",
-//!   "aliases"}], "faults": {...}, "update_delay_ms", "cloudwatch": {...}}`.
+//!   "revision_id", "last_update_status", "last_update_status_reason",
+//!   "last_update_status_reason_code", "code_sha256", "versions",
+//!   "aliases"}], "faults": {...}, "update_delay_ms", "cloudwatch": {...}}`;
+//!   the environment shown is the stored one, whatever the faults show callers.
 //! - `POST /_sandbox/faults` — switch faults on; every field optional, and
 //!   fields left out keep their current setting:
 //!   `{"throttle_next": N, "fail_next": N, "latency_ms": MS,
 //!     "update_delay_ms": MS,
-//!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]}}`.
+//!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]},
+//!     "kms_error": {"function": NAME, "code": CODE, "message": TEXT}, "kms_ok": NAME,
+//!     "hide_environment": NAME, "show_environment": NAME,
+//!     "hang_next": N, "hang_ms": MS, "expired_token_next": N,
+//!     "clock_skew_next": N,
+//!     "fail_next_update": {"function": NAME, "reason": TEXT,
+//!       "reason_code": CODE, "applied": BOOL}}`.
 //!   - `throttle_next`: the next N Lambda calls answer 429
 //!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
 //!     `Retry-After: 1`);
-//!   - `fail_next`: the next N Lambda calls answer 500 `ServiceException`
-//!     (throttles are counted first when both are set);
+//!   - `fail_next`: the next N Lambda calls answer 500 `ServiceException`;
+//!   - `hang_next`: the next N Lambda calls are held `hang_ms` (default
+//!     600000, ten minutes) before they are served, so a client must time
+//!     out by itself; a call whose caller gave up meanwhile never happens;
+//!   - `expired_token_next`: the next N Lambda calls answer 403
+//!     `ExpiredTokenException` "The security token included in the request
+//!     is expired";
+//!   - `clock_skew_next`: the next N Lambda calls answer 403
+//!     `InvalidSignatureException` "Signature expired: T-10m is now earlier
+//!     than T-5m (T - 5 min.)", T the real current time (`20260101T001000Z`
+//!     form), as for a caller whose clock is ten minutes behind;
 //!   - `latency_ms`: every Lambda call is answered that much later (0 = off);
 //!   - `update_delay_ms`: how long `LastUpdateStatus` stays `InProgress`
 //!     after later updates (a setting, not a fault: reset keeps it);
@@ -36,10 +62,39 @@
 //!     function is answered, someone else sets (`set`) and deletes (`unset`)
 //!     those variables, bumping its `RevisionId`, so the caller's next update
 //!     carrying the revision it just read fails with 412
-//!     `PreconditionFailedException`. One pending edit per function.
+//!     `PreconditionFailedException`. One pending edit per function;
+//!   - `kms_error`: Lambda can no longer decrypt that function's environment.
+//!     Every configuration the sandbox returns for it (GetFunctionConfiguration,
+//!     GetFunction, ListFunctions, qualified versions, the answers to writes)
+//!     carries `"Environment": {"Error": {"ErrorCode", "Message"}}` and no
+//!     `Variables`, as Lambda's do; an UpdateFunctionConfiguration carrying
+//!     `Environment` answers 502 with the code as error type (Lambda's KMS
+//!     exceptions are 502s). `code` defaults to `KMSAccessDeniedException`,
+//!     `message` to Lambda's wording for the code. The stored variables are
+//!     untouched and show again after `kms_ok` (or a reset);
+//!   - `hide_environment`: configurations of that function come back with no
+//!     `Environment` key at all, though it has variables, until
+//!     `show_environment` (or a reset). Hidden wins over a KMS error;
+//!   - `fail_next_update`: the next UpdateFunctionConfiguration of that
+//!     function is accepted as usual (200, `InProgress` for the update delay)
+//!     and, once the delay is over, the function reports `LastUpdateStatus =
+//!     Failed` with `LastUpdateStatusReason` (`reason`, else a generic one)
+//!     and `LastUpdateStatusReasonCode` (`reason_code`, one of Lambda's, e.g.
+//!     `KMSKeyAccessDenied`; default `InternalError`). `applied: false` (the
+//!     default) is Lambda aborting the update: the previous configuration and
+//!     variables come back, with a new `RevisionId`; `applied: true` keeps
+//!     the new ones. The next update that succeeds clears the status.
 //!
-//!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field.
-//! - `POST /_sandbox/reset` — all faults off (update delay and functions stay).
+//!   A Lambda call meets at most one of the counted faults, in the order
+//!   `hang_next`, `expired_token_next`, `clock_skew_next` (AWS authenticates
+//!   before it rate-limits), `throttle_next`, `fail_next`.
+//!
+//!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field,
+//!   an empty function name, an error code that is not letters and digits, or
+//!   one function both set and cleared in one request; a refused request
+//!   changes nothing.
+//! - `POST /_sandbox/reset` — all faults off (update delay and functions stay,
+//!   and so does a `Failed` status already reported).
 //! - `GET  /_sandbox/traffic`, `POST /_sandbox/traffic` — the traffic
 //!   simulator's knobs: `{"enabled": BOOL, "invocations_per_tick": N,
 //!   "bad_flags": ["FLAG", ...]}` (fields optional on POST).
@@ -82,6 +137,151 @@ struct FaultState {
     latency: Duration,
     /// function name → the edit someone else makes after its next read.
     foreign_edits: HashMap<String, ForeignEdit>,
+    /// function name → why Lambda cannot decrypt its environment.
+    kms_errors: BTreeMap<String, EnvError>,
+    /// Functions whose reads come back without an `Environment` key.
+    hidden_environments: BTreeSet<String>,
+    /// The next N Lambda calls are held this long before they are served.
+    hang_next: u64,
+    hang: Duration,
+    /// The next N Lambda calls are refused: expired session token.
+    expired_token_next: u64,
+    /// The next N Lambda calls are refused: signed too long ago (clock skew).
+    clock_skew_next: u64,
+    /// function name → how its next UpdateFunctionConfiguration ends.
+    failing_updates: BTreeMap<String, UpdateFailure>,
+}
+
+/// An update Lambda accepts and then reports `LastUpdateStatus = Failed`.
+#[derive(Debug, Clone, serde::Serialize)]
+struct UpdateFailure {
+    reason: String,
+    reason_code: String,
+    /// Whether the new configuration is in place despite the failure;
+    /// otherwise Lambda keeps the previous one.
+    applied: bool,
+}
+
+impl UpdateFailure {
+    fn new(reason: &str, reason_code: &str, applied: bool) -> UpdateFailure {
+        let reason = if reason.is_empty() {
+            format!("The function update failed ({reason_code}).")
+        } else {
+            reason.to_string()
+        };
+        UpdateFailure {
+            reason,
+            reason_code: reason_code.to_string(),
+            applied,
+        }
+    }
+}
+
+/// Lambda's `LastUpdateStatusReasonCode` values (the SDK's enum).
+const REASON_CODES: &[&str] = &[
+    "CapacityProviderScalingLimitExceeded",
+    "DependencyError",
+    "DisabledKMSKey",
+    "DisallowedByVpcEncryptionControl",
+    "EFSIOError",
+    "EFSMountConnectivityError",
+    "EFSMountFailure",
+    "EFSMountTimeout",
+    "EniLimitExceeded",
+    "FunctionError",
+    "ImageAccessDenied",
+    "ImageDeleted",
+    "InsufficientCapacity",
+    "InsufficientRolePermissions",
+    "InternalError",
+    "InvalidConfiguration",
+    "InvalidImage",
+    "InvalidRuntime",
+    "InvalidSecurityGroup",
+    "InvalidStateKMSKey",
+    "InvalidSubnet",
+    "InvalidZipFileException",
+    "KMSKeyAccessDenied",
+    "KMSKeyNotFound",
+    "ServiceQuotaExceededException",
+    "SubnetOutOfIPAddresses",
+    "VcpuLimitExceeded",
+];
+
+/// The one counted fault a Lambda call meets, if any.
+enum CallFault {
+    Hang(Duration),
+    ExpiredToken,
+    ClockSkew,
+    Throttle,
+    Fail,
+}
+
+/// Counts one down; true when it was not zero.
+fn take(n: &mut u64) -> bool {
+    let some = *n > 0;
+    *n = n.saturating_sub(1);
+    some
+}
+
+impl FaultState {
+    /// Takes the next counted fault. A call meets at most one, in this
+    /// order: hang, expired token, clock skew (AWS authenticates a call
+    /// before it counts it against the rate), throttle, 5xx.
+    fn take_call_fault(&mut self) -> Option<CallFault> {
+        if take(&mut self.hang_next) {
+            Some(CallFault::Hang(self.hang))
+        } else if take(&mut self.expired_token_next) {
+            Some(CallFault::ExpiredToken)
+        } else if take(&mut self.clock_skew_next) {
+            Some(CallFault::ClockSkew)
+        } else if take(&mut self.throttle_next) {
+            Some(CallFault::Throttle)
+        } else if take(&mut self.fail_next) {
+            Some(CallFault::Fail)
+        } else {
+            None
+        }
+    }
+}
+
+/// How long `hang_next` holds a call when the request names no `hang_ms`:
+/// ten minutes, longer than any sane client waits.
+const DEFAULT_HANG: Duration = Duration::from_secs(600);
+
+/// What Lambda shows in `Environment.Error` when it cannot decrypt a
+/// function's variables (KMS access lost, key disabled or deleted).
+#[derive(Debug, Clone, serde::Serialize)]
+struct EnvError {
+    code: String,
+    message: String,
+}
+
+impl EnvError {
+    /// `message`, or Lambda's wording for `code` when there is none.
+    fn new(code: &str, message: Option<&str>) -> EnvError {
+        EnvError {
+            code: code.to_string(),
+            message: message.map_or_else(|| kms_message(code), str::to_string),
+        }
+    }
+}
+
+/// Lambda's message for the usual KMS exceptions. `KMSAccessDeniedException`
+/// is worded as AWS words it (space missing before "KMS Message" included).
+fn kms_message(code: &str) -> String {
+    let why = match code {
+        "KMSAccessDeniedException" => {
+            return "Lambda was unable to decrypt the environment variables because KMS access was denied. Please check the function's KMS key settings. KMS Exception: AccessDeniedExceptionKMS Message: The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access.".to_string();
+        }
+        "KMSDisabledException" => "the KMS key used is disabled",
+        "KMSInvalidStateException" => "the state of the KMS key used is not valid for Decrypt",
+        "KMSNotFoundException" => "the KMS key was not found",
+        _ => "of a KMS error",
+    };
+    format!(
+        "Lambda was unable to decrypt the environment variables because {why}. Please check the function's KMS key settings."
+    )
 }
 
 /// A concurrent edit by someone else: variables set and variables removed.
@@ -102,6 +302,14 @@ struct World {
 }
 
 impl World {
+    /// Applies what time alone changes: updates that ended `Failed` without
+    /// taking effect give their function back its previous configuration.
+    fn settle(&mut self) {
+        for f in self.functions.values_mut() {
+            f.settle();
+        }
+    }
+
     /// One tick of simulated traffic for every function, at `at` (epoch seconds).
     fn emit_traffic(&mut self, at: f64) {
         let noise = self
@@ -117,8 +325,12 @@ impl World {
 struct Shared(Arc<Mutex<World>>);
 
 impl Shared {
+    /// The world, settled to the present (see `World::settle`), so every
+    /// reader sees what time has done.
     fn lock(&self) -> MutexGuard<'_, World> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        w.settle();
+        w
     }
 }
 
@@ -136,6 +348,54 @@ impl Faults {
     /// The next `n` Lambda calls fail with 500 ServiceException.
     pub fn fail_next(&self, n: u64) {
         self.shared.lock().faults.fail_next = n;
+    }
+
+    /// The next `n` Lambda calls are held for `hang` before they are served
+    /// (and take effect), so a client without a timeout shorter than that
+    /// hangs with them. Counted before throttles and 5xx faults.
+    pub fn hang_next(&self, n: u64, hang: Duration) {
+        let mut w = self.shared.lock();
+        w.faults.hang_next = n;
+        w.faults.hang = hang;
+    }
+
+    /// The next `n` Lambda calls answer 403 `ExpiredTokenException`, as when
+    /// the caller's session credentials ran out.
+    pub fn expired_token_next(&self, n: u64) {
+        self.shared.lock().faults.expired_token_next = n;
+    }
+
+    /// The next `n` Lambda calls answer 403 `InvalidSignatureException`
+    /// ("Signature expired: ..."), as when the caller's clock is more than
+    /// five minutes behind; the message names the real current times, the
+    /// request as signed ten minutes ago.
+    pub fn clock_skew_next(&self, n: u64) {
+        self.shared.lock().faults.clock_skew_next = n;
+    }
+
+    /// The next UpdateFunctionConfiguration of `function` is accepted as usual
+    /// (200, `InProgress` for the update delay) and then ends with
+    /// `LastUpdateStatus = Failed`, `LastUpdateStatusReason = reason` (empty:
+    /// a generic one) and `LastUpdateStatusReasonCode = InternalError`. With
+    /// `applied` false Lambda aborts the update: once it has failed, the
+    /// previous configuration and variables are back. With `applied` true the
+    /// new ones stay. A later update that succeeds clears the status.
+    pub fn fail_next_update(&self, function: &str, reason: &str, applied: bool) {
+        self.fail_next_update_with(function, reason, "InternalError", applied);
+    }
+
+    /// Like `fail_next_update` with another reason code, e.g. `KMSKeyAccessDenied`.
+    pub fn fail_next_update_with(
+        &self,
+        function: &str,
+        reason: &str,
+        reason_code: &str,
+        applied: bool,
+    ) {
+        self.shared.lock().faults.failing_updates.insert(
+            function.to_string(),
+            UpdateFailure::new(reason, reason_code, applied),
+        );
     }
 
     /// Every Lambda call is answered after `latency`.
@@ -162,6 +422,49 @@ impl Faults {
             .faults
             .foreign_edits
             .insert(function.to_string(), ForeignEdit { set, unset });
+    }
+
+    /// Lambda can no longer decrypt `function`'s environment (KMS access
+    /// denied): reads show `Environment.Error` with `KMSAccessDeniedException`
+    /// instead of the variables, and an update carrying an environment
+    /// answers 502 with that code. The stored variables are kept.
+    pub fn kms_error(&self, function: &str) {
+        self.kms_error_with(function, "KMSAccessDeniedException", "");
+    }
+
+    /// Like `kms_error`, with another error code (e.g. `KMSDisabledException`)
+    /// and message; an empty message means Lambda's wording for that code.
+    pub fn kms_error_with(&self, function: &str, code: &str, message: &str) {
+        let message = (!message.is_empty()).then_some(message);
+        self.shared
+            .lock()
+            .faults
+            .kms_errors
+            .insert(function.to_string(), EnvError::new(code, message));
+    }
+
+    /// KMS access is back: `function`'s variables show again.
+    pub fn kms_ok(&self, function: &str) {
+        self.shared.lock().faults.kms_errors.remove(function);
+    }
+
+    /// Reads of `function` come back without any `Environment` key, though it
+    /// has variables (until `show_environment` or a reset).
+    pub fn hide_environment(&self, function: &str) {
+        self.shared
+            .lock()
+            .faults
+            .hidden_environments
+            .insert(function.to_string());
+    }
+
+    /// Undoes `hide_environment`.
+    pub fn show_environment(&self, function: &str) {
+        self.shared
+            .lock()
+            .faults
+            .hidden_environments
+            .remove(function);
     }
 
     /// All faults off.
@@ -340,52 +643,75 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Latency, throttling and 5xx faults, applied before any Lambda operation.
+/// Latency, hangs, throttling and 5xx faults, applied before any Lambda operation.
 async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -> Response {
-    let (latency, throttle, fail) = {
+    let (latency, fault) = {
         let mut w = shared.lock();
-        let f = &mut w.faults;
-        let throttle = f.throttle_next > 0;
-        let fail = !throttle && f.fail_next > 0;
-        if throttle {
-            f.throttle_next -= 1;
-        } else if fail {
-            f.fail_next -= 1;
-        }
-        (f.latency, throttle, fail)
+        (w.faults.latency, w.faults.take_call_fault())
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if throttle {
-        let mut resp = (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            [
-                ("x-amzn-errortype", "TooManyRequestsException"),
-                ("retry-after", "1"),
-            ],
-            axum::Json(json!({
-                "Type": "User",
-                "message": "Rate exceeded",
-                "Reason": "CallerRateLimitExceeded",
-                "retryAfterSeconds": "1",
-            })),
-        )
-            .into_response();
-        resp.headers_mut().insert(
-            "content-type",
-            "application/json".parse().expect("static header"),
-        );
-        return resp;
-    }
-    if fail {
-        return lambda::aws_error(
+    match fault {
+        None => next.run(req).await,
+        Some(CallFault::Hang(hang)) => {
+            // If the caller gave up meanwhile, hyper drops this future and
+            // the call never happens.
+            tokio::time::sleep(hang).await;
+            next.run(req).await
+        }
+        Some(CallFault::ExpiredToken) => lambda::aws_error(
+            axum::http::StatusCode::FORBIDDEN,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+        Some(CallFault::ClockSkew) => lambda::aws_error(
+            axum::http::StatusCode::FORBIDDEN,
+            "InvalidSignatureException",
+            &signature_expired(chrono::Utc::now()),
+        ),
+        Some(CallFault::Throttle) => throttled(),
+        Some(CallFault::Fail) => lambda::aws_error(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceException",
             "injected fault: the service encountered an internal error",
-        );
+        ),
     }
-    next.run(req).await
+}
+
+/// AWS's message for a request signed more than five minutes before `now`
+/// (here: ten minutes, a caller whose clock is that far behind).
+fn signature_expired(now: chrono::DateTime<chrono::Utc>) -> String {
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    format!(
+        "Signature expired: {} is now earlier than {} ({} - 5 min.)",
+        at(now - chrono::Duration::minutes(10)),
+        at(now - chrono::Duration::minutes(5)),
+        at(now)
+    )
+}
+
+/// Lambda's answer to a throttled call.
+fn throttled() -> Response {
+    let mut resp = (
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        [
+            ("x-amzn-errortype", "TooManyRequestsException"),
+            ("retry-after", "1"),
+        ],
+        axum::Json(json!({
+            "Type": "User",
+            "message": "Rate exceeded",
+            "Reason": "CallerRateLimitExceeded",
+            "retryAfterSeconds": "1",
+        })),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        "application/json".parse().expect("static header"),
+    );
+    resp
 }
 
 async fn state(State(shared): State<Shared>) -> impl IntoResponse {
@@ -402,6 +728,13 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "fail_next": w.faults.fail_next,
             "latency_ms": w.faults.latency.as_millis() as u64,
             "foreign_edits": w.faults.foreign_edits,
+            "kms_errors": w.faults.kms_errors,
+            "hidden_environments": w.faults.hidden_environments,
+            "hang_next": w.faults.hang_next,
+            "hang_ms": w.faults.hang.as_millis() as u64,
+            "expired_token_next": w.faults.expired_token_next,
+            "clock_skew_next": w.faults.clock_skew_next,
+            "failing_updates": w.faults.failing_updates,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
@@ -416,6 +749,94 @@ struct FaultRequest {
     latency_ms: Option<u64>,
     update_delay_ms: Option<u64>,
     foreign_edit: Option<ForeignEditRequest>,
+    kms_error: Option<KmsErrorRequest>,
+    kms_ok: Option<String>,
+    hide_environment: Option<String>,
+    show_environment: Option<String>,
+    hang_next: Option<u64>,
+    hang_ms: Option<u64>,
+    expired_token_next: Option<u64>,
+    clock_skew_next: Option<u64>,
+    fail_next_update: Option<FailUpdateRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailUpdateRequest {
+    function: String,
+    #[serde(default)]
+    reason: String,
+    reason_code: Option<String>,
+    #[serde(default)]
+    applied: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KmsErrorRequest {
+    function: String,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl FaultRequest {
+    /// Everything a request could get wrong beyond its JSON shape, checked
+    /// before any fault changes (a refused request changes nothing).
+    fn check(&self) -> Result<(), String> {
+        let functions = [
+            self.foreign_edit
+                .as_ref()
+                .map(|e| ("foreign_edit", &e.function)),
+            self.kms_error.as_ref().map(|e| ("kms_error", &e.function)),
+            self.kms_ok.as_ref().map(|f| ("kms_ok", f)),
+            self.hide_environment
+                .as_ref()
+                .map(|f| ("hide_environment", f)),
+            self.show_environment
+                .as_ref()
+                .map(|f| ("show_environment", f)),
+            self.fail_next_update
+                .as_ref()
+                .map(|f| ("fail_next_update", &f.function)),
+        ];
+        for (field, function) in functions.into_iter().flatten() {
+            if function.is_empty() {
+                return Err(format!("{field}: the function name is empty"));
+            }
+        }
+        if let Some(e) = &self.kms_error {
+            if let Some(code) = &e.code
+                && !is_error_code(code)
+            {
+                return Err(format!(
+                    "kms_error.code: {code:?} is not an exception name (letters and digits)"
+                ));
+            }
+            if self.kms_ok.as_ref() == Some(&e.function) {
+                return Err(format!("kms_error and kms_ok both name {:?}", e.function));
+            }
+        }
+        if let Some(code) = self
+            .fail_next_update
+            .as_ref()
+            .and_then(|f| f.reason_code.as_ref())
+            && !REASON_CODES.contains(&code.as_str())
+        {
+            return Err(format!(
+                "fail_next_update.reason_code: {code:?} is not one of Lambda's: {}",
+                REASON_CODES.join(", ")
+            ));
+        }
+        if self.hide_environment.is_some() && self.hide_environment == self.show_environment {
+            return Err("hide_environment and show_environment name the same function".into());
+        }
+        Ok(())
+    }
+}
+
+/// An AWS exception name: ASCII letters and digits, e.g. `KMSDisabledException`.
+fn is_error_code(code: &str) -> bool {
+    !code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 #[derive(Deserialize)]
@@ -439,6 +860,13 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
                 .into_response();
         }
     };
+    if let Err(e) = req.check() {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": format!("invalid fault request: {e}") })),
+        )
+            .into_response();
+    }
     let mut w = shared.lock();
     if let Some(n) = req.throttle_next {
         w.faults.throttle_next = n;
@@ -460,6 +888,38 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
                 unset: edit.unset,
             },
         );
+    }
+    if let Some(e) = req.kms_error {
+        let code = e.code.as_deref().unwrap_or("KMSAccessDeniedException");
+        let error = EnvError::new(code, e.message.as_deref());
+        w.faults.kms_errors.insert(e.function, error);
+    }
+    if let Some(f) = req.kms_ok {
+        w.faults.kms_errors.remove(&f);
+    }
+    if let Some(f) = req.hide_environment {
+        w.faults.hidden_environments.insert(f);
+    }
+    if let Some(f) = req.show_environment {
+        w.faults.hidden_environments.remove(&f);
+    }
+    if let Some(n) = req.hang_next {
+        w.faults.hang_next = n;
+        w.faults.hang = DEFAULT_HANG;
+    }
+    if let Some(ms) = req.hang_ms {
+        w.faults.hang = Duration::from_millis(ms);
+    }
+    if let Some(n) = req.expired_token_next {
+        w.faults.expired_token_next = n;
+    }
+    if let Some(n) = req.clock_skew_next {
+        w.faults.clock_skew_next = n;
+    }
+    if let Some(f) = req.fail_next_update {
+        let code = f.reason_code.as_deref().unwrap_or("InternalError");
+        let failure = UpdateFailure::new(&f.reason, code, f.applied);
+        w.faults.failing_updates.insert(f.function, failure);
     }
     axum::Json(json!({ "ok": true })).into_response()
 }

@@ -1,6 +1,6 @@
 //! An independent client judges the sandbox too: the AWS CLI (botocore,
-//! `pip install awscli`, installed by .ci/run) puts and reads metrics and
-//! reads and updates a function.
+//! `pip install awscli`, installed by .ci/run) puts and reads metrics, pages
+//! through metric and composite alarms, and reads and updates a function.
 
 use std::process::Command;
 
@@ -108,4 +108,85 @@ async fn the_aws_cli_reads_and_updates_a_function() {
     .await;
     assert!(!ok);
     assert!(err.contains("PreconditionFailedException"), "{err}");
+}
+
+/// The CLI (awsJson1_0) sees composite alarms when it asks for them, and
+/// follows DescribeAlarms' NextToken by itself across both types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_lists_composite_alarms_and_pages_through_alarms() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    // 55 metric alarms through the SDK (quicker than 55 CLI runs).
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(sandbox.url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await;
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    for i in 0..55 {
+        cw.put_metric_alarm()
+            .alarm_name(format!("m{i:02}"))
+            .namespace("AWS/Lambda")
+            .metric_name("Errors")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(5.0)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let (ok, _, err) = aws(
+        sandbox.url(),
+        args("cloudwatch put-composite-alarm --alarm-name both --alarm-rule ALARM(m00)AND(ALARM(m01)) --alarm-description guard"),
+    )
+    .await;
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = aws(
+        sandbox.url(),
+        args("cloudwatch describe-alarms --alarm-types CompositeAlarm"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["CompositeAlarms"].as_array().unwrap().len(), 1, "{out}");
+    let c = &out["CompositeAlarms"][0];
+    assert_eq!(c["AlarmName"], "both");
+    assert_eq!(c["AlarmRule"], "ALARM(m00)AND(ALARM(m01))");
+    assert_eq!(c["StateValue"], "INSUFFICIENT_DATA");
+    assert_eq!(out["MetricAlarms"], serde_json::json!([]));
+
+    let (ok, out, err) = aws(sandbox.url(), args("cloudwatch describe-alarms")).await;
+    assert!(ok, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        out["MetricAlarms"].as_array().unwrap().len(),
+        55,
+        "two pages"
+    );
+    assert_eq!(out["CompositeAlarms"], serde_json::json!([]));
+
+    let (ok, out, err) = aws(
+        sandbox.url(),
+        args("cloudwatch describe-alarms --alarm-types MetricAlarm CompositeAlarm"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["MetricAlarms"].as_array().unwrap().len(), 55);
+    assert_eq!(out["CompositeAlarms"][0]["AlarmName"], "both");
+
+    let (ok, _, err) = aws(
+        sandbox.url(),
+        args("cloudwatch describe-alarms --max-records 101"),
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("ValidationError"), "{err}");
 }

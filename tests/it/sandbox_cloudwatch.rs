@@ -1,10 +1,11 @@
 //! The sandbox's CloudWatch, judged by the official SDK (rpcv2Cbor).
 
 use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
-    ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StateValue,
-    Statistic,
+    AlarmType, ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat,
+    StateValue, Statistic,
 };
 use rollgate::sandbox::{Sandbox, SandboxConfig};
 
@@ -335,4 +336,269 @@ async fn simulated_traffic_follows_the_flags() {
     assert!(err > base_err + 5.0, "{err} vs {base_err}");
     assert!(dur > base_dur, "{dur} vs {base_dur}");
     assert!(tok < base_tok * 0.2, "{tok} vs {base_tok}");
+}
+
+/// CloudWatch errors carry their awsQuery code in `x-amzn-query-error`, as
+/// AWS's do; the SDK reads the code from there and types the error by it.
+#[tokio::test]
+async fn errors_carry_their_query_compatible_codes() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let cw = client(&sandbox).await;
+    let err = cw
+        .put_metric_data()
+        .namespace("AWS/Lambda")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("Duration")
+                .set_values(Some(vec![1.0, 2.0]))
+                .set_counts(Some(vec![1.0]))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    assert_eq!(err.code(), Some("InvalidParameterValue"));
+}
+
+async fn put_alarm(cw: &Client, name: &str) {
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .dimensions(dim())
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Names of the alarms on one DescribeAlarms page, metric then composite.
+fn page_names(
+    out: &aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput,
+) -> Vec<String> {
+    out.metric_alarms()
+        .iter()
+        .filter_map(|a| a.alarm_name())
+        .chain(out.composite_alarms().iter().filter_map(|a| a.alarm_name()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// DescribeAlarms pages as CloudWatch's do: 50 by default, at most 100 a
+/// page, at most 100 names a request, NextToken to follow.
+#[tokio::test]
+async fn describe_alarms_comes_in_pages() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let cw = client(&sandbox).await;
+    let names: Vec<String> = (0..120).map(|i| format!("page-{i:03}")).collect();
+    for name in &names {
+        put_alarm(&cw, name).await;
+    }
+    put_alarm(&cw, "other").await;
+
+    // 120 by prefix, default MaxRecords: 50 + 50 + 20 following NextToken.
+    let mut token = None;
+    let mut pages = Vec::new();
+    loop {
+        let out = cw
+            .describe_alarms()
+            .alarm_name_prefix("page-")
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        pages.push(page_names(&out));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [50, 50, 20]);
+    assert_eq!(pages.concat(), names, "each once, in name order");
+
+    // The SDK's paginator follows the tokens too.
+    let pages: Vec<_> = cw
+        .describe_alarms()
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    let all: Vec<String> = pages.iter().flat_map(page_names).collect();
+    assert_eq!((pages.len(), all.len()), (3, 121));
+
+    // At most 100 names in one request, as AWS: 120 is a ValidationError.
+    let err = cw
+        .describe_alarms()
+        .set_alarm_names(Some(names.clone()))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("ValidationError"), "{err:?}");
+    assert!(
+        err.message()
+            .unwrap()
+            .ends_with("Member must have length less than or equal to 100"),
+        "{err:?}"
+    );
+    // 100 named: two pages of 50.
+    let first = cw
+        .describe_alarms()
+        .set_alarm_names(Some(names[..100].to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.metric_alarms().len(), 50);
+    let second = cw
+        .describe_alarms()
+        .set_alarm_names(Some(names[..100].to_vec()))
+        .set_next_token(first.next_token().map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.metric_alarms().len(), 50);
+    assert_eq!(second.next_token(), None);
+
+    // MaxRecords 1..=100; a token that is not one is InvalidNextToken.
+    let out = cw.describe_alarms().max_records(100).send().await.unwrap();
+    assert_eq!(out.metric_alarms().len(), 100);
+    for bad in [0, 101] {
+        let err = cw
+            .describe_alarms()
+            .max_records(bad)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(err.code(), Some("ValidationError"), "{bad}: {err:?}");
+        assert!(err.message().unwrap().contains("'maxRecords'"), "{err:?}");
+    }
+    let err = cw
+        .describe_alarms()
+        .next_token("not-a-token")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_next_token(), "{err:?}");
+    let err = cw
+        .describe_alarms()
+        .alarm_names("page-000")
+        .alarm_name_prefix("page-")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterCombination"), "{err:?}");
+}
+
+/// Composite alarms show only when asked for, page together with metric
+/// alarms, and take SetAlarmState like them.
+#[tokio::test]
+async fn composite_alarms_only_when_asked_for() {
+    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let cw = client(&sandbox).await;
+    for name in ["m1", "m2", "m3"] {
+        put_alarm(&cw, name).await;
+    }
+    for name in ["c1", "c2"] {
+        cw.put_composite_alarm()
+            .alarm_name(name)
+            .alarm_rule("ALARM(m1) OR ALARM(m2)")
+            .alarm_description("either")
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let default = cw.describe_alarms().send().await.unwrap();
+    assert_eq!(page_names(&default), ["m1", "m2", "m3"]);
+    assert!(default.composite_alarms().is_empty());
+
+    let only = cw
+        .describe_alarms()
+        .alarm_types(AlarmType::CompositeAlarm)
+        .send()
+        .await
+        .unwrap();
+    assert!(only.metric_alarms().is_empty());
+    assert_eq!(page_names(&only), ["c1", "c2"]);
+    let c1 = &only.composite_alarms()[0];
+    assert_eq!(c1.alarm_rule(), Some("ALARM(m1) OR ALARM(m2)"));
+    assert_eq!(c1.alarm_description(), Some("either"));
+    assert_eq!(c1.state_value(), Some(&StateValue::InsufficientData));
+    assert_eq!(c1.actions_enabled(), Some(true));
+    assert!(c1.alarm_arn().unwrap().ends_with(":alarm:c1"));
+
+    // Both types, two a page: metric alarms first, across the pages.
+    let mut token = None;
+    let mut pages = Vec::new();
+    loop {
+        let out = cw
+            .describe_alarms()
+            .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
+            .max_records(2)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        pages.push(page_names(&out));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, [vec!["m1", "m2"], vec!["m3", "c1"], vec!["c2"]]);
+
+    cw.set_alarm_state()
+        .alarm_name("c2")
+        .state_value(StateValue::Alarm)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap();
+    let in_alarm = cw
+        .describe_alarms()
+        .alarm_types(AlarmType::CompositeAlarm)
+        .state_value(StateValue::Alarm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page_names(&in_alarm), ["c2"]);
+    assert_eq!(in_alarm.composite_alarms()[0].state_reason(), Some("test"));
+
+    // One namespace of names; a composite alarm needs its rule.
+    let err = cw
+        .put_composite_alarm()
+        .alarm_name("m1")
+        .alarm_rule("ALARM(m2)")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterValue"), "{err:?}");
+    let err = cw
+        .put_composite_alarm()
+        .alarm_name("c3")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("MissingParameter"), "{err:?}");
+    let err = cw
+        .describe_alarms()
+        .alarm_types(AlarmType::from("Alarm"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("ValidationError"), "{err:?}");
 }

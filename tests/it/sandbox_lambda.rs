@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_lambda::config::{Credentials, Region};
+use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::operation::RequestId;
 use aws_sdk_lambda::operation::create_alias::CreateAliasError;
 use aws_sdk_lambda::operation::get_alias::GetAliasError;
@@ -17,7 +18,8 @@ use aws_sdk_lambda::operation::publish_version::PublishVersionError;
 use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError as UpdateErr;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
-    AliasRoutingConfiguration, Environment, FunctionCode, LastUpdateStatus, State, ThrottleReason,
+    AliasRoutingConfiguration, Environment, FunctionCode, LastUpdateStatus,
+    LastUpdateStatusReasonCode, State, ThrottleReason,
 };
 use rollgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -538,6 +540,306 @@ async fn a_foreign_edit_after_a_read_makes_the_next_write_fail_its_precondition(
     );
 }
 
+/// Lambda reports an environment it cannot decrypt as `Environment.Error`
+/// with no `Variables`; it is not an empty environment.
+#[tokio::test]
+async fn a_kms_failure_shows_environment_error_instead_of_variables() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fk").await;
+    lambda
+        .publish_version()
+        .function_name("fk")
+        .send()
+        .await
+        .unwrap();
+    sandbox.faults().kms_error("fk");
+
+    let check = |env: Option<&aws_sdk_lambda::types::EnvironmentResponse>| {
+        let env = env.expect("the Environment key is there");
+        assert_eq!(env.variables(), None, "{env:?}");
+        let e = env.error().expect("Environment.Error");
+        assert_eq!(e.error_code(), Some("KMSAccessDeniedException"));
+        assert!(
+            e.message().unwrap().starts_with(
+                "Lambda was unable to decrypt the environment variables because KMS access was denied."
+            ),
+            "{e:?}"
+        );
+    };
+    check(read(&lambda, "fk").await.environment());
+    let got = lambda
+        .get_function()
+        .function_name("fk")
+        .send()
+        .await
+        .unwrap();
+    check(got.configuration().unwrap().environment());
+    let v1 = lambda
+        .get_function_configuration()
+        .function_name("fk")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    check(v1.environment());
+    let listed = lambda.list_functions().send().await.unwrap();
+    check(listed.functions()[0].environment());
+
+    // Writing an environment needs the key too: a 502 with the KMS code
+    // (not in UpdateFunctionConfiguration's model, so the SDK cannot type it).
+    let err = lambda
+        .update_function_configuration()
+        .function_name("fk")
+        .environment(env(&[("KEY", "2")]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 502);
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("KMSAccessDeniedException"), "{err:?}");
+    assert!(err.message().unwrap().contains("KMS access was denied"));
+    // Other changes go through, and answer with the error too.
+    let out = lambda
+        .update_function_configuration()
+        .function_name("fk")
+        .description("still deployable")
+        .send()
+        .await
+        .unwrap();
+    check(out.environment());
+    assert_eq!(sandbox.function_env("fk").unwrap(), vars(&[("KEY", "1")]));
+
+    // Access back: the stored variables show again.
+    sandbox.faults().kms_ok("fk");
+    assert_eq!(env_of(&read(&lambda, "fk").await), vars(&[("KEY", "1")]));
+
+    // Another code and message.
+    sandbox
+        .faults()
+        .kms_error_with("fk", "KMSDisabledException", "key disabled");
+    let env = read(&lambda, "fk").await.environment().cloned().unwrap();
+    let e = env.error().unwrap();
+    assert_eq!(
+        (e.error_code(), e.message()),
+        (Some("KMSDisabledException"), Some("key disabled"))
+    );
+    sandbox.faults().reset();
+    assert_eq!(env_of(&read(&lambda, "fk").await), vars(&[("KEY", "1")]));
+}
+
+/// A read may come back without any `Environment` though the function has
+/// variables; that too is not an empty environment.
+#[tokio::test]
+async fn a_hidden_environment_leaves_the_key_out_until_shown() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fh").await;
+    sandbox.faults().hide_environment("fh");
+    assert!(read(&lambda, "fh").await.environment().is_none());
+    let got = lambda
+        .get_function()
+        .function_name("fh")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.configuration().unwrap().environment().is_none());
+    let listed = lambda.list_functions().send().await.unwrap();
+    assert!(listed.functions()[0].environment().is_none());
+    assert_eq!(sandbox.function_env("fh").unwrap(), vars(&[("KEY", "1")]));
+    sandbox.faults().show_environment("fh");
+    assert_eq!(env_of(&read(&lambda, "fh").await), vars(&[("KEY", "1")]));
+}
+
+/// A client whose every attempt gives up after `timeout`, without retries.
+async fn impatient_client(sandbox: &Sandbox, timeout: Duration) -> aws_sdk_lambda::Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(sandbox.url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(timeout)
+                .build(),
+        )
+        .load()
+        .await;
+    aws_sdk_lambda::Client::new(&config)
+}
+
+/// A hung call never answers in time: the client must time out by itself,
+/// and the call it gave up on does not happen.
+#[tokio::test]
+async fn a_hung_call_times_out_and_the_next_one_is_served() {
+    let sandbox = start().await;
+    create(&client(&sandbox).await, "fg").await;
+    let lambda = impatient_client(&sandbox, Duration::from_millis(300)).await;
+    sandbox.faults().hang_next(1, Duration::from_secs(600));
+    let err = lambda
+        .update_function_configuration()
+        .function_name("fg")
+        .environment(env(&[("KEY", "2")]))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, aws_sdk_lambda::error::SdkError::TimeoutError(_)),
+        "{err:?}"
+    );
+    assert_eq!(sandbox.function_env("fg").unwrap()["KEY"], "1");
+    update_env(&lambda, "fg", &[("KEY", "3")], None)
+        .await
+        .expect("only the next N calls hang");
+    assert_eq!(sandbox.function_env("fg").unwrap()["KEY"], "3");
+}
+
+/// Credential and clock errors: 403s whose codes the SDK exposes, so a caller
+/// can tell "refresh your credentials / fix your clock" from a denial.
+#[tokio::test]
+async fn expired_tokens_and_skewed_clocks_are_403s_with_their_codes() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "ft").await;
+    let get = || async {
+        lambda
+            .get_function_configuration()
+            .function_name("ft")
+            .send()
+            .await
+    };
+
+    sandbox.faults().expired_token_next(1);
+    let err = get().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("ExpiredTokenException"), "{err:?}");
+    assert_eq!(
+        err.message(),
+        Some("The security token included in the request is expired")
+    );
+    get().await.expect("only the next N calls");
+
+    sandbox.faults().clock_skew_next(1);
+    let err = get().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("InvalidSignatureException"), "{err:?}");
+    // "Signature expired: T-10m is now earlier than T-5m (T - 5 min.)", T now.
+    let message = err.message().unwrap();
+    let times: Vec<i64> = message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|w| chrono::NaiveDateTime::parse_from_str(w, "%Y%m%dT%H%M%SZ").ok())
+        .map(|t| t.and_utc().timestamp())
+        .collect();
+    assert!(message.starts_with("Signature expired: "), "{message}");
+    assert!(message.ends_with(" - 5 min.)"), "{message}");
+    assert_eq!(times.len(), 3, "{message}");
+    assert_eq!((times[2] - times[1], times[2] - times[0]), (300, 600));
+    assert!(
+        (times[2] - chrono::Utc::now().timestamp()).abs() < 60,
+        "{message}"
+    );
+    get().await.expect("only the next N calls");
+}
+
+/// Polls until the function's last update is over; returns that read.
+async fn after_update(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = read(lambda, name).await;
+        if got.last_update_status() != Some(&LastUpdateStatus::InProgress) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "still InProgress after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An accepted update can still end `Failed`, with or without taking effect;
+/// only a read after the update is over tells which.
+#[tokio::test]
+async fn an_update_can_end_failed_with_or_without_taking_effect() {
+    let sandbox = Sandbox::start(
+        0,
+        SandboxConfig {
+            update_delay: Duration::from_millis(200),
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fu").await;
+
+    // Not applied (the default): Lambda aborts the update.
+    sandbox.faults().fail_next_update("fu", "boom", false);
+    let out = update_env(&lambda, "fu", &[("KEY", "2")], None)
+        .await
+        .expect("accepted as usual");
+    assert_eq!(
+        out.last_update_status(),
+        Some(&LastUpdateStatus::InProgress)
+    );
+    let done = after_update(&lambda, "fu").await;
+    assert_eq!(done.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert_eq!(done.last_update_status_reason(), Some("boom"));
+    assert_eq!(
+        done.last_update_status_reason_code(),
+        Some(&LastUpdateStatusReasonCode::InternalError)
+    );
+    assert_eq!(env_of(&done), vars(&[("KEY", "1")]), "the old variables");
+    assert_ne!(done.revision_id(), out.revision_id());
+    assert_eq!(sandbox.function_env("fu").unwrap(), vars(&[("KEY", "1")]));
+
+    // Applied: the new variables are in place despite the failure.
+    sandbox.faults().fail_next_update_with(
+        "fu",
+        "Lambda was unable to configure access to your environment variables because the KMS key is invalid for CreateGrant.",
+        "KMSKeyAccessDenied",
+        true,
+    );
+    update_env(&lambda, "fu", &[("KEY", "3")], None)
+        .await
+        .unwrap();
+    let done = after_update(&lambda, "fu").await;
+    assert_eq!(done.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert_eq!(
+        done.last_update_status_reason_code(),
+        Some(&LastUpdateStatusReasonCode::KmsKeyAccessDenied)
+    );
+    assert_eq!(env_of(&done), vars(&[("KEY", "3")]));
+
+    // Only the next update fails; the one after clears the status.
+    update_env(&lambda, "fu", &[("KEY", "4")], None)
+        .await
+        .unwrap();
+    let done = after_update(&lambda, "fu").await;
+    assert_eq!(
+        done.last_update_status(),
+        Some(&LastUpdateStatus::Successful)
+    );
+    assert_eq!(done.last_update_status_reason(), None);
+    assert_eq!(done.last_update_status_reason_code(), None);
+    assert_eq!(env_of(&done), vars(&[("KEY", "4")]));
+
+    // Without an update delay it is over in the answer itself.
+    sandbox.set_update_delay(Duration::ZERO);
+    sandbox.faults().fail_next_update("fu", "", false);
+    let out = update_env(&lambda, "fu", &[("KEY", "5")], None)
+        .await
+        .unwrap();
+    assert_eq!(out.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert!(
+        out.last_update_status_reason()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert_eq!(sandbox.function_env("fu").unwrap(), vars(&[("KEY", "4")]));
+}
+
 #[tokio::test]
 async fn versions_and_weighted_aliases() {
     let sandbox = start().await;
@@ -904,4 +1206,217 @@ async fn admin_endpoints_over_http() {
         .unwrap();
     assert_eq!(wrong_method.status().as_u16(), 405);
     assert!(wrong_method.json::<Value>().await.unwrap()["message"].is_string());
+}
+
+/// The new faults over `POST /_sandbox/faults`: set, shown in the state,
+/// cleared one by one or by reset; bad bodies are 400s that change nothing.
+#[tokio::test]
+async fn function_faults_over_http() {
+    let sandbox = start().await;
+    let lambda = client(&sandbox).await;
+    create(&lambda, "fa").await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}/_sandbox/{path}", sandbox.url());
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = url("faults");
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let faults = || async {
+        http.get(url("state"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["faults"]
+            .clone()
+    };
+
+    let r = post(json!({ "kms_error": { "function": "fa" } })).await;
+    assert!(r.status().is_success());
+    let shown = faults().await;
+    assert_eq!(
+        shown["kms_errors"]["fa"]["code"],
+        "KMSAccessDeniedException"
+    );
+    let env = read(&lambda, "fa").await.environment().cloned().unwrap();
+    assert_eq!(
+        env.error().unwrap().error_code(),
+        Some("KMSAccessDeniedException")
+    );
+    post(json!({ "kms_error": { "function": "fa", "code": "KMSNotFoundException", "message": "gone" } }))
+        .await;
+    let env = read(&lambda, "fa").await.environment().cloned().unwrap();
+    assert_eq!(
+        env.error().unwrap().error_code(),
+        Some("KMSNotFoundException")
+    );
+    assert_eq!(env.error().unwrap().message(), Some("gone"));
+    post(json!({ "kms_ok": "fa" })).await;
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "1")]));
+
+    post(json!({ "hide_environment": "fa" })).await;
+    assert_eq!(faults().await["hidden_environments"], json!(["fa"]));
+    assert!(read(&lambda, "fa").await.environment().is_none());
+    post(json!({ "show_environment": "fa" })).await;
+    assert!(read(&lambda, "fa").await.environment().is_some());
+
+    post(json!({ "hide_environment": "fa", "kms_error": { "function": "fa" } })).await;
+    assert!(
+        read(&lambda, "fa").await.environment().is_none(),
+        "hidden wins over a KMS error"
+    );
+    post(json!({ "show_environment": "fa", "kms_ok": "fa" })).await;
+
+    // An update that ends Failed; `applied` defaults to false.
+    post(json!({ "fail_next_update": { "function": "fa", "reason": "no grant", "reason_code": "KMSKeyAccessDenied" } }))
+        .await;
+    assert_eq!(
+        faults().await["failing_updates"]["fa"],
+        json!({ "reason": "no grant", "reason_code": "KMSKeyAccessDenied", "applied": false })
+    );
+    let out = update_env(&lambda, "fa", &[("KEY", "2")], None)
+        .await
+        .unwrap();
+    assert_eq!(out.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert_eq!(out.last_update_status_reason(), Some("no grant"));
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "1")]));
+    let state = http
+        .get(url("state"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let f = &state["functions"][0];
+    assert_eq!(f["last_update_status"], "Failed");
+    assert_eq!(f["last_update_status_reason_code"], "KMSKeyAccessDenied");
+    assert_eq!(state["faults"]["failing_updates"], json!({}));
+    post(json!({ "fail_next_update": { "function": "fa", "applied": true } })).await;
+    let out = update_env(&lambda, "fa", &[("KEY", "2")], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.last_update_status_reason_code(),
+        Some(&LastUpdateStatusReasonCode::InternalError)
+    );
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "2")]));
+    update_env(&lambda, "fa", &[("KEY", "1")], None)
+        .await
+        .unwrap();
+
+    post(json!({ "hide_environment": "fa", "kms_error": { "function": "fa" }, "fail_next_update": { "function": "fa" } }))
+        .await;
+    http.post(url("reset")).send().await.unwrap();
+    let reset = faults().await;
+    assert_eq!(reset["failing_updates"], json!({}));
+    assert_eq!(reset["kms_errors"], json!({}));
+    assert_eq!(reset["hidden_environments"], json!([]));
+    assert_eq!(env_of(&read(&lambda, "fa").await), vars(&[("KEY", "1")]));
+
+    for bad in [
+        json!({ "kms_error": { "function": "fa", "code": "KMS Access" } }),
+        json!({ "kms_error": { "function": "" } }),
+        json!({ "kms_error": { "fn": "fa" } }),
+        json!({ "kms_error": { "function": "fa" }, "kms_ok": "fa" }),
+        json!({ "hide_environment": "fa", "show_environment": "fa" }),
+        json!({ "hide_environment": 3 }),
+        json!({ "throttle_next": 2, "kms_ok": "" }),
+        json!({ "fail_next_update": { "function": "fa", "reason_code": "KmsKeyAccessDenied" } }),
+        json!({ "fail_next_update": { "function": "fa", "applied": "yes" } }),
+        json!({ "fail_next_update": "fa" }),
+    ] {
+        let r = post(bad.clone()).await;
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+        assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    assert_eq!(faults().await, reset, "refused requests changed nothing");
+}
+
+/// Counted call faults over `POST /_sandbox/faults`.
+#[tokio::test]
+async fn call_faults_over_http() {
+    let sandbox = start().await;
+    create(&client(&sandbox).await, "fc").await;
+    let lambda = impatient_client(&sandbox, Duration::from_millis(300)).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}/_sandbox/{path}", sandbox.url());
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = url("faults");
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let faults = || async {
+        http.get(url("state"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["faults"]
+            .clone()
+    };
+
+    // hang_ms defaults to ten minutes.
+    post(json!({ "hang_next": 2 })).await;
+    let shown = faults().await;
+    assert_eq!(
+        (shown["hang_next"].clone(), shown["hang_ms"].clone()),
+        (json!(2), json!(600_000))
+    );
+    post(json!({ "hang_next": 1, "hang_ms": 5_000 })).await;
+    assert_eq!(faults().await["hang_ms"], 5_000);
+    let err = lambda
+        .get_function_configuration()
+        .function_name("fc")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, aws_sdk_lambda::error::SdkError::TimeoutError(_)),
+        "{err:?}"
+    );
+    assert_eq!(faults().await["hang_next"], 0);
+    read(&lambda, "fc").await;
+
+    post(json!({ "expired_token_next": 1, "clock_skew_next": 1 })).await;
+    let shown = faults().await;
+    assert_eq!(
+        (
+            shown["expired_token_next"].clone(),
+            shown["clock_skew_next"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    for code in ["ExpiredTokenException", "InvalidSignatureException"] {
+        let err = lambda
+            .get_function_configuration()
+            .function_name("fc")
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(err.code(), Some(code), "expired tokens first: {err:?}");
+    }
+    read(&lambda, "fc").await;
+
+    post(json!({ "hang_next": 3, "expired_token_next": 3, "clock_skew_next": 3 })).await;
+    http.post(url("reset")).send().await.unwrap();
+    let reset = faults().await;
+    assert_eq!(reset["hang_next"], 0);
+    assert_eq!(reset["expired_token_next"], 0);
+    assert_eq!(reset["clock_skew_next"], 0);
+    read(&lambda, "fc").await;
+
+    for bad in [
+        json!({ "hang_next": -1 }),
+        json!({ "hang_ms": "long" }),
+        json!({ "expired_token_next": true }),
+        json!({ "clock_skew": 1 }),
+    ] {
+        let r = post(bad.clone()).await;
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+    }
 }
