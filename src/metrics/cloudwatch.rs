@@ -110,7 +110,8 @@ impl CloudWatch {
 
     /// Names of the given alarms that are in ALARM: metric and composite
     /// alarms (DescribeAlarms returns only metric alarms unless asked),
-    /// following NextToken (at most 100 names and 100 records a page).
+    /// at most 100 names a call, following NextToken through its pages
+    /// (50 records each by default).
     pub async fn alarms_firing(&self, names: &[String]) -> Result<HashSet<String>, String> {
         let mut firing = HashSet::new();
         for chunk in names.chunks(100) {
@@ -122,7 +123,6 @@ impl CloudWatch {
                     .set_alarm_names(Some(chunk.to_vec()))
                     .alarm_types(AlarmType::MetricAlarm)
                     .alarm_types(AlarmType::CompositeAlarm)
-                    .max_records(100)
                     .set_next_token(token.take())
                     .send()
                     .await

@@ -189,6 +189,10 @@ impl Service {
         let reason = text::reason(reason)?;
         let (plan, text) = self.load_plan(plan_name)?;
         let function = plan.target.function.clone();
+        // Held under this very spelling: say so before asking Lambda.
+        if let Some(holder) = self.store.active_rollout_named(&function).await? {
+            return Err(Refusal::function_busy(&function, &holder).into());
+        }
         let backend = self.backend.in_region(plan.target.region.as_deref());
         // Refuse before recording anything when the function cannot be
         // read whole or the baseline cannot fit.

@@ -204,6 +204,22 @@ impl Store {
         row.as_ref().map(rollout_from_row).transpose()
     }
 
+    /// The rollout holding a function a plan names `function` (as it is
+    /// spelled there, or by its ARN): a check before Lambda is asked.
+    pub async fn active_rollout_named(
+        &self,
+        function: &str,
+    ) -> Result<Option<Rollout>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rollouts \
+             WHERE active_target IS NOT NULL AND (target_function = $1 OR function_arn = $1)"
+        )))
+        .bind(function)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rollout_from_row).transpose()
+    }
+
     /// Ids of rollouts with a recorded write not yet confirmed.
     pub async fn rollouts_with_pending_writes(&self) -> Result<Vec<RolloutId>, StoreError> {
         let rows = sqlx::query(

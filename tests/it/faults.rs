@@ -318,3 +318,149 @@ async fn a_start_whose_baseline_cannot_fit_is_refused_before_anything_is_recorde
     assert_eq!(list["rollouts"], json!([]));
     assert!(app.audit("").await.is_empty());
 }
+
+/// Defect 12: an update Lambda reports `Failed` is read back before the
+/// write is called refused: values not in place → refused and undone;
+/// values in place → applied, with a note; Lambda's own internal error →
+/// retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_is_read_back_before_it_is_called_refused() {
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            update_delay: Duration::from_millis(50),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+
+    app.sandbox.faults().fail_next_update_with(
+        crate::common::FUNCTION,
+        "Lambda was unable to encrypt the environment: KMS key access denied",
+        "KMSKeyAccessDenied",
+        false,
+    );
+    let (status, body) = app.command(id, "advance", "to prompts").await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("KMSKeyAccessDenied") && message.contains("unchanged"),
+        "{message}"
+    );
+    app.assert_env(["false", "false", "false"]).await;
+    assert_eq!(app.rollout(id).await["phase_name"], "baseline", "undone");
+
+    app.sandbox.faults().fail_next_update_with(
+        crate::common::FUNCTION,
+        "the configuration update failed after it was applied",
+        "KMSKeyAccessDenied",
+        true,
+    );
+    let (status, body) = app.command(id, "advance", "to prompts, again").await;
+    assert_eq!(status, 200, "the values are live: {body}");
+    app.assert_env(["true", "false", "false"]).await;
+    let entry = last_write(&app, id).await;
+    assert_eq!(entry["outcome"], "applied");
+    assert!(
+        entry["detail"]["note"].as_str().unwrap().contains("Failed"),
+        "{entry}"
+    );
+
+    app.sandbox
+        .faults()
+        .fail_next_update(crate::common::FUNCTION, "internal error", false);
+    let (status, body) = app.command(id, "advance", "to tools").await;
+    assert_eq!(status, 200, "Lambda's own error is retried: {body}");
+    app.assert_env(["true", "true", "false"]).await;
+    assert!(retried_because(&last_write(&app, id).await).contains("InternalError"));
+}
+
+/// Defect 12: credentials that expired (they refresh) and a skewed clock
+/// (the SDK corrects it) are transient, not final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_credentials_and_a_skewed_clock_are_retried() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().expired_token_next(2);
+    let (status, body) = app.command(id, "advance", "expired").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(retried_because(&last_write(&app, id).await).contains("ExpiredTokenException"));
+    app.sandbox.faults().clock_skew_next(1);
+    let (status, body) = app.command(id, "advance", "skewed").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(retried_because(&last_write(&app, id).await).contains("Signature expired"));
+    app.assert_env(["true", "true", "false"]).await;
+}
+
+/// Defect 13: a call that hangs is cut off by its attempt timeout and
+/// retried; it cannot hold the write up for longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_call_is_cut_off_and_retried() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().hang_next(1, Duration::from_secs(600));
+    let (status, body) = app.command(id, "advance", "through a hang").await;
+    assert_eq!(status, 200, "{body}");
+    app.assert_env(["true", "false", "false"]).await;
+    let why = retried_because(&last_write(&app, id).await);
+    assert!(why.contains("in time"), "{why}");
+}
+
+/// Defect 13: a rollback stops a write that is stuck in a call at once,
+/// instead of waiting for it (here its timeout is a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_preempts_a_hung_write_immediately() {
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            retry: rollgate::backend::RetryPolicy {
+                attempt_timeout: Duration::from_secs(60),
+                operation_timeout: Duration::from_secs(60),
+                ..crate::common::fast_retry()
+            },
+            reconcile_interval: Duration::from_secs(3600),
+            ..Options::default()
+        },
+    )
+    .await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().hang_next(1, Duration::from_secs(600));
+    let url = app.url.clone();
+    let advance = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/api/v1/rollouts/{id}/advance"))
+            .json(&json!({ "reason": "hangs", "force": true }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    app.wait_for(id, |r| r["write_pending"] == true).await;
+    let rollback = tokio::time::timeout(
+        Duration::from_secs(20),
+        app.command(id, "rollback", "abort the hung advance"),
+    )
+    .await
+    .expect("the rollback does not wait for the hung call");
+    assert_eq!(rollback.0, 200, "{}", rollback.1);
+    assert_eq!(rollback.1["state"], "rolled_back");
+    let advance_status = tokio::time::timeout(Duration::from_secs(20), advance)
+        .await
+        .expect("the advance's request ends too")
+        .unwrap();
+    assert_eq!(
+        advance_status, 202,
+        "superseded, its successor's write follows"
+    );
+    app.assert_env(["false", "false", "false"]).await;
+    let writes = app
+        .audit(&format!("?rollout={id}&action=flags_write"))
+        .await;
+    let superseded = writes
+        .iter()
+        .find(|e| e["outcome"] == "superseded")
+        .expect("the hung write is recorded as superseded");
+    assert_eq!(superseded["flags_after"]["USE_OPTIMIZED_PROMPTS"], "true");
+}

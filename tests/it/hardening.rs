@@ -47,10 +47,7 @@ async fn text_with_nul_is_a_400_and_changes_nothing(db: Db) {
             format!("{rollout}/rollback"),
             json!({ "reason": "a\u{0}b" }),
         ),
-        (
-            format!("{rollout}/abandon"),
-            json!({ "reason": "\u{0}" }),
-        ),
+        (format!("{rollout}/abandon"), json!({ "reason": "\u{0}" })),
     ] {
         let (status, body) = app.post(&path, body).await;
         assert_eq!(status, 400, "{path}: {body}");
@@ -73,7 +70,10 @@ async fn text_with_nul_is_a_400_and_changes_nothing(db: Db) {
     }
     assert_eq!(counts(&app).await, before, "nothing was recorded");
     let r = app.rollout(id).await;
-    assert_eq!((r["state"].as_str(), r["version"].as_i64()), (Some("active"), Some(2)));
+    assert_eq!(
+        (r["state"].as_str(), r["version"].as_i64()),
+        (Some("active"), Some(2))
+    );
 }
 on_both_databases!(text_with_nul_is_a_400_and_changes_nothing);
 
@@ -84,15 +84,26 @@ async fn unknown_filters_are_a_400_naming_what_is_accepted() {
     let (status, body) = app.get("/api/v1/rollouts?state=bogus").await;
     assert_eq!(status, 400, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("unknown state \"bogus\"") && message.contains("rolled_back"), "{message}");
+    assert!(
+        message.contains("unknown state \"bogus\"") && message.contains("rolled_back"),
+        "{message}"
+    );
     let (status, body) = app.get("/api/v1/rollouts?state=active").await;
     assert_eq!(status, 200);
     assert_eq!(body["rollouts"].as_array().unwrap().len(), 1);
     let (status, body) = app.get("/api/v1/rollouts?state=paused").await;
-    assert_eq!((status, body["rollouts"].as_array().unwrap().len()), (200, 0));
+    assert_eq!(
+        (status, body["rollouts"].as_array().unwrap().len()),
+        (200, 0)
+    );
     let (status, body) = app.get("/api/v1/audit?action=launch").await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("flags_write"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("flags_write")
+    );
     let (status, body) = app.get("/api/v1/rollouts?color=red").await;
     assert_eq!(status, 400, "unknown parameters are refused: {body}");
 }
@@ -124,7 +135,10 @@ async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
     assert_eq!(boom.status(), 500);
     let body: Value = boom.json().await.unwrap();
     assert_eq!(body["error"]["code"], "internal");
-    assert!(!body.to_string().contains("index out of bounds"), "causes stay in the log: {body}");
+    assert!(
+        !body.to_string().contains("index out of bounds"),
+        "causes stay in the log: {body}"
+    );
     for _ in 0..3 {
         let ok = http.get(format!("{url}/ok")).send().await.unwrap();
         assert_eq!(ok.text().await.unwrap(), "fine");
@@ -177,7 +191,12 @@ async fn plan_views_never_show_webhook_urls() {
     assert!(!shown.contains("XXXXSECRETXXXX"), "{shown}");
     assert!(!shown.contains("/services/"), "{shown}");
     assert_eq!(body["plan"]["webhooks"][0], "https://hooks.slack.com/…");
-    assert!(body["text"].as_str().unwrap().contains("https://hooks.slack.com/…"));
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("https://hooks.slack.com/…")
+    );
     let (_, list) = app.get("/api/v1/plans").await;
     assert!(!list.to_string().contains("SECRET"));
 }
@@ -215,17 +234,27 @@ async fn the_audit_export_streams_every_entry_in_order() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
-    assert!(resp.headers().get("content-length").is_none(), "streamed, not buffered");
+    assert!(
+        resp.headers().get("content-length").is_none(),
+        "streamed, not buffered"
+    );
     let text = resp.text().await.unwrap();
     let seqs: Vec<i64> = text
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_i64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());
 
     let csv = app
         .http
-        .get(format!("{}/api/v1/audit/export?format=csv&action=guardrail_breach&limit=700", app.url))
+        .get(format!(
+            "{}/api/v1/audit/export?format=csv&action=guardrail_breach&limit=700",
+            app.url
+        ))
         .send()
         .await
         .unwrap()

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod faults;
 mod hardening;
+mod kms;
 mod moto;
 mod plan_files;
 mod readiness;

@@ -41,7 +41,11 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn flags(a: &str, b: &str) -> Flags {
-    [("FA".to_string(), a.to_string()), ("FB".to_string(), b.to_string())].into()
+    [
+        ("FA".to_string(), a.to_string()),
+        ("FB".to_string(), b.to_string()),
+    ]
+    .into()
 }
 
 /// A rollout of `plan` in `phase`, baked since `t0`, flags applied.
@@ -71,8 +75,20 @@ fn rollout(plan: &Plan, phase: usize, state: State) -> Rollout {
         updated_at: t0(),
         baseline: Some(Baseline(
             [
-                ("error_rate".to_string(), MetricValue { value: Some(1.0), samples: 5000 }),
-                ("duration_avg".to_string(), MetricValue { value: Some(100.0), samples: 5000 }),
+                (
+                    "error_rate".to_string(),
+                    MetricValue {
+                        value: Some(1.0),
+                        samples: 5000,
+                    },
+                ),
+                (
+                    "duration_avg".to_string(),
+                    MetricValue {
+                        value: Some(100.0),
+                        samples: 5000,
+                    },
+                ),
             ]
             .into(),
         )),
@@ -179,15 +195,26 @@ action = \"pause\"
     // error rate 5 % > 1 + 2; 200 ms > 100 × 1.25: both breach.
     case.values = values(300, 50.0, 200.0);
     let first = case.judge();
-    assert_eq!(actions(&first), ["pause"], "pause acts at once; rollback needs 2");
+    assert_eq!(
+        actions(&first),
+        ["pause"],
+        "pause acts at once; rollback needs 2"
+    );
     assert_eq!(first.memory.streak("errors"), 1);
     case.memory = first.memory;
     let second = case.judge();
-    assert_eq!(actions(&second), ["rollback"], "a rollback outranks a pause");
+    assert_eq!(
+        actions(&second),
+        ["rollback"],
+        "a rollback outranks a pause"
+    );
     let Some(Decision::Rollback { reason, evidence }) = second.decisions.first() else {
         panic!("{second:?}");
     };
-    assert!(reason.starts_with("guardrail errors breached: error_rate 5.00 > 3.00"), "{reason}");
+    assert!(
+        reason.starts_with("guardrail errors breached: error_rate 5.00 > 3.00"),
+        "{reason}"
+    );
     assert_eq!(evidence.window_secs, 300);
     assert_eq!(evidence.evaluation.samples, 1000);
 }
@@ -206,7 +233,11 @@ fn a_pass_resets_and_too_few_samples_hold_the_streak() {
         .insert(lambda("Invocations", "Sum"), 20.0); // < 100 samples
     case.values = few;
     let j = case.judge();
-    assert_eq!(j.memory.streak("errors"), 1, "insufficient data neither counts nor resets");
+    assert_eq!(
+        j.memory.streak("errors"),
+        1,
+        "insufficient data neither counts nor resets"
+    );
     assert!(actions(&j).is_empty());
 }
 
@@ -240,17 +271,22 @@ set = { FB = "on" }
     assert!(actions(&j).is_empty(), "{j:?}");
     // Phase one ran at 120 ms: 150 > 132 breaches.
     let mut with_stats = r.clone();
-    with_stats
-        .phase_stats
-        .0
-        .insert("one".into(), BTreeMap::from([("duration_avg".to_string(), 120.0)]));
+    with_stats.phase_stats.0.insert(
+        "one".into(),
+        BTreeMap::from([("duration_avg".to_string(), 120.0)]),
+    );
     case.rollout = &with_stats;
     let j = case.judge();
     let Some(Decision::Rollback { evidence, .. }) = j.decisions.first() else {
         panic!("{j:?}");
     };
     assert_eq!(evidence.evaluation.reference, Some(120.0));
-    assert!(evidence.evaluation.explanation.contains("previous phase 120.00 × 1.1"));
+    assert!(
+        evidence
+            .evaluation
+            .explanation
+            .contains("previous phase 120.00 × 1.1")
+    );
 }
 
 #[test]
@@ -271,7 +307,11 @@ consecutive = 1
 
 #[test]
 fn a_rollback_already_pending_is_not_asked_for_again_but_the_rollout_stays_judged() {
-    let plan = plan(ERROR_RATE.replace("consecutive = 2", "consecutive = 1").as_str());
+    let plan = plan(
+        ERROR_RATE
+            .replace("consecutive = 2", "consecutive = 1")
+            .as_str(),
+    );
     let mut r = rollout(&plan, 0, State::Failed);
     r.generation = 3;
     r.desired_flags = plan.flags_at(0).clone();
@@ -437,7 +477,10 @@ fn incomplete_baselines_are_read_again_later_and_recorded_when_better() {
     r.baseline = None;
     let empty = Baseline(BTreeMap::from([(
         "error_rate".to_string(),
-        MetricValue { value: None, samples: 0 },
+        MetricValue {
+            value: None,
+            samples: 0,
+        },
     )]));
     let case = Case::new(&r, &plan);
     let judge_with = |fresh: &Baseline, memory: &WatchMemory, rollout: &Rollout| {
@@ -457,13 +500,22 @@ fn incomplete_baselines_are_read_again_later_and_recorded_when_better() {
         })
     };
     let j = judge_with(&empty, &WatchMemory::default(), &r);
-    assert!(matches!(j.decisions.first(), Some(Decision::RecordBaseline(_))));
+    assert!(matches!(
+        j.decisions.first(),
+        Some(Decision::RecordBaseline(_))
+    ));
     assert_eq!(j.memory.baseline_attempts, 1);
-    assert_eq!(j.memory.baseline_retry_at, Some(case.now + TimeDelta::minutes(5)));
+    assert_eq!(
+        j.memory.baseline_retry_at,
+        Some(case.now + TimeDelta::minutes(5))
+    );
     r.baseline = Some(empty.clone());
     let full = Baseline(BTreeMap::from([(
         "error_rate".to_string(),
-        MetricValue { value: Some(1.2), samples: 900 },
+        MetricValue {
+            value: Some(1.2),
+            samples: 900,
+        },
     )]));
     let j = judge_with(&full, &j.memory, &r);
     assert_eq!(j.decisions.first(), Some(&Decision::RecordBaseline(full)));
