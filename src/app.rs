@@ -120,7 +120,9 @@ pub async fn start(
     ));
 
     // Rule 3: converge before serving anything.
-    let recovered = service.reconcile(&Principal::Reconciler).await?;
+    let recovered = service
+        .reconcile(&Principal::Reconciler, Duration::ZERO)
+        .await?;
     if recovered > 0 {
         tracing::info!(
             recovered,
@@ -163,11 +165,12 @@ pub async fn start(
     let reconcile = {
         let service = service.clone();
         let health = reconciler_health.clone();
+        let grace = config.reconcile_interval;
         move || {
             let service = service.clone();
             let health = health.clone();
             async move {
-                match service.reconcile(&Principal::Reconciler).await {
+                match service.reconcile(&Principal::Reconciler, grace).await {
                     Ok(n) => {
                         health.set_pending_writes(n);
                         None

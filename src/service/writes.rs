@@ -26,9 +26,26 @@ impl Service {
     /// crash) and periodically (after AWS was unavailable, or while a
     /// refused rollback waits for its cause to be fixed). Returns how many
     /// writes were pending.
-    pub async fn reconcile(&self, who: &Principal) -> Result<usize, ServiceError> {
+    ///
+    /// Writes recorded less than `min_age` ago are left to the command that
+    /// recorded them (in this or another process), so two processes do not
+    /// race to make the same write; start-up recovery passes zero.
+    pub async fn reconcile(
+        &self,
+        who: &Principal,
+        min_age: std::time::Duration,
+    ) -> Result<usize, ServiceError> {
         let ids = self.store.rollouts_with_pending_writes().await?;
+        let min_age = chrono::TimeDelta::from_std(min_age).unwrap_or(chrono::TimeDelta::MAX);
         for &id in &ids {
+            let recent = self.store.get_rollout(id).await?.is_some_and(|r| {
+                r.pending_write
+                    .as_ref()
+                    .is_some_and(|w| Utc::now() - w.recorded_at < min_age)
+            });
+            if recent {
+                continue;
+            }
             if let Err(e) = self.converge(id, who).await {
                 tracing::warn!(rollout = %id, error = %e, "could not finish a pending flag write");
             }

@@ -147,3 +147,57 @@ async fn plan_validate_and_schema() {
     let schema: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(schema["properties"].get("phases").is_some(), "{schema}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_abandons_a_stuck_rollout_with_the_cli() {
+    let app = spawn_app(Db::Sqlite).await;
+    let url = app.url.clone();
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.sandbox.faults().throttle_next(100_000);
+    let out = rollgate(args(
+        &format!("rollout advance {id} --force --reason outage"),
+        &url,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not confirmed yet"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = rollgate(args(&format!("rollout abandon {id}"), &url)).await;
+    assert!(!out.status.success(), "a reason is required");
+    assert!(
+        stderr(&out).contains("needs a \"reason\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = rollgate(args(
+        &format!("rollout abandon {id} --reason give-up"),
+        &url,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("state   abandoned"),
+        "{}",
+        stdout(&out)
+    );
+    let out = rollgate(args("audit list --action abandon --output json", &url)).await;
+    let entries: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(entries[0]["actor"], "carol");
+    assert_eq!(entries[0]["reason"], "give-up");
+
+    let out = rollgate(args("rollout status x1", &url)).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid rollout id"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rollgate(args("audit list --since yesterday", &url)).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--since"), "{}", stderr(&out));
+}

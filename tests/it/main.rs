@@ -1,9 +1,11 @@
 //! One integration-test binary (one link, shared build) with a module per area.
 
+mod abandon;
 mod audit_log;
 mod aws_cli;
 mod cli;
 mod common;
+mod concurrency;
 mod faults;
 mod hardening;
 mod kms;
