@@ -9,6 +9,7 @@ mod concurrency;
 mod faults;
 mod hardening;
 mod kms;
+mod lifecycle;
 mod moto;
 mod plan_files;
 mod readiness;

@@ -182,3 +182,68 @@ async fn no_data_never_promotes_a_phase() {
     );
     let _: Value = r;
 }
+
+/// The seed plan with one-second bakes, manual approval kept.
+fn fast_manual_seed() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo_plans_dir().join("dixon-smart-repair.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("dixon-smart-repair.toml"),
+        seed.replace("bake = \"48h\"", "bake = \"1s\""),
+    )
+    .unwrap();
+    dir
+}
+
+/// Defect 11: gate results older than two watcher intervals never allow an
+/// advance (a watcher that stopped must not keep promoting); fresh ones do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_gate_results_never_allow_an_advance() {
+    let plans = fast_manual_seed();
+    let app = spawn_app_with_plans(plans.path()).await;
+    let now = Utc::now();
+    traffic_before(&app, now - chrono::Duration::hours(2), 60);
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    app.state().watcher.tick(now).await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/rollouts/{id}/advance"),
+            json!({ "reason": "start prompts" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Every gate passes on the prompts phase's data, but the evaluation
+    // the watcher recorded is an hour old by the time anyone asks.
+    traffic_before(&app, Utc::now(), 50);
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    traffic_before(&app, an_hour_ago, 50);
+    let report = app.state().watcher.tick(an_hour_ago).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    let r = app.rollout(id).await;
+    assert_eq!(r["readiness"]["phase"], "prompts", "{r}");
+    assert!(
+        r["readiness"]["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["verdict"] == "pass"),
+        "{r}"
+    );
+    let path = format!("/api/v1/rollouts/{id}/advance");
+    let (status, body) = app.post(&path, json!({ "reason": "looks good" })).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("older than two watcher intervals"),
+        "{body}"
+    );
+    // A fresh evaluation allows it.
+    app.state().watcher.tick(Utc::now()).await;
+    let (status, body) = app.post(&path, json!({ "reason": "looks good" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["phase_name"], "tools");
+    let _: Value = body;
+}

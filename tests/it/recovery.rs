@@ -179,3 +179,64 @@ async fn sandbox_call_pending(rollout_url: &str) -> bool {
         Err(_) => false,
     }
 }
+
+/// SIGTERM stops `rollgate serve` gracefully: a request in flight is
+/// answered, the loops and the server are awaited, and it exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_flight_finish_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+    let sandbox = rollgate::sandbox::Sandbox::start(0, Default::default())
+        .await
+        .unwrap();
+    let aws = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
+    rollgate::demo::create_demo_function(&aws).await.unwrap();
+    let mut server = serve(&database, &sandbox.url()).await;
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("{}/api/v1/rollouts", server.url))
+        .json(&json!({ "plan": "dixon-smart-repair" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_i64().unwrap();
+    // Every Lambda call now takes a while: the advance is in flight when
+    // the signal arrives.
+    sandbox.faults().set_latency(Duration::from_millis(400));
+    let url = server.url.clone();
+    let advance = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/api/v1/rollouts/{id}/advance"))
+            .json(&json!({ "reason": "in flight", "force": true }))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(
+        advance.await.unwrap().unwrap(),
+        200,
+        "answered, not dropped"
+    );
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("rollgate serve exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        sandbox.function_env(common::FUNCTION).unwrap()["USE_OPTIMIZED_PROMPTS"],
+        "true"
+    );
+    let _ = Db::Sqlite;
+}

@@ -647,3 +647,299 @@ async fn many_rollouts_are_checked_through_list_functions() {
         "off"
     );
 }
+
+/// Defect 7: an automatic rollback AWS refuses is not silent. The rollout
+/// is failed, the webhooks hear `rollback_failed`, the rollback is retried
+/// until it lands, and the rollout stays watched meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_automatic_rollback_alerts_retries_and_stays_watched() {
+    let (hook, got) = receiver().await;
+    let long = "b".repeat(600);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("guarded.toml"),
+        format!(
+            r#"[target]
+function = "{FUNCTION}"
+[flags]
+USE_OPTIMIZED_PROMPTS = "false"
+BIG_FLAG = "{long}"
+[defaults]
+bake = "1h"
+[notify]
+webhooks = ["{hook}"]
+[[guardrails]]
+name = "error-rate"
+metric = "error_rate"
+max_delta = 2.0
+consecutive = 1
+[[phases]]
+name = "prompts"
+set = {{ USE_OPTIMIZED_PROMPTS = "true", BIG_FLAG = "s" }}
+"#
+        ),
+    )
+    .unwrap();
+    let app = spawn_app_with_plans(dir.path()).await;
+    let id = start_guarded(&app).await;
+    // Someone fills the environment: the phase fits, its rollback (the long
+    // baseline value back) would not.
+    let mut env = app.function_env().await;
+    let room = 4096 - rollgate::backend::merge::env_size_bytes(&env);
+    env.insert("FILLER".into(), "f".repeat(room - 20));
+    app.set_env(env.clone()).await;
+
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
+    traffic_before_now(&app, 4);
+    let report = tick(&app).await;
+    assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
+    assert!(
+        report.errors.iter().any(|e| e.contains("4096")),
+        "the refusal is reported: {report:?}"
+    );
+    let r = app.rollout(id).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["write_pending"], true, "the rollback is kept and retried");
+    assert!(r["attention"].to_string().contains("failed"), "{r}");
+    assert_eq!(app.function_env().await, env, "nothing written");
+    let mut alerts = Vec::new();
+    for _ in 0..100 {
+        alerts = got.lock().unwrap().clone();
+        if alerts.iter().any(|a| a["event"] == "rollback_failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["event"] == "rollback_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{alerts:?}");
+    assert!(
+        failed[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("keeps retrying")
+    );
+
+    // Still watched: judged, but no second rollback is asked for.
+    traffic_before_now(&app, 4);
+    let again = tick(&app).await;
+    assert_eq!(again.rollouts_watched, 1);
+    assert!(again.decisions.is_empty(), "{again:?}");
+
+    // The filler goes away: the retried rollback lands.
+    env.remove("FILLER");
+    app.set_env(env).await;
+    let done = app.wait_for(id, |r| r["write_pending"] == false).await;
+    assert_eq!(done["state"], "rolled_back", "{done}");
+    let env = app.function_env().await;
+    assert_eq!(env["BIG_FLAG"], long);
+    assert_eq!(env["USE_OPTIMIZED_PROMPTS"], "false");
+    for (k, v) in crate::common::UNRELATED {
+        assert_eq!(env[k], v);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a["event"] == "rollback_failed")
+            .count(),
+        1,
+        "announced once, not per retry"
+    );
+}
+
+/// Defect 9: composite alarms count, and alarms beyond one page are seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_alarm_in_alarm_rolls_back() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "service-health"
+alarm = "dixon-health"
+"#,
+    );
+    let app = spawn_app_with_plans(plans.path()).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&app.aws);
+    cw.put_composite_alarm()
+        .alarm_name("dixon-health")
+        .alarm_rule("ALARM(dixon-errors) OR ALARM(dixon-latency)")
+        .send()
+        .await
+        .unwrap();
+    let id = start_guarded(&app).await;
+    assert!(tick(&app).await.decisions.is_empty());
+    cw.set_alarm_state()
+        .alarm_name("dixon-health")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("a child alarm fired")
+        .send()
+        .await
+        .unwrap();
+    let report = tick(&app).await;
+    assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
+    assert!(
+        report.decisions[0]
+            .reason
+            .contains("dixon-health is in ALARM")
+    );
+    assert_eq!(app.rollout(id).await["state"], "rolled_back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_of_alarms_is_read() {
+    let app = spawn_app(Db::Sqlite).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&app.aws);
+    let names: Vec<String> = (0..130).map(|i| format!("alarm-{i:03}")).collect();
+    for name in &names {
+        cw.put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/Lambda")
+            .metric_name("Errors")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(5.0)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    for firing in ["alarm-010", "alarm-077", "alarm-099", "alarm-120"] {
+        cw.set_alarm_state()
+            .alarm_name(firing)
+            .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+            .state_reason("test")
+            .send()
+            .await
+            .unwrap();
+    }
+    let client = rollgate::metrics::cloudwatch::CloudWatch::new(
+        &app.aws,
+        crate::common::fast_retry().timeouts(),
+    );
+    let firing = client.alarms_firing(&names).await.unwrap();
+    let mut firing: Vec<_> = firing.into_iter().collect();
+    firing.sort();
+    assert_eq!(firing, ["alarm-010", "alarm-077", "alarm-099", "alarm-120"]);
+}
+
+/// Defect 10: no traffic publishes no datapoint; a count that is missing is
+/// zero, so a guardrail on too few invocations breaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_traffic_breaches_a_min_invocations_guardrail() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "still-serving"
+metric = "invocations"
+min = 1
+consecutive = 1
+"#,
+    );
+    let app = spawn_app_with_plans(plans.path()).await;
+    let id = start_guarded(&app).await;
+    // Nothing at all in the last five minutes.
+    let report = app
+        .state()
+        .watcher
+        .tick(Utc::now() + chrono::Duration::hours(1))
+        .await;
+    assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
+    let entry = app.audit(&format!("?rollout={id}&action=rollback")).await;
+    let e = &entry[0]["detail"]["evidence"]["evaluation"];
+    assert_eq!(e["observed"], 0.0, "{e}");
+    assert_eq!(e["verdict"], "breach");
+}
+
+/// Defect 10: a baseline read before CloudWatch had the data comes back
+/// empty; it is read again (after 5 minutes) and recorded once complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_baseline_is_read_again_and_recorded_when_data_arrives() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "error-rate"
+metric = "error_rate"
+max_delta = 2.0
+"#,
+    );
+    let app = spawn_app_with_plans(plans.path()).await;
+    let (status, body) = app
+        .post("/api/v1/rollouts", json!({ "plan": "guarded" }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let now = Utc::now();
+    tick(&app).await;
+    let r = app.rollout(id).await;
+    assert_eq!(r["baseline"]["error_rate"]["value"], Value::Null, "{r}");
+    // The data for the hour before the start shows up late.
+    traffic_before_now(&app, 30);
+    let soon = app
+        .state()
+        .watcher
+        .tick(now + chrono::Duration::minutes(1))
+        .await;
+    assert!(soon.errors.is_empty(), "{soon:?}");
+    assert_eq!(
+        app.rollout(id).await["baseline"]["error_rate"]["value"],
+        Value::Null,
+        "not yet due"
+    );
+    app.state()
+        .watcher
+        .tick(now + chrono::Duration::minutes(6))
+        .await;
+    let r = app.rollout(id).await;
+    assert!(
+        r["baseline"]["error_rate"]["value"].as_f64().is_some(),
+        "{r}"
+    );
+    let recorded = app
+        .audit(&format!("?rollout={id}&action=baseline_recorded"))
+        .await;
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded[1]["detail"]["complete"], true);
+}
+
+/// The code hash is remembered with the rollout: a deploy made while no
+/// rollgate was running still restarts the bake clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_while_rollgate_is_down_restarts_the_bake_clock() {
+    let mut app = spawn_app(Db::Sqlite).await;
+    let id = seed_in_prompts(&app).await;
+    let before = app.rollout(id).await["bake_started_at"].clone();
+    app.stop().await;
+    app.lambda
+        .update_function_code()
+        .function_name(FUNCTION)
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(
+            b"deployed while down".to_vec(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let second = app.second_process().await;
+    let report = second.state.watcher.tick(Utc::now()).await;
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|d| d.action == "bake_restarted"),
+        "{report:?}"
+    );
+    let r = second
+        .state
+        .service
+        .rollout(rollgate::domain::RolloutId(id))
+        .await
+        .unwrap();
+    let before: chrono::DateTime<Utc> = before.as_str().unwrap().parse().unwrap();
+    assert!(r.bake_started_at.unwrap() > before);
+    second.stop().await;
+}
