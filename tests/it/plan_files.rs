@@ -565,6 +565,11 @@ fn malformed_plans_are_reported_with_line_and_column() {
             guardrail("metric = \"error_rate\"\nmax = 5\nwindow = \"0m\"\n"),
             "14:10: duration \"0m\" must be greater than zero",
         ),
+        (
+            "a bake no clock can hold",
+            MINIMAL.replace("bake = \"1h\"", "bake = \"100000000d\""),
+            "6:8: duration \"100000000d\" is too long: at most 455d (CloudWatch keeps data for 455 days, so no bake, window or look-back can be longer)",
+        ),
         // Choices.
         (
             "bad rollback target",
