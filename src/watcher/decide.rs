@@ -23,6 +23,28 @@ use crate::service::FunctionRead;
 /// Metric values a tick fetched: window (seconds) → series → value.
 pub type Values = HashMap<u64, HashMap<Series, f64>>;
 
+/// What a tick read from CloudWatch, and what it could not read: a series
+/// whose fetch failed is unknown, never "no datapoint" (which a count reads
+/// as zero), and alarms that could not be described are not "not in ALARM".
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    pub values: Values,
+    /// (window, series) whose GetMetricData call failed this tick.
+    pub unknown: HashSet<(u64, Series)>,
+    /// The alarms in ALARM; `None` when DescribeAlarms failed.
+    pub firing: Option<HashSet<String>>,
+}
+
+impl Readings {
+    /// Every series behind `metric` over `window` was read this tick.
+    fn known(&self, window: u64, metric: &MetricRef, function: &str, plan: &Plan) -> bool {
+        self.unknown.is_empty()
+            || queries::series_for(metric, function, &plan.metrics)
+                .into_iter()
+                .all(|s| !self.unknown.contains(&(window, s)))
+    }
+}
+
 /// The name a metric is stored under in baselines and statistics.
 pub fn metric_label(metric: &MetricRef) -> String {
     match metric {
@@ -199,8 +221,7 @@ pub struct Input<'a> {
     pub rollout: &'a Rollout,
     pub plan: &'a Plan,
     pub memory: &'a WatchMemory,
-    pub values: &'a Values,
-    pub firing: &'a HashSet<String>,
+    pub readings: &'a Readings,
     /// The function as read this tick (`None`: not read, a write is pending).
     pub function: Option<&'a FunctionRead>,
     /// A baseline read this tick.
@@ -248,7 +269,8 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         }
     }
 
-    if let Some(acted) = judge_guardrails(input, baseline, &mut memory) {
+    let (acted, unjudged) = judge_guardrails(input, baseline, &mut memory);
+    if let Some(acted) = acted {
         decisions.push(acted);
         if !matches!(decisions.last(), Some(Decision::Observe { .. })) {
             return Judgement { decisions, memory };
@@ -325,6 +347,8 @@ pub fn judge(input: &Input<'_>) -> Judgement {
     if !blockers.is_empty() {
         // Announced again when it becomes ready again.
         memory.ready_announced = None;
+    } else if unjudged {
+        // A guardrail could not be judged this tick: promote nothing on it.
     } else {
         if phase.approval == Approval::Manual
             && memory.ready_announced.as_deref() != Some(phase.name.as_str())
@@ -350,23 +374,44 @@ pub fn judge(input: &Input<'_>) -> Judgement {
 
 /// Evaluates every guardrail in force, updating streaks and silence clocks
 /// in `memory`; returns what the first guardrail that must act does (a
-/// rollback before a pause before an observation).
+/// rollback before a pause before an observation), and whether some
+/// guardrail could not be judged because its data could not be read (it
+/// is skipped: its streak and silence clock stay as they were).
 fn judge_guardrails(
     input: &Input<'_>,
     baseline: Option<&Baseline>,
     memory: &mut WatchMemory,
-) -> Option<Decision> {
+) -> (Option<Decision>, bool) {
     let r = input.rollout;
     let plan = input.plan;
     let phase = live_phase(r);
     let previous = phase.checked_sub(1).map(|i| r.phase_name_at(i).to_string());
     let mut acting: Vec<(&Guardrail, Evaluation, bool)> = Vec::new();
+    let mut unjudged = false;
     for g in guardrails_at(plan, phase) {
         let evaluation = match &g.kind {
-            GuardrailKind::Alarm { alarm } => alarm_evaluation(alarm, input.firing.contains(alarm)),
+            GuardrailKind::Alarm { alarm } => match &input.readings.firing {
+                Some(firing) => alarm_evaluation(alarm, firing.contains(alarm)),
+                None => {
+                    unjudged = true;
+                    continue;
+                }
+            },
+            GuardrailKind::Metric(c)
+                if !input
+                    .readings
+                    .known(g.window.as_secs(), &c.metric, &r.function_name, plan) =>
+            {
+                unjudged = true;
+                continue;
+            }
             GuardrailKind::Metric(c) => {
                 let empty = HashMap::new();
-                let values = input.values.get(&g.window.as_secs()).unwrap_or(&empty);
+                let values = input
+                    .readings
+                    .values
+                    .get(&g.window.as_secs())
+                    .unwrap_or(&empty);
                 let observation =
                     queries::observe(&c.metric, &r.function_name, &plan.metrics, values);
                 let label = metric_label(&c.metric);
@@ -402,7 +447,9 @@ fn judge_guardrails(
         GuardrailAction::Pause => 1,
         GuardrailAction::Observe => 2,
     });
-    let (g, evaluation, first) = acting.into_iter().next()?;
+    let Some((g, evaluation, first)) = acting.into_iter().next() else {
+        return (None, unjudged);
+    };
     let reason = format!("guardrail {} breached: {}", g.name, evaluation.explanation);
     let evidence = GuardrailEvidence {
         guardrail: g.name.clone(),
@@ -412,7 +459,7 @@ fn judge_guardrails(
         evaluation,
     };
     let pending = r.write_pending();
-    match g.action {
+    let decision = match g.action {
         // Already rolling back: nothing more to ask for.
         GuardrailAction::Rollback if r.rollback_pending() => None,
         GuardrailAction::Rollback => Some(Decision::Rollback { reason, evidence }),
@@ -422,7 +469,8 @@ fn judge_guardrails(
         // Observe, or pause on a rollout that cannot pause: once per streak.
         _ if first => Some(Decision::Observe { reason, evidence }),
         _ => None,
-    }
+    };
+    (decision, unjudged)
 }
 
 fn alarm_evaluation(alarm: &str, firing: bool) -> Evaluation {
@@ -482,15 +530,20 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
         .checked_sub(1)
         .map(|i| r.phase_name_at(i).to_string());
     let empty = HashMap::new();
+    let known = |window: u64, metric: &MetricRef| {
+        input.readings.known(window, metric, &r.function_name, plan)
+    };
     let observe = |window: u64, metric: &MetricRef| {
-        let values = input.values.get(&window).unwrap_or(&empty);
+        let values = input.readings.values.get(&window).unwrap_or(&empty);
         queries::observe(metric, &r.function_name, &plan.metrics, values)
     };
     let mut observed = BTreeMap::new();
     for (window, metric) in metrics_at(plan, r.phase_index) {
-        observed
-            .entry(metric_label(&metric))
-            .or_insert_with(|| observe(window, &metric).value);
+        if known(window, &metric) {
+            observed
+                .entry(metric_label(&metric))
+                .or_insert_with(|| observe(window, &metric).value);
+        }
     }
     let gates = phase
         .gates
@@ -503,13 +556,25 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
                     .as_deref()
                     .and_then(|p| r.phase_stats.value(p, &label)),
             };
-            let e = eval::evaluate(
-                &label,
-                &g.condition,
-                observe(g.window.as_secs(), &g.condition.metric),
-                min_samples_for(&g.condition.metric, g.min_samples),
-                references,
-            );
+            let e = if known(g.window.as_secs(), &g.condition.metric) {
+                eval::evaluate(
+                    &label,
+                    &g.condition,
+                    observe(g.window.as_secs(), &g.condition.metric),
+                    min_samples_for(&g.condition.metric, g.min_samples),
+                    references,
+                )
+            } else {
+                Evaluation {
+                    verdict: Verdict::InsufficientData,
+                    observed: None,
+                    samples: 0,
+                    min_samples: g.min_samples,
+                    threshold: None,
+                    reference: None,
+                    explanation: format!("{label}: CloudWatch could not be read this tick"),
+                }
+            };
             GateResult {
                 name: g.name.clone(),
                 verdict: e.verdict,

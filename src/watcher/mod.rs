@@ -23,7 +23,7 @@ use crate::metrics::cloudwatch::CloudWatch;
 use crate::plan::{GuardrailKind, Plan};
 use crate::rollout::{Command, Rollout, State};
 use crate::service::{Ask, FunctionRead, Service, ServiceError};
-use decide::{Decision, Input, Values, guardrails_at, judge, live_phase, metrics_at};
+use decide::{Decision, Input, Readings, guardrails_at, judge, live_phase, metrics_at};
 
 /// Rollouts watched at once within a tick.
 const WATCH_CONCURRENCY: usize = 32;
@@ -57,8 +57,7 @@ pub struct TickReport {
 
 /// What a tick fetched once for all rollouts.
 struct Seen<'a> {
-    values: &'a Values,
-    firing: &'a std::collections::HashSet<String>,
+    readings: &'a Readings,
     listing: Option<&'a HashMap<String, Listed>>,
     now: DateTime<Utc>,
 }
@@ -172,7 +171,8 @@ impl Watcher {
         let needs = judged
             .iter()
             .map(|(r, plan)| (*r, *plan, metrics_at(plan, live_phase(r))));
-        let values = observe::metric_values(&self.cloudwatch, needs, now, &mut cost).await;
+        let mut readings = Readings::default();
+        observe::metric_values(&self.cloudwatch, needs, now, &mut cost, &mut readings).await;
         let alarms = judged
             .iter()
             .flat_map(|(r, plan)| guardrails_at(plan, live_phase(r)))
@@ -181,7 +181,7 @@ impl Watcher {
                 GuardrailKind::Metric(_) => None,
             })
             .collect();
-        let firing = observe::firing(&self.cloudwatch, alarms, &mut cost).await;
+        readings.firing = observe::firing(&self.cloudwatch, alarms, &mut cost).await;
         report.get_metric_data_calls = cost.calls;
         report.queries = cost.queries;
         report.errors.append(&mut cost.errors);
@@ -201,8 +201,7 @@ impl Watcher {
             None
         };
         let seen = Seen {
-            values: &values,
-            firing: &firing,
+            readings: &readings,
             listing: listing.as_ref(),
             now,
         };
@@ -262,13 +261,15 @@ impl Watcher {
                 .errors
                 .push(format!("rollout {}: reading the function: {e}", r.id));
         }
-        let interval = TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::seconds(10));
+        // Refreshed at half the interval, so every tick rewrites it even
+        // when ticks jitter: an advance never finds it stale while the
+        // watcher is healthy.
+        let interval = TimeDelta::from_std(self.interval / 2).unwrap_or(TimeDelta::seconds(5));
         let judgement = judge(&Input {
             rollout: r,
             plan,
             memory,
-            values: seen.values,
-            firing: seen.firing,
+            readings: seen.readings,
             function: function.as_ref(),
             fresh_baseline,
             now: seen.now,

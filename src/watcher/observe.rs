@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use super::decide::{Values, baseline_from, plan_metrics};
+use super::decide::{Readings, Values, baseline_from, plan_metrics};
 use crate::domain::Baseline;
 use crate::metrics::cloudwatch::CloudWatch;
 use crate::metrics::queries::{self, Series};
@@ -26,13 +26,15 @@ pub struct Cost {
 }
 
 /// Fetches every needed (window, metric) of every rollout, batched by
-/// window into calls of at most 500 queries.
+/// window into calls of at most 500 queries. The series of a call that
+/// failed are marked unknown in `readings`.
 pub async fn metric_values<'a>(
     cloudwatch: &CloudWatch,
     needs: impl IntoIterator<Item = (&'a Rollout, &'a Plan, Vec<(u64, MetricRef)>)>,
     now: DateTime<Utc>,
     cost: &mut Cost,
-) -> Values {
+    readings: &mut Readings,
+) {
     let series = needs.into_iter().flat_map(|(r, plan, metrics)| {
         metrics
             .into_iter()
@@ -47,41 +49,49 @@ pub async fn metric_values<'a>(
     cost.queries += batches.iter().map(|b| b.series.len()).sum::<usize>();
     let fetches: Vec<_> = batches
         .iter()
-        .map(|batch| async move { (batch.window_secs, cloudwatch.fetch(batch, now).await) })
+        .map(|batch| async move { (batch, cloudwatch.fetch(batch, now).await) })
         .collect();
     let fetched: Vec<_> = futures_util::stream::iter(fetches)
         .buffer_unordered(FETCH_CONCURRENCY)
         .collect()
         .await;
-    let mut values: Values = HashMap::new();
-    for (window, result) in fetched {
+    let values: &mut Values = &mut readings.values;
+    for (batch, result) in fetched {
         match result {
             Ok((v, calls)) => {
                 cost.calls += calls;
-                values.entry(window).or_default().extend(v);
+                values.entry(batch.window_secs).or_default().extend(v);
             }
-            Err(e) => cost.errors.push(e),
+            Err(e) => {
+                cost.errors.push(e);
+                readings
+                    .unknown
+                    .extend(batch.series.iter().map(|s| (batch.window_secs, s.clone())));
+            }
         }
     }
-    values
 }
 
-/// The alarms among `names` that are in ALARM.
+/// The alarms among `names` that are in ALARM; `None` when they could not
+/// be described (unknown, not "not in ALARM").
 pub async fn firing(
     cloudwatch: &CloudWatch,
     names: Vec<String>,
     cost: &mut Cost,
-) -> HashSet<String> {
+) -> Option<HashSet<String>> {
     if names.is_empty() {
-        return HashSet::new();
+        return Some(HashSet::new());
     }
     let mut names = names;
     names.sort();
     names.dedup();
-    cloudwatch.alarms_firing(&names).await.unwrap_or_else(|e| {
-        cost.errors.push(e);
-        HashSet::new()
-    })
+    match cloudwatch.alarms_firing(&names).await {
+        Ok(firing) => Some(firing),
+        Err(e) => {
+            cost.errors.push(e);
+            None
+        }
+    }
 }
 
 /// The plan's metrics over the look-back window before the rollout started.

@@ -943,3 +943,48 @@ async fn a_deploy_while_rollgate_is_down_restarts_the_bake_clock() {
     assert!(r.bake_started_at.unwrap() > before);
     second.stop().await;
 }
+
+/// A CloudWatch that cannot be read is unknown, never silence: a missing
+/// count is zero only when CloudWatch answered without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_that_cannot_be_read_is_never_taken_for_silence() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "still-serving"
+metric = "invocations"
+min = 1
+consecutive = 1
+"#,
+    );
+    let app = spawn_app_with_plans(plans.path()).await;
+    let id = start_guarded(&app).await;
+    // A watcher whose CloudWatch endpoint answers nothing.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let aws = rollgate::demo::sandbox_aws_config(&format!("http://127.0.0.1:{dead}")).await;
+    let blind = rollgate::watcher::Watcher::new(
+        app.state().service.clone(),
+        rollgate::metrics::cloudwatch::CloudWatch::new(
+            &aws,
+            crate::common::fast_retry().timeouts(),
+        ),
+        Duration::from_secs(10),
+    );
+    let later = Utc::now() + chrono::Duration::hours(1);
+    for minutes in [0, 5, 10] {
+        let report = blind.tick(later + chrono::Duration::minutes(minutes)).await;
+        assert!(
+            !report.errors.is_empty(),
+            "the failure is reported: {report:?}"
+        );
+        assert!(report.decisions.is_empty(), "{report:?}");
+    }
+    assert_eq!(app.rollout(id).await["state"], "active");
+    // The real CloudWatch answers, without a datapoint: zero invocations.
+    let report = app.state().watcher.tick(later).await;
+    assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
+}

@@ -122,8 +122,7 @@ struct Case<'a> {
     rollout: &'a Rollout,
     plan: &'a Plan,
     memory: WatchMemory,
-    values: Values,
-    firing: HashSet<String>,
+    readings: Readings,
     function: Option<FunctionRead>,
     now: DateTime<Utc>,
 }
@@ -134,8 +133,10 @@ impl<'a> Case<'a> {
             rollout,
             plan,
             memory: WatchMemory::default(),
-            values: Values::new(),
-            firing: HashSet::new(),
+            readings: Readings {
+                firing: Some(HashSet::new()),
+                ..Readings::default()
+            },
             function: Some(FunctionRead::Seen {
                 flags: rollout.desired_flags.clone(),
                 code_sha256: Some("code-1".into()),
@@ -149,8 +150,7 @@ impl<'a> Case<'a> {
             rollout: self.rollout,
             plan: self.plan,
             memory: &self.memory,
-            values: &self.values,
-            firing: &self.firing,
+            readings: &self.readings,
             function: self.function.as_ref(),
             fresh_baseline: None,
             now: self.now,
@@ -193,7 +193,7 @@ action = \"pause\"
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
     // error rate 5 % > 1 + 2; 200 ms > 100 × 1.25: both breach.
-    case.values = values(300, 50.0, 200.0);
+    case.readings.values = values(300, 50.0, 200.0);
     let first = case.judge();
     assert_eq!(
         actions(&first),
@@ -225,13 +225,13 @@ fn a_pass_resets_and_too_few_samples_hold_the_streak() {
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
     case.memory.set_streak("errors", 1);
-    case.values = values(300, 5.0, 100.0); // 0.5 %: passes
+    case.readings.values = values(300, 5.0, 100.0); // 0.5 %: passes
     assert_eq!(case.judge().memory.streak("errors"), 0);
     let mut few = values(300, 50.0, 100.0);
     few.get_mut(&300)
         .unwrap()
         .insert(lambda("Invocations", "Sum"), 20.0); // < 100 samples
-    case.values = few;
+    case.readings.values = few;
     let j = case.judge();
     assert_eq!(
         j.memory.streak("errors"),
@@ -265,7 +265,7 @@ set = { FB = "on" }
     let plan = Plan::parse("p", &text).unwrap();
     let r = rollout(&plan, 2, State::Active);
     let mut case = Case::new(&r, &plan);
-    case.values = values(300, 0.0, 150.0);
+    case.readings.values = values(300, 0.0, 150.0);
     // No statistics of phase one: no reference, no decision.
     let j = case.judge();
     assert!(actions(&j).is_empty(), "{j:?}");
@@ -328,7 +328,7 @@ fn a_rollback_already_pending_is_not_asked_for_again_but_the_rollout_stays_judge
         previous_flags: plan.flags_at(1).clone(),
     });
     let mut case = Case::new(&r, &plan);
-    case.values = values(300, 50.0, 100.0);
+    case.readings.values = values(300, 50.0, 100.0);
     let j = case.judge();
     // Phase one's flags are still live: its guardrails still count.
     assert_eq!(j.memory.streak("errors"), 1);
@@ -421,7 +421,7 @@ set = {{ FA = "on" }}
     .unwrap();
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
-    case.values = values(300, 0.0, 80.0);
+    case.readings.values = values(300, 0.0, 80.0);
     // Baked for 30 minutes only: recorded, not promoted.
     let j = case.judge();
     assert!(matches!(j.decisions.first(), Some(Decision::RecordReadiness(x)) if x.phase == "one"));
@@ -435,10 +435,10 @@ set = {{ FA = "on" }}
     };
     assert_eq!(readiness.observed["duration_avg"], Some(80.0));
     // A slower phase is never promoted.
-    case.values = values(300, 0.0, 95.0);
+    case.readings.values = values(300, 0.0, 95.0);
     assert!(actions(&case.judge()).is_empty());
     // No data is never a pass.
-    case.values = Values::new();
+    case.readings.values = Values::new();
     assert!(actions(&case.judge()).is_empty());
 }
 
@@ -488,8 +488,7 @@ fn incomplete_baselines_are_read_again_later_and_recorded_when_better() {
             rollout,
             plan: &plan,
             memory,
-            values: &case.values,
-            firing: &case.firing,
+            readings: &case.readings,
             function: None,
             fresh_baseline: Some(fresh),
             now: case.now,
@@ -522,4 +521,40 @@ fn incomplete_baselines_are_read_again_later_and_recorded_when_better() {
     assert_eq!(j.memory.baseline_retry_at, None);
     assert_eq!(baseline_retry_delay(2), TimeDelta::minutes(10));
     assert_eq!(baseline_retry_delay(20), TimeDelta::hours(6));
+}
+
+#[test]
+fn data_that_could_not_be_read_is_unknown_not_zero() {
+    let plan = plan(
+        r#"
+[[guardrails]]
+name = "traffic"
+metric = "invocations"
+min = 10
+consecutive = 1
+
+[[guardrails]]
+name = "health"
+alarm = "dixon-health"
+"#,
+    );
+    let r = rollout(&plan, 1, State::Active);
+    let mut case = Case::new(&r, &plan);
+    case.now = t0() + TimeDelta::hours(2); // baked: it would be ready
+    // The GetMetricData call for the window failed; DescribeAlarms too.
+    case.readings
+        .unknown
+        .insert((300, lambda("Invocations", "Sum")));
+    case.readings.firing = None;
+    case.memory.set_streak("traffic", 0);
+    let j = case.judge();
+    assert!(
+        actions(&j).is_empty(),
+        "no rollback, no announcement: {j:?}"
+    );
+    assert_eq!(j.memory.streak("traffic"), 0);
+    // Read again: zero invocations is a finding.
+    case.readings.unknown.clear();
+    case.readings.firing = Some(HashSet::new());
+    assert_eq!(actions(&case.judge()), ["rollback"]);
 }
