@@ -17,10 +17,14 @@ WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1);
 ALTER TABLE rollouts ADD COLUMN function_arn TEXT;
 ALTER TABLE rollouts ADD COLUMN function_name TEXT;
 UPDATE rollouts SET function_arn = target_function, function_name = target_function;
--- Every phase's flags and the rollback target, kept with the rollout so it
--- can be rolled back even when its plan snapshot no longer parses (JSON).
+-- Every phase's flags, the rollback target, the plan's region and webhooks,
+-- kept with the rollout so it can be rolled back (in the right region) and
+-- announced even when its plan snapshot no longer parses (JSON). Filled in
+-- for older rows at start-up from their snapshots.
 ALTER TABLE rollouts ADD COLUMN phases TEXT;
 ALTER TABLE rollouts ADD COLUMN rollback_to TEXT;
+ALTER TABLE rollouts ADD COLUMN region TEXT;
+ALTER TABLE rollouts ADD COLUMN webhooks TEXT;
 -- Why the function cannot be read whole right now (e.g. KMS), if so.
 ALTER TABLE rollouts ADD COLUMN function_error TEXT;
 

@@ -119,6 +119,10 @@ pub async fn start(
         telemetry.clone(),
     ));
 
+    let kept = service.keep_plan_facts().await?;
+    if kept > 0 {
+        tracing::info!(kept, "kept the phase flags of older rollouts with them");
+    }
     // Rule 3: converge before serving anything.
     let recovered = service
         .reconcile(&Principal::Reconciler, Duration::ZERO)

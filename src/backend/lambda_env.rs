@@ -389,7 +389,10 @@ impl LambdaEnvBackend {
         }
         let env = cfg.env.whole(expect_variables).map_err(Step::Unreadable)?;
         let before = owned_values(&env, desired);
-        if satisfies(&env, desired) {
+        // In place and confirmed by Lambda: nothing to write. In place but
+        // the last update Failed: not confirmed (Lambda runs the previous
+        // configuration), so it is written again below.
+        if satisfies(&env, desired) && cfg.status != Some(LastUpdateStatus::Failed) {
             return Ok(WriteReport {
                 after: before.clone(),
                 before,
@@ -429,18 +432,21 @@ impl LambdaEnvBackend {
         let after = self.get(function).await?;
         let after_env = after.env.whole(true).map_err(Step::Unreadable)?;
         let in_place = satisfies(&after_env, desired);
-        let note = match (failed, in_place) {
-            (None, true) => None,
+        match (failed, in_place) {
+            (None, true) => {}
             (None, false) => {
                 return Err(Step::Retry(
                     "read-back after the write did not show the intended values".into(),
                 ));
             }
-            (Some(failure), true) => Some(format!(
-                "Lambda reported the update Failed ({failure}), but the read-back shows the intended values"
-            )),
+            // Rule 2: finished only when Lambda reports Successful.
+            (Some(failure), true) => {
+                return Err(Step::Retry(format!(
+                    "Lambda reports the update Failed ({failure}) although the read-back shows the values; not finished until Lambda reports Successful"
+                )));
+            }
             (Some(failure), false) => return Err(failed_update(failure)),
-        };
+        }
         Ok(WriteReport {
             before,
             after: owned_values(&after_env, desired),
@@ -448,7 +454,7 @@ impl LambdaEnvBackend {
             attempts: 1,
             retried_because: Vec::new(),
             revision_id: after.revision_id,
-            note,
+            note: None,
         })
     }
 

@@ -54,6 +54,10 @@ pub struct Rollout {
     pub phases: Vec<PhaseFlags>,
     /// The plan's rollback target.
     pub rollback_to: RollbackTarget,
+    /// The plan's `target.region`, if it names one.
+    pub region: Option<String>,
+    /// The plan's webhooks (never shown; they carry tokens).
+    pub webhooks: Vec<String>,
     pub state: State,
     /// 0 = baseline, 1.. = the plan's phases.
     pub phase_index: usize,
@@ -114,6 +118,16 @@ impl Rollout {
         !self.state.is_terminal() || self.write_pending()
     }
 
+    /// The region writes go to: the one in the function's ARN, else the
+    /// plan's (else the default).
+    pub fn write_region(&self) -> Option<String> {
+        let parts: Vec<&str> = self.function_arn.split(':').collect();
+        match parts.as_slice() {
+            ["arn", _, "lambda", region, ..] if !region.is_empty() => Some(region.to_string()),
+            _ => self.region.clone(),
+        }
+    }
+
     /// The name of phase `index`.
     pub fn phase_name_at(&self, index: usize) -> &str {
         self.phases.get(index).map_or("?", |p| p.name.as_str())
@@ -127,13 +141,25 @@ impl Rollout {
             .map_or(&self.desired_flags, |p| &p.flags)
     }
 
+    /// Whether the function is known to have variables: after a confirmed
+    /// write it has rollgate's at least, and a start records whether it had
+    /// any. An answer without an environment is then a failed read.
+    pub fn expects_variables(&self) -> bool {
+        self.applied_generation > 0
+            || self.observed_flags.as_ref().is_some_and(|f| !f.is_empty())
+            || self
+                .pending_write
+                .as_ref()
+                .is_some_and(|w| w.expect_variables)
+    }
+
     /// A rollback write is recorded and not yet confirmed.
     pub fn rollback_pending(&self) -> bool {
         self.write_pending()
             && self
                 .pending_write
                 .as_ref()
-                .is_some_and(|w| w.command == "rollback")
+                .is_some_and(|w| w.command == WriteCause::Rollback)
     }
 
     /// The plan snapshot, parsed (an error when it no longer parses).
@@ -152,13 +178,44 @@ impl Rollout {
     }
 }
 
+/// What asked for a flag write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteCause {
+    Start,
+    Advance,
+    Rollback,
+    /// The watcher writing the desired flags back after drift.
+    DriftRevert,
+}
+
+impl WriteCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteCause::Start => "start",
+            WriteCause::Advance => "advance",
+            WriteCause::Rollback => "rollback",
+            WriteCause::DriftRevert => "drift_revert",
+        }
+    }
+
+    /// The cause of a command's write (only advance and rollback write).
+    pub fn of(command: Command) -> Option<WriteCause> {
+        match command {
+            Command::Advance => Some(WriteCause::Advance),
+            Command::Rollback { .. } => Some(WriteCause::Rollback),
+            Command::Pause | Command::Resume | Command::Abandon => None,
+        }
+    }
+}
+
 /// The intent of a flag write, recorded before the write is made so a
 /// restart can finish it, or undo the command if the target refuses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingWrite {
     pub generation: i64,
-    /// The command that asked for the write (start, advance, rollback, …).
-    pub command: String,
+    /// What asked for the write.
+    pub command: WriteCause,
     pub actor: String,
     pub reason: Option<String>,
     pub recorded_at: DateTime<Utc>,
@@ -166,6 +223,10 @@ pub struct PendingWrite {
     /// refused for a while returns to it once its write lands).
     #[serde(default)]
     pub target_state: Option<State>,
+    /// The function had variables when this was recorded: an answer
+    /// without any is then a failed read, never an empty environment.
+    #[serde(default)]
+    pub expect_variables: bool,
     /// Where the rollout stood before the command, to return to if the
     /// target refuses the write.
     pub previous_state: State,

@@ -173,7 +173,10 @@ pub fn decide(
     plan_rollback: RollbackTarget,
 ) -> Result<Transition, Refusal> {
     use State::*;
-    if pos.state.is_terminal() {
+    // A terminal rollout whose last write never landed (a rollback AWS
+    // keeps refusing) can still be abandoned: that frees its function.
+    let abandoning_a_write = command == Command::Abandon && pos.write_pending;
+    if pos.state.is_terminal() && !abandoning_a_write {
         return Err(Refusal::Terminal(pos.state));
     }
     let to = |state, phase, write_flags| Transition {
@@ -369,6 +372,21 @@ mod tests {
             let t = decide(at(state, 2), Command::Abandon, Baseline).unwrap();
             assert_eq!((t.state, t.phase, t.write_flags), (Abandoned, 2, false));
         }
+        // A rollback recorded but never written can be given up too.
+        let stuck = Position {
+            write_pending: true,
+            ..at(RolledBack, 0)
+        };
+        let t = decide(stuck, Command::Abandon, Baseline).unwrap();
+        assert_eq!((t.state, t.cancel_write), (Abandoned, true));
+        assert_eq!(
+            decide(stuck, Command::Advance, Baseline),
+            Err(Refusal::Terminal(RolledBack))
+        );
+        assert_eq!(
+            decide(at(RolledBack, 0), Command::Abandon, Baseline),
+            Err(Refusal::Terminal(RolledBack))
+        );
     }
 
     #[test]

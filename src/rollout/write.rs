@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{Rollout, State};
+use super::{Rollout, State, WriteCause};
 use crate::backend::{ApplyError, WriteReport};
 use crate::domain::Outcome;
 use crate::plan::Flags;
@@ -48,6 +48,7 @@ pub fn after_write(
 ) -> Written {
     let intent = current.pending_write.as_ref();
     let command = intent.map_or("converge", |i| i.command.as_str());
+    let cause = intent.map(|i| i.command);
     let mut next = current.clone();
     let base = json!({ "command": command, "generation": current.generation });
     let with = |extra: Value| {
@@ -68,7 +69,7 @@ pub fn after_write(
             next.state = match (current.state, intent.and_then(|i| i.target_state)) {
                 (State::Pending, _) => State::Active,
                 // A rollback refused for a while has landed at last.
-                (State::Failed, Some(target)) if command == "rollback" => target,
+                (State::Failed, Some(target)) if cause == Some(WriteCause::Rollback) => target,
                 (state, _) => state,
             };
             Written {
@@ -92,7 +93,7 @@ pub fn after_write(
                 pending: None,
             }
         }
-        Err(ApplyError::Rejected(message)) if command == "rollback" => {
+        Err(ApplyError::Rejected(message)) if cause == Some(WriteCause::Rollback) => {
             // A rollback is never given up: the rollout is failed, the
             // intent stays, and the reconciler retries until it lands.
             next.state = State::Failed;
@@ -121,7 +122,7 @@ pub fn after_write(
             next.pending_write = None;
             next.last_error = Some(message.clone());
             let undone = match intent {
-                Some(i) if i.command != "start" => {
+                Some(i) if i.command != WriteCause::Start => {
                     next.state = i.previous_state;
                     next.phase_index = i.previous_phase;
                     next.phase_name = i.previous_phase_name.clone();
@@ -210,7 +211,7 @@ mod tests {
         [("F".to_string(), v.to_string())].into()
     }
 
-    fn rollout(command: &str, state: State, target: Option<State>) -> Rollout {
+    fn rollout(command: WriteCause, state: State, target: Option<State>) -> Rollout {
         let now = DateTime::<Utc>::UNIX_EPOCH;
         Rollout {
             id: RolloutId(1),
@@ -231,6 +232,8 @@ mod tests {
                 },
             ],
             rollback_to: RollbackTarget::Baseline,
+            region: None,
+            webhooks: Vec::new(),
             state,
             phase_index: 1,
             phase_name: "on".into(),
@@ -241,8 +244,9 @@ mod tests {
             applied_generation: 2,
             pending_write: Some(PendingWrite {
                 generation: 3,
-                command: command.into(),
+                command,
                 actor: "alice".into(),
+                expect_variables: false,
                 reason: None,
                 recorded_at: now,
                 target_state: target,
@@ -281,7 +285,7 @@ mod tests {
     #[test]
     fn a_confirmed_write_clears_the_intent() {
         let w = after_write(
-            &rollout("advance", State::Active, Some(State::Active)),
+            &rollout(WriteCause::Advance, State::Active, Some(State::Active)),
             &Ok(report(true)),
             NOW,
         );
@@ -290,7 +294,7 @@ mod tests {
         assert_eq!(w.next.pending_write, None);
         assert_eq!(w.next.observed_flags, Some(flags("on")));
         let w = after_write(
-            &rollout("start", State::Pending, None),
+            &rollout(WriteCause::Start, State::Pending, None),
             &Ok(report(false)),
             NOW,
         );
@@ -300,7 +304,7 @@ mod tests {
         );
         // A rollback that was refused for a while lands: its target state.
         let w = after_write(
-            &rollout("rollback", State::Failed, Some(State::RolledBack)),
+            &rollout(WriteCause::Rollback, State::Failed, Some(State::RolledBack)),
             &Ok(report(true)),
             NOW,
         );
@@ -311,7 +315,7 @@ mod tests {
     fn a_refused_advance_is_undone_and_a_refused_rollback_keeps_retrying() {
         let refused = Err(ApplyError::Rejected("AccessDeniedException: no".into()));
         let w = after_write(
-            &rollout("advance", State::Active, Some(State::Active)),
+            &rollout(WriteCause::Advance, State::Active, Some(State::Active)),
             &refused,
             NOW,
         );
@@ -321,7 +325,11 @@ mod tests {
         assert!(w.refused.unwrap().contains("the advance was undone"));
         assert_eq!(w.alert, None);
 
-        let mut r = rollout("rollback", State::RolledBack, Some(State::RolledBack));
+        let mut r = rollout(
+            WriteCause::Rollback,
+            State::RolledBack,
+            Some(State::RolledBack),
+        );
         let w = after_write(&r, &refused, NOW);
         assert_eq!(w.next.state, State::Failed);
         assert!(w.next.write_pending(), "the rollback stays pending");
@@ -343,7 +351,11 @@ mod tests {
         let blocked = Err(ApplyError::Unreadable(
             "KMSAccessDeniedException: denied".into(),
         ));
-        let r = rollout("rollback", State::RolledBack, Some(State::RolledBack));
+        let r = rollout(
+            WriteCause::Rollback,
+            State::RolledBack,
+            Some(State::RolledBack),
+        );
         let w = after_write(&r, &blocked, NOW);
         assert_eq!(w.outcome, Outcome::Blocked);
         assert_eq!(w.next.state, State::RolledBack);
@@ -355,12 +367,34 @@ mod tests {
     }
 
     #[test]
+    fn a_start_on_a_function_with_variables_never_takes_a_missing_environment_for_an_empty_one() {
+        let mut r = rollout(WriteCause::Start, State::Pending, Some(State::Active));
+        r.applied_generation = 0;
+        r.observed_flags = Some(Flags::new()); // none of the owned flags yet
+        assert!(!r.expects_variables());
+        if let Some(w) = r.pending_write.as_mut() {
+            w.expect_variables = true; // the start's read saw other variables
+        }
+        assert!(r.expects_variables());
+    }
+
+    #[test]
+    fn writes_go_to_the_region_of_the_functions_arn() {
+        let mut r = rollout(WriteCause::Advance, State::Active, Some(State::Active));
+        r.function_arn = "arn:aws:lambda:eu-west-1:1:function:f".into();
+        r.region = Some("us-east-1".into());
+        assert_eq!(r.write_region().as_deref(), Some("eu-west-1"));
+        r.function_arn = "f".into(); // not resolved: the plan's region
+        assert_eq!(r.write_region().as_deref(), Some("us-east-1"));
+    }
+
+    #[test]
     fn unavailability_is_recorded_once_per_distinct_error() {
         let down = Err(ApplyError::Unavailable {
             attempts: 3,
             last: "throttled".into(),
         });
-        let r = rollout("advance", State::Active, Some(State::Active));
+        let r = rollout(WriteCause::Advance, State::Active, Some(State::Active));
         let w = after_write(&r, &down, NOW);
         assert!(w.record && w.next.write_pending());
         assert!(!after_write(&w.next, &down, NOW).record);

@@ -29,7 +29,7 @@ use crate::domain::{Action, Outcome, Principal, RolloutId, WatchMemory, text};
 use crate::notify::{Notifier, payload};
 use crate::plan::{self, Plan};
 use crate::rollout::readiness::{self, Freshness};
-use crate::rollout::{Command, PendingWrite, Rollout, State, decide, phase_flags};
+use crate::rollout::{Command, PendingWrite, Rollout, State, WriteCause, decide, phase_flags};
 use crate::store::{AuditFilter, RolloutFilter, Store, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -118,6 +118,42 @@ impl Service {
         self.config.freshness
     }
 
+    /// Keeps the phase flags, region and webhooks with rollouts stored
+    /// before rollgate kept them (at start-up), while their snapshots parse.
+    pub async fn keep_plan_facts(&self) -> Result<usize, ServiceError> {
+        let old = self.store.rollouts_missing_plan_facts().await?;
+        let mut kept = 0;
+        for r in old.iter().filter(|r| !r.phases.is_empty()) {
+            self.store.keep_plan_facts(r).await?;
+            kept += 1;
+        }
+        Ok(kept)
+    }
+
+    /// Resolves functions held under a name (rollouts stored before
+    /// identities were resolved) to their ARNs, so another spelling of the
+    /// same function is refused.
+    pub async fn resolve_identities(&self) -> Result<(), ServiceError> {
+        for r in self.store.held_without_arn().await? {
+            let read = self
+                .backend
+                .in_region(r.write_region().as_deref())
+                .read(&r.target_function, &r.desired_flags, false)
+                .await;
+            match read {
+                Ok(o) => {
+                    if let (Some(arn), Some(name)) = (o.function_arn, o.function_name) {
+                        self.store.set_identity(r.id, &arn, &name).await?;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(rollout = %r.id, error = %e, "could not resolve the function's ARN yet")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The database answers.
     pub async fn ping(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)
@@ -134,11 +170,15 @@ impl Service {
             return Err(ServiceError::NotFound(format!("no plan named {name:?}")));
         }
         let path = self.config.plans_dir.join(format!("{name}.toml"));
-        let text = std::fs::read_to_string(&path).map_err(|_| {
-            ServiceError::NotFound(format!(
+        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ServiceError::NotFound(format!(
                 "no plan named {name:?} in {}",
                 self.config.plans_dir.display()
-            ))
+            )),
+            _ => ServiceError::Unprocessable(format!(
+                "plan {name:?} cannot be read from {}: {e}",
+                path.display()
+            )),
         })?;
         let plan = Plan::parse(name, &text).map_err(|errors| ServiceError::PlanInvalid {
             plan: name.to_string(),
@@ -231,6 +271,8 @@ impl Service {
             function_name,
             phases: phase_flags(&plan),
             rollback_to: plan.rollback,
+            region: plan.target.region.clone(),
+            webhooks: plan.webhooks.clone(),
             state: State::Pending,
             phase_index: 0,
             phase_name: phase_name.clone(),
@@ -241,8 +283,9 @@ impl Service {
             applied_generation: 0,
             pending_write: Some(PendingWrite {
                 generation: 1,
-                command: "start".into(),
+                command: WriteCause::Start,
                 actor: who.actor().to_string(),
+                expect_variables: observed.has_variables,
                 reason: reason.clone(),
                 recorded_at: now,
                 target_state: Some(State::Active),
@@ -286,12 +329,14 @@ impl Service {
             Err(e) => return Err(e.into()),
         };
         // The code seen at the start: a deploy before the first tick still
-        // restarts the bake clock.
+        // restarts the bake clock. (Best effort: the rollout is recorded.)
         let memory = WatchMemory {
             code_sha256: observed.code_sha256,
             ..WatchMemory::default()
         };
-        self.store.put_watch_memory(stored.id, &memory, now).await?;
+        if let Err(e) = self.store.put_watch_memory(stored.id, &memory, now).await {
+            tracing::warn!(rollout = %stored.id, error = %e, "could not store the code hash seen at the start");
+        }
         self.converge(stored.id, who).await
     }
 
@@ -330,6 +375,14 @@ impl Service {
                     why,
                 }
             })?;
+        if transition.write_flags && current.phases.is_empty() {
+            // Never write made-up flags: a rollout from before phase flags
+            // were kept, whose snapshot no longer parses, can only end.
+            return Err(Refusal::Busy(format!(
+                "rollout {id}'s phase flags are unknown (its plan snapshot no longer parses and it predates rollgate keeping them); abandon it and set the flags by hand"
+            ))
+            .into());
+        }
 
         // Promotion needs a baked phase whose gates hold, unless forced.
         let mut forced_past = Vec::new();
@@ -447,12 +500,11 @@ impl Service {
 
     /// Sends `text` to the plan's webhooks as `event` (never blocks).
     fn announce(&self, r: &Rollout, event: &str, text: &str, detail: Value) {
-        let Ok(plan) = r.plan() else { return };
-        if plan.webhooks.is_empty() {
+        if r.webhooks.is_empty() {
             return;
         }
         self.notifier.send(
-            &plan.webhooks,
+            &r.webhooks,
             payload(
                 event,
                 r.id.0,
@@ -503,12 +555,13 @@ fn next_rollout(
             next.phase_stats.record(&current.phase_name, &r.observed);
         }
     }
-    if transition.write_flags {
+    if let Some(cause) = WriteCause::of(command).filter(|_| transition.write_flags) {
         next.desired_flags = current.flags_at(transition.phase).clone();
         next.generation += 1;
         next.pending_write = Some(PendingWrite {
             generation: next.generation,
-            command: command.name().to_string(),
+            command: cause,
+            expect_variables: current.expects_variables(),
             actor: who.actor().to_string(),
             reason: reason.clone(),
             recorded_at: now,

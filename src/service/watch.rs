@@ -16,7 +16,7 @@ use crate::domain::{
     Action, Baseline, GateResult, Outcome, Principal, Readiness, RolloutId, WatchMemory,
 };
 use crate::plan::Flags;
-use crate::rollout::{PendingWrite, Rollout};
+use crate::rollout::{PendingWrite, Rollout, WriteCause};
 use crate::store::{Patch, StoreError};
 
 /// What reading a rollout's function found.
@@ -36,7 +36,7 @@ pub enum FunctionRead {
 impl FunctionRead {
     /// From a ListFunctions entry.
     pub fn from_listing(listed: &Listed, r: &Rollout) -> FunctionRead {
-        match listed.env.whole(expect_variables(r)) {
+        match listed.env.whole(r.expects_variables()) {
             Ok(env) => FunctionRead::Seen {
                 flags: crate::backend::merge::owned_values(&env, &r.desired_flags),
                 code_sha256: listed.code_sha256.clone(),
@@ -44,11 +44,6 @@ impl FunctionRead {
             Err(why) => FunctionRead::Unreadable(why),
         }
     }
-}
-
-/// After a confirmed write the function has variables (rollgate's at least).
-fn expect_variables(r: &Rollout) -> bool {
-    r.applied_generation > 0 || r.observed_flags.as_ref().is_some_and(|f| !f.is_empty())
 }
 
 impl Service {
@@ -74,11 +69,11 @@ impl Service {
     }
 
     /// Reads the rollout's function: owned flags and code hash.
-    pub async fn read_function(&self, r: &Rollout, region: Option<&str>) -> FunctionRead {
+    pub async fn read_function(&self, r: &Rollout) -> FunctionRead {
         match self
             .backend
-            .in_region(region)
-            .read(&r.target_function, &r.desired_flags, expect_variables(r))
+            .in_region(r.write_region().as_deref())
+            .read(&r.target_function, &r.desired_flags, r.expects_variables())
             .await
         {
             Ok(o) => FunctionRead::Seen {
@@ -181,17 +176,18 @@ impl Service {
         r: &Rollout,
         observed: &Flags,
         evidence: Value,
+        now: DateTime<Utc>,
     ) -> Result<Option<Done>, ServiceError> {
         if r.state.is_terminal() || r.write_pending() {
             return Ok(None);
         }
-        let now = Utc::now();
         let mut next = r.clone();
         next.generation += 1;
         next.pending_write = Some(PendingWrite {
             generation: next.generation,
-            command: "drift_revert".into(),
+            command: WriteCause::DriftRevert,
             actor: who.actor().to_string(),
+            expect_variables: r.expects_variables(),
             reason: Some("the function's flags drifted from the rollout's".into()),
             recorded_at: now,
             target_state: Some(r.state),

@@ -35,9 +35,21 @@ impl Service {
         who: &Principal,
         min_age: std::time::Duration,
     ) -> Result<usize, ServiceError> {
+        if let Err(e) = self.resolve_identities().await {
+            tracing::warn!(error = %e, "resolving function identities");
+        }
         let ids = self.store.rollouts_with_pending_writes().await?;
         let min_age = chrono::TimeDelta::from_std(min_age).unwrap_or(chrono::TimeDelta::MAX);
         for &id in &ids {
+            // Being written by this process right now.
+            if self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&id)
+            {
+                continue;
+            }
             let recent = self.store.get_rollout(id).await?.is_some_and(|r| {
                 r.pending_write
                     .as_ref()
@@ -69,8 +81,16 @@ impl Service {
         let mut verify_newest = false;
         loop {
             let current = self.rollout(id).await?;
+            if std::mem::take(&mut verify_newest) && !current.write_pending() {
+                // A write of ours landed after the rollout moved on and its
+                // newest flags were already confirmed (by another process):
+                // ours may have overwritten them, so they are written again.
+                // (Newest flags still pending are written after ours by
+                // their own write, which reads afresh.)
+                self.rewrite_newest(&current, who).await?;
+            }
             let newer = current.generation > mine && *who != Principal::Reconciler;
-            if newer || (!current.write_pending() && !verify_newest) {
+            if newer || !current.write_pending() {
                 let write_pending = current
                     .write_pending()
                     .then(|| "superseded by a newer command, whose write follows".to_string());
@@ -79,14 +99,7 @@ impl Service {
                     write_pending,
                 });
             }
-            if !current.write_pending() {
-                // A write of ours landed after another process confirmed a
-                // newer one: make sure the newest flags are what is live.
-                self.rewrite_newest(&current, who).await?;
-                verify_newest = false;
-                continue;
-            }
-            let result = self.run_write(&current).await;
+            let result = self.run_write(&current, true).await;
             let now = Utc::now();
             let written = after_write(&current, &result, now);
             let (retries, landed) = match &result {
@@ -155,9 +168,13 @@ impl Service {
     /// Runs the backend write of `current`'s desired flags, stoppable by a
     /// newer command of this process at once and of another within
     /// `SUPERSEDE_POLL`.
+    /// `pending`: the write makes a recorded intent (it stops when that is
+    /// confirmed or abandoned elsewhere); otherwise it re-asserts confirmed
+    /// flags and stops only for a newer generation.
     async fn run_write(
         &self,
         current: &Rollout,
+        pending: bool,
     ) -> Result<crate::backend::WriteReport, crate::backend::ApplyError> {
         let token = self.begin_write(current.id, current.generation);
         let done = CancellationToken::new();
@@ -173,24 +190,22 @@ impl Service {
                     }
                     // A newer command, or this generation confirmed or
                     // abandoned elsewhere: this write is not wanted any more.
-                    if let Ok(Some(now)) = store.get_rollout(id).await
-                        && (now.generation > generation || !now.write_pending())
-                    {
+                    // When that cannot be told (the database does not
+                    // answer), stop too: the intent stays recorded and the
+                    // reconciler finishes it.
+                    let wanted = matches!(
+                        store.get_rollout(id).await,
+                        Ok(Some(now)) if now.generation == generation && (now.write_pending() || !pending)
+                    );
+                    if !wanted {
                         token.cancel();
                         return;
                     }
                 }
             })
         };
-        let region = current.plan().ok().and_then(|p| p.target.region);
-        // After a confirmed write the function has variables (ours at
-        // least): an answer without any is a failed read, not an empty
-        // environment.
-        let expect_variables = current.applied_generation > 0
-            || current
-                .observed_flags
-                .as_ref()
-                .is_some_and(|f| !f.is_empty());
+        let region = current.write_region();
+        let expect_variables = current.expects_variables();
         let result = self
             .backend
             .in_region(region.as_deref())
@@ -209,8 +224,18 @@ impl Service {
 
     /// Writes the newest desired flags again (idempotent) after a
     /// superseded write landed late; records it only if it changed anything.
+    /// Never for an abandoned rollout (nothing more is written for it) or a
+    /// function another rollout holds now.
     async fn rewrite_newest(&self, current: &Rollout, who: &Principal) -> Result<(), ServiceError> {
-        let result = self.run_write(current).await;
+        if current.state == crate::rollout::State::Abandoned {
+            return Ok(());
+        }
+        if let Some(holder) = self.store.active_rollout_for(&current.function_arn).await?
+            && holder.id != current.id
+        {
+            return Ok(());
+        }
+        let result = self.run_write(current, false).await;
         if let Ok(report) = &result
             && report.wrote
         {

@@ -17,10 +17,13 @@ use crate::plan::RollbackTarget;
 use crate::rollout::{PendingWrite, PhaseFlags, Rollout, State, phase_flags};
 
 const COLUMNS: &str = "id, plan_name, plan_hash, plan_text, target_function, function_arn, \
-    function_name, phases, rollback_to, active_target, state, phase_index, phase_name, \
-    desired_flags, observed_flags, observed_at, generation, applied_generation, pending_write, \
-    last_error, version, created_at, updated_at, baseline, baseline_at, bake_started_at, \
-    readiness, phase_stats, function_error";
+    function_name, phases, rollback_to, region, webhooks, active_target, state, phase_index, \
+    phase_name, desired_flags, observed_flags, observed_at, generation, applied_generation, \
+    pending_write, last_error, version, created_at, updated_at, baseline, baseline_at, \
+    bake_started_at, readiness, phase_stats, function_error";
+
+/// How many columns `COLUMNS` lists.
+const COLUMN_COUNT: usize = 31;
 
 /// Which rollouts to list.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +59,7 @@ impl Store {
         .try_get("last_id")?;
         let mut stored = rollout.clone();
         stored.id = RolloutId(id);
-        let placeholders: Vec<String> = (1..=29).map(|i| format!("${i}")).collect();
+        let placeholders: Vec<String> = (1..=COLUMN_COUNT).map(|i| format!("${i}")).collect();
         let sql = format!(
             "INSERT INTO rollouts ({COLUMNS}) VALUES ({})",
             placeholders.join(", ")
@@ -92,8 +95,9 @@ impl Store {
             .map(|(i, c)| format!("{c} = ${}", i + 2))
             .collect();
         let sql = format!(
-            "UPDATE rollouts SET {} WHERE id = $1 AND version = $30",
-            sets.join(", ")
+            "UPDATE rollouts SET {} WHERE id = $1 AND version = ${}",
+            sets.join(", "),
+            COLUMN_COUNT + 1
         );
         let result = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &stored)
             .bind(expected_version)
@@ -220,6 +224,76 @@ impl Store {
         row.as_ref().map(rollout_from_row).transpose()
     }
 
+    /// Rollouts stored before their phase flags, region and webhooks were
+    /// kept with them.
+    pub async fn rollouts_missing_plan_facts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rollouts WHERE phases IS NULL"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// Keeps a rollout's phase flags, rollback target, region and webhooks
+    /// with it (no version bump: nothing about the rollout changed).
+    pub async fn keep_plan_facts(&self, r: &Rollout) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        sqlx::query(
+            "UPDATE rollouts SET phases = $2, rollback_to = $3, region = $4, webhooks = $5 \
+             WHERE id = $1 AND phases IS NULL",
+        )
+        .bind(r.id.0)
+        .bind(to_json(&r.phases))
+        .bind(to_json(&r.rollback_to))
+        .bind(r.region.clone())
+        .bind(to_json(&r.webhooks))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Rollouts holding a function under a name rather than a resolved ARN
+    /// (stored before identities were resolved).
+    pub async fn held_without_arn(&self) -> Result<Vec<Rollout>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM rollouts \
+             WHERE active_target IS NOT NULL AND function_arn NOT LIKE 'arn:%'"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// Records the identity Lambda resolved a held function to.
+    pub async fn set_identity(
+        &self,
+        id: RolloutId,
+        function_arn: &str,
+        function_name: &str,
+    ) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        sqlx::query(
+            "UPDATE rollouts SET function_arn = $2, function_name = $3, active_target = $2 \
+             WHERE id = $1 AND active_target IS NOT NULL",
+        )
+        .bind(id.0)
+        .bind(function_arn)
+        .bind(function_name)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::FunctionBusy {
+                    function: function_arn.to_string(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
     /// Ids of rollouts with a recorded write not yet confirmed.
     pub async fn rollouts_with_pending_writes(&self) -> Result<Vec<RolloutId>, StoreError> {
         let rows = sqlx::query(
@@ -233,7 +307,7 @@ impl Store {
     }
 }
 
-/// Binds every column of `COLUMNS`, in order, as $1..$29.
+/// Binds every column of `COLUMNS`, in order, as $1..$31.
 fn bind_all<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     r: &Rollout,
@@ -247,6 +321,8 @@ fn bind_all<'q>(
         .bind(r.function_name.clone())
         .bind(to_json(&r.phases))
         .bind(to_json(&r.rollback_to))
+        .bind(r.region.clone())
+        .bind(to_json(&r.webhooks))
         .bind(r.holds_function().then(|| r.function_arn.clone()))
         .bind(r.state.as_str().to_string())
         .bind(r.phase_index as i64)
@@ -293,27 +369,26 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
     let plan_text: String = row.try_get("plan_text")?;
     let target_function: String = row.try_get("target_function")?;
     let desired_flags = from_json(&row.try_get::<String, _>("desired_flags")?)?;
-    // Rows from before the phases were kept: derive them from the plan.
+    // Rows from before these were kept: derived from the plan snapshot (and
+    // stored at start-up). A snapshot that no longer parses yields no
+    // phases: such a rollout can only be abandoned, never "rolled back" to
+    // made-up flags.
     let derived = || crate::plan::Plan::parse(&plan_name, &plan_text).ok();
     let phases: Vec<PhaseFlags> = match opt_json(row, "phases")? {
         Some(p) => p,
-        None => derived().map_or_else(
-            || {
-                vec![PhaseFlags {
-                    name: "baseline".into(),
-                    flags: from_json(
-                        &row.try_get::<String, _>("desired_flags")
-                            .unwrap_or_default(),
-                    )
-                    .unwrap_or_default(),
-                }]
-            },
-            |p| phase_flags(&p),
-        ),
+        None => derived().map(|p| phase_flags(&p)).unwrap_or_default(),
     };
     let rollback_to: RollbackTarget = match opt_json(row, "rollback_to")? {
         Some(r) => r,
         None => derived().map_or(RollbackTarget::Baseline, |p| p.rollback),
+    };
+    let webhooks: Vec<String> = match opt_json(row, "webhooks")? {
+        Some(w) => w,
+        None => derived().map(|p| p.webhooks).unwrap_or_default(),
+    };
+    let region: Option<String> = match row.try_get::<Option<String>, _>("region")? {
+        Some(r) => Some(r),
+        None => derived().and_then(|p| p.target.region),
     };
     let function_arn: Option<String> = row.try_get("function_arn")?;
     let function_name: Option<String> = row.try_get("function_name")?;
@@ -327,6 +402,8 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
         plan_text,
         phases,
         rollback_to,
+        region,
+        webhooks,
         state: State::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
         phase_index: row.try_get::<i64, _>("phase_index")?.max(0) as usize,

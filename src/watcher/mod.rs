@@ -243,17 +243,12 @@ impl Watcher {
         let function = if r.write_pending() || !matches!(r.state, State::Active | State::Paused) {
             None
         } else {
-            let listed = seen
-                .listing
-                .filter(|_| plan.target.region.is_none())
-                .and_then(|l| l.get(&r.function_arn));
+            // Listed functions are keyed by ARN: one of another region is
+            // not in the default region's listing and is read on its own.
+            let listed = seen.listing.and_then(|l| l.get(&r.function_arn));
             Some(match listed {
                 Some(listed) => FunctionRead::from_listing(listed, r),
-                None => {
-                    self.service
-                        .read_function(r, plan.target.region.as_deref())
-                        .await
-                }
+                None => self.service.read_function(r).await,
             })
         };
         if let Some(FunctionRead::Failed(e)) = &function {
@@ -346,9 +341,13 @@ impl Watcher {
                 reported(false)
             }
             Decision::Rollback { reason, evidence } => {
+                // Decided on this tick's snapshot: carried out only if no
+                // one (an operator, another process's watcher) changed the
+                // rollout since; otherwise the next tick judges again.
                 let ask = Ask {
                     reason: Some(reason),
                     evidence: Some(json!(evidence)),
+                    expected_version: Some(r.version),
                     at: Some(now),
                     announce: Some("rollback"),
                     ..Ask::default()
@@ -403,7 +402,7 @@ impl Watcher {
             ),
             Decision::RevertDrift(evidence) => {
                 let done = s
-                    .revert_drift(who, r, &evidence.observed, json!(evidence))
+                    .revert_drift(who, r, &evidence.observed, json!(evidence), now)
                     .await
                     .map_err(e)?;
                 reported(done.is_some())

@@ -101,6 +101,18 @@ fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Re
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
 }
 
+/// Runs a command in a task of its own: a client that hangs up does not cut
+/// a flag write short (the request's future would be dropped with it).
+async fn detached<F>(work: F) -> Result<Done, ApiError>
+where
+    F: std::future::Future<Output = Result<Done, crate::service::ServiceError>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(ApiError::Internal(format!("a command's task failed: {e}"))),
+    }
+}
+
 fn parse_id(id: &str) -> Result<RolloutId, ApiError> {
     id.parse().map_err(ApiError::BadRequest)
 }
@@ -252,7 +264,8 @@ async fn start_rollout(State(app): State<AppState>, body: Bytes) -> Result<Respo
         return Err(ApiError::NotFound(format!("no plan named {:?}", req.plan)));
     }
     let who = Principal::operator(req.actor.as_deref())?;
-    let done = app.service.start(&who, &req.plan, req.reason).await?;
+    let service = app.service.clone();
+    let done = detached(async move { service.start(&who, &req.plan, req.reason).await }).await?;
     Ok(done_response(&app, done, StatusCode::CREATED))
 }
 
@@ -367,7 +380,8 @@ async fn run_command(
         force: req.force,
         ..Ask::default()
     };
-    let done = app.service.command(&who, id, cmd, ask).await?;
+    let service = app.service.clone();
+    let done = detached(async move { service.command(&who, id, cmd, ask).await }).await?;
     Ok(done_response(&app, done, StatusCode::OK))
 }
 

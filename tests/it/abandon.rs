@@ -118,3 +118,78 @@ async fn a_rollout_whose_plan_no_longer_parses_still_rolls_back(db: Db) {
     let _: Value = body;
 }
 on_both_databases!(a_rollout_whose_plan_no_longer_parses_still_rolls_back);
+
+/// A rollback that cannot be written (AWS keeps refusing, KMS is gone)
+/// leaves a rolled-back rollout holding its function: abandon frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_cannot_be_written_can_be_abandoned() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    assert_eq!(app.command(id, "advance", "to prompts").await.0, 200);
+    app.sandbox.faults().kms_error(crate::common::FUNCTION);
+    let (status, body) = app.command(id, "rollback", "abort").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "rolled_back");
+    let (status, body) = app
+        .command(id, "abandon", "KMS key deleted; fixing by hand")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "abandoned");
+    app.sandbox.faults().kms_ok(crate::common::FUNCTION);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.assert_env(["true", "false", "false"]).await; // nothing more written
+    let (status, body) = app
+        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .await;
+    assert_eq!(status, 201, "the function is free: {body}");
+}
+
+/// A rollout stored before rollgate kept phase flags with it, whose plan
+/// snapshot no longer parses, has no flags to roll back to: it is never
+/// "rolled back" to made-up values, only abandoned. One whose snapshot
+/// parses gets them kept at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_rollouts_get_their_phase_flags_kept_or_are_never_written_from_guesses() {
+    let app = spawn_app(Db::Sqlite).await;
+    let kept = app.start_seed().await["id"].as_i64().unwrap();
+    assert_eq!(app.command(kept, "advance", "to prompts").await.0, 200);
+    let pool = app.raw_db().await;
+    // As a row written before the upgrade looks.
+    sqlx::query(
+        "UPDATE rollouts SET phases = NULL, rollback_to = NULL, webhooks = NULL WHERE id = $1",
+    )
+    .bind(kept)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let second = app.second_process().await;
+    let phases: Option<String> = sqlx::query_scalar("SELECT phases FROM rollouts WHERE id = $1")
+        .bind(kept)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        phases.unwrap().contains("USE_REFACTORED_TOOLS"),
+        "kept at start-up"
+    );
+    second.stop().await;
+
+    sqlx::query(
+        "UPDATE rollouts SET phases = NULL, plan_text = REPLACE(plan_text, 'bake = \"48h\"', 'bake = \"999d\"') WHERE id = $1",
+    )
+    .bind(kept)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, body) = app.command(kept, "rollback", "broken plan").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("phase flags are unknown")
+    );
+    app.assert_env(["true", "false", "false"]).await;
+    let (status, body) = app.command(kept, "abandon", "set by hand").await;
+    assert_eq!(status, 200, "{body}");
+}

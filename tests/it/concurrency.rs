@@ -124,7 +124,13 @@ async fn decisions_on_a_stale_snapshot_change_nothing() {
 
     let observed = [("USE_OPTIMIZED_PROMPTS".to_string(), "false".to_string())].into();
     let reverted = service
-        .revert_drift(&Principal::Watcher, &seen, &observed, json!({}))
+        .revert_drift(
+            &Principal::Watcher,
+            &seen,
+            &observed,
+            json!({}),
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     assert!(reverted.is_none(), "stale: not carried out");
@@ -275,3 +281,47 @@ async fn two_processes_append_to_one_audit_log(db: Db) {
     second.stop().await;
 }
 on_both_databases!(two_processes_append_to_one_audit_log);
+
+/// A function held under its name by a rollout stored before identities
+/// were resolved is resolved to its ARN by the reconciler, so the same
+/// function spelled as an ARN is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_held_by_name_from_before_the_upgrade_are_resolved() {
+    let plans = seed_spelled_three_ways();
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            plans_dir: plans.path().to_path_buf(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, first) = app
+        .post("/api/v1/rollouts", json!({ "plan": "by-name" }))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let pool = app.raw_db().await;
+    sqlx::query(
+        "UPDATE rollouts SET function_arn = target_function, active_target = target_function",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The reconciler's next pass (every 200 ms here) resolves it.
+    let mut resolved = String::new();
+    for _ in 0..100 {
+        resolved = sqlx::query_scalar("SELECT active_target FROM rollouts WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if resolved.starts_with("arn:") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(resolved, ARN);
+    let (status, body) = app
+        .post("/api/v1/rollouts", json!({ "plan": "by-arn" }))
+        .await;
+    assert_eq!(status, 409, "{body}");
+}

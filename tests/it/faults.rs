@@ -351,6 +351,8 @@ async fn a_failed_update_is_read_back_before_it_is_called_refused() {
     app.assert_env(["false", "false", "false"]).await;
     assert_eq!(app.rollout(id).await["phase_name"], "baseline", "undone");
 
+    // The values show, but Lambda says Failed: not finished (rule 2). It
+    // is written again until Lambda reports Successful.
     app.sandbox.faults().fail_next_update_with(
         crate::common::FUNCTION,
         "the configuration update failed after it was applied",
@@ -358,13 +360,24 @@ async fn a_failed_update_is_read_back_before_it_is_called_refused() {
         true,
     );
     let (status, body) = app.command(id, "advance", "to prompts, again").await;
-    assert_eq!(status, 200, "the values are live: {body}");
+    assert_eq!(status, 200, "{body}");
     app.assert_env(["true", "false", "false"]).await;
     let entry = last_write(&app, id).await;
     assert_eq!(entry["outcome"], "applied");
     assert!(
-        entry["detail"]["note"].as_str().unwrap().contains("Failed"),
+        retried_because(&entry).contains("not finished until Lambda reports Successful"),
         "{entry}"
+    );
+    let status = app
+        .lambda
+        .get_function_configuration()
+        .function_name(crate::common::FUNCTION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status.last_update_status(),
+        Some(&aws_sdk_lambda::types::LastUpdateStatus::Successful)
     );
 
     app.sandbox

@@ -60,6 +60,8 @@ fn rollout(plan: &Plan, phase: usize, state: State) -> Rollout {
         function_name: FUNCTION.into(),
         phases: phase_flags(plan),
         rollback_to: plan.rollback,
+        region: None,
+        webhooks: Vec::new(),
         state,
         phase_index: phase,
         phase_name: plan.phase_name(phase).into(),
@@ -317,8 +319,9 @@ fn a_rollback_already_pending_is_not_asked_for_again_but_the_rollout_stays_judge
     r.desired_flags = plan.flags_at(0).clone();
     r.pending_write = Some(PendingWrite {
         generation: 3,
-        command: "rollback".into(),
+        command: crate::rollout::WriteCause::Rollback,
         actor: "rollgate/watcher".into(),
+        expect_variables: true,
         reason: None,
         recorded_at: t0(),
         target_state: Some(State::RolledBack),
