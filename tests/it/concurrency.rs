@@ -185,20 +185,7 @@ fn fleet_plans(n: usize) -> tempfile::TempDir {
 
 async fn create_fleet(app: &TestApp, n: usize) {
     for i in 0..n {
-        app.lambda
-            .create_function()
-            .function_name(format!("fleet-{i:02}"))
-            .role("arn:aws:iam::123456789012:role/r")
-            .handler("h.h")
-            .runtime(aws_sdk_lambda::types::Runtime::Python312)
-            .code(
-                aws_sdk_lambda::types::FunctionCode::builder()
-                    .zip_file(aws_sdk_lambda::primitives::Blob::new(b"z".to_vec()))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        app.create_function(&format!("fleet-{i:02}")).await;
     }
 }
 

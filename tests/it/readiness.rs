@@ -76,16 +76,21 @@ async fn an_unbaked_phase_needs_force_and_a_reason() {
     assert_eq!(forced["reason"], "hotfix needs tools now");
 }
 
-/// The seed plan with bake times of one second and `auto` approval.
-fn fast_auto_seed() -> tempfile::TempDir {
+/// The seed plan with bake times of one second, `auto` approval or not.
+fn fast_seed(auto: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let seed = std::fs::read_to_string(repo_plans_dir().join("dixon-smart-repair.toml")).unwrap();
-    let fast = seed
-        .replace("bake = \"48h\"", "bake = \"1s\"")
-        .replace("approval = \"manual\"", "approval = \"auto\"");
+    let mut fast = seed.replace("bake = \"48h\"", "bake = \"1s\"");
+    if auto {
+        fast = fast.replace("approval = \"manual\"", "approval = \"auto\"");
+    }
     assert_ne!(fast, seed);
     std::fs::write(dir.path().join("dixon-smart-repair.toml"), fast).unwrap();
     dir
+}
+
+fn fast_auto_seed() -> tempfile::TempDir {
+    fast_seed(true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,23 +188,11 @@ async fn no_data_never_promotes_a_phase() {
     let _: Value = r;
 }
 
-/// The seed plan with one-second bakes, manual approval kept.
-fn fast_manual_seed() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let seed = std::fs::read_to_string(repo_plans_dir().join("dixon-smart-repair.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("dixon-smart-repair.toml"),
-        seed.replace("bake = \"48h\"", "bake = \"1s\""),
-    )
-    .unwrap();
-    dir
-}
-
 /// Defect 11: gate results older than two watcher intervals never allow an
 /// advance (a watcher that stopped must not keep promoting); fresh ones do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_gate_results_never_allow_an_advance() {
-    let plans = fast_manual_seed();
+    let plans = fast_seed(false);
     let app = spawn_app_with_plans(plans.path()).await;
     let now = Utc::now();
     traffic_before(&app, now - chrono::Duration::hours(2), 60);

@@ -279,17 +279,7 @@ alarm = "dixon-errors"
 async fn set_env_behind_rollgates_back(app: &TestApp, name: &str, value: &str) {
     let mut env = app.function_env().await;
     env.insert(name.into(), value.into());
-    app.lambda
-        .update_function_configuration()
-        .function_name(FUNCTION)
-        .environment(
-            aws_sdk_lambda::types::Environment::builder()
-                .set_variables(Some(env.into_iter().collect()))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    app.set_env(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,20 +572,7 @@ async fn many_rollouts_are_checked_through_list_functions() {
     let n = 60;
     for i in 0..n {
         let name = format!("fleet-{i:03}");
-        app.lambda
-            .create_function()
-            .function_name(&name)
-            .role("arn:aws:iam::123456789012:role/r")
-            .handler("h.h")
-            .runtime(aws_sdk_lambda::types::Runtime::Python312)
-            .code(
-                aws_sdk_lambda::types::FunctionCode::builder()
-                    .zip_file(aws_sdk_lambda::primitives::Blob::new(b"z".to_vec()))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        app.create_function(&name).await;
         std::fs::write(
             plans.path().join(format!("{name}.toml")),
             format!("[target]\nfunction = \"{name}\"\n[flags]\nFLEET_FLAG = \"off\"\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ FLEET_FLAG = \"on\" }}\n"),

@@ -381,6 +381,24 @@ impl TestApp {
         }
     }
 
+    /// Creates another (empty-environment) function in the sandbox.
+    pub async fn create_function(&self, name: &str) {
+        self.lambda
+            .create_function()
+            .function_name(name)
+            .role("arn:aws:iam::123456789012:role/r")
+            .handler("h.h")
+            .runtime(aws_sdk_lambda::types::Runtime::Python312)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(aws_sdk_lambda::primitives::Blob::new(b"z".to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Sets the function's whole environment behind rollgate's back.
     pub async fn set_env(&self, env: std::collections::BTreeMap<String, String>) {
         self.lambda
