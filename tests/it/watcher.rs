@@ -246,18 +246,7 @@ alarm = "dixon-errors"
     );
     let app = spawn_app_with_plans(plans.path()).await;
     let cw = aws_sdk_cloudwatch::Client::new(&app.aws);
-    cw.put_metric_alarm()
-        .alarm_name("dixon-errors")
-        .namespace("AWS/Lambda")
-        .metric_name("Errors")
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .unwrap();
+    put_errors_alarm(&cw, "dixon-errors").await;
     let id = start_guarded(&app).await;
     assert!(tick(&app).await.decisions.is_empty());
     cw.set_alarm_state()
@@ -274,6 +263,22 @@ alarm = "dixon-errors"
     assert_eq!(r["state"], "rolled_back");
     let _ = Duration::ZERO;
     let _: Value = r;
+}
+
+/// A metric alarm on the function's errors, named `name`.
+async fn put_errors_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str) {
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn set_env_behind_rollgates_back(app: &TestApp, name: &str, value: &str) {
@@ -771,20 +776,7 @@ async fn every_page_of_alarms_is_read() {
     let cw = aws_sdk_cloudwatch::Client::new(&app.aws);
     let names: Vec<String> = (0..130).map(|i| format!("alarm-{i:03}")).collect();
     for name in &names {
-        cw.put_metric_alarm()
-            .alarm_name(name)
-            .namespace("AWS/Lambda")
-            .metric_name("Errors")
-            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(5.0)
-            .comparison_operator(
-                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
-            )
-            .send()
-            .await
-            .unwrap();
+        put_errors_alarm(&cw, name).await;
     }
     for firing in ["alarm-010", "alarm-077", "alarm-099", "alarm-120"] {
         cw.set_alarm_state()
