@@ -199,7 +199,7 @@
     [3600 * 24, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
     [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
     [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
-    [1, ":{ss}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
+    [1, ":{ss}", "\n{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
   ];
 
   function drawChart(fig) {
@@ -318,9 +318,10 @@
           ticks: { stroke: gridColor, width: 1 },
           values: (u, splits) => splits.map((v) => withUnit(fmtNum(v), unit)),
           size: (u, values) => {
-            if (!values || !values.length) return 50;
+            if (!values || !values.length) return 56;
             const longest = Math.max(...values.map((s) => String(s).length));
-            return Math.ceil(longest * 7.2 + 18);
+            // room for the value, and for half of the first time label below it
+            return Math.max(56, Math.ceil(longest * 7.2 + 18));
           },
         },
       ],
