@@ -40,6 +40,8 @@ pub struct ServeConfig {
     /// it by hand).
     pub watch_interval: Option<Duration>,
     pub retry: RetryPolicy,
+    /// `rollgate demo` only: the sandbox the dashboard's demo controls steer.
+    pub demo_sandbox: Option<String>,
 }
 
 /// The watcher interval readiness is judged against when no loop runs.
@@ -54,6 +56,7 @@ impl ServeConfig {
             reconcile_interval: Duration::from_secs(5),
             watch_interval: Some(DEFAULT_WATCH_INTERVAL),
             retry: RetryPolicy::default(),
+            demo_sandbox: None,
         }
     }
 }
@@ -149,6 +152,10 @@ pub async fn start(
         watcher: watcher.clone(),
         reconciler_health: reconciler_health.clone(),
         watcher_health: watcher_health.clone(),
+        demo: config
+            .demo_sandbox
+            .clone()
+            .map(|sandbox_url| Arc::new(crate::web::DemoHooks { sandbox_url })),
     };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -14,6 +14,37 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 
 pub const DEMO_FUNCTION: &str = "dixon-smart-repair-handler";
 const SEED_PLAN: &str = include_str!("../rollout-plans/dixon-smart-repair.toml");
+/// The demo copy of the seed plan's name.
+pub const DEMO_PLAN: &str = "dixon-smart-repair-demo";
+
+/// The seed plan's shape with times a demo can show: bakes of 2 minutes,
+/// gates over the last 2 minutes, guardrails over the last minute, a
+/// 15-minute baseline, two breaches in a row.
+pub fn demo_plan(seed: &str) -> String {
+    let mut out = String::new();
+    for line in seed.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed.starts_with("bake = ") {
+            out.push_str(&format!("{indent}bake = \"2m\"\n"));
+        } else if trimmed.starts_with("lookback = ") {
+            out.push_str(&format!("{indent}lookback = \"15m\"\n"));
+        } else if trimmed.starts_with("window = ") {
+            out.push_str(&format!("{indent}window = \"1m\"\n"));
+        } else if trimmed.starts_with("consecutive = ") {
+            out.push_str(&format!("{indent}consecutive = 2\n"));
+        } else if trimmed.starts_with("description = ") {
+            out.push_str("description = \"Demo copy of dixon-smart-repair: the same phases, flags, guardrails and gates, with bakes of minutes, not hours\"\n");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+            if trimmed == "[[phases.gates]]" {
+                out.push_str(&format!("{indent}window = \"2m\"\n"));
+            }
+        }
+    }
+    out
+}
 
 pub struct DemoConfig {
     pub listen: SocketAddr,
@@ -93,14 +124,29 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
 
     let work = std::env::temp_dir().join(format!("rollgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let plans_dir = if config.plans_dir.is_dir() {
-        config.plans_dir.clone()
+    // The plans: those of --plans (or the seed), plus the seed's demo copy.
+    let plans_dir = work.join("rollout-plans");
+    std::fs::create_dir_all(&plans_dir)?;
+    let mut seed = SEED_PLAN.to_string();
+    if config.plans_dir.is_dir() {
+        for f in crate::plan::load_dir(&config.plans_dir)? {
+            if f.name == "dixon-smart-repair" {
+                seed = f.text.clone();
+            }
+            std::fs::write(plans_dir.join(format!("{}.toml", f.name)), &f.text)?;
+        }
     } else {
-        let dir = work.join("rollout-plans");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("dixon-smart-repair.toml"), SEED_PLAN)?;
-        dir
-    };
+        std::fs::write(plans_dir.join("dixon-smart-repair.toml"), SEED_PLAN)?;
+    }
+    std::fs::write(
+        plans_dir.join(format!("{DEMO_PLAN}.toml")),
+        demo_plan(&seed),
+    )?;
+    // Twenty minutes of traffic before now: baselines have data at once.
+    let now = chrono::Utc::now();
+    for i in 1..=120 {
+        sandbox.emit_traffic_at(now - chrono::Duration::seconds(i * 10));
+    }
     let database_url = config.database_url.clone().unwrap_or_else(|| {
         format!(
             "sqlite://{}?mode=rwc",
@@ -109,9 +155,17 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     });
     let mut serve = ServeConfig::new(config.listen, plans_dir.clone(), database_url.clone());
     serve.watch_interval = Some(config.watch_interval);
+    serve.demo_sandbox = Some(sandbox.url());
     let running = app::start(&serve, &aws).await?;
     let url = running.url();
     println!("rollgate demo is running\n");
+    println!("  dashboard      {url}/   <- open this");
+    println!(
+        "                 start plan {DEMO_PLAN} (2-minute bakes), watch its gates pass and the phase"
+    );
+    println!(
+        "                 become ready for approval, advance it, then press \"Demo: make this phase bad\""
+    );
     println!("  rollgate API   {url}/api/v1/rollouts");
     println!(
         "  AWS sandbox    {} (Lambda, CloudWatch, simulated traffic for {DEMO_FUNCTION})",
@@ -136,4 +190,30 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     app::shutdown_signal().await;
     running.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_plan_is_the_seed_with_minutes_for_hours() {
+        let seed = crate::plan::Plan::parse("dixon-smart-repair", SEED_PLAN).unwrap();
+        let demo = crate::plan::Plan::parse(DEMO_PLAN, &demo_plan(SEED_PLAN)).unwrap();
+        assert_eq!(demo.flags, seed.flags);
+        assert_eq!(demo.phases.len(), seed.phases.len());
+        for (d, s) in demo.phases.iter().zip(&seed.phases) {
+            assert_eq!((&d.name, &d.flags), (&s.name, &s.flags));
+            assert_eq!(d.bake, Duration::from_secs(120));
+            assert_eq!(d.gates.len(), s.gates.len());
+            assert!(d.gates.iter().all(|g| g.window == Duration::from_secs(120)));
+        }
+        assert_eq!(demo.guardrails.len(), seed.guardrails.len());
+        assert!(
+            demo.guardrails
+                .iter()
+                .all(|g| g.window == Duration::from_secs(60))
+        );
+        assert_eq!(demo.baseline.lookback, Duration::from_secs(900));
+    }
 }

@@ -13,4 +13,6 @@ pub use audit::{Action, Outcome};
 pub use ids::RolloutId;
 pub use principal::Principal;
 pub use text::InputError;
-pub use watch::{Baseline, GateResult, MetricValue, PhaseStats, Readiness, WatchMemory};
+pub use watch::{
+    Baseline, GateResult, MetricPoint, MetricValue, PhaseStats, PointKind, Readiness, WatchMemory,
+};

@@ -99,6 +99,63 @@ impl PhaseStats {
     }
 }
 
+/// What a metric point measured: a guardrail or a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointKind {
+    Guardrail,
+    Gate,
+}
+
+impl PointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PointKind::Guardrail => "guardrail",
+            PointKind::Gate => "gate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PointKind> {
+        match s {
+            "guardrail" => Some(PointKind::Guardrail),
+            "gate" => Some(PointKind::Gate),
+            _ => None,
+        }
+    }
+}
+
+/// One evaluation the watcher made, kept for the dashboard's charts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub kind: PointKind,
+    /// The guardrail's or gate's name.
+    pub name: String,
+    /// The metric (`error_rate`, `duration_p99`, a custom metric's name).
+    pub label: String,
+    pub at: DateTime<Utc>,
+    pub value: Option<f64>,
+    pub samples: u64,
+    pub verdict: Verdict,
+    pub threshold: Option<f64>,
+    pub reference: Option<f64>,
+}
+
+impl MetricPoint {
+    pub fn of(kind: PointKind, name: &str, label: &str, at: DateTime<Utc>, e: &Evaluation) -> Self {
+        MetricPoint {
+            kind,
+            name: name.to_string(),
+            label: label.to_string(),
+            at,
+            value: e.observed,
+            samples: e.samples,
+            verdict: e.verdict,
+            threshold: e.threshold,
+            reference: e.reference,
+        }
+    }
+}
+
 /// Everything the watcher remembers about a rollout between ticks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -117,6 +174,8 @@ pub struct WatchMemory {
     /// When to read an incomplete baseline again, and how often it was.
     pub baseline_retry_at: Option<DateTime<Utc>>,
     pub baseline_attempts: u32,
+    /// When its evaluations were last kept for the charts (once a minute).
+    pub points_at: Option<DateTime<Utc>>,
 }
 
 impl WatchMemory {

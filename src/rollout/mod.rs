@@ -3,6 +3,7 @@
 //! flag write's result does to a rollout (`write`). The service persists
 //! and carries out what these decide.
 
+pub mod health;
 pub mod readiness;
 pub mod state;
 pub mod write;

@@ -9,6 +9,7 @@
 //! watcher's findings are recorded by `watch`.
 
 mod errors;
+mod read;
 mod watch;
 mod writes;
 
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub use errors::{Refusal, ServiceError};
+pub use read::Verification;
 pub use watch::FunctionRead;
 
 use crate::audit::{AuditRecord, NewAuditEntry, VerifyReport};
@@ -77,6 +79,10 @@ pub struct Service {
     /// The write running per rollout: its generation and the token that
     /// stops it the moment a newer command supersedes it.
     running: Mutex<HashMap<RolloutId, (i64, CancellationToken)>>,
+    /// Parsed plan snapshots by hash.
+    plans: Mutex<HashMap<String, Result<Arc<Plan>, String>>>,
+    /// The audit chain's last verification.
+    verified: Mutex<Option<Verification>>,
 }
 
 /// A plan name is a file stem: no paths, no hidden files.
@@ -103,6 +109,8 @@ impl Service {
             notifier: Notifier::default(),
             function_locks: Mutex::default(),
             running: Mutex::default(),
+            plans: Mutex::default(),
+            verified: Mutex::default(),
         }
     }
 
@@ -152,6 +160,17 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// The owned flags of `plan`'s function as they are now (for a start's
+    /// confirmation; writes nothing).
+    pub async fn peek_flags(&self, plan: &Plan) -> Result<crate::plan::Flags, String> {
+        self.backend
+            .in_region(plan.target.region.as_deref())
+            .read(&plan.target.function, &plan.flags, false)
+            .await
+            .map(|o| o.flags)
+            .map_err(|e| e.to_string())
     }
 
     /// The database answers.

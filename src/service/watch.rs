@@ -122,6 +122,19 @@ impl Service {
             .await?)
     }
 
+    /// The owned flags as the watcher read them (drift shows on the rollout).
+    pub async fn record_observed(
+        &self,
+        r: &Rollout,
+        flags: &Flags,
+        at: DateTime<Utc>,
+    ) -> Result<bool, ServiceError> {
+        Ok(self
+            .store
+            .patch_rollout(r.id, r.version, Patch::Observed(flags, at), Vec::new())
+            .await?)
+    }
+
     /// The function's code changed during the phase: its bake restarts.
     pub async fn restart_bake(
         &self,
@@ -298,6 +311,19 @@ impl Service {
             ),
             json!({ "gates": gates }),
         );
+    }
+
+    /// Keeps a tick's evaluations for the charts.
+    pub async fn record_points(
+        &self,
+        points: &[(RolloutId, crate::domain::MetricPoint)],
+    ) -> Result<(), ServiceError> {
+        Ok(self.store.insert_points(points).await?)
+    }
+
+    /// Bounds a rollout's chart history (see `Store::thin_points`).
+    pub async fn thin_points(&self, id: RolloutId, cap: usize) -> Result<usize, ServiceError> {
+        Ok(self.store.thin_points(id, cap).await?)
     }
 
     pub async fn save_watch_memory(

@@ -25,6 +25,10 @@ pub struct AuditFilter {
     pub after: Option<i64>,
     /// Only entries up to this seq (a consistent snapshot's head).
     pub up_to: Option<i64>,
+    /// Only entries before this seq (paging newest first).
+    pub before: Option<i64>,
+    /// Newest first.
+    pub descending: bool,
     pub limit: Option<i64>,
 }
 
@@ -135,6 +139,9 @@ impl Store {
         if let Some(up_to) = filter.up_to {
             add("seq <=", Param::I64(up_to));
         }
+        if let Some(before) = filter.before {
+            add("seq <", Param::I64(before));
+        }
         let where_clause = if conditions.is_empty() {
             String::new()
         } else {
@@ -142,8 +149,10 @@ impl Store {
         };
         let limit = filter.limit.unwrap_or(i64::MAX).max(0);
         // Only fixed column names are formatted in; values are bound.
-        let sql =
-            format!("SELECT {COLUMNS} FROM audit_log {where_clause} ORDER BY seq LIMIT {limit}");
+        let order = if filter.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_log {where_clause} ORDER BY seq {order} LIMIT {limit}"
+        );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for p in params {
             query = match p {

@@ -3,6 +3,7 @@
 //! per table; the store depends on the domain types, never on the service.
 
 mod audit;
+mod points;
 mod rollouts;
 mod watch;
 
@@ -13,7 +14,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use audit::AuditFilter;
-pub use rollouts::{Patch, RolloutFilter};
+pub use points::Sparkline;
+pub use rollouts::{Patch, PlanUse, RolloutFilter};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -25,11 +25,26 @@ const COLUMNS: &str = "id, plan_name, plan_hash, plan_text, target_function, fun
 /// How many columns `COLUMNS` lists.
 const COLUMN_COUNT: usize = 31;
 
-/// Which rollouts to list.
+/// Which rollouts to list, and which page of them.
 #[derive(Debug, Clone, Default)]
 pub struct RolloutFilter {
     pub state: Option<State>,
     pub plan: Option<String>,
+    /// The function as a plan names it, its name, or its ARN.
+    pub function: Option<String>,
+    /// Rollouts that hold their function (in progress) first, then newest first.
+    pub holding_first: bool,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// One rollout of a plan, for the plan page: which version it ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanUse {
+    pub id: RolloutId,
+    pub plan_hash: String,
+    pub state: State,
+    pub created_at: DateTime<Utc>,
 }
 
 /// One watcher record on a rollout (no version bump; applied only while the
@@ -40,6 +55,8 @@ pub enum Patch<'a> {
     Readiness(&'a Readiness),
     BakeRestarted(DateTime<Utc>),
     FunctionError(Option<&'a str>),
+    /// The owned flags as the watcher read them.
+    Observed(&'a crate::plan::Flags, DateTime<Utc>),
 }
 
 impl Store {
@@ -144,6 +161,13 @@ impl Store {
             .bind(id.0)
             .bind(version)
             .bind(timestamp(at)),
+            Patch::Observed(flags, at) => sqlx::query(
+                "UPDATE rollouts SET observed_flags = $3, observed_at = $4 WHERE id = $1 AND version = $2",
+            )
+            .bind(id.0)
+            .bind(version)
+            .bind(to_json(flags))
+            .bind(timestamp(at)),
             Patch::FunctionError(e) => {
                 sqlx::query("UPDATE rollouts SET function_error = $3 WHERE id = $1 AND version = $2")
                     .bind(id.0)
@@ -169,17 +193,50 @@ impl Store {
         row.as_ref().map(rollout_from_row).transpose()
     }
 
-    /// Rollouts matching `filter`, newest first.
+    /// Rollouts matching `filter`, newest first (holding ones first when asked).
     pub async fn list_rollouts(&self, filter: &RolloutFilter) -> Result<Vec<Rollout>, StoreError> {
+        let order = if filter.holding_first {
+            "CASE WHEN active_target IS NULL THEN 1 ELSE 0 END, id DESC"
+        } else {
+            "id DESC"
+        };
+        // Only fixed text is formatted in; values are bound.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM rollouts \
-             WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR plan_name = $2) ORDER BY id DESC"
+             WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR plan_name = $2) \
+             AND ($3 IS NULL OR target_function = $3 OR function_name = $3 OR function_arn = $3) \
+             ORDER BY {order} LIMIT {} OFFSET {}",
+            filter.limit.unwrap_or(i64::MAX).max(0),
+            filter.offset.unwrap_or(0).max(0)
         )))
         .bind(filter.state.map(|s| s.as_str().to_string()))
         .bind(filter.plan.clone())
+        .bind(filter.function.clone())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// Every rollout of plan `name`: which version (hash) each ran.
+    pub async fn plan_uses(&self, name: &str) -> Result<Vec<PlanUse>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, plan_hash, state, created_at FROM rollouts WHERE plan_name = $1 ORDER BY id DESC",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(PlanUse {
+                    id: RolloutId(r.try_get("id")?),
+                    plan_hash: r.try_get("plan_hash")?,
+                    state: State::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
+                    created_at: parse_time(&r.try_get::<String, _>("created_at")?)?,
+                })
+            })
+            .collect()
     }
 
     /// Rollouts the watcher judges: every one whose flags may be live and

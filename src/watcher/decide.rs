@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::domain::{Baseline, GateResult, MetricValue, Readiness, WatchMemory};
+use crate::domain::{
+    Baseline, GateResult, MetricPoint, MetricValue, PointKind, Readiness, WatchMemory,
+};
 use crate::metrics::eval::{self, Evaluation, References, Verdict, min_samples_for};
 use crate::metrics::queries::{self, Series};
 use crate::plan::{
@@ -178,6 +180,10 @@ pub enum Decision {
     RevertDrift(DriftEvidence),
     PauseForDrift(DriftEvidence),
     RecordReadiness(Readiness),
+    /// Keep these evaluations for the dashboard's charts.
+    RecordPoints(Vec<MetricPoint>),
+    /// The owned flags as read now differ from those last recorded.
+    RecordObserved(Flags),
     AnnounceReady {
         phase: String,
         gates: Vec<GateResult>,
@@ -202,6 +208,8 @@ impl Decision {
             Decision::RevertDrift(_) => "drift_revert",
             Decision::PauseForDrift(_) => "drift_pause",
             Decision::RecordReadiness(_) => "readiness_recorded",
+            Decision::RecordPoints(_) => "points_recorded",
+            Decision::RecordObserved(_) => "observed_recorded",
             Decision::AnnounceReady { .. } => "ready_for_approval",
             Decision::Advance { .. } => "advance",
         }
@@ -211,7 +219,10 @@ impl Decision {
     pub fn is_record(&self) -> bool {
         matches!(
             self,
-            Decision::RecordBaseline(_) | Decision::RecordReadiness(_)
+            Decision::RecordBaseline(_)
+                | Decision::RecordReadiness(_)
+                | Decision::RecordPoints(_)
+                | Decision::RecordObserved(_)
         )
     }
 }
@@ -244,6 +255,9 @@ pub struct Judgement {
 /// they are refreshed (they only serve as the next phase's reference).
 const STATS_REFRESH: TimeDelta = TimeDelta::minutes(10);
 
+/// How often evaluations are kept for the charts.
+pub const POINTS_EVERY: TimeDelta = TimeDelta::minutes(1);
+
 /// Judges one rollout: guardrails first (a rollback or pause ends the
 /// tick's work on it), then the function (unreadable, deploys, drift), then
 /// readiness and promotion.
@@ -269,7 +283,14 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         }
     }
 
-    let (acted, unjudged) = judge_guardrails(input, baseline, &mut memory);
+    let keep_points = memory
+        .points_at
+        .is_none_or(|t| input.now - t >= POINTS_EVERY || t > input.now);
+    let (acted, unjudged, points) = judge_guardrails(input, baseline, &mut memory);
+    if keep_points && !points.is_empty() {
+        memory.points_at = Some(input.now);
+        decisions.push(Decision::RecordPoints(points));
+    }
     if let Some(acted) = acted {
         decisions.push(acted);
         if !matches!(decisions.last(), Some(Decision::Observe { .. })) {
@@ -291,6 +312,9 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         Some(FunctionRead::Seen { flags, code_sha256 }) => {
             if r.function_error.is_some() {
                 decisions.push(Decision::FunctionReadable);
+            }
+            if r.observed_flags.as_ref() != Some(flags) {
+                decisions.push(Decision::RecordObserved(flags.clone()));
             }
             if let Some(sha) = code_sha256 {
                 if let Some(before) = memory.code_sha256.as_ref().filter(|b| *b != sha) {
@@ -341,6 +365,20 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         input.freshness,
     );
     let gates = readiness.gates.clone();
+    if keep_points && !gates.is_empty() {
+        memory.points_at = Some(input.now);
+        decisions.push(Decision::RecordPoints(
+            phase
+                .gates
+                .iter()
+                .zip(&gates)
+                .map(|(g, r)| {
+                    let label = metric_label(&g.condition.metric);
+                    MetricPoint::of(PointKind::Gate, &r.name, &label, input.now, &r.evaluation)
+                })
+                .collect(),
+        ));
+    }
     if changed {
         decisions.push(Decision::RecordReadiness(readiness));
     }
@@ -374,20 +412,22 @@ pub fn judge(input: &Input<'_>) -> Judgement {
 
 /// Evaluates every guardrail in force, updating streaks and silence clocks
 /// in `memory`; returns what the first guardrail that must act does (a
-/// rollback before a pause before an observation), and whether some
-/// guardrail could not be judged because its data could not be read (it
-/// is skipped: its streak and silence clock stay as they were).
+/// rollback before a pause before an observation), whether some guardrail
+/// could not be judged because its data could not be read (it is skipped:
+/// its streak and silence clock stay as they were), and the metric
+/// guardrails' evaluations as chart points.
 fn judge_guardrails(
     input: &Input<'_>,
     baseline: Option<&Baseline>,
     memory: &mut WatchMemory,
-) -> (Option<Decision>, bool) {
+) -> (Option<Decision>, bool, Vec<MetricPoint>) {
     let r = input.rollout;
     let plan = input.plan;
     let phase = live_phase(r);
     let previous = phase.checked_sub(1).map(|i| r.phase_name_at(i).to_string());
     let mut acting: Vec<(&Guardrail, Evaluation, bool)> = Vec::new();
     let mut unjudged = false;
+    let mut points = Vec::new();
     for g in guardrails_at(plan, phase) {
         let evaluation = match &g.kind {
             GuardrailKind::Alarm { alarm } => match &input.readings.firing {
@@ -428,7 +468,15 @@ fn judge_guardrails(
                     min_samples_for(&c.metric, g.min_samples),
                     references,
                 );
-                apply_no_data_policy(memory, &g.name, plan.insufficient_data, e, input.now)
+                let e = apply_no_data_policy(memory, &g.name, plan.insufficient_data, e, input.now);
+                points.push(MetricPoint::of(
+                    PointKind::Guardrail,
+                    &g.name,
+                    &label,
+                    input.now,
+                    &e,
+                ));
+                e
             }
         };
         let streak = eval::next_streak(memory.streak(&g.name), evaluation.verdict);
@@ -448,7 +496,7 @@ fn judge_guardrails(
         GuardrailAction::Observe => 2,
     });
     let Some((g, evaluation, first)) = acting.into_iter().next() else {
-        return (None, unjudged);
+        return (None, unjudged, points);
     };
     let reason = format!("guardrail {} breached: {}", g.name, evaluation.explanation);
     let evidence = GuardrailEvidence {
@@ -470,7 +518,7 @@ fn judge_guardrails(
         _ if first => Some(Decision::Observe { reason, evidence }),
         _ => None,
     };
-    (decision, unjudged)
+    (decision, unjudged, points)
 }
 
 fn alarm_evaluation(alarm: &str, firing: bool) -> Evaluation {

@@ -53,7 +53,16 @@ pub struct TickReport {
     /// Wall time spent fetching metrics and alarms, and on the rollouts' own work.
     pub fetch_ms: f64,
     pub rollouts_ms: f64,
+    /// Evaluations to keep for the charts (written once per tick, for all).
+    #[serde(skip)]
+    points: Vec<(RolloutId, crate::domain::MetricPoint)>,
 }
+
+/// Points kept per guardrail or gate of a rollout before older ones are
+/// thinned out (12 hours at one a minute).
+const POINTS_CAP: usize = 720;
+/// How often histories are thinned.
+const THIN_EVERY: TimeDelta = TimeDelta::hours(1);
 
 /// What a tick fetched once for all rollouts.
 struct Seen<'a> {
@@ -67,9 +76,9 @@ pub struct Watcher {
     cloudwatch: CloudWatch,
     /// How often it ticks: gate results are recorded again at this age.
     interval: Duration,
-    /// Parsed plan snapshots by hash: parsing once, not every tick.
-    plans: Mutex<HashMap<String, Result<Arc<Plan>, String>>>,
     last: Mutex<TickReport>,
+    /// When histories were last thinned.
+    thinned_at: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Watcher {
@@ -78,22 +87,13 @@ impl Watcher {
             service,
             cloudwatch,
             interval,
-            plans: Mutex::default(),
             last: Mutex::default(),
+            thinned_at: Mutex::default(),
         }
     }
 
     pub fn last_tick(&self) -> TickReport {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The rollout's plan snapshot, parsed once per distinct plan text.
-    fn plan_of(&self, r: &Rollout) -> Result<Arc<Plan>, String> {
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        plans
-            .entry(r.plan_hash.clone())
-            .or_insert_with(|| r.plan().map(Arc::new))
-            .clone()
     }
 
     /// One pass over every watched rollout (guardrails protect a paused or
@@ -129,7 +129,7 @@ impl Watcher {
         let watched: Vec<(Rollout, Result<Arc<Plan>, String>, WatchMemory)> = watched
             .into_iter()
             .map(|(r, m)| {
-                let plan = self.plan_of(&r);
+                let plan = self.service.plan_of(&r);
                 (r, plan, m)
             })
             .collect();
@@ -213,9 +213,31 @@ impl Watcher {
             .buffer_unordered(WATCH_CONCURRENCY)
             .collect()
             .await;
+        let mut points = Vec::new();
         for part in parts {
             report.decisions.extend(part.decisions);
             report.errors.extend(part.errors);
+            points.extend(part.points);
+        }
+        if let Err(e) = self.service.record_points(&points).await {
+            report.errors.push(format!("chart points: {e}"));
+        }
+        let due = {
+            let mut thinned = self.thinned_at.lock().unwrap_or_else(|p| p.into_inner());
+            let due = thinned.is_none_or(|t| now - t >= THIN_EVERY || t > now);
+            if due {
+                *thinned = Some(now);
+            }
+            due
+        };
+        if due {
+            for (r, _, _) in &watched {
+                if let Err(e) = self.service.thin_points(r.id, POINTS_CAP).await {
+                    report
+                        .errors
+                        .push(format!("rollout {}: thinning chart points: {e}", r.id));
+                }
+            }
         }
         report.rollouts_ms = rollouts_started.elapsed().as_secs_f64() * 1000.0;
         report
@@ -273,6 +295,10 @@ impl Watcher {
         });
         let mut new_memory = judgement.memory;
         for decision in judgement.decisions {
+            if let Decision::RecordPoints(points) = decision {
+                report.points.extend(points.into_iter().map(|p| (r.id, p)));
+                continue;
+            }
             let action = decision.action();
             let reason = reason_of(&decision);
             match self.act(r, plan, decision, seen.now).await {
@@ -340,6 +366,12 @@ impl Watcher {
                 s.record_readiness(r, &readiness).await.map_err(e)?;
                 reported(false)
             }
+            Decision::RecordObserved(flags) => {
+                s.record_observed(r, &flags, now).await.map_err(e)?;
+                reported(false)
+            }
+            // Collected by `watch_one` and written once for the whole tick.
+            Decision::RecordPoints(_) => reported(false),
             Decision::Rollback { reason, evidence } => {
                 // Decided on this tick's snapshot: carried out only if no
                 // one (an operator, another process's watcher) changed the
@@ -502,6 +534,9 @@ fn reason_of(d: &Decision) -> String {
         Decision::RestartBake { .. } => "code changed".into(),
         Decision::RevertDrift(_) | Decision::PauseForDrift(_) => "owned flags drifted".into(),
         Decision::AnnounceReady { phase, .. } => format!("phase {phase} is ready for approval"),
-        Decision::RecordBaseline(_) | Decision::RecordReadiness(_) => String::new(),
+        Decision::RecordBaseline(_)
+        | Decision::RecordReadiness(_)
+        | Decision::RecordPoints(_)
+        | Decision::RecordObserved(_) => String::new(),
     }
 }

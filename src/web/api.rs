@@ -79,7 +79,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/audit/verify", get(verify_audit))
         .route("/api/v1/audit/export", get(export_audit))
-        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -123,7 +122,12 @@ fn done_response(app: &AppState, done: Done, ok: StatusCode) -> Response {
     } else {
         ok
     };
-    let view = RolloutView::new(&done.rollout, app.service.freshness(), Utc::now());
+    let view = RolloutView::new(
+        &done.rollout,
+        app.service.plan_of(&done.rollout),
+        app.service.freshness(),
+        Utc::now(),
+    );
     (status, axum::Json(view)).into_response()
 }
 
@@ -296,6 +300,7 @@ async fn list_rollouts(
         .rollouts(&RolloutFilter {
             state,
             plan: q.plan,
+            ..RolloutFilter::default()
         })
         .await?;
     let now = Utc::now();
@@ -303,7 +308,7 @@ async fn list_rollouts(
     Ok(axum::Json(RolloutList {
         rollouts: rollouts
             .iter()
-            .map(|r| RolloutView::new(r, freshness, now))
+            .map(|r| RolloutView::new(r, app.service.plan_of(r), freshness, now))
             .collect(),
     }))
 }
@@ -317,6 +322,7 @@ async fn show_rollout(
     let rollout = app.service.rollout(parse_id(&id)?).await?;
     Ok(axum::Json(RolloutView::new(
         &rollout,
+        app.service.plan_of(&rollout),
         app.service.freshness(),
         Utc::now(),
     )))
@@ -445,6 +451,8 @@ fn audit_filter(q: &AuditQuery, limit: Option<i64>) -> Result<AuditFilter, ApiEr
         until: q.until,
         after: q.cursor,
         up_to: None,
+        before: None,
+        descending: false,
         limit,
     })
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod health;
+pub mod pages;
 pub mod views;
 
 use std::sync::Arc;
@@ -26,15 +27,42 @@ pub struct AppState {
     pub watcher: Arc<Watcher>,
     pub reconciler_health: Arc<LoopHealth>,
     pub watcher_health: Arc<LoopHealth>,
+    /// Set only under `rollgate demo`: the dashboard's demo controls.
+    pub demo: Option<Arc<DemoHooks>>,
+}
+
+/// What the demo's dashboard controls reach: the sandbox's traffic
+/// simulator (never present in `rollgate serve`).
+pub struct DemoHooks {
+    pub sandbox_url: String,
+}
+
+impl DemoHooks {
+    /// Makes the simulated function misbehave while any of `flags` is "true".
+    pub async fn set_bad_flags(&self, flags: &[String]) -> Result<(), String> {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/_sandbox/traffic", self.sandbox_url))
+            .json(&json!({ "bad_flags": flags }))
+            .send()
+            .await
+            .map_err(|e| format!("the sandbox does not answer: {e}"))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the sandbox refused: HTTP {}", resp.status()))
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     layers(
         Router::new()
             .merge(api::router())
+            .merge(pages::router())
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .fallback(not_found)
             .with_state(state),
     )
 }
@@ -55,6 +83,15 @@ fn on_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a panic");
     error::ApiError::Internal(format!("a request handler panicked: {what}")).into_response()
+}
+
+/// An unknown path: JSON under `/api/`, a page elsewhere.
+async fn not_found(State(app): State<AppState>, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        error::ApiError::NotFound("no such API endpoint".into()).into_response()
+    } else {
+        pages::PageError::not_found(format!("there is no page at {}", uri.path())).page(&app)
+    }
 }
 
 /// Prometheus text exposition.

@@ -68,9 +68,14 @@ pub struct RolloutView {
 }
 
 impl RolloutView {
-    /// The view of `r` at `now` (its blockers depend on the time).
-    pub fn new(r: &Rollout, freshness: Freshness, now: DateTime<Utc>) -> Self {
-        let plan = r.plan();
+    /// The view of `r` (with its parsed plan snapshot) at `now`: its
+    /// blockers depend on the time.
+    pub fn new(
+        r: &Rollout,
+        plan: Result<std::sync::Arc<crate::plan::Plan>, String>,
+        freshness: Freshness,
+        now: DateTime<Utc>,
+    ) -> Self {
         let phases: Vec<String> = r.phases.iter().map(|p| p.name.clone()).collect();
         let blockers = match (&plan, r.state.is_terminal()) {
             (_, true) => Vec::new(),

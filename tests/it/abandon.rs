@@ -71,7 +71,9 @@ async fn a_rollout_whose_plan_no_longer_parses_still_rolls_back(db: Db) {
     assert_eq!(app.command(id, "advance", "to prompts").await.0, 200);
     let pool = app.raw_db().await;
     sqlx::query(
-        "UPDATE rollouts SET plan_text = REPLACE(plan_text, 'bake = \"48h\"', 'bake = \"100000000d\"') WHERE id = $1",
+        // A snapshot is immutable, so rollgate keys parsed plans by its hash:
+        // a changed snapshot comes with its own hash.
+        "UPDATE rollouts SET plan_hash = 'changed', plan_text = REPLACE(plan_text, 'bake = \"48h\"', 'bake = \"100000000d\"') WHERE id = $1",
     )
     .bind(id)
     .execute(&pool)
@@ -175,7 +177,7 @@ async fn older_rollouts_get_their_phase_flags_kept_or_are_never_written_from_gue
     second.stop().await;
 
     sqlx::query(
-        "UPDATE rollouts SET phases = NULL, plan_text = REPLACE(plan_text, 'bake = \"48h\"', 'bake = \"999d\"') WHERE id = $1",
+        "UPDATE rollouts SET phases = NULL, plan_hash = 'changed', plan_text = REPLACE(plan_text, 'bake = \"48h\"', 'bake = \"999d\"') WHERE id = $1",
     )
     .bind(kept)
     .execute(&pool)

@@ -164,6 +164,11 @@ impl<'a> Case<'a> {
     }
 }
 
+/// The decision of `j` that `pick` selects (points and records aside).
+fn find<T>(j: &Judgement, pick: impl Fn(&Decision) -> Option<T>) -> Option<T> {
+    j.decisions.iter().find_map(pick)
+}
+
 fn actions(j: &Judgement) -> Vec<&'static str> {
     j.decisions
         .iter()
@@ -210,7 +215,10 @@ action = \"pause\"
         ["rollback"],
         "a rollback outranks a pause"
     );
-    let Some(Decision::Rollback { reason, evidence }) = second.decisions.first() else {
+    let Some((reason, evidence)) = find(&second, |d| match d {
+        Decision::Rollback { reason, evidence } => Some((reason.clone(), evidence.clone())),
+        _ => None,
+    }) else {
         panic!("{second:?}");
     };
     assert!(
@@ -279,7 +287,10 @@ set = { FB = "on" }
     );
     case.rollout = &with_stats;
     let j = case.judge();
-    let Some(Decision::Rollback { evidence, .. }) = j.decisions.first() else {
+    let Some(evidence) = find(&j, |d| match d {
+        Decision::Rollback { evidence, .. } => Some(evidence.clone()),
+        _ => None,
+    }) else {
         panic!("{j:?}");
     };
     assert_eq!(evidence.evaluation.reference, Some(120.0));
@@ -379,6 +390,40 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
 }
 
 #[test]
+fn evaluations_are_kept_for_the_charts_once_a_minute() {
+    let plan = plan(ERROR_RATE);
+    let r = rollout(&plan, 1, State::Active);
+    let mut case = Case::new(&r, &plan);
+    case.readings.values = values(300, 50.0, 100.0);
+    let points = |j: &Judgement| {
+        j.decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::RecordPoints(p) => Some(p.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect::<Vec<_>>()
+    };
+    let first = case.judge();
+    let kept = points(&first);
+    assert_eq!(kept.len(), 1, "{first:?}");
+    assert_eq!(kept[0].name, "errors");
+    assert_eq!(kept[0].label, "error_rate");
+    assert_eq!(kept[0].value, Some(5.0));
+    assert_eq!(kept[0].threshold, Some(3.0));
+    assert_eq!(kept[0].verdict, crate::metrics::eval::Verdict::Breach);
+    case.memory = first.memory;
+    case.now += TimeDelta::seconds(10);
+    assert!(
+        points(&case.judge()).is_empty(),
+        "not again within the minute"
+    );
+    case.now += TimeDelta::seconds(50);
+    assert_eq!(points(&case.judge()).len(), 1);
+}
+
+#[test]
 fn a_new_code_hash_restarts_the_bake_even_across_a_restart() {
     let plan = plan("");
     let r = rollout(&plan, 1, State::Active);
@@ -427,13 +472,22 @@ set = {{ FA = "on" }}
     case.readings.values = values(300, 0.0, 80.0);
     // Baked for 30 minutes only: recorded, not promoted.
     let j = case.judge();
-    assert!(matches!(j.decisions.first(), Some(Decision::RecordReadiness(x)) if x.phase == "one"));
+    assert!(
+        find(&j, |d| match d {
+            Decision::RecordReadiness(x) => Some(x.phase == "one"),
+            _ => None,
+        })
+        .unwrap()
+    );
     assert!(actions(&j).is_empty());
     // After the bake: promoted.
     case.now = t0() + TimeDelta::hours(2);
     let j = case.judge();
     assert_eq!(actions(&j), ["advance"]);
-    let Some(Decision::RecordReadiness(readiness)) = j.decisions.first() else {
+    let Some(readiness) = find(&j, |d| match d {
+        Decision::RecordReadiness(x) => Some(x.clone()),
+        _ => None,
+    }) else {
         panic!("{j:?}");
     };
     assert_eq!(readiness.observed["duration_avg"], Some(80.0));

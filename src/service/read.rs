@@ -1,0 +1,82 @@
+//! What the API and the dashboard read: parsed plan snapshots (once per
+//! distinct plan), pages of rollouts, chart points, plan usage, and the
+//! audit chain's verification (kept, so a page view never walks the whole
+//! log).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{Service, ServiceError};
+use crate::audit::VerifyReport;
+use crate::domain::{MetricPoint, RolloutId, WatchMemory};
+use crate::plan::Plan;
+use crate::rollout::Rollout;
+use crate::store::{PlanUse, Sparkline};
+
+/// The audit chain's last verification.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub at: DateTime<Utc>,
+    pub report: VerifyReport,
+}
+
+impl Service {
+    /// A rollout's plan snapshot, parsed once per distinct snapshot.
+    pub fn plan_of(&self, r: &Rollout) -> Result<Arc<Plan>, String> {
+        let mut cache = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(r.plan_hash.clone())
+            .or_insert_with(|| r.plan().map(Arc::new))
+            .clone()
+    }
+
+    /// The watcher's memory of every rollout that has one.
+    pub async fn watch_memories(&self) -> Result<HashMap<RolloutId, WatchMemory>, ServiceError> {
+        Ok(self.store.watch_memories().await?)
+    }
+
+    /// A rollout's chart points since `since`, oldest first.
+    pub async fn points(
+        &self,
+        id: RolloutId,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<MetricPoint>, ServiceError> {
+        Ok(self.store.points(id, since).await?)
+    }
+
+    /// One metric of several rollouts since `since`, for sparklines.
+    pub async fn sparklines(
+        &self,
+        ids: &[RolloutId],
+        label: &str,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<RolloutId, Sparkline>, ServiceError> {
+        Ok(self.store.sparklines(ids, label, since).await?)
+    }
+
+    /// Every rollout of plan `name` and the plan version it ran.
+    pub async fn plan_uses(&self, name: &str) -> Result<Vec<PlanUse>, ServiceError> {
+        Ok(self.store.plan_uses(name).await?)
+    }
+
+    /// The audit chain's last verification, if one has run.
+    pub fn verification(&self) -> Option<Verification> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Verifies the whole chain now and keeps the result.
+    pub async fn verify_and_keep(&self) -> Result<Verification, ServiceError> {
+        let report = self.store.verify_audit().await?;
+        let v = Verification {
+            at: Utc::now(),
+            report,
+        };
+        *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
+        Ok(v)
+    }
+}
