@@ -25,6 +25,9 @@ use crate::watcher::Watcher;
 use crate::web::health::LoopHealth;
 use crate::web::{self, AppState};
 
+/// How often the audit chain is verified in the background.
+const AUDIT_VERIFY_EVERY: Duration = Duration::from_secs(600);
+
 /// How long a loop pass in progress may finish after shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -198,6 +201,26 @@ pub async fn start(
         config.reconcile_interval,
         telemetry.clone(),
         reconcile,
+    );
+    // The audit chain is verified in the background (now, then every ten
+    // minutes), so the audit page shows a recent result without walking
+    // the whole log on a page view.
+    let auditor_health = Arc::new(LoopHealth::new("auditor", Some(AUDIT_VERIFY_EVERY)));
+    let verify = {
+        let service = service.clone();
+        move || {
+            let service = service.clone();
+            async move { service.verify_and_keep().await.err().map(|e| e.to_string()) }
+        }
+    };
+    tasks.spawn(verify());
+    supervise(
+        &tasks,
+        &shutdown,
+        auditor_health,
+        AUDIT_VERIFY_EVERY,
+        telemetry.clone(),
+        verify,
     );
     if let Some(every) = config.watch_interval {
         let tick = {

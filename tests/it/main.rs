@@ -6,6 +6,7 @@ mod aws_cli;
 mod cli;
 mod common;
 mod concurrency;
+mod dashboard;
 mod faults;
 mod hardening;
 mod kms;

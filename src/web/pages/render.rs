@@ -348,7 +348,13 @@ mod tests {
             s.contains("aria-label=\"error rate over the last hour, now 2\""),
             "{s}"
         );
-        let points = s.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let points = s
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(points.split(' ').count(), 3, "three known points: {s}");
         let empty = sparkline(&[], "error rate");
         assert!(empty.contains("no data"), "{empty}");
