@@ -211,6 +211,9 @@ pub fn markers(entries: &[AuditRecord]) -> Vec<ChartMarker> {
         .collect()
 }
 
+/// How long before a chart's first point a marker is still drawn.
+const MARKER_LEAD_SECS: i64 = 300;
+
 /// One chart per metric: the values observed (by the guardrail or gate
 /// that measures it; the first one seen), each guardrail's and gate's
 /// threshold over time, the baseline, and the markers.
@@ -276,9 +279,14 @@ pub fn charts(
             ChartData {
                 title: label.to_string(),
                 unit: unit(label).to_string(),
+                // Markers in the chart's span, and those shortly before its
+                // first point (a phase change comes before its first data).
                 markers: markers
                     .iter()
-                    .filter(|m| lo.is_some_and(|lo| m.at >= lo) && hi.is_some_and(|hi| m.at <= hi))
+                    .filter(|m| {
+                        lo.is_some_and(|lo| m.at >= lo - MARKER_LEAD_SECS)
+                            && hi.is_some_and(|hi| m.at <= hi)
+                    })
                     .cloned()
                     .collect(),
                 x,
