@@ -346,6 +346,47 @@ async fn the_audit_page_shows_the_chain_check_and_pages_by_cursor() {
     assert_eq!(status, 400);
 }
 
+/// Another site cannot post into an operator's browser: a cross-site form
+/// post is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_posted_from_another_site_are_refused() {
+    let app = spawn_app(Db::Sqlite).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let r = app
+            .http
+            .post(format!("{}/rollouts/{id}/pause", app.url))
+            .header(name, value)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("reason=x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{name}");
+    }
+    assert_eq!(app.rollout(id).await["state"], "active");
+    // The same post from its own page is fine.
+    let r = app
+        .http
+        .post(format!("{}/rollouts/{id}/pause", app.url))
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", app.url.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("reason=x")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    assert_eq!(app.rollout(id).await["state"], "paused");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_files_are_served_from_the_binary_with_cache_headers() {
     let app = spawn_app(Db::Sqlite).await;

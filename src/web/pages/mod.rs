@@ -36,6 +36,40 @@ pub fn router() -> Router<AppState> {
         .route("/demo/bad", post(rollout::demo_bad))
         .route("/demo/good", post(rollout::demo_good))
         .route("/static/{*path}", get(assets::serve))
+        .layer(axum::middleware::from_fn(same_site_posts_only))
+}
+
+/// Refuses a form post made from another site (a page elsewhere posting
+/// into the operator's browser session): browsers say where a request
+/// comes from in `Sec-Fetch-Site` and `Origin`. Sign-in arrives later; this
+/// already keeps other sites from driving the dashboard.
+async fn same_site_posts_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST {
+        let headers = req.headers();
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site");
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let foreign_origin = headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|origin| {
+                origin != "null" && host.is_some_and(|h| !(origin.ends_with(&format!("//{h}"))))
+            });
+        if cross_site || foreign_origin {
+            return (
+                StatusCode::FORBIDDEN,
+                "forms are accepted only from rollgate's own pages",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// The parts of every page: navigation and the watcher's health.
