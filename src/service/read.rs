@@ -32,9 +32,12 @@ impl Service {
             .clone()
     }
 
-    /// The watcher's memory of every rollout that has one.
-    pub async fn watch_memories(&self) -> Result<HashMap<RolloutId, WatchMemory>, ServiceError> {
-        Ok(self.store.watch_memories().await?)
+    /// The watcher's memory of these rollouts (those that have one).
+    pub async fn watch_memories_of(
+        &self,
+        ids: &[RolloutId],
+    ) -> Result<HashMap<RolloutId, WatchMemory>, ServiceError> {
+        Ok(self.store.watch_memories_of(ids).await?)
     }
 
     /// A rollout's chart points since `since`, oldest first.

@@ -25,6 +25,32 @@ impl Store {
             .collect()
     }
 
+    /// The memories of these rollouts (those without one are absent).
+    pub async fn watch_memories_of(
+        &self,
+        ids: &[RolloutId],
+    ) -> Result<HashMap<RolloutId, WatchMemory>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT rollout_id, memory FROM watch_memory WHERE rollout_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(
+                    RolloutId(r.try_get("rollout_id")?),
+                    from_json(&r.try_get::<String, _>("memory")?)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn watch_memory(&self, id: RolloutId) -> Result<WatchMemory, StoreError> {
         let row = sqlx::query("SELECT memory FROM watch_memory WHERE rollout_id = $1")
             .bind(id.0)

@@ -135,7 +135,7 @@ async fn build(app: &AppState, q: OverviewQuery) -> Result<OverviewPage, PageErr
     let rollouts: Vec<Rollout> = rollouts.into_iter().take(PAGE_SIZE as usize).collect();
     let now = Utc::now();
     let ids: Vec<_> = rollouts.iter().map(|r| r.id).collect();
-    let memories = service.watch_memories().await?;
+    let memories = service.watch_memories_of(&ids).await?;
     let mut sparks = service
         .sparklines(&ids, "error_rate", now - TimeDelta::hours(1))
         .await?;
