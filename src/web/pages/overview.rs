@@ -40,6 +40,9 @@ pub struct Row {
     pub health_css: &'static str,
     /// "ready for approval", "bake 2h10m left", a blocker, or "".
     pub readiness: String,
+    /// Every blocker (the cell shows the first, these on hover).
+    pub blockers: String,
+    pub more_blockers: usize,
     pub ready: bool,
     pub sparkline: String,
     pub updated: Ts,
@@ -162,6 +165,8 @@ async fn build(app: &AppState, q: OverviewQuery) -> Result<OverviewPage, PageErr
             } else {
                 blockers.first().cloned().unwrap_or_default()
             };
+            let more_blockers = blockers.len().saturating_sub(1);
+            let all_blockers = blockers.join("; ");
             let values: Vec<Option<f64>> = sparks
                 .remove(&r.id)
                 .unwrap_or_default()
@@ -183,6 +188,8 @@ async fn build(app: &AppState, q: OverviewQuery) -> Result<OverviewPage, PageErr
                 health: h.label(),
                 health_css: h.css(),
                 readiness,
+                blockers: all_blockers,
+                more_blockers,
                 ready,
                 sparkline: render::sparkline(&values, "error rate"),
                 updated: Ts::of(r.updated_at),
