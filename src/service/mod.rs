@@ -476,7 +476,7 @@ impl Service {
         entry.phase = Some(next.phase_name.clone());
         let saved = self
             .store
-            .save_rollout(&next, current.version, vec![entry])
+            .save_rollout(&next, &current, vec![entry])
             .await
             .map_err(|e| match e {
                 StoreError::VersionConflict { .. } => ServiceError::Refused(Refusal::Concurrent {

@@ -216,7 +216,7 @@ impl Service {
                 "owned flags changed outside rollgate; reverting (drift policy \"revert\")".into(),
             ))
             .detail(evidence);
-        match self.store.save_rollout(&next, r.version, vec![entry]).await {
+        match self.store.save_rollout(&next, r, vec![entry]).await {
             Ok(_) => {}
             Err(StoreError::VersionConflict { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),

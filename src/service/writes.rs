@@ -133,7 +133,7 @@ impl Service {
             }
             match self
                 .store
-                .save_rollout(&written.next, current.version, vec![entry.clone()])
+                .save_rollout(&written.next, &current, vec![entry.clone()])
                 .await
             {
                 Ok(saved) => {

@@ -76,12 +76,16 @@ impl Store {
         .try_get("last_id")?;
         let mut stored = rollout.clone();
         stored.id = RolloutId(id);
-        let placeholders: Vec<String> = (1..=COLUMN_COUNT).map(|i| format!("${i}")).collect();
+        let values = column_values(&stored);
+        let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "INSERT INTO rollouts ({COLUMNS}) VALUES ({})",
             placeholders.join(", ")
         );
-        let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &stored);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, v) in values {
+            query = v.bind(query);
+        }
         if let Err(e) = query.execute(&mut *w.tx).await {
             return Err(busy_or(e, &stored));
         }
@@ -90,34 +94,47 @@ impl Store {
         Ok(stored)
     }
 
-    /// Saves a changed rollout if it is still at `expected_version` (it is
-    /// stored at `expected_version + 1`), appending its audit entries in the
-    /// same transaction: no change without its entry, no entry without its change.
+    /// Saves `next`, a change of `before`, if the rollout is still at
+    /// `before.version` (it is stored at the next version), appending its
+    /// audit entries in the same transaction: no change without its entry,
+    /// no entry without its change. Only the columns the change touches are
+    /// written, so a watcher record made meanwhile (which does not bump the
+    /// version: a baseline, readiness, the flags it read) is never
+    /// overwritten with the stale values `before` held.
     pub async fn save_rollout(
         &self,
-        rollout: &Rollout,
-        expected_version: i64,
+        next: &Rollout,
+        before: &Rollout,
         audit: Vec<NewAuditEntry>,
     ) -> Result<Rollout, StoreError> {
-        let mut stored = rollout.clone();
+        let expected_version = before.version;
+        let mut stored = next.clone();
         stored.version = expected_version + 1;
         stored.updated_at = Utc::now();
-        let mut w = self.begin_write().await?;
-        // Every column but the id, then the id and the expected version.
-        let sets: Vec<String> = COLUMNS
-            .split(',')
-            .map(str::trim)
-            .skip(1)
+        let old = column_values(before);
+        let changed: Vec<(&str, Val)> = column_values(&stored)
+            .into_iter()
+            .zip(old)
+            .filter(|((name, new), (_, was))| *name != "id" && new != was)
+            .map(|(new, _)| new)
+            .collect();
+        let sets: Vec<String> = changed
+            .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c} = ${}", i + 2))
+            .map(|(i, (name, _))| format!("{name} = ${}", i + 3))
             .collect();
         let sql = format!(
-            "UPDATE rollouts SET {} WHERE id = $1 AND version = ${}",
-            sets.join(", "),
-            COLUMN_COUNT + 1
+            "UPDATE rollouts SET {} WHERE id = $1 AND version = $2",
+            sets.join(", ")
         );
-        let result = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &stored)
-            .bind(expected_version)
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stored.id.0)
+            .bind(expected_version);
+        for (_, v) in changed {
+            query = v.bind(query);
+        }
+        let mut w = self.begin_write().await?;
+        let result = query
             .execute(&mut *w.tx)
             .await
             .map_err(|e| busy_or(e, &stored))?;
@@ -364,42 +381,73 @@ impl Store {
     }
 }
 
-/// Binds every column of `COLUMNS`, in order, as $1..$31.
-fn bind_all<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    r: &Rollout,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    q.bind(r.id.0)
-        .bind(r.plan_name.clone())
-        .bind(r.plan_hash.clone())
-        .bind(r.plan_text.clone())
-        .bind(r.target_function.clone())
-        .bind(r.function_arn.clone())
-        .bind(r.function_name.clone())
-        .bind(to_json(&r.phases))
-        .bind(to_json(&r.rollback_to))
-        .bind(r.region.clone())
-        .bind(to_json(&r.webhooks))
-        .bind(r.holds_function().then(|| r.function_arn.clone()))
-        .bind(r.state.as_str().to_string())
-        .bind(r.phase_index as i64)
-        .bind(r.phase_name.clone())
-        .bind(to_json(&r.desired_flags))
-        .bind(r.observed_flags.as_ref().map(to_json))
-        .bind(r.observed_at.map(timestamp))
-        .bind(r.generation)
-        .bind(r.applied_generation)
-        .bind(r.pending_write.as_ref().map(to_json))
-        .bind(r.last_error.clone())
-        .bind(r.version)
-        .bind(timestamp(r.created_at))
-        .bind(timestamp(r.updated_at))
-        .bind(r.baseline.as_ref().map(to_json))
-        .bind(r.baseline_at.map(timestamp))
-        .bind(r.bake_started_at.map(timestamp))
-        .bind(r.readiness.as_ref().map(to_json))
-        .bind(to_json(&r.phase_stats))
-        .bind(r.function_error.clone())
+/// A column's value, comparable (to write only what changed) and bindable.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    I64(i64),
+    Text(String),
+    OptText(Option<String>),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+impl Val {
+    fn bind(self, q: AnyQuery<'_>) -> AnyQuery<'_> {
+        match self {
+            Val::I64(v) => q.bind(v),
+            Val::Text(v) => q.bind(v),
+            Val::OptText(v) => q.bind(v),
+        }
+    }
+}
+
+/// Every column of `COLUMNS`, in order, with its value for `r`.
+fn column_values(r: &Rollout) -> Vec<(&'static str, Val)> {
+    use Val::*;
+    let values = vec![
+        ("id", I64(r.id.0)),
+        ("plan_name", Text(r.plan_name.clone())),
+        ("plan_hash", Text(r.plan_hash.clone())),
+        ("plan_text", Text(r.plan_text.clone())),
+        ("target_function", Text(r.target_function.clone())),
+        ("function_arn", Text(r.function_arn.clone())),
+        ("function_name", Text(r.function_name.clone())),
+        ("phases", Text(to_json(&r.phases))),
+        ("rollback_to", Text(to_json(&r.rollback_to))),
+        ("region", OptText(r.region.clone())),
+        ("webhooks", Text(to_json(&r.webhooks))),
+        (
+            "active_target",
+            OptText(r.holds_function().then(|| r.function_arn.clone())),
+        ),
+        ("state", Text(r.state.as_str().to_string())),
+        ("phase_index", I64(r.phase_index as i64)),
+        ("phase_name", Text(r.phase_name.clone())),
+        ("desired_flags", Text(to_json(&r.desired_flags))),
+        (
+            "observed_flags",
+            OptText(r.observed_flags.as_ref().map(to_json)),
+        ),
+        ("observed_at", OptText(r.observed_at.map(timestamp))),
+        ("generation", I64(r.generation)),
+        ("applied_generation", I64(r.applied_generation)),
+        (
+            "pending_write",
+            OptText(r.pending_write.as_ref().map(to_json)),
+        ),
+        ("last_error", OptText(r.last_error.clone())),
+        ("version", I64(r.version)),
+        ("created_at", Text(timestamp(r.created_at))),
+        ("updated_at", Text(timestamp(r.updated_at))),
+        ("baseline", OptText(r.baseline.as_ref().map(to_json))),
+        ("baseline_at", OptText(r.baseline_at.map(timestamp))),
+        ("bake_started_at", OptText(r.bake_started_at.map(timestamp))),
+        ("readiness", OptText(r.readiness.as_ref().map(to_json))),
+        ("phase_stats", Text(to_json(&r.phase_stats))),
+        ("function_error", OptText(r.function_error.clone())),
+    ];
+    debug_assert_eq!(values.len(), COLUMN_COUNT);
+    values
 }
 
 fn busy_or(e: sqlx::Error, r: &Rollout) -> StoreError {

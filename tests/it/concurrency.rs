@@ -312,3 +312,52 @@ async fn functions_held_by_name_from_before_the_upgrade_are_resolved() {
         .await;
     assert_eq!(status, 409, "{body}");
 }
+
+/// The watcher's records do not bump the version (operators' expected
+/// versions stay valid), so a command that read the rollout just before
+/// one must not write the stale value back: a save writes only what the
+/// command changed. (Seen in the demo: a baseline recorded during an
+/// advance was lost and recorded again.)
+async fn a_command_never_overwrites_what_the_watcher_recorded_meanwhile(db: Db) {
+    use rollgate::domain::{Baseline, MetricValue};
+    use rollgate::store::{Patch, Store};
+    let app = spawn_app(db).await;
+    let id = RolloutId(app.start_seed().await["id"].as_i64().unwrap());
+    let store = Store::connect(&app.database_url).await.unwrap();
+    let before = store.get_rollout(id).await.unwrap().unwrap();
+    assert_eq!(before.baseline, None);
+    let baseline = Baseline(
+        [(
+            "error_rate".to_string(),
+            MetricValue {
+                value: Some(1.2),
+                samples: 900,
+            },
+        )]
+        .into(),
+    );
+    let recorded = store
+        .patch_rollout(
+            id,
+            before.version,
+            Patch::Baseline(&baseline, chrono::Utc::now()),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(recorded);
+    let mut next = before.clone();
+    next.state = rollgate::rollout::State::Paused;
+    store.save_rollout(&next, &before, vec![]).await.unwrap();
+    let after = store.get_rollout(id).await.unwrap().unwrap();
+    assert_eq!(after.state, rollgate::rollout::State::Paused);
+    assert_eq!(
+        after.baseline,
+        Some(baseline),
+        "the watcher's record survives"
+    );
+    assert_eq!(after.version, before.version + 1);
+    // A second save from the same stale read is refused.
+    assert!(store.save_rollout(&next, &before, vec![]).await.is_err());
+}
+on_both_databases!(a_command_never_overwrites_what_the_watcher_recorded_meanwhile);
