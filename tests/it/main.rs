@@ -3,6 +3,7 @@
 mod abandon;
 mod audit_log;
 mod aws_cli;
+mod browser;
 mod cli;
 mod common;
 mod concurrency;
