@@ -558,7 +558,8 @@ def main():
 
     # In this order: one function, one active rollout at a time. d and e use
     # the demo rollout while its charts collect their two points (a minute
-    # apart); c.3 comes last because it makes the function bad.
+    # apart); c.3 comes after them because it makes the function bad; f
+    # checks the requests of every context, the screenshots' too.
     scenarios = [
         ("a.", "start the seed plan from the overview", "a_start_the_seed_plan"),
         ("b.", "advance with a reason; forced advance past unmet checks", "b_advance_with_a_reason"),
@@ -567,8 +568,8 @@ def main():
         ("d.", "pause and resume with JavaScript off", "d_without_javascript"),
         ("e.", "conflicting pause shows the friendly message", "e_conflicting_action"),
         ("c.3", "bad phase: automatic rollback on the page and in /audit", "c3_automatic_rollback"),
-        ("f.", "no request leaves loopback", "f_loopback_only"),
         ("g.", "screenshots", "g_screenshots"),
+        ("f.", "no request of any page left loopback", "f_loopback_only"),
     ]
     (args.screenshots / "failure.png").unlink(missing_ok=True)
     started = time.monotonic()
