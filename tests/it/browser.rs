@@ -28,6 +28,16 @@ impl Drop for Demo {
 }
 
 impl Demo {
+    /// Whether the demo is still running (a test that fails because it
+    /// went away says so).
+    fn status(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(None) => "still running".to_string(),
+            Ok(Some(status)) => format!("EXITED: {status}"),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+
     /// The last lines the demo wrote to stderr.
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -151,7 +161,7 @@ async fn start_demo(dir: &Path) -> (Demo, String, String) {
 async fn dashboard_scenarios_in_headless_chromium() {
     require_browser_tools();
     let dir = tempfile::tempdir().unwrap();
-    let (demo, url, sandbox) = start_demo(dir.path()).await;
+    let (mut demo, url, sandbox) = start_demo(dir.path()).await;
     let shots = target_dir().join("screenshots");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
 
@@ -172,8 +182,9 @@ async fn dashboard_scenarios_in_headless_chromium() {
     println!("{stdout}");
     assert!(
         out.status.success(),
-        "tests/browser/dashboard.py failed ({}):\n{stdout}\n{stderr}\n--- rollgate demo's log (last lines):\n{}",
+        "tests/browser/dashboard.py failed ({}):\n{stdout}\n{stderr}\n--- rollgate demo ({}), its log (last lines):\n{}",
         out.status,
+        demo.status(),
         demo.log_tail()
     );
 }
