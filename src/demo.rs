@@ -189,6 +189,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     println!("\nCtrl-C stops it.");
     app::shutdown_signal().await;
     running.stop().await;
+    // The demo's files (database, plans) go with it.
+    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 

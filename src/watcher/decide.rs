@@ -242,6 +242,8 @@ pub struct Input<'a> {
     /// interval), so an advance always finds fresh ones.
     pub refresh_readiness: TimeDelta,
     pub freshness: Freshness,
+    /// How often evaluations are kept for the charts (`points_every`).
+    pub points_every: TimeDelta,
 }
 
 /// The decisions for one rollout, and the watcher's new memory of it.
@@ -255,8 +257,11 @@ pub struct Judgement {
 /// they are refreshed (they only serve as the next phase's reference).
 const STATS_REFRESH: TimeDelta = TimeDelta::minutes(10);
 
-/// How often evaluations are kept for the charts.
-pub const POINTS_EVERY: TimeDelta = TimeDelta::minutes(1);
+/// How often evaluations are kept for the charts: six watcher intervals,
+/// between 5 seconds and a minute (a minute at the default 10 s ticks).
+pub fn points_every(tick: TimeDelta) -> TimeDelta {
+    (tick * 6).clamp(TimeDelta::seconds(5), TimeDelta::minutes(1))
+}
 
 /// Judges one rollout: guardrails first (a rollback or pause ends the
 /// tick's work on it), then the function (unreadable, deploys, drift), then
@@ -283,10 +288,15 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         }
     }
 
-    let keep_points = memory
+    let mut keep_points = memory
         .points_at
-        .is_none_or(|t| input.now - t >= POINTS_EVERY || t > input.now);
+        .is_none_or(|t| input.now - t >= input.points_every || t > input.now);
     let (acted, unjudged, points) = judge_guardrails(input, baseline, &mut memory);
+    // The values a guardrail acts on are always kept: the charts show them.
+    keep_points |= matches!(
+        acted,
+        Some(Decision::Rollback { .. } | Decision::Pause { .. })
+    );
     if keep_points && !points.is_empty() {
         memory.points_at = Some(input.now);
         decisions.push(Decision::RecordPoints(points));

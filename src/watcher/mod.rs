@@ -291,6 +291,9 @@ impl Watcher {
             fresh_baseline,
             now: seen.now,
             refresh_readiness: interval,
+            points_every: decide::points_every(
+                TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::seconds(10)),
+            ),
             freshness: self.service.freshness(),
         });
         let mut new_memory = judgement.memory;

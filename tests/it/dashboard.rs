@@ -140,6 +140,10 @@ async fn the_seed_plan_walks_through_its_pages(db: Db) {
     .await;
     assert_eq!(status, 409, "{html}");
     assert!(html.contains("not ready to advance"), "{html}");
+    assert!(
+        !html.contains("Someone else acted first"),
+        "nobody else did: {html}"
+    );
     app.assert_env(["true", "false", "false"]).await;
 
     // Someone else pauses first: the second pause gets a friendly message.

@@ -160,6 +160,7 @@ impl<'a> Case<'a> {
             freshness: Freshness {
                 max_age: TimeDelta::seconds(20),
             },
+            points_every: points_every(TimeDelta::seconds(10)),
         })
     }
 }
@@ -394,7 +395,7 @@ fn evaluations_are_kept_for_the_charts_once_a_minute() {
     let plan = plan(ERROR_RATE);
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
-    case.readings.values = values(300, 50.0, 100.0);
+    case.readings.values = values(300, 5.0, 100.0); // healthy: nothing acts
     let points = |j: &Judgement| {
         j.decisions
             .iter()
@@ -410,9 +411,9 @@ fn evaluations_are_kept_for_the_charts_once_a_minute() {
     assert_eq!(kept.len(), 1, "{first:?}");
     assert_eq!(kept[0].name, "errors");
     assert_eq!(kept[0].label, "error_rate");
-    assert_eq!(kept[0].value, Some(5.0));
+    assert_eq!(kept[0].value, Some(0.5));
     assert_eq!(kept[0].threshold, Some(3.0));
-    assert_eq!(kept[0].verdict, crate::metrics::eval::Verdict::Breach);
+    assert_eq!(kept[0].verdict, crate::metrics::eval::Verdict::Pass);
     case.memory = first.memory;
     case.now += TimeDelta::seconds(10);
     assert!(
@@ -421,6 +422,28 @@ fn evaluations_are_kept_for_the_charts_once_a_minute() {
     );
     case.now += TimeDelta::seconds(50);
     assert_eq!(points(&case.judge()).len(), 1);
+    assert_eq!(points_every(TimeDelta::seconds(1)), TimeDelta::seconds(6));
+    assert_eq!(
+        points_every(TimeDelta::milliseconds(100)),
+        TimeDelta::seconds(5)
+    );
+    assert_eq!(points_every(TimeDelta::seconds(30)), TimeDelta::minutes(1));
+}
+
+#[test]
+fn the_values_a_guardrail_acts_on_are_always_kept() {
+    let plan = plan(&ERROR_RATE.replace("consecutive = 2", "consecutive = 1"));
+    let r = rollout(&plan, 1, State::Active);
+    let mut case = Case::new(&r, &plan);
+    case.memory.points_at = Some(case.now - TimeDelta::seconds(5)); // kept just now
+    case.readings.values = values(300, 50.0, 100.0);
+    let j = case.judge();
+    assert_eq!(actions(&j), ["rollback"]);
+    assert!(
+        j.decisions
+            .iter()
+            .any(|d| matches!(d, Decision::RecordPoints(p) if p[0].value == Some(5.0)))
+    );
 }
 
 #[test]
@@ -553,6 +576,7 @@ fn incomplete_baselines_are_read_again_later_and_recorded_when_better() {
             freshness: Freshness {
                 max_age: TimeDelta::seconds(20),
             },
+            points_every: points_every(TimeDelta::seconds(10)),
         })
     };
     let j = judge_with(&empty, &WatchMemory::default(), &r);

@@ -16,7 +16,7 @@ use super::{Chrome, PageError, html};
 use crate::domain::{Principal, RolloutId};
 use crate::plan::RollbackTarget;
 use crate::rollout::{Command, Rollout, readiness};
-use crate::service::{Ask, ServiceError};
+use crate::service::{Ask, Refusal, ServiceError};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -286,6 +286,23 @@ pub async fn command(
             Redirect::to(&format!("/rollouts/{id}?done={}{pending}", command.name()))
                 .into_response()
         }
+        // Only a change made since the page was shown is "someone else
+        // acted first"; a refusal of the request itself (not ready, held)
+        // is said as what it is.
+        Ok(Err(ServiceError::Refused(refusal)))
+            if !acted_meanwhile(&refusal, &app, id, f.expected_version).await =>
+        {
+            again(
+                &app,
+                id,
+                command,
+                &f,
+                StatusCode::CONFLICT,
+                Some(refusal.to_string()),
+                None,
+            )
+            .await
+        }
         Ok(Err(ServiceError::Refused(refusal))) => {
             let now = app.service.rollout(id).await.ok();
             let state = now.as_ref().map_or_else(String::new, |r| {
@@ -323,6 +340,23 @@ pub async fn command(
         }
         Ok(Err(e)) => PageError::from(e).page(&app),
         Err(e) => PageError::Internal(format!("a command's task failed: {e}")).page(&app),
+    }
+}
+
+/// Whether a refusal comes from someone acting after the page was shown.
+async fn acted_meanwhile(
+    refusal: &Refusal,
+    app: &AppState,
+    id: RolloutId,
+    page_version: Option<i64>,
+) -> bool {
+    match refusal {
+        Refusal::VersionMismatch { .. } | Refusal::Concurrent { .. } => true,
+        Refusal::Transition { .. } => match (app.service.rollout(id).await, page_version) {
+            (Ok(now), Some(seen)) => now.version != seen,
+            _ => false,
+        },
+        Refusal::NotReady { .. } | Refusal::Busy(_) => false,
     }
 }
 

@@ -275,18 +275,16 @@ pub fn charts(
                     values: vec![Some(b); x.len()],
                 });
             }
-            let (lo, hi) = (x.first().copied(), x.last().copied());
+            let lo = x.first().copied();
             ChartData {
                 title: label.to_string(),
                 unit: unit(label).to_string(),
-                // Markers in the chart's span, and those shortly before its
-                // first point (a phase change comes before its first data).
+                // Markers from shortly before the chart's first point (a
+                // phase change comes before its first data) to now (a
+                // rollback comes after the data that caused it).
                 markers: markers
                     .iter()
-                    .filter(|m| {
-                        lo.is_some_and(|lo| m.at >= lo - MARKER_LEAD_SECS)
-                            && hi.is_some_and(|hi| m.at <= hi)
-                    })
+                    .filter(|m| lo.is_some_and(|lo| m.at >= lo - MARKER_LEAD_SECS))
                     .cloned()
                     .collect(),
                 x,
@@ -417,6 +415,22 @@ mod tests {
             "the guardrail's line"
         );
         assert_eq!(c.markers.len(), 1);
+        let late = ChartMarker {
+            at: (t0 + TimeDelta::minutes(5)).timestamp(),
+            label: "rollback".into(),
+            kind: "rollback",
+        };
+        let early = ChartMarker {
+            at: (t0 - TimeDelta::hours(1)).timestamp(),
+            label: "start".into(),
+            kind: "phase",
+        };
+        let with_more = super::charts(&points, None, &[early, late]);
+        assert_eq!(
+            with_more[0].markers.len(),
+            1,
+            "a rollback after the last point is drawn; an hour before is not"
+        );
         assert!(!script_json(&json_str()).contains("</script"));
     }
 

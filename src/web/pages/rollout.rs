@@ -136,6 +136,8 @@ pub struct RolloutPage {
 pub struct PageQuery {
     done: Option<String>,
     pending: Option<String>,
+    /// Demo only: `bad` or `good`, after the demo control was used.
+    traffic: Option<String>,
 }
 
 pub async fn page(
@@ -503,11 +505,15 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
         _ => Vec::new(),
     };
     let view = crate::web::views::RolloutView::new(&r, plan.clone(), service.freshness(), now);
-    let flash = match (q.done, q.pending) {
-        (Some(d), Some(_)) => Some(format!(
+    let flash = match (q.done, q.pending, q.traffic.as_deref()) {
+        (_, _, Some("bad")) => Some(
+            "The simulated function now fails more and runs slower while this phase's flags are on; the watcher will see it within a minute.".to_string(),
+        ),
+        (_, _, Some("good")) => Some("The simulated function behaves well again.".to_string()),
+        (Some(d), Some(_), _) => Some(format!(
             "{d} recorded; its flag write is not confirmed yet — rollgate keeps retrying it"
         )),
-        (Some(d), None) => Some(format!("{d} recorded")),
+        (Some(d), None, _) => Some(format!("{d} recorded")),
         _ => None,
     };
     Ok(RolloutPage {
@@ -585,7 +591,7 @@ pub async fn demo_bad(
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    demo_traffic(&app, f.rollout, flags, "made bad").await
+    demo_traffic(&app, f.rollout, flags, "bad").await
 }
 
 /// Demo only: every flag good again.
@@ -593,7 +599,7 @@ pub async fn demo_good(
     State(app): State<AppState>,
     axum::Form(f): axum::Form<DemoForm>,
 ) -> Response {
-    demo_traffic(&app, f.rollout, Vec::new(), "made good").await
+    demo_traffic(&app, f.rollout, Vec::new(), "good").await
 }
 
 async fn demo_traffic(app: &AppState, rollout: i64, bad: Vec<String>, done: &str) -> Response {
@@ -603,9 +609,5 @@ async fn demo_traffic(app: &AppState, rollout: i64, bad: Vec<String>, done: &str
     if let Err(e) = demo.set_bad_flags(&bad).await {
         return PageError::Internal(e).page(app);
     }
-    Redirect::to(&format!(
-        "/rollouts/{rollout}?done={}",
-        super::overview::urlencode(&format!("simulated traffic {done}"))
-    ))
-    .into_response()
+    Redirect::to(&format!("/rollouts/{rollout}?traffic={done}")).into_response()
 }
