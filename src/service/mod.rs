@@ -83,6 +83,8 @@ pub struct Service {
     plans: Mutex<HashMap<String, Result<Arc<Plan>, String>>>,
     /// The audit chain's last verification.
     verified: Mutex<Option<Verification>>,
+    /// The valid plans' names, and when they were read.
+    plan_names: Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
 /// A plan name is a file stem: no paths, no hidden files.
@@ -111,6 +113,7 @@ impl Service {
             running: Mutex::default(),
             plans: Mutex::default(),
             verified: Mutex::default(),
+            plan_names: Mutex::default(),
         }
     }
 

@@ -15,6 +15,9 @@ use crate::plan::Plan;
 use crate::rollout::Rollout;
 use crate::store::{PlanUse, Sparkline};
 
+/// How long the list of valid plan names is reused.
+const PLAN_NAMES_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The audit chain's last verification.
 #[derive(Debug, Clone)]
 pub struct Verification {
@@ -49,14 +52,44 @@ impl Service {
         Ok(self.store.points(id, since).await?)
     }
 
-    /// One metric of several rollouts since `since`, for sparklines.
-    pub async fn sparklines(
+    /// The error rate of several rollouts since `since`, for sparklines.
+    pub async fn error_rate_sparklines(
         &self,
         ids: &[RolloutId],
-        label: &str,
         since: DateTime<Utc>,
     ) -> Result<HashMap<RolloutId, Sparkline>, ServiceError> {
-        Ok(self.store.sparklines(ids, label, since).await?)
+        Ok(self.store.error_rate_sparklines(ids, since).await?)
+    }
+
+    /// A rollout's chart markers, newest first: (time, action, phase).
+    pub async fn marker_entries(
+        &self,
+        id: RolloutId,
+        limit: i64,
+    ) -> Result<Vec<(String, String, Option<String>)>, ServiceError> {
+        Ok(self.store.marker_entries(id, limit).await?)
+    }
+
+    /// The names of the valid plans in the plans directory (read at most
+    /// every few seconds: the overview asks on every view).
+    pub fn valid_plan_names(&self) -> Vec<String> {
+        let mut cache = self.plan_names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, names)) = cache.as_ref()
+            && at.elapsed() < PLAN_NAMES_FOR
+        {
+            return names.clone();
+        }
+        let names: Vec<String> = crate::plan::load_dir(self.plans_dir())
+            .map(|files| {
+                files
+                    .into_iter()
+                    .filter(|f| Plan::parse(&f.name, &f.text).is_ok())
+                    .map(|f| f.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        *cache = Some((std::time::Instant::now(), names.clone()));
+        names
     }
 
     /// Every rollout of plan `name` and the plan version it ran.

@@ -14,6 +14,19 @@ use crate::domain::{Action, RolloutId};
 const COLUMNS: &str = "seq, at, actor, action, rollout_id, phase, flags_before, flags_after, \
                        reason, outcome, detail, prev_hash, hash";
 
+/// The actions that mark a rollout's charts.
+pub const MARKER_ACTIONS: &[Action] = &[
+    Action::Start,
+    Action::Advance,
+    Action::Pause,
+    Action::Resume,
+    Action::Rollback,
+    Action::Abandon,
+    Action::GuardrailBreach,
+    Action::DriftDetected,
+    Action::CodeChanged,
+];
+
 /// Filters for listing the audit log; `after` is the cursor (a seq).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -162,6 +175,34 @@ impl Store {
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// The entries of a rollout that mark its charts (phase changes,
+    /// breaches, rollbacks), newest first: (time, action, phase). Only the
+    /// few columns a marker needs.
+    pub async fn marker_entries(
+        &self,
+        id: RolloutId,
+        limit: i64,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let actions: Vec<String> = MARKER_ACTIONS
+            .iter()
+            .map(|a| format!("'{}'", a.as_str()))
+            .collect();
+        // Only fixed action names are formatted in; values are bound.
+        let sql = format!(
+            "SELECT at, action, phase FROM audit_log WHERE rollout_id = $1 AND action IN ({}) \
+             ORDER BY seq DESC LIMIT {}",
+            actions.join(", "),
+            limit.max(0)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("at")?, r.try_get("action")?, r.try_get("phase")?)))
+            .collect()
     }
 
     /// The newest entry's (seq, hash) as recorded.

@@ -1,41 +1,39 @@
-//! The `metric_points` table: the watcher's evaluations over time, for the
-//! dashboard's charts and sparklines. Written in batches once a minute,
-//! bounded per series by thinning out older points.
+//! The `metric_ticks` table: the watcher's evaluations over time, for the
+//! dashboard's charts and sparklines. One row per rollout per kept
+//! evaluation (all its guardrails and gates as JSON), written in one batch
+//! per tick, bounded per rollout by thinning out older rows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{Store, StoreError, parse_time, timestamp};
+use super::{Store, StoreError, from_json, parse_time, timestamp, to_json};
 use crate::domain::{MetricPoint, PointKind, RolloutId};
 use crate::metrics::eval::Verdict;
 
-/// Rows per INSERT statement (10 parameters each; well under both
-/// databases' parameter limits).
-const ROWS_PER_INSERT: usize = 200;
+/// Rows per INSERT statement (4 parameters each).
+const ROWS_PER_INSERT: usize = 250;
 
 /// A sparkline: (time, value), oldest first.
 pub type Sparkline = Vec<(DateTime<Utc>, Option<f64>)>;
 
-fn verdict_str(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "pass",
-        Verdict::Breach => "breach",
-        Verdict::InsufficientData => "insufficient_data",
-    }
-}
-
-fn parse_verdict(s: &str) -> Verdict {
-    match s {
-        "pass" => Verdict::Pass,
-        "breach" => Verdict::Breach,
-        _ => Verdict::InsufficientData,
-    }
+/// A point as stored inside a tick's JSON (its time is the row's).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    kind: PointKind,
+    name: String,
+    label: String,
+    value: Option<f64>,
+    samples: u64,
+    verdict: Verdict,
+    threshold: Option<f64>,
+    reference: Option<f64>,
 }
 
 impl Store {
-    /// Keeps a tick's evaluations (a point already kept is left as it is).
+    /// Keeps a tick's evaluations (a tick already kept is left as it is).
     pub async fn insert_points(
         &self,
         points: &[(RolloutId, MetricPoint)],
@@ -43,45 +41,61 @@ impl Store {
         if points.is_empty() {
             return Ok(());
         }
+        // One row per rollout and time.
+        let mut ticks: BTreeMap<(i64, DateTime<Utc>), Vec<&MetricPoint>> = BTreeMap::new();
+        for (id, p) in points {
+            ticks.entry((id.0, p.at)).or_default().push(p);
+        }
+        let rows: Vec<(i64, String, Option<f64>, String)> = ticks
+            .into_iter()
+            .map(|((id, at), ps)| {
+                let error_rate = ps
+                    .iter()
+                    .find(|p| p.kind == PointKind::Guardrail && p.label == "error_rate")
+                    .or_else(|| ps.iter().find(|p| p.label == "error_rate"))
+                    .and_then(|p| p.value);
+                let stored: Vec<Stored> = ps
+                    .into_iter()
+                    .map(|p| Stored {
+                        kind: p.kind,
+                        name: p.name.clone(),
+                        label: p.label.clone(),
+                        value: p.value,
+                        samples: p.samples,
+                        verdict: p.verdict,
+                        threshold: p.threshold,
+                        reference: p.reference,
+                    })
+                    .collect();
+                (id, timestamp(at), error_rate, to_json(&stored))
+            })
+            .collect();
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        for chunk in points.chunks(ROWS_PER_INSERT) {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let b = i * 10;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8,
-                        b + 9,
-                        b + 10
+                        "(${}, ${}, ${}, ${})",
+                        i * 4 + 1,
+                        i * 4 + 2,
+                        i * 4 + 3,
+                        i * 4 + 4
                     )
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO metric_points (rollout_id, kind, name, at, label, value, samples, verdict, threshold, reference) \
-                 VALUES {} ON CONFLICT (rollout_id, kind, name, at) DO NOTHING",
+                "INSERT INTO metric_ticks (rollout_id, at, error_rate, points) VALUES {} \
+                 ON CONFLICT (rollout_id, at) DO NOTHING",
                 values.join(", ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, p) in chunk {
+            for (id, at, error_rate, json) in chunk {
                 q = q
-                    .bind(id.0)
-                    .bind(p.kind.as_str())
-                    .bind(p.name.clone())
-                    .bind(timestamp(p.at))
-                    .bind(p.label.clone())
-                    .bind(p.value)
-                    .bind(p.samples.min(i64::MAX as u64) as i64)
-                    .bind(verdict_str(p.verdict))
-                    .bind(p.threshold)
-                    .bind(p.reference);
+                    .bind(*id)
+                    .bind(at.clone())
+                    .bind(*error_rate)
+                    .bind(json.clone());
             }
             q.execute(&mut *tx).await?;
         }
@@ -96,109 +110,87 @@ impl Store {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<MetricPoint>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, name, at, label, value, samples, verdict, threshold, reference \
-             FROM metric_points WHERE rollout_id = $1 AND at >= $2 ORDER BY at",
+            "SELECT at, points FROM metric_ticks WHERE rollout_id = $1 AND at >= $2 ORDER BY at",
         )
         .bind(id.0)
         .bind(since.map_or_else(String::new, timestamp))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                Ok(MetricPoint {
-                    kind: PointKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("point kind {kind:?}")))?,
-                    name: r.try_get("name")?,
-                    label: r.try_get("label")?,
-                    at: parse_time(&r.try_get::<String, _>("at")?)?,
-                    value: r.try_get("value")?,
-                    samples: r.try_get::<i64, _>("samples")?.max(0) as u64,
-                    verdict: parse_verdict(&r.try_get::<String, _>("verdict")?),
-                    threshold: r.try_get("threshold")?,
-                    reference: r.try_get("reference")?,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for r in &rows {
+            let at = parse_time(&r.try_get::<String, _>("at")?)?;
+            let stored: Vec<Stored> = from_json(&r.try_get::<String, _>("points")?)?;
+            out.extend(stored.into_iter().map(|p| MetricPoint {
+                kind: p.kind,
+                name: p.name,
+                label: p.label,
+                at,
+                value: p.value,
+                samples: p.samples,
+                verdict: p.verdict,
+                threshold: p.threshold,
+                reference: p.reference,
+            }));
+        }
+        Ok(out)
     }
 
-    /// One metric of several rollouts since `since` (for sparklines):
+    /// The error rate of several rollouts since `since` (for sparklines):
     /// rollout → (time, value), oldest first.
-    pub async fn sparklines(
+    pub async fn error_rate_sparklines(
         &self,
         ids: &[RolloutId],
-        label: &str,
         since: DateTime<Utc>,
     ) -> Result<HashMap<RolloutId, Sparkline>, StoreError> {
         let mut out: HashMap<RolloutId, Sparkline> = HashMap::new();
         for chunk in ids.chunks(500) {
             let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
-                "SELECT rollout_id, at, value FROM metric_points \
-                 WHERE label = $1 AND at >= $2 AND kind = 'guardrail' AND rollout_id IN ({}) ORDER BY at",
+                "SELECT rollout_id, at, error_rate FROM metric_ticks \
+                 WHERE at >= $1 AND rollout_id IN ({}) ORDER BY rollout_id, at",
                 placeholders.join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(label.to_string())
-                .bind(timestamp(since));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(timestamp(since));
             for id in chunk {
                 q = q.bind(id.0);
             }
             for r in q.fetch_all(&self.pool).await? {
                 let id = RolloutId(r.try_get("rollout_id")?);
                 let at = parse_time(&r.try_get::<String, _>("at")?)?;
-                out.entry(id).or_default().push((at, r.try_get("value")?));
+                out.entry(id)
+                    .or_default()
+                    .push((at, r.try_get("error_rate")?));
             }
         }
         Ok(out)
     }
 
-    /// Bounds a rollout's history: a series with more than `cap` points
-    /// keeps its newest `cap / 2` as they are and every second one of the
-    /// older ones — so long bakes are downsampled, recent data is not.
+    /// Bounds a rollout's history: with more than `cap` rows it keeps its
+    /// newest `cap / 2` as they are and every second one of the older ones
+    /// — so long bakes are downsampled, recent data is not.
     pub async fn thin_points(&self, id: RolloutId, cap: usize) -> Result<usize, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kind, name, at FROM metric_points WHERE rollout_id = $1 ORDER BY kind, name, at",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut series: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for r in &rows {
-            series
-                .entry((r.try_get("kind")?, r.try_get("name")?))
-                .or_default()
-                .push(r.try_get("at")?);
-        }
-        let doomed: Vec<(String, String, String)> = series
-            .into_iter()
-            .filter(|(_, ats)| ats.len() > cap)
-            .flat_map(|((kind, name), ats)| {
-                let older = ats.len() - cap / 2;
-                ats.into_iter()
-                    .take(older)
-                    .skip(1)
-                    .step_by(2)
-                    .map(move |at| (kind.clone(), name.clone(), at))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        if doomed.is_empty() {
+        let ats: Vec<String> =
+            sqlx::query("SELECT at FROM metric_ticks WHERE rollout_id = $1 ORDER BY at")
+                .bind(id.0)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get("at"))
+                .collect::<Result<_, _>>()?;
+        if ats.len() <= cap {
             return Ok(0);
         }
+        let older = ats.len() - cap / 2;
+        let doomed: Vec<&String> = ats.iter().take(older).skip(1).step_by(2).collect();
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        for (kind, name, at) in &doomed {
-            sqlx::query(
-                "DELETE FROM metric_points WHERE rollout_id = $1 AND kind = $2 AND name = $3 AND at = $4",
-            )
-            .bind(id.0)
-            .bind(kind)
-            .bind(name)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        for at in &doomed {
+            sqlx::query("DELETE FROM metric_ticks WHERE rollout_id = $1 AND at = $2")
+                .bind(id.0)
+                .bind(at.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(doomed.len())

@@ -212,8 +212,9 @@ impl Store {
 
     /// Rollouts matching `filter`, newest first (holding ones first when asked).
     pub async fn list_rollouts(&self, filter: &RolloutFilter) -> Result<Vec<Rollout>, StoreError> {
+        // Served by the index rollouts_holding_first (the same expression).
         let order = if filter.holding_first {
-            "CASE WHEN active_target IS NULL THEN 1 ELSE 0 END, id DESC"
+            "(active_target IS NULL), id DESC"
         } else {
             "id DESC"
         };

@@ -140,7 +140,7 @@ async fn build(app: &AppState, q: OverviewQuery) -> Result<OverviewPage, PageErr
     let ids: Vec<_> = rollouts.iter().map(|r| r.id).collect();
     let memories = service.watch_memories_of(&ids).await?;
     let mut sparks = service
-        .sparklines(&ids, "error_rate", now - TimeDelta::hours(1))
+        .error_rate_sparklines(&ids, now - TimeDelta::hours(1))
         .await?;
     let rows = rollouts
         .iter()
@@ -196,15 +196,7 @@ async fn build(app: &AppState, q: OverviewQuery) -> Result<OverviewPage, PageErr
             }
         })
         .collect();
-    let plans = crate::plan::load_dir(service.plans_dir())
-        .map(|files| {
-            files
-                .into_iter()
-                .filter(|f| crate::plan::Plan::parse(&f.name, &f.text).is_ok())
-                .map(|f| f.name)
-                .collect()
-        })
-        .unwrap_or_default();
+    let plans = service.valid_plan_names();
     Ok(OverviewPage {
         chrome: Chrome::new(app, "overview"),
         rows,

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::audit::AuditRecord;
 use crate::domain::{Baseline, MetricPoint, PointKind};
 use crate::plan::Flags;
 use crate::web::AppState;
@@ -189,19 +188,19 @@ pub fn unit(label: &str) -> &'static str {
 }
 
 /// The markers the audit log gives a chart: phase changes, breaches,
-/// rollbacks (and pauses, drift).
-pub fn markers(entries: &[AuditRecord]) -> Vec<ChartMarker> {
+/// rollbacks (and pauses, drift), from (time, action, phase) entries.
+pub fn markers(entries: &[(String, String, Option<String>)]) -> Vec<ChartMarker> {
     entries
         .iter()
-        .filter_map(|e| {
-            let at = DateTime::parse_from_rfc3339(&e.at).ok()?.timestamp();
-            let kind = match e.action.as_str() {
+        .filter_map(|(at, action, phase)| {
+            let at = DateTime::parse_from_rfc3339(at).ok()?.timestamp();
+            let kind = match action.as_str() {
                 "advance" | "start" | "resume" | "pause" => "phase",
                 "guardrail_breach" | "drift_detected" | "code_changed" => "breach",
                 "rollback" | "abandon" => "rollback",
                 _ => return None,
             };
-            let label = match (e.action.as_str(), &e.phase) {
+            let label = match (action.as_str(), phase) {
                 ("advance", Some(p)) => format!("advance → {p}"),
                 ("start", _) => "start".to_string(),
                 (a, _) => a.replace('_', " "),
@@ -209,6 +208,25 @@ pub fn markers(entries: &[AuditRecord]) -> Vec<ChartMarker> {
             Some(ChartMarker { at, label, kind })
         })
         .collect()
+}
+
+/// The most points a chart draws (a chart is about 1,000 pixels wide).
+const MAX_CHART_POINTS: usize = 240;
+/// The newest points a chart always draws as they are.
+const RECENT_CHART_POINTS: usize = 60;
+
+/// The indices of `n` points a chart draws: every one when they fit, else
+/// the newest `RECENT_CHART_POINTS` and an even sample of the older ones.
+pub fn chart_indices(n: usize) -> Vec<usize> {
+    if n <= MAX_CHART_POINTS {
+        return (0..n).collect();
+    }
+    let recent_from = n - RECENT_CHART_POINTS;
+    let slots = MAX_CHART_POINTS - RECENT_CHART_POINTS;
+    let mut out: Vec<usize> = (0..slots).map(|i| i * recent_from / slots).collect();
+    out.dedup();
+    out.extend(recent_from..n);
+    out
 }
 
 /// How long before a chart's first point a marker is still drawn.
@@ -276,6 +294,14 @@ pub fn charts(
                 });
             }
             let lo = x.first().copied();
+            let keep = chart_indices(x.len());
+            let x: Vec<i64> = keep.iter().map(|&i| x[i]).collect();
+            for s in &mut series {
+                s.values = keep
+                    .iter()
+                    .map(|&i| s.values.get(i).copied().flatten())
+                    .collect();
+            }
             ChartData {
                 title: label.to_string(),
                 unit: unit(label).to_string(),
@@ -366,6 +392,20 @@ mod tests {
         assert!(empty.contains("no data"), "{empty}");
         let hostile = sparkline(&[], "<script>\"");
         assert!(!hostile.contains("<script>"), "{hostile}");
+    }
+
+    #[test]
+    fn long_histories_are_drawn_with_a_bounded_number_of_points() {
+        assert_eq!(chart_indices(3), [0, 1, 2]);
+        let kept = chart_indices(720);
+        assert_eq!(kept.len(), MAX_CHART_POINTS);
+        assert_eq!(kept.first(), Some(&0));
+        assert_eq!(
+            &kept[kept.len() - 60..],
+            (660..720).collect::<Vec<_>>().as_slice(),
+            "the last hour as it is"
+        );
+        assert!(kept.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::web::AppState;
 /// Audit entries shown on the page (the audit page has the rest).
 const AUDIT_SHOWN: i64 = 50;
 /// Entries read for chart markers.
-const MARKERS_READ: i64 = 500;
+const MARKERS_READ: i64 = 200;
 
 /// A phase on the timeline.
 pub struct TimelinePhase {
@@ -472,7 +472,7 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
         .audit(&AuditFilter {
             rollout_id: Some(id),
             descending: true,
-            limit: Some(MARKERS_READ),
+            limit: Some(AUDIT_SHOWN),
             ..AuditFilter::default()
         })
         .await?;
@@ -487,14 +487,10 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
             action: e.action.replace('_', " "),
             reason: e.reason.clone().unwrap_or_default(),
         });
-    let mut oldest_first = entries.clone();
-    oldest_first.reverse();
+    let mut marks = service.marker_entries(id, MARKERS_READ).await?;
+    marks.reverse();
     let points = service.points(id, None).await?;
-    let charts = render::charts(
-        &points,
-        r.baseline.as_ref(),
-        &render::markers(&oldest_first),
-    );
+    let charts = render::charts(&points, r.baseline.as_ref(), &render::markers(&marks));
     let demo_flags = match (&app.demo, plan_ref) {
         (Some(_), Some(p)) if !r.state.is_terminal() => r
             .phase_index
