@@ -140,11 +140,23 @@ impl Store {
         if let Some(action) = filter.action {
             add("action =", Param::Text(action.as_str().to_string()));
         }
+        // A time range becomes a range of seq (one lookup each in the `at`
+        // index: entries are appended in time order under the head's lock),
+        // so the page is read along the primary key like every other filter;
+        // the times stay as conditions, kept off the index (`at || ''`), so
+        // nothing outside the range is ever shown.
         if let Some(since) = filter.since {
-            add("at >=", Param::Text(timestamp(since)));
+            add("(at || '') >=", Param::Text(timestamp(since)));
         }
         if let Some(until) = filter.until {
-            add("at <", Param::Text(timestamp(until)));
+            add("(at || '') <", Param::Text(timestamp(until)));
+        }
+        let (from_seq, to_seq) = self.seq_range(filter.since, filter.until).await?;
+        if let Some(from) = from_seq {
+            add("seq >=", Param::I64(from));
+        }
+        if let Some(to) = to_seq {
+            add("seq <=", Param::I64(to));
         }
         if let Some(after) = filter.after {
             add("seq >", Param::I64(after));
@@ -203,6 +215,41 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("at")?, r.try_get("action")?, r.try_get("phase")?)))
             .collect()
+    }
+
+    /// The seq range of entries appended in [since, until): the first seq
+    /// at or after `since` and the last before `until` (`i64::MIN`/`0` when
+    /// none, which selects nothing).
+    async fn seq_range(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        let from = match since {
+            None => None,
+            Some(t) => Some(
+                sqlx::query("SELECT seq AS s FROM audit_log WHERE at >= $1 ORDER BY at LIMIT 1")
+                    .bind(timestamp(t))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.try_get::<i64, _>("s"))
+                    .transpose()?
+                    .unwrap_or(i64::MAX),
+            ),
+        };
+        let to = match until {
+            None => None,
+            Some(t) => Some(
+                sqlx::query("SELECT seq AS s FROM audit_log WHERE at < $1 ORDER BY at DESC LIMIT 1")
+                    .bind(timestamp(t))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.try_get::<i64, _>("s"))
+                    .transpose()?
+                    .unwrap_or(0),
+            ),
+        };
+        Ok((from, to))
     }
 
     /// The newest entry's (seq, hash) as recorded.
