@@ -851,9 +851,18 @@ const LOW_RATE: f64 = 5.0;
 struct Measured {
     load: LoadResult,
     /// At `LOW_RATE`, when the target rate saturated the server.
-    low: Option<LoadResult>,
+    low: Option<Low>,
     server_cpu_ms_per_request: f64,
     rss_mb: f64,
+    peak_mb: f64,
+}
+
+/// The same endpoint at `LOW_RATE`.
+struct Low {
+    load: LoadResult,
+    server_cpu_ms_per_request: f64,
+    rss_mb: f64,
+    peak_mb: f64,
 }
 
 /// Runs `rollgate bench-load` against `urls` and reads its JSON.
@@ -876,42 +885,67 @@ async fn load(urls: &[String], rate: f64, seconds: f64) -> anyhow::Result<LoadRe
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
+/// One run of the load generator against a fresh server: its result, the
+/// server's CPU per answered request and its RSS after and at peak.
+async fn load_fresh(
+    set: &DataSet,
+    log: &Path,
+    paths: &[String],
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<(LoadResult, f64, (f64, f64))> {
+    let server = ServerProcess::start(set, log).await?;
+    let urls: Vec<String> = paths.iter().map(|p| format!("{}{p}", server.url)).collect();
+    let cpu_before = server.cpu_seconds();
+    let result = load(&urls, rate, seconds).await?;
+    let cpu = server.cpu_seconds() - cpu_before;
+    let answered = (result.ok + result.bad_status + result.warmup_answered).max(1);
+    Ok((result, cpu * 1000.0 / answered as f64, server.memory_mb()))
+}
+
+/// Measures an endpoint on a server of its own (so its RSS is its own);
+/// an endpoint that saturates the server at `rate` is measured again at
+/// `LOW_RATE` for its service time.
 async fn measure(
-    server: &ServerProcess,
+    set: &DataSet,
+    log: &Path,
     e: &Endpoint,
     rate: f64,
     seconds: f64,
 ) -> anyhow::Result<Measured> {
-    let cpu_before = server.cpu_seconds();
-    let result = load(&e.urls, rate, seconds).await?;
-    let cpu = server.cpu_seconds() - cpu_before;
-    // The warm-up's requests are in the CPU figure too.
-    let requests = (rate * (seconds + 2.0)).max(1.0);
+    let (result, cpu_ms, (rss_mb, peak_mb)) = load_fresh(set, log, &e.urls, rate, seconds).await?;
     eprintln!(
-        "  {:<40} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  errors {}  not sent {}",
+        "  {:<40} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  errors {}  not sent {}  cpu {:.1} ms  peak {:.0} MB",
         e.name,
         result.p50_ms,
         result.p99_ms,
         result.max_ms,
         result.failed + result.bad_status,
-        result.not_sent
+        result.not_sent,
+        cpu_ms,
+        peak_mb
     );
-    let rss_mb = server.memory_mb().0;
     let saturated = result.not_sent > 0 || result.p99_ms > 1000.0;
     let low = if saturated && rate > LOW_RATE {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let low = load(&e.urls, LOW_RATE, seconds).await?;
+        let (low, cpu_ms, (rss_mb, peak_mb)) =
+            load_fresh(set, log, &e.urls, LOW_RATE, seconds).await?;
         eprintln!(
-            "  {:<40} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  (at {LOW_RATE} req/s)",
-            "", low.p50_ms, low.p99_ms, low.max_ms
+            "  {:<40} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  (at {LOW_RATE} req/s)  cpu {:.1} ms  peak {:.0} MB",
+            "", low.p50_ms, low.p99_ms, low.max_ms, cpu_ms, peak_mb
         );
-        Some(low)
+        Some(Low {
+            load: low,
+            server_cpu_ms_per_request: cpu_ms,
+            rss_mb,
+            peak_mb,
+        })
     } else {
         None
     };
     Ok(Measured {
-        server_cpu_ms_per_request: cpu * 1000.0 / requests,
+        server_cpu_ms_per_request: cpu_ms,
         rss_mb,
+        peak_mb,
         load: result,
         low,
     })
@@ -1137,18 +1171,22 @@ async fn run_set(
     let t = Instant::now();
     let server = ServerProcess::start(set, log).await?;
     let start_secs = t.elapsed().as_secs_f64();
-    let endpoints = endpoints(&server.url, &f, &store, full).await?;
-    store.close().await;
     let rss_idle_mb = server.memory_mb().0;
+    drop(server);
+    let endpoints = endpoints("", &f, &store, full).await?;
+    store.close().await;
     let mut measured = Vec::new();
     for e in endpoints {
         // Let an overloaded endpoint's backlog drain before the next one.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let m = measure(&server, &e, args.rate, args.seconds).await?;
+        let m = measure(set, log, &e, args.rate, args.seconds).await?;
         measured.push((e, m));
     }
-    let peak_mb = server.memory_mb().1;
-    drop(server);
+    let peak_mb = measured
+        .iter()
+        .flat_map(|(_, m)| [Some(m.peak_mb), m.low.as_ref().map(|l| l.peak_mb)])
+        .flatten()
+        .fold(0.0, f64::max);
     Ok(SetResult {
         set: set.clone(),
         plan_list,
@@ -1231,14 +1269,15 @@ fn report(
         }
     }
     t.push_str(
-        "\n| endpoint | URL | matching rows | p50 | p90 | p99 | max | errors | req/s served | body | server CPU/request | server RSS after | p99 target |\n\
+        "\n| endpoint | URL | matching rows | p50 | p90 | p99 | max | errors | req/s served | body | server CPU/request | server RSS after / peak | p99 target |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for (e, m) in &main.measured {
         t.push_str(&row(e, m));
     }
     t.push_str(&format!(
-        "\nServer RSS: {:.0} MB idle after start-up, peak (VmHWM) {:.0} MB over the run (target < 100 MB: {}). \
+        "\nEach endpoint (and each 5 req/s run) has a fresh server, so its RSS is its own. \
+         Server RSS: {:.0} MB idle after start-up, highest peak (VmHWM) of any endpoint {:.0} MB (target < 100 MB: {}). \
          Load average before the run: {}.\n\n",
         main.rss_idle_mb,
         main.peak_mb,
@@ -1277,11 +1316,14 @@ fn report(
                                 "{} / {}{}{}",
                                 ms(m.load.p50_ms),
                                 ms(m.load.p99_ms),
-                                if m.load.not_sent > 0 || m.load.p99_ms > 1000.0 {
-                                    " saturated"
-                                } else {
-                                    ""
-                                },
+                                m.low
+                                    .as_ref()
+                                    .map(|l| format!(
+                                        " saturated; at {LOW_RATE} req/s {} / {}",
+                                        ms(l.load.p50_ms),
+                                        ms(l.load.p99_ms)
+                                    ))
+                                    .unwrap_or_default(),
                                 x.matching
                                     .map(|n| format!(" ({} rows)", thousands(n as usize)))
                                     .unwrap_or_default()
@@ -1294,7 +1336,9 @@ fn report(
                 t.push_str(&format!("| {} | {} |\n", e.name, cells.join(" | ")));
             }
         }
-        t.push_str("\n| data set | server RSS idle | peak |\n|---|---|---|\n");
+        t.push_str(
+            "\n| data set | server RSS idle | highest peak of an endpoint |\n|---|---|---|\n",
+        );
         for r in &smallest_first {
             t.push_str(&format!(
                 "| {} | {:.0} MB | {:.0} MB |\n",
@@ -1326,7 +1370,7 @@ fn row(e: &Endpoint, m: &Measured) -> String {
         (l.failed + l.bad_status).to_string()
     };
     let mut out = format!(
-        "| {} | `{}` | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} kB | {:.1} ms | {:.0} MB | {} |\n",
+        "| {} | `{}` | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} kB | {:.1} ms | {:.0} / {:.0} MB | {} |\n",
         e.name,
         e.shown,
         e.matching
@@ -1341,18 +1385,23 @@ fn row(e: &Endpoint, m: &Measured) -> String {
         l.mean_bytes / 1000.0,
         m.server_cpu_ms_per_request,
         m.rss_mb,
+        m.peak_mb,
         verdict(l.p99_ms, e.target_ms)
     );
     if let Some(low) = &m.low {
+        let l = &low.load;
         out.push_str(&format!(
-            "| ↳ same, at {LOW_RATE} req/s (saturated at the target rate) | | | {} | {} | {} | {} | {} | {:.0} | | | | {} |\n",
-            ms(low.p50_ms),
-            ms(low.p90_ms),
-            ms(low.p99_ms),
-            ms(low.max_ms),
-            low.failed + low.bad_status + low.not_sent,
-            low.achieved_rate,
-            verdict(low.p99_ms, e.target_ms)
+            "| ↳ same, at {LOW_RATE} req/s (saturated at the target rate) | | | {} | {} | {} | {} | {} | {:.0} | | {:.1} ms | {:.0} / {:.0} MB | {} |\n",
+            ms(l.p50_ms),
+            ms(l.p90_ms),
+            ms(l.p99_ms),
+            ms(l.max_ms),
+            l.failed + l.bad_status + l.not_sent,
+            l.achieved_rate,
+            low.server_cpu_ms_per_request,
+            low.rss_mb,
+            low.peak_mb,
+            verdict(l.p99_ms, e.target_ms)
         ));
     }
     out

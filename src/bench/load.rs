@@ -56,6 +56,8 @@ pub struct LoadResult {
     pub mean_bytes: f64,
     /// The first error seen, if any.
     pub first_error: Option<String>,
+    /// Requests answered during the warm-up (for the server's CPU per request).
+    pub warmup_answered: usize,
 }
 
 #[derive(Default)]
@@ -86,8 +88,10 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         .tcp_nodelay(true)
         .timeout(spec.timeout)
         .build()?;
+    let mut warmup_answered = 0;
     if spec.warmup_seconds > 0.0 {
-        phase(&client, spec, spec.warmup_seconds).await;
+        let warmup = phase(&client, spec, spec.warmup_seconds).await;
+        warmup_answered = warmup.ok + warmup.bad_status;
     }
     let started = Instant::now();
     let tally = phase(&client, spec, spec.seconds).await;
@@ -117,6 +121,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             tally.bytes as f64 / tally.ok as f64
         },
         first_error: tally.first_error,
+        warmup_answered,
     })
 }
 
