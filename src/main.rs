@@ -71,8 +71,9 @@ enum Cmd {
         #[arg(long)]
         bad_flag: Vec<String>,
     },
-    /// Measure time to rollback and watcher scale against the sandbox
-    /// (run with --release); prints Markdown for BENCHMARKS.md.
+    /// Measure time to rollback and watcher scale against the sandbox, or
+    /// (--dashboard) the dashboard and API under load (run with
+    /// --release); prints Markdown for BENCHMARKS.md.
     Bench {
         /// Time-to-rollback runs.
         #[arg(long, default_value_t = 50)]

@@ -197,3 +197,43 @@ pub async fn main(spec: LoadSpec) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts only: timings are never asserted.
+    #[tokio::test]
+    async fn every_due_request_is_sent_once_and_counted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/ok", axum::routing::get(|| async { "hello" }))
+            .route(
+                "/missing",
+                axum::routing::get(|| async { axum::http::StatusCode::NOT_FOUND }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let result = run(&LoadSpec {
+            urls: vec![
+                format!("http://{addr}/ok"),
+                format!("http://{addr}/missing"),
+            ],
+            rate: 100.0,
+            seconds: 0.2,
+            warmup_seconds: 0.05,
+            max_in_flight: 4,
+            timeout: Duration::from_secs(10),
+        })
+        .await
+        .unwrap();
+        assert_eq!(result.requests, 20);
+        assert_eq!(result.ok, 10);
+        assert_eq!(result.bad_status, 10);
+        assert_eq!((result.failed, result.not_sent), (0, 0));
+        assert_eq!(result.mean_bytes, 5.0);
+        assert!(result.warmup_answered >= 1);
+        assert!(result.p50_ms <= result.p99_ms && result.p99_ms <= result.max_ms);
+        assert!(result.first_error.unwrap().contains("404"));
+    }
+}
