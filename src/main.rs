@@ -71,8 +71,9 @@ enum Cmd {
         #[arg(long)]
         bad_flag: Vec<String>,
     },
-    /// Measure time to rollback and watcher scale against the sandbox
-    /// (run with --release); prints Markdown for BENCHMARKS.md.
+    /// Measure time to rollback and watcher scale against the sandbox, or
+    /// (--dashboard) the dashboard and API under load (run with
+    /// --release); prints Markdown for BENCHMARKS.md.
     Bench {
         /// Time-to-rollback runs.
         #[arg(long, default_value_t = 50)]
@@ -83,6 +84,47 @@ enum Cmd {
         /// Also write the report here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Instead: the dashboard and JSON API under load from another
+        /// process, on a seeded store (see BENCHMARKS.md, "Dashboard").
+        #[arg(long)]
+        dashboard: bool,
+        /// Dashboard: keep the seeded SQLite files in this directory and
+        /// reuse them on the next run.
+        #[arg(long)]
+        reuse: Option<PathBuf>,
+        /// Dashboard: rollouts in the main data set.
+        #[arg(long, default_value_t = 1000)]
+        dashboard_rollouts: usize,
+        /// Dashboard: audit entries in the main data set.
+        #[arg(long, default_value_t = 1_000_000)]
+        audit_entries: usize,
+        /// Dashboard: requests per second on each endpoint.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Dashboard: measured seconds per endpoint.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Dashboard: skip the data sets a tenth the size.
+        #[arg(long)]
+        no_scaling: bool,
+    },
+    /// The dashboard benchmark's load generator (open loop, run as a
+    /// process of its own); prints its figures as JSON.
+    #[command(hide = true)]
+    BenchLoad {
+        /// Requested in turn (repeatable).
+        #[arg(long, required = true)]
+        url: Vec<String>,
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup_seconds: f64,
+        #[arg(long, default_value_t = 256)]
+        max_in_flight: usize,
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
     },
     /// Check plan files, print the plan JSON Schema.
     #[command(subcommand)]
@@ -401,11 +443,54 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
+            dashboard: true,
+            reuse,
+            dashboard_rollouts,
+            audit_entries,
+            rate,
+            seconds,
+            no_scaling,
+            out,
+            ..
+        } => {
+            rollgate::bench::dashboard::run(rollgate::bench::dashboard::DashboardArgs {
+                reuse,
+                rollouts: dashboard_rollouts,
+                audit_entries,
+                rate,
+                seconds,
+                scaling: !no_scaling,
+                out,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
             runs,
             rollouts,
             out,
+            ..
         } => {
             rollgate::bench::run(runs, &rollouts, out.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BenchLoad {
+            url,
+            rate,
+            seconds,
+            warmup_seconds,
+            max_in_flight,
+            timeout_ms,
+        } => {
+            rollgate::bench::load::main(rollgate::bench::load::LoadSpec {
+                urls: url,
+                rate,
+                seconds,
+                warmup_seconds,
+                max_in_flight,
+                timeout: Duration::from_millis(timeout_ms),
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Plan(PlanCmd::Validate { files, output }) => {

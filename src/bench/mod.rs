@@ -6,7 +6,12 @@
 //!   visible (a guardrail with `consecutive = 1`) to flags restored and
 //!   verified, over many runs;
 //! - watcher scale: N active rollouts with 5 guardrail metrics each — calls
-//!   per tick against the minimum, tick wall time and CPU, process RSS.
+//!   per tick against the minimum, tick wall time and CPU, process RSS;
+//! - the dashboard and JSON API under load (`--dashboard`, in `dashboard`),
+//!   with the open-loop load generator of `rollgate bench-load` (`load`).
+
+pub mod dashboard;
+pub mod load;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
