@@ -616,6 +616,9 @@ struct Facts {
     /// Times bounding 1 % of the log, in its middle.
     since: String,
     until: String,
+    /// The seq range the store looks up for that window.
+    since_seq: i64,
+    until_seq: i64,
     /// A cursor halfway down the log.
     middle_seq: i64,
     file_mb: f64,
@@ -636,7 +639,7 @@ async fn facts(set: &DataSet, store: &Store) -> anyhow::Result<Facts> {
         .map(|r| r.try_get::<i64, _>("id"))
         .collect::<Result<_, _>>()?;
     let heavy_row = sqlx::query(
-        "SELECT rollout_id, COUNT(*) AS n FROM metric_points GROUP BY rollout_id ORDER BY n DESC, rollout_id LIMIT 1",
+        "SELECT rollout_id, COUNT(*) AS n FROM metric_ticks GROUP BY rollout_id ORDER BY n DESC, rollout_id LIMIT 1",
     )
     .fetch_optional(store.pool())
     .await?;
@@ -678,7 +681,19 @@ async fn facts(set: &DataSet, store: &Store) -> anyhow::Result<Facts> {
     };
     let since = at_seq(audit_entries * 40 / 100).await?;
     let until = at_seq(audit_entries * 41 / 100).await?;
+    let since_seq = scalar(
+        store,
+        &format!("SELECT seq FROM audit_log WHERE at >= '{since}' ORDER BY at LIMIT 1"),
+    )
+    .await?;
+    let until_seq = scalar(
+        store,
+        &format!("SELECT seq FROM audit_log WHERE at < '{until}' ORDER BY at DESC LIMIT 1"),
+    )
+    .await?;
     Ok(Facts {
+        since_seq,
+        until_seq,
         holding: scalar(
             store,
             "SELECT COUNT(*) FROM rollouts WHERE active_target IS NOT NULL",
@@ -690,7 +705,7 @@ async fn facts(set: &DataSet, store: &Store) -> anyhow::Result<Facts> {
         typical,
         typical_entries,
         audit_entries,
-        points: scalar(store, "SELECT COUNT(*) FROM metric_points").await?,
+        points: scalar(store, "SELECT COUNT(*) FROM metric_ticks").await?,
         memories: scalar(store, "SELECT COUNT(*) FROM watch_memory").await?,
         mid_rollout,
         since,
@@ -979,18 +994,21 @@ fn queries(f: &Facts, first_page: &[i64], since_hour: &str) -> Vec<Query> {
             "overview: a page of rollouts, holding ones first",
             format!(
                 "SELECT * FROM rollouts {ROLLOUT_WHERE} \
-                 ORDER BY CASE WHEN active_target IS NULL THEN 1 ELSE 0 END, id DESC LIMIT 51 OFFSET 0"
+                 ORDER BY (active_target IS NULL), id DESC LIMIT 51 OFFSET 0"
             ),
         ),
         q(
-            "overview: every watch memory",
-            "SELECT rollout_id, memory FROM watch_memory".into(),
+            "overview: the page's watch memories",
+            format!(
+                "SELECT rollout_id, memory FROM watch_memory WHERE rollout_id IN ({})",
+                ids.join(", ")
+            ),
         ),
         q(
             "overview: sparklines of the page's 50 rollouts (last hour)",
             format!(
-                "SELECT rollout_id, at, value FROM metric_points WHERE label = 'error_rate' AND at >= '{since_hour}' \
-                 AND kind = 'guardrail' AND rollout_id IN ({}) ORDER BY at",
+                "SELECT rollout_id, at, error_rate FROM metric_ticks \
+                 WHERE at >= '{since_hour}' AND rollout_id IN ({}) ORDER BY rollout_id, at",
                 ids.join(", ")
             ),
         ),
@@ -1006,14 +1024,26 @@ fn queries(f: &Facts, first_page: &[i64], since_hour: &str) -> Vec<Query> {
             ),
         ),
         q(
-            "rollout page: its last 500 audit entries (50 shown, the rest for chart markers)",
-            audit(&format!("rollout_id = {}", f.heavy), 500),
+            "rollout page: its newest 50 audit entries",
+            audit(&format!("rollout_id = {}", f.heavy), 50),
         ),
         q(
-            "rollout page: its chart points",
+            "rollout page: chart markers (phase changes, breaches, rollbacks; newest 200)",
             format!(
-                "SELECT kind, name, at, label, value, samples, verdict, threshold, reference \
-                 FROM metric_points WHERE rollout_id = {} AND at >= '' ORDER BY at",
+                "SELECT at, action, phase FROM audit_log WHERE rollout_id = {} AND action IN ({}) \
+                 ORDER BY seq DESC LIMIT 200",
+                f.heavy,
+                crate::store::MARKER_ACTIONS
+                    .iter()
+                    .map(|a| format!("'{}'", a.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        q(
+            "rollout page: its chart history",
+            format!(
+                "SELECT at, points FROM metric_ticks WHERE rollout_id = {} AND at >= '' ORDER BY at",
                 f.heavy
             ),
         ),
@@ -1028,8 +1058,28 @@ fn queries(f: &Facts, first_page: &[i64], since_hour: &str) -> Vec<Query> {
             audit(&format!("rollout_id = {}", f.mid_rollout), 51),
         ),
         q(
-            "audit page: time range",
-            audit(&format!("at >= '{}' AND at < '{}'", f.since, f.until), 51),
+            "audit page: time range, its first seq (one lookup in audit_log_at)",
+            format!(
+                "SELECT seq AS s FROM audit_log WHERE at >= '{}' ORDER BY at LIMIT 1",
+                f.since
+            ),
+        ),
+        q(
+            "audit page: time range, its last seq",
+            format!(
+                "SELECT seq AS s FROM audit_log WHERE at < '{}' ORDER BY at DESC LIMIT 1",
+                f.until
+            ),
+        ),
+        q(
+            "audit page: time range, the page (read along seq within the range)",
+            audit(
+                &format!(
+                    "(at || '') >= '{}' AND (at || '') < '{}' AND seq >= {} AND seq <= {}",
+                    f.since, f.until, f.since_seq, f.until_seq
+                ),
+                51,
+            ),
         ),
         q(
             "audit page: action + actor",
@@ -1097,9 +1147,8 @@ async fn plan(store: &Store, q: &Query) -> anyhow::Result<Planned> {
     })
 }
 
-/// What the overview does with the plans directory on every view: reads
-/// every plan file and parses it (for the "start a rollout" list). Median
-/// of 5, in this process.
+/// What the overview's plan list costs when its 5 s cache runs out: reads
+/// every plan file and parses it. Median of 5, in this process.
 fn plan_list_ms(dir: &Path) -> (usize, f64) {
     let mut times = Vec::new();
     let mut files = 0;
@@ -1284,7 +1333,7 @@ fn report(
         if main.peak_mb < 100.0 { "met" } else { "**missed**" },
         main.load_before,
     ));
-    t.push_str("The overview reads and parses every plan file on each view (its \"start a rollout\" list); in this process that takes:\n\n| data set | plan files | read + parse all |\n|---|---|---|\n");
+    t.push_str("The overview's \"start a rollout\" list reads and parses every plan file, at most once every 5 s (the service caches the valid names); one refresh in this process takes:\n\n| data set | plan files | read + parse all |\n|---|---|---|\n");
     for r in results.iter().rev() {
         t.push_str(&format!(
             "| {} | {} | {} |\n",

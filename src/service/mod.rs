@@ -84,7 +84,7 @@ pub struct Service {
     /// The audit chain's last verification.
     verified: Mutex<Option<Verification>>,
     /// The valid plans' names, and when they were read.
-    plan_names: Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    plan_names: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
 /// A plan name is a file stem: no paths, no hidden files.
@@ -113,7 +113,7 @@ impl Service {
             running: Mutex::default(),
             plans: Mutex::default(),
             verified: Mutex::default(),
-            plan_names: Mutex::default(),
+            plan_names: tokio::sync::Mutex::default(),
         }
     }
 

@@ -71,23 +71,29 @@ impl Service {
     }
 
     /// The names of the valid plans in the plans directory (read at most
-    /// every few seconds: the overview asks on every view).
-    pub fn valid_plan_names(&self) -> Vec<String> {
-        let mut cache = self.plan_names.lock().unwrap_or_else(|p| p.into_inner());
+    /// every few seconds: the overview asks on every view). The files are
+    /// read and parsed on a blocking thread, once, while other views wait.
+    pub async fn valid_plan_names(&self) -> Vec<String> {
+        let mut cache = self.plan_names.lock().await;
         if let Some((at, names)) = cache.as_ref()
             && at.elapsed() < PLAN_NAMES_FOR
         {
             return names.clone();
         }
-        let names: Vec<String> = crate::plan::load_dir(self.plans_dir())
-            .map(|files| {
-                files
-                    .into_iter()
-                    .filter(|f| Plan::parse(&f.name, &f.text).is_ok())
-                    .map(|f| f.name)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let dir = self.plans_dir().to_path_buf();
+        let names = tokio::task::spawn_blocking(move || {
+            crate::plan::load_dir(&dir)
+                .map(|files| {
+                    files
+                        .into_iter()
+                        .filter(|f| Plan::parse(&f.name, &f.text).is_ok())
+                        .map(|f| f.name)
+                        .collect::<Vec<String>>()
+                })
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
         *cache = Some((std::time::Instant::now(), names.clone()));
         names
     }

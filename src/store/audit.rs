@@ -240,13 +240,15 @@ impl Store {
         let to = match until {
             None => None,
             Some(t) => Some(
-                sqlx::query("SELECT seq AS s FROM audit_log WHERE at < $1 ORDER BY at DESC LIMIT 1")
-                    .bind(timestamp(t))
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .map(|r| r.try_get::<i64, _>("s"))
-                    .transpose()?
-                    .unwrap_or(0),
+                sqlx::query(
+                    "SELECT seq AS s FROM audit_log WHERE at < $1 ORDER BY at DESC LIMIT 1",
+                )
+                .bind(timestamp(t))
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<i64, _>("s"))
+                .transpose()?
+                .unwrap_or(0),
             ),
         };
         Ok((from, to))

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use audit::AuditFilter;
+pub use audit::{AuditFilter, MARKER_ACTIONS};
 pub use points::Sparkline;
 pub use rollouts::{Patch, PlanUse, RolloutFilter};
 

@@ -196,7 +196,7 @@ async fn build(app: &AppState, q: OverviewQuery) -> Result<OverviewPage, PageErr
             }
         })
         .collect();
-    let plans = service.valid_plan_names();
+    let plans = service.valid_plan_names().await;
     Ok(OverviewPage {
         chrome: Chrome::new(app, "overview"),
         rows,
