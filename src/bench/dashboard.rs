@@ -43,6 +43,9 @@ const AUDIT_BATCH: usize = 10_000;
 const HEAVY_ROLLOUTS: usize = 5;
 /// The watcher's bound on points per series.
 const POINTS_CAP: usize = 720;
+/// How often the watcher keeps a chart row per rollout at its default
+/// 10 s tick (`watcher::decide::points_every`).
+const KEPT_EVERY: TimeDelta = TimeDelta::minutes(1);
 /// One rollout in this many keeps only the audit entries the service wrote
 /// for it (a typical page); the others get the replayed bulk of the log.
 const QUIET_EVERY: i64 = 4;
@@ -224,8 +227,8 @@ fn wander(base: Option<f64>, id: i64, j: usize) -> Option<f64> {
 }
 
 /// The chart history: every rollout gets an hour of points (one a minute,
-/// as the watcher keeps them) for each series it has, the heavy ones a full
-/// 720. Series come from the points the watcher recorded; a rollout it
+/// as the watcher keeps them at its default 10 s tick) for each series it
+/// has, the heavy ones a full 720 (12 hours). Series come from the points the watcher recorded; a rollout it
 /// recorded none for (it ended before the tick) gets the guardrails'
 /// series. Returns (points written, heavy rollout ids).
 async fn fill_points(store: &Store, rollouts: usize) -> anyhow::Result<(usize, Vec<RolloutId>)> {
@@ -265,7 +268,7 @@ async fn fill_points(store: &Store, rollouts: usize) -> anyhow::Result<(usize, V
         for t in templates {
             for j in 1..=count {
                 let mut p = t.clone();
-                p.at = now - TimeDelta::minutes(j as i64);
+                p.at = now - KEPT_EVERY * j as i32;
                 p.value = wander(t.value, id.0, j);
                 p.samples = t.samples.max(100);
                 if p.verdict == Verdict::InsufficientData && p.value.is_some() {
@@ -303,7 +306,7 @@ async fn refresh_points(store: &Store) -> anyhow::Result<usize> {
         }
         let mut batch = Vec::new();
         for t in latest.values() {
-            let from = (t.at + TimeDelta::minutes(1)).max(now - TimeDelta::minutes(60));
+            let from = (t.at + KEPT_EVERY).max(now - TimeDelta::minutes(60));
             let mut at = from;
             let mut j = 0;
             while at <= now {
@@ -311,7 +314,7 @@ async fn refresh_points(store: &Store) -> anyhow::Result<usize> {
                 p.at = at;
                 p.value = wander(t.value, r.id.0, j);
                 batch.push((r.id, p));
-                at += TimeDelta::minutes(1);
+                at += KEPT_EVERY;
                 j += 1;
             }
         }
@@ -544,6 +547,7 @@ impl ServerProcess {
             if let Ok(r) = http.get(format!("{}/healthz", server.url)).send().await
                 && r.status().is_success()
             {
+                server.settle().await;
                 return Ok(server);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -571,6 +575,26 @@ impl ServerProcess {
     }
 
     /// User + system CPU seconds so far.
+    /// Waits (up to 2 min) until the server is idle: at start it verifies
+    /// the audit chain in the background (seconds of CPU on a million
+    /// entries), which is not the cost of any request.
+    async fn settle(&self) {
+        let mut quiet = 0;
+        for _ in 0..480 {
+            let before = self.cpu_seconds();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Under 4 % of a core over the quarter second, twice in a row.
+            quiet = if self.cpu_seconds() - before < 0.011 {
+                quiet + 1
+            } else {
+                0
+            };
+            if quiet == 2 {
+                return;
+            }
+        }
+    }
+
     fn cpu_seconds(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
@@ -619,6 +643,8 @@ struct Facts {
     /// The seq range the store looks up for that window.
     since_seq: i64,
     until_seq: i64,
+    /// The heavy rollout's chart times a chart draws (the page reads those).
+    heavy_drawn: Vec<String>,
     /// A cursor halfway down the log.
     middle_seq: i64,
     file_mb: f64,
@@ -691,9 +717,22 @@ async fn facts(set: &DataSet, store: &Store) -> anyhow::Result<Facts> {
         &format!("SELECT seq FROM audit_log WHERE at < '{until}' ORDER BY at DESC LIMIT 1"),
     )
     .await?;
+    let heavy_ats: Vec<String> =
+        sqlx::query("SELECT at FROM metric_ticks WHERE rollout_id = $1 ORDER BY at")
+            .bind(heavy)
+            .fetch_all(store.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get("at"))
+            .collect::<Result<_, _>>()?;
+    let heavy_drawn = crate::web::pages::render::chart_indices(heavy_ats.len())
+        .into_iter()
+        .map(|i| heavy_ats[i].clone())
+        .collect();
     Ok(Facts {
         since_seq,
         until_seq,
+        heavy_drawn,
         holding: scalar(
             store,
             "SELECT COUNT(*) FROM rollouts WHERE active_target IS NOT NULL",
@@ -1005,10 +1044,11 @@ fn queries(f: &Facts, first_page: &[i64], since_hour: &str) -> Vec<Query> {
             ),
         ),
         q(
-            "overview: sparklines of the page's 50 rollouts (last hour)",
+            "overview: sparklines of the page's 50 rollouts (last hour, a value a minute)",
             format!(
-                "SELECT rollout_id, at, error_rate FROM metric_ticks \
-                 WHERE at >= '{since_hour}' AND rollout_id IN ({}) ORDER BY rollout_id, at",
+                "SELECT rollout_id, substr(at, 1, 16) AS minute, MAX(error_rate) AS error_rate \
+                 FROM metric_ticks WHERE at >= '{since_hour}' AND rollout_id IN ({}) \
+                 GROUP BY rollout_id, substr(at, 1, 16) ORDER BY rollout_id, minute",
                 ids.join(", ")
             ),
         ),
@@ -1041,10 +1081,22 @@ fn queries(f: &Facts, first_page: &[i64], since_hour: &str) -> Vec<Query> {
             ),
         ),
         q(
-            "rollout page: its chart history",
+            "rollout page: its chart times (the index alone)",
             format!(
-                "SELECT at, points FROM metric_ticks WHERE rollout_id = {} AND at >= '' ORDER BY at",
+                "SELECT at FROM metric_ticks WHERE rollout_id = {} AND at >= '' ORDER BY at",
                 f.heavy
+            ),
+        ),
+        q(
+            "rollout page: the ticks its charts draw",
+            format!(
+                "SELECT at, points FROM metric_ticks WHERE rollout_id = {} AND at IN ({}) ORDER BY at",
+                f.heavy,
+                f.heavy_drawn
+                    .iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         q(
@@ -1281,7 +1333,7 @@ fn report(
          {} audit entries (hash chain verified), {} chart points ({} for the heaviest rollout), \
          {} watch memories; SQLite file {:.0} MB. \
          Server: `rollgate serve` in its own process, watcher off (`--watch-interval 0`), \
-         reconciler on; started in {:.1} s. Load: `rollgate bench-load` in a third process, \
+         reconciler on; answering and idle in {:.1} s (the start-up verification of the audit chain runs first, and every measurement waits for it). Load: `rollgate bench-load` in a third process, \
          {} requests/s open loop for {} s per endpoint after 2 s of warm-up, latency from each \
          request's due time, keep-alive connections on loopback.\n\n",
         main.set.label(),

@@ -10,6 +10,7 @@
 
 mod errors;
 mod read;
+mod sparks;
 mod watch;
 mod writes;
 
@@ -83,8 +84,19 @@ pub struct Service {
     plans: Mutex<HashMap<String, Result<Arc<Plan>, String>>>,
     /// The audit chain's last verification.
     verified: Mutex<Option<Verification>>,
+    /// The overview's sparklines, reused for a few seconds.
+    sparks: Mutex<sparks::SparkCache>,
     /// The valid plans' names, and when they were read.
-    plan_names: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    plan_names: Mutex<PlanNames>,
+}
+
+/// The valid plans' names as last read.
+#[derive(Default)]
+struct PlanNames {
+    read_at: Option<std::time::Instant>,
+    names: Arc<Vec<String>>,
+    /// A caller is reading them again.
+    refreshing: bool,
 }
 
 /// A plan name is a file stem: no paths, no hidden files.
@@ -113,8 +125,17 @@ impl Service {
             running: Mutex::default(),
             plans: Mutex::default(),
             verified: Mutex::default(),
-            plan_names: tokio::sync::Mutex::default(),
+            sparks: Mutex::default(),
+            plan_names: Mutex::default(),
         }
+    }
+
+    fn plan_names(&self) -> std::sync::MutexGuard<'_, PlanNames> {
+        self.plan_names.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sparks(&self) -> std::sync::MutexGuard<'_, sparks::SparkCache> {
+        self.sparks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn telemetry(&self) -> &Telemetry {

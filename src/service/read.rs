@@ -43,13 +43,14 @@ impl Service {
         Ok(self.store.watch_memories_of(ids).await?)
     }
 
-    /// A rollout's chart points since `since`, oldest first.
-    pub async fn points(
+    /// A rollout's chart points, oldest first, of at most as many ticks as
+    /// a chart draws (see `render::chart_indices`).
+    pub async fn chart_points(
         &self,
         id: RolloutId,
-        since: Option<DateTime<Utc>>,
+        pick: impl FnOnce(usize) -> Vec<usize>,
     ) -> Result<Vec<MetricPoint>, ServiceError> {
-        Ok(self.store.points(id, since).await?)
+        Ok(self.store.points_of_rows(id, None, pick).await?)
     }
 
     /// The error rate of several rollouts since `since`, for sparklines.
@@ -58,7 +59,14 @@ impl Service {
         ids: &[RolloutId],
         since: DateTime<Utc>,
     ) -> Result<HashMap<RolloutId, Sparkline>, ServiceError> {
-        Ok(self.store.error_rate_sparklines(ids, since).await?)
+        let now = std::time::Instant::now();
+        let (mut found, missing) = self.sparks().lookup(ids, since, now);
+        if !missing.is_empty() {
+            let read = self.store.error_rate_sparklines(&missing, since).await?;
+            self.sparks().store(&missing, &read, since, now);
+            found.extend(read);
+        }
+        Ok(found)
     }
 
     /// A rollout's chart markers, newest first: (time, action, phase).
@@ -70,31 +78,50 @@ impl Service {
         Ok(self.store.marker_entries(id, limit).await?)
     }
 
-    /// The names of the valid plans in the plans directory (read at most
-    /// every few seconds: the overview asks on every view). The files are
-    /// read and parsed on a blocking thread, once, while other views wait.
-    pub async fn valid_plan_names(&self) -> Vec<String> {
-        let mut cache = self.plan_names.lock().await;
-        if let Some((at, names)) = cache.as_ref()
-            && at.elapsed() < PLAN_NAMES_FOR
+    /// The names of the valid plans in the plans directory, read at most
+    /// every few seconds (the overview asks on every view). The files are
+    /// read and parsed on a blocking thread by one caller while the others
+    /// keep the names read before, so no view waits for a refresh but the
+    /// very first.
+    pub async fn valid_plan_names(&self) -> Arc<Vec<String>> {
+        let now = std::time::Instant::now();
         {
-            return names.clone();
+            let mut cache = self.plan_names();
+            match cache.read_at {
+                Some(at) if now.duration_since(at) < PLAN_NAMES_FOR => {
+                    return cache.names.clone();
+                }
+                Some(_) if cache.refreshing => return cache.names.clone(),
+                _ => cache.refreshing = true,
+            }
         }
+        // Cleared however this call ends (a client that goes away drops it).
+        struct Refreshing<'a>(&'a Service);
+        impl Drop for Refreshing<'_> {
+            fn drop(&mut self) {
+                self.0.plan_names().refreshing = false;
+            }
+        }
+        let _refreshing = Refreshing(self);
         let dir = self.plans_dir().to_path_buf();
-        let names = tokio::task::spawn_blocking(move || {
-            crate::plan::load_dir(&dir)
-                .map(|files| {
-                    files
-                        .into_iter()
-                        .filter(|f| Plan::parse(&f.name, &f.text).is_ok())
-                        .map(|f| f.name)
-                        .collect::<Vec<String>>()
-                })
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
-        *cache = Some((std::time::Instant::now(), names.clone()));
+        let names = Arc::new(
+            tokio::task::spawn_blocking(move || {
+                crate::plan::load_dir(&dir)
+                    .map(|files| {
+                        files
+                            .into_iter()
+                            .filter(|f| Plan::parse(&f.name, &f.text).is_ok())
+                            .map(|f| f.name)
+                            .collect::<Vec<String>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default(),
+        );
+        let mut cache = self.plan_names();
+        cache.read_at = Some(std::time::Instant::now());
+        cache.names = names.clone();
         names
     }
 

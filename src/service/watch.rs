@@ -318,7 +318,9 @@ impl Service {
         &self,
         points: &[(RolloutId, crate::domain::MetricPoint)],
     ) -> Result<(), ServiceError> {
-        Ok(self.store.insert_points(points).await?)
+        let result = self.store.insert_points(points).await;
+        self.sparks().forget(points.iter().map(|(id, _)| *id));
+        Ok(result?)
     }
 
     /// Bounds a rollout's chart history (see `Store::thin_points`).

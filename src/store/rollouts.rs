@@ -4,6 +4,7 @@
 //! version the watcher looked at.
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -34,6 +35,8 @@ pub struct RolloutFilter {
     pub function: Option<String>,
     /// Rollouts that hold their function (in progress) first, then newest first.
     pub holding_first: bool,
+    /// Only rollouts with a smaller id (a cursor for newest-first pages).
+    pub before: Option<RolloutId>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }
@@ -219,20 +222,28 @@ impl Store {
             "id DESC"
         };
         // Only fixed text is formatted in; values are bound.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM rollouts \
              WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR plan_name = $2) \
              AND ($3 IS NULL OR target_function = $3 OR function_name = $3 OR function_arn = $3) \
+             AND id < $4 \
              ORDER BY {order} LIMIT {} OFFSET {}",
             filter.limit.unwrap_or(i64::MAX).max(0),
             filter.offset.unwrap_or(0).max(0)
-        )))
-        .bind(filter.state.map(|s| s.as_str().to_string()))
-        .bind(filter.plan.clone())
-        .bind(filter.function.clone())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rollout_from_row).collect()
+        );
+        // Decoded as the rows arrive, so a long list never holds every raw
+        // row as well as every rollout.
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.state.map(|s| s.as_str().to_string()))
+            .bind(filter.plan.clone())
+            .bind(filter.function.clone())
+            .bind(filter.before.map_or(i64::MAX, |id| id.0))
+            .fetch(&self.pool);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            out.push(rollout_from_row(&row)?);
+        }
+        Ok(out)
     }
 
     /// Every rollout of plan `name`: which version (hash) each ran.
@@ -475,26 +486,36 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
     let plan_text: String = row.try_get("plan_text")?;
     let target_function: String = row.try_get("target_function")?;
     let desired_flags = from_json(&row.try_get::<String, _>("desired_flags")?)?;
-    // Rows from before these were kept: derived from the plan snapshot (and
-    // stored at start-up). A snapshot that no longer parses yields no
-    // phases: such a rollout can only be abandoned, never "rolled back" to
-    // made-up flags.
-    let derived = || crate::plan::Plan::parse(&plan_name, &plan_text).ok();
-    let phases: Vec<PhaseFlags> = match opt_json(row, "phases")? {
+    // Rows from before these were kept (their `phases` is NULL) derive them
+    // from the plan snapshot, parsed once (and store them at start-up). A
+    // snapshot that no longer parses yields no phases: such a rollout can
+    // only be abandoned, never "rolled back" to made-up flags. Kept rows
+    // never parse: a NULL region there means the plan names none.
+    let kept_phases: Option<Vec<PhaseFlags>> = opt_json(row, "phases")?;
+    let derived = match kept_phases {
+        Some(_) => None,
+        None => crate::plan::Plan::parse(&plan_name, &plan_text).ok(),
+    };
+    let phases: Vec<PhaseFlags> = match kept_phases {
         Some(p) => p,
-        None => derived().map(|p| phase_flags(&p)).unwrap_or_default(),
+        None => derived.as_ref().map(phase_flags).unwrap_or_default(),
     };
     let rollback_to: RollbackTarget = match opt_json(row, "rollback_to")? {
         Some(r) => r,
-        None => derived().map_or(RollbackTarget::Baseline, |p| p.rollback),
+        None => derived
+            .as_ref()
+            .map_or(RollbackTarget::Baseline, |p| p.rollback),
     };
     let webhooks: Vec<String> = match opt_json(row, "webhooks")? {
         Some(w) => w,
-        None => derived().map(|p| p.webhooks).unwrap_or_default(),
+        None => derived
+            .as_ref()
+            .map(|p| p.webhooks.clone())
+            .unwrap_or_default(),
     };
     let region: Option<String> = match row.try_get::<Option<String>, _>("region")? {
         Some(r) => Some(r),
-        None => derived().and_then(|p| p.target.region),
+        None => derived.as_ref().and_then(|p| p.target.region.clone()),
     };
     let function_arn: Option<String> = row.try_get("function_arn")?;
     let function_name: Option<String> = row.try_get("function_name")?;

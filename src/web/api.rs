@@ -295,21 +295,38 @@ async fn list_rollouts(
     if let Some(p) = &q.plan {
         text::check("plan", p, MAX_NAME_BYTES)?;
     }
-    let rollouts = app
+    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let mut rollouts = app
         .service
         .rollouts(&RolloutFilter {
             state,
             plan: q.plan,
+            before: q.cursor.map(RolloutId),
+            limit: q.limit.map(|l| l + 1),
             ..RolloutFilter::default()
         })
         .await?;
+    let next_cursor = match q.limit {
+        Some(l) if rollouts.len() as i64 > l => {
+            rollouts.truncate(l as usize);
+            rollouts.last().map(|r| r.id.0)
+        }
+        _ => None,
+    };
     let now = Utc::now();
     let freshness = app.service.freshness();
     Ok(axum::Json(RolloutList {
+        // Each rollout is dropped once its view is made: a long list never
+        // holds both in full.
         rollouts: rollouts
-            .iter()
-            .map(|r| RolloutView::new(r, app.service.plan_of(r), freshness, now))
+            .into_iter()
+            .map(|r| RolloutView::new(&r, app.service.plan_of(&r), freshness, now))
             .collect(),
+        next_cursor,
     }))
 }
 

@@ -54,11 +54,29 @@ impl DemoHooks {
     }
 }
 
+/// Page and API requests handled at once; more wait their turn. The
+/// database pool has at most 8 connections (4 on SQLite), so
+/// more in flight only adds memory (each holds its rows and its body) and
+/// tail latency; probes and metrics are not held back by it.
+pub const MAX_CONCURRENT_REQUESTS: usize = 8;
+
 pub fn router(state: AppState) -> Router {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let limited = Router::new()
+        .merge(api::router())
+        .merge(pages::router())
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let permits = permits.clone();
+                async move {
+                    // The semaphore is never closed, so acquiring cannot fail.
+                    let _permit = permits.acquire_owned().await.ok();
+                    next.run(req).await
+                }
+            },
+        ));
     layers(
-        Router::new()
-            .merge(api::router())
-            .merge(pages::router())
+        limited
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))

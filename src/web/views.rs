@@ -156,7 +156,11 @@ fn attention(r: &Rollout, plan_error: Option<String>) -> Vec<String> {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolloutList {
+    /// Newest first.
     pub rollouts: Vec<RolloutView>,
+    /// With `limit`: pass as `cursor` to get the next (older) page; null on
+    /// the last page.
+    pub next_cursor: Option<i64>,
 }
 
 /// Query of `GET /api/v1/rollouts`.
@@ -167,6 +171,10 @@ pub struct RolloutQuery {
     pub state: Option<String>,
     /// Only rollouts of this plan.
     pub plan: Option<String>,
+    /// At most this many (1 to 1000); every matching rollout without it.
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page: rollouts older than it.
+    pub cursor: Option<i64>,
 }
 
 /// Body of `POST /api/v1/rollouts`.

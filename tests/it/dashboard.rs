@@ -442,3 +442,124 @@ async fn static_files_are_served_from_the_binary_with_cache_headers() {
     );
     let _ = Duration::ZERO;
 }
+
+/// Sparklines read one value a minute, the minute's worst, whatever the
+/// watcher's tick: six 10 s ticks of a minute become one point, a minute
+/// with no error rate stays a gap, and rollouts do not mix.
+async fn sparklines_keep_each_minutes_worst_error_rate(db: Db) {
+    use chrono::{TimeZone, Utc};
+    use rollgate::domain::{MetricPoint, PointKind, RolloutId};
+    use rollgate::metrics::eval::Verdict;
+    use rollgate::store::Store;
+
+    let app = spawn_app(db).await;
+    let store = Store::connect(&app.database_url).await.unwrap();
+    let point = |minute: u32, second: u32, value: Option<f64>| MetricPoint {
+        kind: PointKind::Guardrail,
+        name: "errors".into(),
+        label: "error_rate".into(),
+        at: Utc
+            .with_ymd_and_hms(2026, 11, 25, 10, minute, second)
+            .unwrap(),
+        value,
+        samples: 100,
+        verdict: Verdict::Pass,
+        threshold: Some(0.05),
+        reference: None,
+    };
+    let mut points = Vec::new();
+    for s in [0, 10, 20, 30, 40, 50] {
+        // Minute 1 peaks at 0.04 on its fourth tick; minute 2 has no value.
+        let v = if s == 30 { 0.04 } else { 0.01 };
+        points.push((RolloutId(1), point(1, s, Some(v))));
+        points.push((RolloutId(1), point(2, s, None)));
+        points.push((RolloutId(2), point(1, s, Some(0.5))));
+    }
+    points.push((RolloutId(1), point(3, 5, Some(0.02))));
+    // Before `since`: not shown.
+    points.push((RolloutId(1), point(0, 30, Some(0.9))));
+    store.insert_points(&points).await.unwrap();
+
+    let since = Utc.with_ymd_and_hms(2026, 11, 25, 10, 1, 0).unwrap();
+    let sparks = store
+        .error_rate_sparklines(&[RolloutId(1), RolloutId(2)], since)
+        .await
+        .unwrap();
+    let minute = |m| Utc.with_ymd_and_hms(2026, 11, 25, 10, m, 0).unwrap();
+    assert_eq!(
+        sparks[&RolloutId(1)],
+        vec![
+            (minute(1), Some(0.04)),
+            (minute(2), None),
+            (minute(3), Some(0.02))
+        ]
+    );
+    assert_eq!(sparks[&RolloutId(2)], vec![(minute(1), Some(0.5))]);
+}
+crate::on_both_databases!(sparklines_keep_each_minutes_worst_error_rate);
+
+/// A long history is sampled before it is decoded: of 300 ticks the rollout
+/// page reads the 240 a chart draws (the newest 60 as they are, an even
+/// sample of the older ones), each with all its metrics; a short one is
+/// read whole.
+async fn long_chart_histories_read_only_the_ticks_drawn(db: Db) {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use rollgate::domain::{MetricPoint, PointKind, RolloutId};
+    use rollgate::metrics::eval::Verdict;
+    use rollgate::store::Store;
+    use rollgate::web::pages::render::chart_indices;
+
+    let app = spawn_app(db).await;
+    let store = Store::connect(&app.database_url).await.unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+    let point = |i: i64, label: &str| MetricPoint {
+        kind: PointKind::Guardrail,
+        name: label.into(),
+        label: label.into(),
+        at: t0 + TimeDelta::minutes(i),
+        value: Some(i as f64),
+        samples: 100,
+        verdict: Verdict::Pass,
+        threshold: None,
+        reference: None,
+    };
+    let mut points = Vec::new();
+    for i in 0..300 {
+        points.push((RolloutId(1), point(i, "error_rate")));
+        points.push((RolloutId(1), point(i, "duration_p99")));
+    }
+    for i in 0..10 {
+        points.push((RolloutId(2), point(i, "error_rate")));
+    }
+    store.insert_points(&points).await.unwrap();
+
+    let read = store
+        .points_of_rows(RolloutId(1), None, chart_indices)
+        .await
+        .unwrap();
+    let minutes: Vec<i64> = read
+        .iter()
+        .filter(|p| p.label == "error_rate")
+        .map(|p| (p.at - t0).num_minutes())
+        .collect();
+    let want: Vec<i64> = chart_indices(300).into_iter().map(|i| i as i64).collect();
+    assert_eq!(minutes, want);
+    assert_eq!((minutes.len(), minutes[0]), (240, 0));
+    assert_eq!(
+        minutes[180..],
+        (240..300).collect::<Vec<i64>>()[..],
+        "the newest 60 as they are"
+    );
+    assert_eq!(read.len(), 480, "every metric of each tick read");
+    assert!(
+        read.iter()
+            .all(|p| p.value == Some((p.at - t0).num_minutes() as f64))
+    );
+
+    let short = store
+        .points_of_rows(RolloutId(2), None, chart_indices)
+        .await
+        .unwrap();
+    assert_eq!(short.len(), 10);
+}
+crate::on_both_databases!(long_chart_histories_read_only_the_ticks_drawn);

@@ -445,3 +445,50 @@ async fn ops_endpoints_and_openapi() {
         );
     }
 }
+
+/// `GET /api/v1/rollouts?limit=N` pages newest first; `next_cursor` leads
+/// to the next older page and is null on the last; without `limit` every
+/// rollout comes back; a limit out of range is a 400.
+async fn the_rollout_list_pages_newest_first_by_cursor(db: Db) {
+    let app = spawn_app(db).await;
+    for _ in 0..3 {
+        let id = app.start_seed().await["id"].as_i64().unwrap();
+        let (status, body) = app.command(id, "abandon", "next").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let ids = |body: &serde_json::Value| -> Vec<i64> {
+        body["rollouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (status, all) = app.get("/api/v1/rollouts").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        (ids(&all), all["next_cursor"].clone()),
+        (vec![3, 2, 1], serde_json::Value::Null)
+    );
+
+    let (_, first) = app.get("/api/v1/rollouts?limit=2").await;
+    assert_eq!(
+        (ids(&first), first["next_cursor"].as_i64()),
+        (vec![3, 2], Some(2))
+    );
+    let (_, second) = app.get("/api/v1/rollouts?limit=2&cursor=2").await;
+    assert_eq!(
+        (ids(&second), second["next_cursor"].clone()),
+        (vec![1], serde_json::Value::Null)
+    );
+    let (_, filtered) = app
+        .get("/api/v1/rollouts?state=abandoned&limit=3&cursor=3")
+        .await;
+    assert_eq!(ids(&filtered), vec![2, 1]);
+
+    for bad in ["limit=0", "limit=1001", "limit=x", "cursor=y"] {
+        let (status, body) = app.get(&format!("/api/v1/rollouts?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+on_both_databases!(the_rollout_list_pages_newest_first_by_cursor);

@@ -56,7 +56,7 @@ pub struct OverviewPage {
     pub state: String,
     pub function: String,
     pub states: Vec<&'static str>,
-    pub plans: Vec<String>,
+    pub plans: std::sync::Arc<Vec<String>>,
     pub prev: Option<String>,
     pub next: Option<String>,
     /// This page's own URL (live refresh fetches it again).

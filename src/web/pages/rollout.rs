@@ -489,7 +489,9 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
         });
     let mut marks = service.marker_entries(id, MARKERS_READ).await?;
     marks.reverse();
-    let points = service.points(id, None).await?;
+    // Ticks are sampled before their JSON is decoded; a tick holds every
+    // metric, so each chart keeps the same times as if sampled after.
+    let points = service.chart_points(id, render::chart_indices).await?;
     let charts = render::charts(&points, r.baseline.as_ref(), &render::markers(&marks));
     let demo_flags = match (&app.demo, plan_ref) {
         (Some(_), Some(p)) if !r.state.is_terminal() => r
