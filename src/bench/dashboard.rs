@@ -876,6 +876,13 @@ async fn endpoints(
             matching: None,
         });
         out.push(Endpoint {
+            name: "API: a page of 100 rollouts".into(),
+            shown: "/api/v1/rollouts?limit=100".into(),
+            urls: vec![format!("{base}/api/v1/rollouts?limit=100")],
+            target_ms: None,
+            matching: None,
+        });
+        out.push(Endpoint {
             name: "API: one rollout, every rollout in turn".into(),
             shown: "/api/v1/rollouts/{1..N}".into(),
             urls: f
@@ -1012,7 +1019,8 @@ struct Query {
 }
 
 const ROLLOUT_WHERE: &str = "WHERE (NULL IS NULL OR state = NULL) AND (NULL IS NULL OR plan_name = NULL) \
-     AND (NULL IS NULL OR target_function = NULL OR function_name = NULL OR function_arn = NULL)";
+     AND (NULL IS NULL OR target_function = NULL OR function_name = NULL OR function_arn = NULL) \
+     AND id < 9223372036854775807";
 const AUDIT_COLUMNS: &str = "seq, at, actor, action, rollout_id, phase, flags_before, flags_after, \
      reason, outcome, detail, prev_hash, hash";
 
@@ -1149,6 +1157,10 @@ fn queries(f: &Facts, first_page: &[i64], since_hour: &str) -> Vec<Query> {
             format!(
                 "SELECT * FROM rollouts {ROLLOUT_WHERE} ORDER BY id DESC LIMIT 9223372036854775807 OFFSET 0"
             ),
+        ),
+        q(
+            "API: a page of 100 rollouts",
+            format!("SELECT * FROM rollouts {ROLLOUT_WHERE} ORDER BY id DESC LIMIT 101 OFFSET 0"),
         ),
         q(
             "API: audit, action (limit 100)",

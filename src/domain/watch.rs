@@ -133,6 +133,10 @@ pub struct MetricPoint {
     /// The metric (`error_rate`, `duration_p99`, a custom metric's name).
     pub label: String,
     pub at: DateTime<Utc>,
+    /// The period the value covers, in seconds, ending at `at` (the
+    /// guardrail's or gate's window; none for an alarm's state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u64>,
     pub value: Option<f64>,
     pub samples: u64,
     pub verdict: Verdict,
@@ -141,12 +145,20 @@ pub struct MetricPoint {
 }
 
 impl MetricPoint {
-    pub fn of(kind: PointKind, name: &str, label: &str, at: DateTime<Utc>, e: &Evaluation) -> Self {
+    pub fn of(
+        kind: PointKind,
+        name: &str,
+        label: &str,
+        at: DateTime<Utc>,
+        window_secs: Option<u64>,
+        e: &Evaluation,
+    ) -> Self {
         MetricPoint {
             kind,
             name: name.to_string(),
             label: label.to_string(),
             at,
+            window_secs,
             value: e.observed,
             samples: e.samples,
             verdict: e.verdict,

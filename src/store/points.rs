@@ -44,6 +44,9 @@ struct Stored {
     kind: PointKind,
     name: String,
     label: String,
+    /// Absent in rows kept before the window was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window_secs: Option<u64>,
     value: Option<f64>,
     samples: u64,
     verdict: Verdict,
@@ -79,6 +82,7 @@ impl Store {
                         kind: p.kind,
                         name: p.name.clone(),
                         label: p.label.clone(),
+                        window_secs: p.window_secs,
                         value: p.value,
                         samples: p.samples,
                         verdict: p.verdict,
@@ -192,6 +196,7 @@ impl Store {
                 name: p.name,
                 label: p.label,
                 at,
+                window_secs: p.window_secs,
                 value: p.value,
                 samples: p.samples,
                 verdict: p.verdict,

@@ -384,7 +384,14 @@ pub fn judge(input: &Input<'_>) -> Judgement {
                 .zip(&gates)
                 .map(|(g, r)| {
                     let label = metric_label(&g.condition.metric);
-                    MetricPoint::of(PointKind::Gate, &r.name, &label, input.now, &r.evaluation)
+                    MetricPoint::of(
+                        PointKind::Gate,
+                        &r.name,
+                        &label,
+                        input.now,
+                        Some(g.window.as_secs()),
+                        &r.evaluation,
+                    )
                 })
                 .collect(),
         ));
@@ -484,6 +491,7 @@ fn judge_guardrails(
                     &g.name,
                     &label,
                     input.now,
+                    Some(g.window.as_secs()),
                     &e,
                 ));
                 e

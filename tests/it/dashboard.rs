@@ -461,6 +461,7 @@ async fn sparklines_keep_each_minutes_worst_error_rate(db: Db) {
         at: Utc
             .with_ymd_and_hms(2026, 11, 25, 10, minute, second)
             .unwrap(),
+        window_secs: Some(300),
         value,
         samples: 100,
         verdict: Verdict::Pass,
@@ -517,6 +518,7 @@ async fn long_chart_histories_read_only_the_ticks_drawn(db: Db) {
         name: label.into(),
         label: label.into(),
         at: t0 + TimeDelta::minutes(i),
+        window_secs: Some(300),
         value: Some(i as f64),
         samples: 100,
         verdict: Verdict::Pass,
@@ -554,6 +556,10 @@ async fn long_chart_histories_read_only_the_ticks_drawn(db: Db) {
     assert!(
         read.iter()
             .all(|p| p.value == Some((p.at - t0).num_minutes() as f64))
+    );
+    assert!(
+        read.iter().all(|p| p.window_secs == Some(300)),
+        "each value is kept with the period it covers"
     );
 
     let short = store

@@ -418,6 +418,7 @@ mod tests {
             name: name.into(),
             label: "error_rate".into(),
             at: t0 + TimeDelta::minutes(min),
+            window_secs: Some(300),
             value: Some(v),
             samples: 100,
             verdict: Verdict::Pass,
