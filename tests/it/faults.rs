@@ -9,7 +9,7 @@ use aws_sdk_lambda::types::Environment;
 use serde_json::{Value, json};
 
 use crate::common::{
-    Db, FUNCTION, Options, UNRELATED, spawn_app, spawn_app_with, spawn_app_with_plans,
+    Db, FUNCTION, Options, UNRELATED, fast_retry, spawn_app, spawn_app_with, spawn_app_with_plans,
 };
 
 async fn last_write(app: &crate::common::TestApp, id: i64) -> Value {
@@ -52,7 +52,20 @@ async fn server_errors_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_in_progress_is_waited_out_and_kept() {
-    let app = spawn_app(Db::Sqlite).await;
+    // The update stays in progress for 600 ms, so the advance surely meets
+    // it; 20 attempts (up to 100 ms apart, with jitter) surely outlast it,
+    // however loaded the machine: the wait is tested, not its speed.
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            retry: rollgate::backend::RetryPolicy {
+                max_attempts: 20,
+                ..fast_retry()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
     let id = app.start_seed().await["id"].as_i64().unwrap();
     app.sandbox.set_update_delay(Duration::from_millis(600));
     // Someone else updates the function just before the advance.
