@@ -331,7 +331,13 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
 
 /// This process's user + system CPU time, from /proc (Linux).
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_of("self")
+}
+
+/// A process's user + system CPU time (`pid` a number or `self`), from
+/// /proc (Linux); 0 when it cannot be read.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
     // Fields after the command name (which may contain spaces).
