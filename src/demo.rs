@@ -18,8 +18,10 @@ const SEED_PLAN: &str = include_str!("../rollout-plans/dixon-smart-repair.toml")
 pub const DEMO_PLAN: &str = "dixon-smart-repair-demo";
 
 /// The seed plan's shape with times a demo can show: bakes of 2 minutes,
-/// gates over the last 2 minutes, guardrails over the last minute, a
-/// 15-minute baseline, two breaches in a row.
+/// gates over the last 2 minutes, guardrails judging each minute and
+/// acting on the first bad one, a 15-minute baseline, and a settle delay
+/// of 5 s (the demo's sandbox publishes metrics at once; real CloudWatch
+/// needs the default 2 minutes).
 pub fn demo_plan(seed: &str) -> String {
     let mut out = String::new();
     for line in seed.lines() {
@@ -32,7 +34,7 @@ pub fn demo_plan(seed: &str) -> String {
         } else if trimmed.starts_with("window = ") {
             out.push_str(&format!("{indent}window = \"1m\"\n"));
         } else if trimmed.starts_with("consecutive = ") {
-            out.push_str(&format!("{indent}consecutive = 2\n"));
+            out.push_str(&format!("{indent}consecutive = 1\n"));
         } else if trimmed.starts_with("description = ") {
             out.push_str("description = \"Demo copy of dixon-smart-repair: the same phases, flags, guardrails and gates, with bakes of minutes, not hours\"\n");
         } else {
@@ -43,6 +45,7 @@ pub fn demo_plan(seed: &str) -> String {
             }
         }
     }
+    out.push_str("\n# The demo's sandbox publishes metrics at once (no CloudWatch delay).\n[cloudwatch]\nsettle = \"5s\"\n");
     out
 }
 
@@ -217,5 +220,7 @@ mod tests {
                 .all(|g| g.window == Duration::from_secs(60))
         );
         assert_eq!(demo.baseline.lookback, Duration::from_secs(900));
+        assert!(demo.guardrails.iter().all(|g| g.consecutive == 1));
+        assert_eq!(demo.settle, Duration::from_secs(5));
     }
 }

@@ -186,8 +186,15 @@ pub struct WatchMemory {
     /// When to read an incomplete baseline again, and how often it was.
     pub baseline_retry_at: Option<DateTime<Utc>>,
     pub baseline_attempts: u32,
-    /// When its evaluations were last kept for the charts (once a minute).
+    /// When its gates' evaluations were last kept for the charts (once a
+    /// minute; guardrails keep one per period they judge).
     pub points_at: Option<DateTime<Utc>>,
+    /// The `live_since` of the phase the streaks and periods below belong
+    /// to: when the live flags change, they start over.
+    pub live_since: Option<DateTime<Utc>>,
+    /// The end of the last period each metric guardrail judged: every
+    /// period is judged once.
+    pub judged_until: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl WatchMemory {

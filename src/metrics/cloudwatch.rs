@@ -7,9 +7,13 @@ use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
 use aws_sdk_cloudwatch::types::{
     AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, StateValue,
 };
-use chrono::{DateTime, Utc};
 
+use super::periods::Span;
 use super::queries::{Batch, Series};
+
+/// What a batch read: every span of its range for every series, with the
+/// value CloudWatch returned, or `None` where it had no datapoint.
+pub type Fetched = HashMap<(Series, Span), Option<f64>>;
 
 #[derive(Clone)]
 pub struct CloudWatch {
@@ -31,15 +35,13 @@ impl CloudWatch {
         }
     }
 
-    /// One value per series over `[end - window, end)`; series without data
-    /// are absent. Returns the values and the number of calls made.
-    pub async fn fetch(
-        &self,
-        batch: &Batch,
-        end: DateTime<Utc>,
-    ) -> Result<(HashMap<Series, f64>, usize), String> {
-        let window = batch.window_secs.max(1) as i64;
-        let start = end.timestamp() - window;
+    /// One value per series and period of the batch's range (CloudWatch
+    /// answers with a datapoint per period that has data, stamped at the
+    /// period's start). Returns the values and the number of calls made.
+    pub async fn fetch(&self, batch: &Batch) -> Result<(Fetched, usize), String> {
+        let range = batch.range;
+        let period = i32::try_from(range.period.max(1))
+            .map_err(|_| format!("a period of {}s is too long", range.period))?;
         let queries: Vec<MetricDataQuery> = batch
             .series
             .iter()
@@ -61,7 +63,7 @@ impl CloudWatch {
                                     .set_dimensions(Some(dimensions))
                                     .build(),
                             )
-                            .period(window as i32)
+                            .period(period)
                             .stat(&s.stat)
                             .build(),
                     )
@@ -69,15 +71,19 @@ impl CloudWatch {
                     .build()
             })
             .collect();
-        let mut values = HashMap::new();
+        let mut values: Fetched = batch
+            .series
+            .iter()
+            .flat_map(|s| range.spans().map(move |span| ((s.clone(), span), None)))
+            .collect();
         let mut token = None;
         let mut calls = 0;
         loop {
             let out = self
                 .client
                 .get_metric_data()
-                .start_time(AwsTime::from_secs(start))
-                .end_time(AwsTime::from_secs(end.timestamp()))
+                .start_time(AwsTime::from_secs(range.start))
+                .end_time(AwsTime::from_secs(range.end))
                 .set_metric_data_queries(Some(queries.clone()))
                 .set_next_token(token)
                 .send()
@@ -94,11 +100,22 @@ impl CloudWatch {
                     .id()
                     .and_then(|id| id.strip_prefix('q'))
                     .and_then(|n| n.parse::<usize>().ok());
-                // Newest first: the first value is the window's.
-                if let (Some(i), Some(v)) = (index, r.values().first())
-                    && let Some(series) = batch.series.get(i)
-                {
-                    values.entry(series.clone()).or_insert(*v);
+                let Some(series) = index.and_then(|i| batch.series.get(i)) else {
+                    continue;
+                };
+                for (at, v) in r.timestamps().iter().zip(r.values()) {
+                    // A datapoint belongs to the period it starts; one off
+                    // the grid (never from CloudWatch) is dropped.
+                    let start = at.secs();
+                    let offset = start - range.start;
+                    if offset < 0 || start >= range.end || offset % range.period.max(1) != 0 {
+                        continue;
+                    }
+                    let span = Span {
+                        start,
+                        end: (start + range.period).min(range.end),
+                    };
+                    values.insert((series.clone(), span), Some(*v));
                 }
             }
             token = out.next_token().map(str::to_string);

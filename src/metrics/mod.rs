@@ -4,4 +4,5 @@
 
 pub mod cloudwatch;
 pub mod eval;
+pub mod periods;
 pub mod queries;

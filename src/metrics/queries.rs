@@ -1,12 +1,13 @@
 //! Which CloudWatch series a guardrail or gate needs, and how to batch them
 //! into the fewest GetMetricData calls (at most 500 queries each, one time
-//! window per call). Pure code; `cloudwatch` does the I/O.
+//! range per call). Pure code; `cloudwatch` does the I/O.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::plan::{CustomMetric, MetricRef};
 
 use super::eval::{Observation, error_rate_percent};
+use super::periods::Range;
 
 /// CloudWatch's limit on queries per GetMetricData call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -101,28 +102,28 @@ pub fn observe(
     }
 }
 
-/// One GetMetricData call: a window and at most 500 series.
+/// One GetMetricData call: a time range and at most 500 series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    pub window_secs: u64,
+    pub range: Range,
     pub series: Vec<Series>,
 }
 
-/// Groups the needed (window, series) pairs by window, drops duplicates and
+/// Groups the needed (range, series) pairs by range, drops duplicates and
 /// cuts each group into calls of at most 500 queries: the fewest calls there
-/// can be, `Σ ceil(series in window / 500)`.
-pub fn batches(needs: impl IntoIterator<Item = (u64, Series)>) -> Vec<Batch> {
-    let mut by_window: BTreeMap<u64, BTreeSet<Series>> = BTreeMap::new();
-    for (window, series) in needs {
-        by_window.entry(window).or_default().insert(series);
+/// can be, `Σ ceil(series in range / 500)`.
+pub fn batches(needs: impl IntoIterator<Item = (Range, Series)>) -> Vec<Batch> {
+    let mut by_range: BTreeMap<Range, BTreeSet<Series>> = BTreeMap::new();
+    for (range, series) in needs {
+        by_range.entry(range).or_default().insert(series);
     }
-    by_window
+    by_range
         .into_iter()
-        .flat_map(|(window_secs, set)| {
+        .flat_map(|(range, set)| {
             let all: Vec<Series> = set.into_iter().collect();
             all.chunks(MAX_QUERIES_PER_CALL)
                 .map(|chunk| Batch {
-                    window_secs,
+                    range,
                     series: chunk.to_vec(),
                 })
                 .collect::<Vec<_>>()
@@ -133,6 +134,12 @@ pub fn batches(needs: impl IntoIterator<Item = (u64, Series)>) -> Vec<Batch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FIVE_MINUTES: Range = Range {
+        start: 0,
+        end: 300,
+        period: 300,
+    };
 
     #[test]
     fn batches_are_minimal_and_deduplicated() {
@@ -145,7 +152,7 @@ mod tests {
                     &f,
                     &BTreeMap::new(),
                 ))
-                .map(|s| (300, s))
+                .map(|s| (FIVE_MINUTES, s))
                 .collect::<Vec<_>>()
         });
         // 1,200 functions × (errors, invocations, p99) = 3,600 distinct series.
@@ -156,9 +163,17 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_separate_calls() {
+    fn ranges_are_separate_calls() {
         let s = lambda("Invocations", "f", "Sum");
-        let b = batches([(300, s.clone()), (3600, s.clone()), (300, s)]);
+        let hour = Range {
+            period: 3600,
+            ..FIVE_MINUTES
+        };
+        let b = batches([
+            (FIVE_MINUTES, s.clone()),
+            (hour, s.clone()),
+            (FIVE_MINUTES, s),
+        ]);
         assert_eq!(b.len(), 2);
     }
 

@@ -30,6 +30,8 @@ pub struct Plan {
     pub guardrails: Vec<Guardrail>,
     pub drift: DriftPolicy,
     pub insufficient_data: InsufficientData,
+    /// How long after a CloudWatch period ends before it is judged.
+    pub settle: Duration,
     /// Webhook URLs notified of breaches, rollbacks, drift and readiness.
     pub webhooks: Vec<String>,
 }

@@ -40,6 +40,9 @@ const BUILTIN_METRICS: &str =
 const DEFAULT_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_GUARDRAIL_WINDOW: Duration = Duration::from_secs(300);
 const DEFAULT_GATE_WINDOW: Duration = Duration::from_secs(3600);
+/// Lambda's metrics are usually in CloudWatch a minute after the period
+/// ends; two leave room for stragglers.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(120);
 const DEFAULT_MIN_SAMPLES: i64 = 100;
 const DEFAULT_CONSECUTIVE: i64 = 3;
 
@@ -206,6 +209,30 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// An optional window or look-back: whole minutes, CloudWatch's
+    /// smallest period for Lambda's metrics.
+    fn minutes_or(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        what: &str,
+        default: Duration,
+    ) -> Option<Duration> {
+        let d = self.duration_or(v, default)?;
+        if d.as_secs() % 60 != 0 {
+            if let Some(v) = v {
+                self.err(
+                    v.span(),
+                    format!(
+                        "{what} {:?} is not a whole number of minutes: CloudWatch judges Lambda's metrics in 1-minute periods (write e.g. \"1m\" or \"5m\")",
+                        v.get_ref().trim()
+                    ),
+                );
+            }
+            return None;
+        }
+        Some(d)
     }
 
     /// An optional duration: its default when absent, None when invalid (reported).
@@ -483,7 +510,7 @@ impl Checker<'_> {
                 Some(n) => format!("guardrail {n:?}"),
                 None => format!("guardrail #{}", i + 1),
             };
-            let window = self.duration_or(g.window.as_ref(), DEFAULT_GUARDRAIL_WINDOW);
+            let window = self.minutes_or(g.window.as_ref(), "window", DEFAULT_GUARDRAIL_WINDOW);
             let min_samples = self.count(
                 g.min_samples.as_ref(),
                 "min_samples",
@@ -603,7 +630,7 @@ impl Checker<'_> {
                 g.compare_to.as_ref(),
                 previous_allowed,
             );
-            let window = self.duration_or(g.window.as_ref(), DEFAULT_GATE_WINDOW);
+            let window = self.minutes_or(g.window.as_ref(), "window", DEFAULT_GATE_WINDOW);
             let min_samples = self.count(
                 g.min_samples.as_ref(),
                 "min_samples",
@@ -780,11 +807,18 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         RollbackTarget::Baseline,
     );
     let lookback = c
-        .duration_or(
+        .minutes_or(
             raw.baseline.as_ref().and_then(|b| b.lookback.as_ref()),
+            "lookback",
             DEFAULT_LOOKBACK,
         )
         .unwrap_or(DEFAULT_LOOKBACK);
+    let settle = c
+        .duration_or(
+            raw.cloudwatch.as_ref().and_then(|w| w.settle.as_ref()),
+            DEFAULT_SETTLE,
+        )
+        .unwrap_or(DEFAULT_SETTLE);
     let defaults = raw.defaults.as_ref();
     let default_bake_given = defaults.and_then(|d| d.bake.as_ref()).is_some();
     let default_bake = defaults
@@ -970,6 +1004,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         guardrails,
         drift,
         insufficient_data,
+        settle,
         webhooks,
     })
 }

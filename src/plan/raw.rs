@@ -41,6 +41,8 @@ pub struct RawPlan {
     pub drift: Option<RawDrift>,
     /// What a guardrail does when its window has too few samples or no data.
     pub insufficient_data: Option<RawInsufficientData>,
+    /// How CloudWatch's data is read: when a period counts as complete.
+    pub cloudwatch: Option<RawCloudWatch>,
     /// Who is told about breaches, rollbacks, drift and phases ready for approval.
     pub notify: Option<RawNotify>,
     /// Custom CloudWatch metrics, by the name guardrails and gates use for them.
@@ -124,6 +126,17 @@ pub struct RawInsufficientData {
     /// How long a guardrail may lack data before "breach" applies. Default "10m".
     #[schemars(with = "Option<DurationText>")]
     pub after: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a [cloudwatch] table")]
+#[schemars(rename = "CloudWatch")]
+pub struct RawCloudWatch {
+    /// How long after a one-minute period ends before it is judged: data
+    /// reaches CloudWatch late, and a period still filling looks better or
+    /// worse than it is. Default "2m".
+    #[schemars(with = "Option<DurationText>")]
+    pub settle: Option<S<String>>,
 }
 
 #[derive(JsonSchema)]

@@ -92,6 +92,9 @@ pub struct Rollout {
     /// Why the function cannot be read whole right now (e.g. KMS), as the
     /// watcher last saw it; `None` when it reads fine.
     pub function_error: Option<String>,
+    /// When the live phase's flags took effect (their write was confirmed):
+    /// the watcher judges a phase only on data from then on.
+    pub live_since: Option<DateTime<Utc>>,
 }
 
 impl Rollout {
@@ -106,6 +109,14 @@ impl Rollout {
             phase_count: self.phase_count(),
             write_pending: self.write_pending(),
         }
+    }
+
+    /// Since when the flags now on the function have been there, as far
+    /// as rollgate knows (older rows: the bake start, else the start).
+    pub fn live_since(&self) -> DateTime<Utc> {
+        self.live_since
+            .or(self.bake_started_at)
+            .unwrap_or(self.created_at)
     }
 
     pub fn write_pending(&self) -> bool {

@@ -61,6 +61,11 @@ pub fn after_write(
     let unchanged_error = |message: &str| current.last_error.as_deref() == Some(message);
     match result {
         Ok(report) => {
+            // Flags that changed, or a command's intent now confirmed, are
+            // live from now (later is safe: older data is never judged).
+            if report.wrote || intent.is_some() {
+                next.live_since = Some(now);
+            }
             next.applied_generation = current.generation;
             next.pending_write = None;
             next.observed_flags = Some(report.after.clone());
@@ -265,6 +270,7 @@ mod tests {
             readiness: None,
             phase_stats: PhaseStats::default(),
             function_error: None,
+            live_since: None,
         }
     }
 

@@ -347,6 +347,7 @@ impl Service {
             readiness: None,
             phase_stats: Default::default(),
             function_error: None,
+            live_since: None,
         };
         let entry = NewAuditEntry::new(who, Action::Start, Outcome::Accepted)
             .flags(Some(observed.flags.clone()), Some(plan.flags.clone()))

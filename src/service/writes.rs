@@ -50,10 +50,13 @@ impl Service {
             {
                 continue;
             }
+            // A time ahead of this clock (another process's, skewed) is
+            // not trusted to be recent.
             let recent = self.store.get_rollout(id).await?.is_some_and(|r| {
-                r.pending_write
-                    .as_ref()
-                    .is_some_and(|w| Utc::now() - w.recorded_at < min_age)
+                r.pending_write.as_ref().is_some_and(|w| {
+                    let age = Utc::now() - w.recorded_at;
+                    age >= chrono::TimeDelta::zero() && age < min_age
+                })
             });
             if recent {
                 continue;

@@ -21,10 +21,10 @@ const COLUMNS: &str = "id, plan_name, plan_hash, plan_text, target_function, fun
     function_name, phases, rollback_to, region, webhooks, active_target, state, phase_index, \
     phase_name, desired_flags, observed_flags, observed_at, generation, applied_generation, \
     pending_write, last_error, version, created_at, updated_at, baseline, baseline_at, \
-    bake_started_at, readiness, phase_stats, function_error";
+    bake_started_at, readiness, phase_stats, function_error, live_since";
 
 /// How many columns `COLUMNS` lists.
-const COLUMN_COUNT: usize = 31;
+const COLUMN_COUNT: usize = 32;
 
 /// Which rollouts to list, and which page of them.
 #[derive(Debug, Clone, Default)]
@@ -457,6 +457,7 @@ fn column_values(r: &Rollout) -> Vec<(&'static str, Val)> {
         ("readiness", OptText(r.readiness.as_ref().map(to_json))),
         ("phase_stats", Text(to_json(&r.phase_stats))),
         ("function_error", OptText(r.function_error.clone())),
+        ("live_since", OptText(r.live_since.map(timestamp))),
     ];
     debug_assert_eq!(values.len(), COLUMN_COUNT);
     values
@@ -551,5 +552,6 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
         readiness: opt_json(row, "readiness")?,
         phase_stats: opt_json(row, "phase_stats")?.unwrap_or_default(),
         function_error: row.try_get("function_error")?,
+        live_since: opt_time(row, "live_since")?,
     })
 }

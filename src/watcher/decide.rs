@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::domain::{
     Baseline, GateResult, MetricPoint, MetricValue, PointKind, Readiness, WatchMemory,
 };
-use crate::metrics::eval::{self, Evaluation, References, Verdict, min_samples_for};
+use crate::metrics::cloudwatch::Fetched;
+use crate::metrics::eval::{self, Evaluation, Observation, References, Verdict, min_samples_for};
+use crate::metrics::periods::{self, Range, Span};
 use crate::metrics::queries::{self, Series};
 use crate::plan::{
     Approval, DriftPolicy, Flags, Guardrail, GuardrailAction, GuardrailKind, InsufficientData,
@@ -22,29 +24,116 @@ use crate::rollout::readiness::{self, Freshness};
 use crate::rollout::{Rollout, State};
 use crate::service::FunctionRead;
 
-/// Metric values a tick fetched: window (seconds) → series → value.
-pub type Values = HashMap<u64, HashMap<Series, f64>>;
-
 /// What a tick read from CloudWatch, and what it could not read: a series
 /// whose fetch failed is unknown, never "no datapoint" (which a count reads
 /// as zero), and alarms that could not be described are not "not in ALARM".
 #[derive(Debug, Clone, Default)]
 pub struct Readings {
-    pub values: Values,
-    /// (window, series) whose GetMetricData call failed this tick.
-    pub unknown: HashSet<(u64, Series)>,
+    /// Per series and span: a value, or `None` for no datapoint. A pair
+    /// that is absent could not be read this tick (its call failed).
+    pub values: Fetched,
     /// The alarms in ALARM; `None` when DescribeAlarms failed.
     pub firing: Option<HashSet<String>>,
 }
 
 impl Readings {
-    /// Every series behind `metric` over `window` was read this tick.
-    fn known(&self, window: u64, metric: &MetricRef, function: &str, plan: &Plan) -> bool {
-        self.unknown.is_empty()
-            || queries::series_for(metric, function, &plan.metrics)
-                .into_iter()
-                .all(|s| !self.unknown.contains(&(window, s)))
+    /// `metric` over `span`; `None` when a series behind it could not be read.
+    pub fn observe(
+        &self,
+        metric: &MetricRef,
+        function: &str,
+        plan: &Plan,
+        span: Span,
+    ) -> Option<Observation> {
+        let mut present = HashMap::new();
+        for s in queries::series_for(metric, function, &plan.metrics) {
+            if let Some(v) = self.values.get(&(s.clone(), span))? {
+                present.insert(s, *v);
+            }
+        }
+        Some(queries::observe(metric, function, &plan.metrics, &present))
     }
+}
+
+/// Where a rollout's data starts (its live flags took effect) and up to
+/// where it is complete (settled whole minutes), this tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    pub live_since: i64,
+    pub complete_until: i64,
+}
+
+impl Clock {
+    pub fn of(r: &Rollout, plan: &Plan, now: DateTime<Utc>) -> Clock {
+        Clock {
+            live_since: r.live_since().timestamp(),
+            complete_until: periods::complete_until(now.timestamp(), plan.settle.as_secs() as i64),
+        }
+    }
+
+    /// The periods of `g` (window `window`) to judge now.
+    fn due(&self, window: u64, judged_until: Option<i64>) -> Option<Range> {
+        periods::due_periods(
+            window as i64,
+            self.live_since,
+            judged_until,
+            self.complete_until,
+        )
+    }
+
+    /// The recent span a gate (or a phase statistic) of `window` reads.
+    fn recent(&self, window: u64) -> Option<Span> {
+        periods::recent_span(window as i64, self.live_since, self.complete_until)
+    }
+}
+
+/// The end of the last period guardrail `name` judged in the live phase.
+fn judged_until(memory: &WatchMemory, r: &Rollout, name: &str) -> Option<i64> {
+    if memory.live_since != Some(r.live_since()) {
+        return None;
+    }
+    memory.judged_until.get(name).map(|t| t.timestamp())
+}
+
+/// Whether the tick goes on to the function and the phase's gates (no
+/// write pending, not finished).
+fn judges_phase(r: &Rollout) -> bool {
+    !r.write_pending() && matches!(r.state, State::Active | State::Paused)
+}
+
+/// Every (range, series) `judge` reads for this rollout this tick: the
+/// metric guardrails' periods not judged yet, and the recent spans of the
+/// phase's gates and statistics.
+pub fn reads(
+    r: &Rollout,
+    plan: &Plan,
+    memory: &WatchMemory,
+    now: DateTime<Utc>,
+) -> Vec<(Range, Series)> {
+    let clock = Clock::of(r, plan, now);
+    let mut out = Vec::new();
+    let mut add = |range: Range, metric: &MetricRef| {
+        out.extend(
+            queries::series_for(metric, &r.function_name, &plan.metrics)
+                .into_iter()
+                .map(|s| (range, s)),
+        )
+    };
+    for g in guardrails_at(plan, live_phase(r)) {
+        if let GuardrailKind::Metric(c) = &g.kind
+            && let Some(range) = clock.due(g.window.as_secs(), judged_until(memory, r, &g.name))
+        {
+            add(range, &c.metric);
+        }
+    }
+    if judges_phase(r) {
+        for (window, metric) in phase_reads(plan, r.phase_index) {
+            if let Some(span) = clock.recent(window) {
+                add(Range::single(span), &metric);
+            }
+        }
+    }
+    out
 }
 
 /// The name a metric is stored under in baselines and statistics.
@@ -95,6 +184,24 @@ pub fn metrics_at(plan: &Plan, phase: usize) -> Vec<(u64, MetricRef)> {
         .flat_map(|p| &p.gates)
         .map(|g| (g.window.as_secs(), g.condition.metric.clone()));
     guardrails.chain(gates).collect()
+}
+
+/// (window seconds, metric) of what the phase's readiness reads: every
+/// gate, and each other guardrail metric once (a metric a gate reads is
+/// observed over the gate's window).
+pub fn phase_reads(plan: &Plan, phase: usize) -> Vec<(u64, MetricRef)> {
+    let gates: Vec<(u64, MetricRef)> = phase_at(plan, phase)
+        .into_iter()
+        .flat_map(|p| &p.gates)
+        .map(|g| (g.window.as_secs(), g.condition.metric.clone()))
+        .collect();
+    let mut out = gates.clone();
+    for (window, metric) in metrics_at(plan, phase) {
+        if !out.iter().any(|(_, m)| *m == metric) {
+            out.push((window, metric));
+        }
+    }
+    out
 }
 
 /// Every metric the plan's guardrails and gates refer to (its baseline).
@@ -288,17 +395,21 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         }
     }
 
-    let mut keep_points = memory
+    // New live flags: their periods and streaks start over.
+    let live_since = r.live_since();
+    if memory.live_since != Some(live_since) {
+        memory.streaks.clear();
+        memory.judged_until.clear();
+        memory.silent_since.clear();
+        memory.live_since = Some(live_since);
+    }
+
+    let keep_points = memory
         .points_at
         .is_none_or(|t| input.now - t >= input.points_every || t > input.now);
     let (acted, unjudged, points) = judge_guardrails(input, baseline, &mut memory);
-    // The values a guardrail acts on are always kept: the charts show them.
-    keep_points |= matches!(
-        acted,
-        Some(Decision::Rollback { .. } | Decision::Pause { .. })
-    );
-    if keep_points && !points.is_empty() {
-        memory.points_at = Some(input.now);
+    // One point per period judged: the charts show every value acted on.
+    if !points.is_empty() {
         decisions.push(Decision::RecordPoints(points));
     }
     if let Some(acted) = acted {
@@ -308,7 +419,7 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         }
     }
 
-    if r.write_pending() || !matches!(r.state, State::Active | State::Paused) {
+    if !judges_phase(r) {
         return Judgement { decisions, memory };
     }
     let mut bake_started_at = r.bake_started_at;
@@ -427,12 +538,12 @@ pub fn judge(input: &Input<'_>) -> Judgement {
     Judgement { decisions, memory }
 }
 
-/// Evaluates every guardrail in force, updating streaks and silence clocks
-/// in `memory`; returns what the first guardrail that must act does (a
-/// rollback before a pause before an observation), whether some guardrail
-/// could not be judged because its data could not be read (it is skipped:
-/// its streak and silence clock stay as they were), and the metric
-/// guardrails' evaluations as chart points.
+/// Evaluates every guardrail in force, updating streaks, judged periods
+/// and silence clocks in `memory`; returns what the first guardrail that
+/// must act does (a rollback before a pause before an observation), whether
+/// some guardrail could not be judged because its data could not be read
+/// (it is skipped: its streak and periods stay as they were), and one chart
+/// point per period judged.
 fn judge_guardrails(
     input: &Input<'_>,
     baseline: Option<&Baseline>,
@@ -442,35 +553,31 @@ fn judge_guardrails(
     let plan = input.plan;
     let phase = live_phase(r);
     let previous = phase.checked_sub(1).map(|i| r.phase_name_at(i).to_string());
+    let clock = Clock::of(r, plan, input.now);
     let mut acting: Vec<(&Guardrail, Evaluation, bool)> = Vec::new();
     let mut unjudged = false;
     let mut points = Vec::new();
     for g in guardrails_at(plan, phase) {
-        let evaluation = match &g.kind {
+        let before = memory.streak(&g.name);
+        let (evaluation, needed) = match &g.kind {
             GuardrailKind::Alarm { alarm } => match &input.readings.firing {
-                Some(firing) => alarm_evaluation(alarm, firing.contains(alarm)),
+                // Alarms aggregate over their own periods: judged every
+                // tick, acted on at once.
+                Some(firing) => {
+                    let e = alarm_evaluation(alarm, firing.contains(alarm));
+                    memory.set_streak(&g.name, eval::next_streak(before, e.verdict));
+                    (e, 1)
+                }
                 None => {
                     unjudged = true;
                     continue;
                 }
             },
-            GuardrailKind::Metric(c)
-                if !input
-                    .readings
-                    .known(g.window.as_secs(), &c.metric, &r.function_name, plan) =>
-            {
-                unjudged = true;
-                continue;
-            }
             GuardrailKind::Metric(c) => {
-                let empty = HashMap::new();
-                let values = input
-                    .readings
-                    .values
-                    .get(&g.window.as_secs())
-                    .unwrap_or(&empty);
-                let observation =
-                    queries::observe(&c.metric, &r.function_name, &plan.metrics, values);
+                let Some(range) = clock.due(g.window.as_secs(), judged_until(memory, r, &g.name))
+                else {
+                    continue; // no new complete period: the streak stands
+                };
                 let label = metric_label(&c.metric);
                 let references = References {
                     baseline: baseline.and_then(|b| b.value(&label)),
@@ -478,34 +585,48 @@ fn judge_guardrails(
                         .as_deref()
                         .and_then(|p| r.phase_stats.value(p, &label)),
                 };
-                let e = eval::evaluate(
-                    &label,
-                    c,
-                    observation,
-                    min_samples_for(&c.metric, g.min_samples),
-                    references,
-                );
-                let e = apply_no_data_policy(memory, &g.name, plan.insufficient_data, e, input.now);
-                points.push(MetricPoint::of(
-                    PointKind::Guardrail,
-                    &g.name,
-                    &label,
-                    input.now,
-                    Some(g.window.as_secs()),
-                    &e,
-                ));
-                e
+                let mut last_breach = None;
+                for span in range.spans() {
+                    let Some(observation) =
+                        input
+                            .readings
+                            .observe(&c.metric, &r.function_name, plan, span)
+                    else {
+                        unjudged = true;
+                        break;
+                    };
+                    let e = eval::evaluate(
+                        &label,
+                        c,
+                        observation,
+                        min_samples_for(&c.metric, g.min_samples),
+                        references,
+                    );
+                    let at = span.end_time();
+                    let e = apply_no_data_policy(memory, &g.name, plan.insufficient_data, e, at);
+                    points.push(MetricPoint::of(
+                        PointKind::Guardrail,
+                        &g.name,
+                        &label,
+                        at,
+                        Some(span.secs() as u64),
+                        &e,
+                    ));
+                    let streak = eval::next_streak(memory.streak(&g.name), e.verdict);
+                    memory.set_streak(&g.name, streak);
+                    memory.judged_until.insert(g.name.clone(), at);
+                    if e.verdict == Verdict::Breach {
+                        last_breach = Some(e);
+                    }
+                }
+                // Acts only on a breach judged now, never on old streaks.
+                let Some(e) = last_breach else { continue };
+                (e, g.consecutive.max(1))
             }
         };
-        let streak = eval::next_streak(memory.streak(&g.name), evaluation.verdict);
-        memory.set_streak(&g.name, streak);
-        // Alarms already aggregate over their own periods: act at once.
-        let needed = match g.kind {
-            GuardrailKind::Alarm { .. } => 1,
-            GuardrailKind::Metric(_) => g.consecutive.max(1),
-        };
+        let streak = memory.streak(&g.name);
         if eval::should_act(streak, needed) {
-            acting.push((g, evaluation, streak == needed));
+            acting.push((g, evaluation, before < needed));
         }
     }
     acting.sort_by_key(|(g, _, _)| match g.action {
@@ -587,28 +708,27 @@ fn apply_no_data_policy(
     e
 }
 
-/// The current phase's gates and every metric of the phase, evaluated.
+/// The current phase's gates and every metric of the phase, evaluated
+/// over their recent spans (complete minutes since the phase began).
 fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>) -> Readiness {
     let r = input.rollout;
     let plan = input.plan;
+    let clock = Clock::of(r, plan, input.now);
     let previous = r
         .phase_index
         .checked_sub(1)
         .map(|i| r.phase_name_at(i).to_string());
-    let empty = HashMap::new();
-    let known = |window: u64, metric: &MetricRef| {
-        input.readings.known(window, metric, &r.function_name, plan)
-    };
     let observe = |window: u64, metric: &MetricRef| {
-        let values = input.readings.values.get(&window).unwrap_or(&empty);
-        queries::observe(metric, &r.function_name, &plan.metrics, values)
+        let span = clock.recent(window).ok_or(Unread::NotYet)?;
+        input
+            .readings
+            .observe(metric, &r.function_name, plan, span)
+            .ok_or(Unread::Failed)
     };
     let mut observed = BTreeMap::new();
-    for (window, metric) in metrics_at(plan, r.phase_index) {
-        if known(window, &metric) {
-            observed
-                .entry(metric_label(&metric))
-                .or_insert_with(|| observe(window, &metric).value);
+    for (window, metric) in phase_reads(plan, r.phase_index) {
+        if let Ok(o) = observe(window, &metric) {
+            observed.entry(metric_label(&metric)).or_insert(o.value);
         }
     }
     let gates = phase
@@ -622,24 +742,29 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
                     .as_deref()
                     .and_then(|p| r.phase_stats.value(p, &label)),
             };
-            let e = if known(g.window.as_secs(), &g.condition.metric) {
-                eval::evaluate(
+            let e = match observe(g.window.as_secs(), &g.condition.metric) {
+                Ok(o) => eval::evaluate(
                     &label,
                     &g.condition,
-                    observe(g.window.as_secs(), &g.condition.metric),
+                    o,
                     min_samples_for(&g.condition.metric, g.min_samples),
                     references,
-                )
-            } else {
-                Evaluation {
+                ),
+                Err(why) => Evaluation {
                     verdict: Verdict::InsufficientData,
                     observed: None,
                     samples: 0,
                     min_samples: g.min_samples,
                     threshold: None,
                     reference: None,
-                    explanation: format!("{label}: CloudWatch could not be read this tick"),
-                }
+                    explanation: match why {
+                        Unread::NotYet => format!(
+                            "{label}: no complete minute of data since the phase began yet (data settles for {}s)",
+                            plan.settle.as_secs()
+                        ),
+                        Unread::Failed => format!("{label}: CloudWatch could not be read this tick"),
+                    },
+                },
             };
             GateResult {
                 name: g.name.clone(),
@@ -655,6 +780,14 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
         gates,
         observed,
     }
+}
+
+/// Why a span has no observation.
+enum Unread {
+    /// The phase has no complete minute yet.
+    NotYet,
+    /// Its GetMetricData call failed.
+    Failed,
 }
 
 #[cfg(test)]

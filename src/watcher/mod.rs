@@ -19,11 +19,11 @@ use serde_json::json;
 
 use crate::backend::Listed;
 use crate::domain::{Baseline, Principal, RolloutId, WatchMemory};
-use crate::metrics::cloudwatch::CloudWatch;
+use crate::metrics::cloudwatch::{CloudWatch, Fetched};
 use crate::plan::{GuardrailKind, Plan};
 use crate::rollout::{Command, Rollout, State};
 use crate::service::{Ask, FunctionRead, Service, ServiceError};
-use decide::{Decision, Input, Readings, guardrails_at, judge, live_phase, metrics_at};
+use decide::{Decision, Input, Readings, guardrails_at, judge, live_phase, reads};
 
 /// Rollouts watched at once within a tick.
 const WATCH_CONCURRENCY: usize = 32;
@@ -79,6 +79,8 @@ pub struct Watcher {
     last: Mutex<TickReport>,
     /// When histories were last thinned.
     thinned_at: Mutex<Option<DateTime<Utc>>>,
+    /// Values of complete periods already read, kept while still needed.
+    cache: Mutex<Fetched>,
 }
 
 impl Watcher {
@@ -89,6 +91,7 @@ impl Watcher {
             interval,
             last: Mutex::default(),
             thinned_at: Mutex::default(),
+            cache: Mutex::default(),
         }
     }
 
@@ -145,7 +148,10 @@ impl Watcher {
                 Some(b) => !b.is_complete() && m.baseline_retry_at.is_none_or(|t| now >= t),
             })
             .map(|(r, plan, _)| async move {
-                (r.id, observe::baseline(&self.cloudwatch, r, plan).await)
+                (
+                    r.id,
+                    observe::baseline(&self.cloudwatch, r, plan, now).await,
+                )
             })
             .collect();
         let mut baselines: HashMap<RolloutId, Baseline> = HashMap::new();
@@ -168,11 +174,15 @@ impl Watcher {
             .iter()
             .filter_map(|(r, plan, _)| Some((r, plan.as_ref().ok()?.as_ref())))
             .collect();
-        let needs = judged
+        let needs = watched
             .iter()
-            .map(|(r, plan)| (*r, *plan, metrics_at(plan, live_phase(r))));
-        let mut readings = Readings::default();
-        observe::metric_values(&self.cloudwatch, needs, now, &mut cost, &mut readings).await;
+            .filter_map(|(r, plan, memory)| Some(reads(r, plan.as_ref().ok()?, memory, now)))
+            .flatten()
+            .collect();
+        let mut readings = Readings {
+            values: observe::metric_values(&self.cloudwatch, needs, &self.cache, &mut cost).await,
+            firing: None,
+        };
         let alarms = judged
             .iter()
             .flat_map(|(r, plan)| guardrails_at(plan, live_phase(r)))

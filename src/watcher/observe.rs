@@ -1,17 +1,20 @@
 //! The watcher's reads: every series every rollout needs in the fewest
-//! GetMetricData calls, the alarms in ALARM, and baselines over each
-//! rollout's look-back window. I/O only; the decisions are in `decide`.
+//! GetMetricData calls (each complete period once), the alarms in ALARM,
+//! and baselines over each rollout's look-back window. I/O only; the
+//! decisions are in `decide`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use super::decide::{Readings, Values, baseline_from, plan_metrics};
+use super::decide::{baseline_from, plan_metrics};
 use crate::domain::Baseline;
-use crate::metrics::cloudwatch::CloudWatch;
+use crate::metrics::cloudwatch::{CloudWatch, Fetched};
+use crate::metrics::periods::{self, Range, Span};
 use crate::metrics::queries::{self, Series};
-use crate::plan::{MetricRef, Plan};
+use crate::plan::Plan;
 use crate::rollout::Rollout;
 
 /// GetMetricData calls in flight at once within a tick.
@@ -25,51 +28,54 @@ pub struct Cost {
     pub errors: Vec<String>,
 }
 
-/// Fetches every needed (window, metric) of every rollout, batched by
-/// window into calls of at most 500 queries. The series of a call that
-/// failed are marked unknown in `readings`.
-pub async fn metric_values<'a>(
+/// Reads what `needs` asks for that `cache` does not hold yet, in the
+/// fewest GetMetricData calls, and returns every needed value. The cache
+/// keeps them for the next ticks (a complete period does not change, so
+/// each is requested once) and drops what is no longer needed. A span
+/// whose call failed is left out: unknown.
+pub async fn metric_values(
     cloudwatch: &CloudWatch,
-    needs: impl IntoIterator<Item = (&'a Rollout, &'a Plan, Vec<(u64, MetricRef)>)>,
-    now: DateTime<Utc>,
+    needs: Vec<(Range, Series)>,
+    cache: &Mutex<Fetched>,
     cost: &mut Cost,
-    readings: &mut Readings,
-) {
-    let series = needs.into_iter().flat_map(|(r, plan, metrics)| {
-        metrics
+) -> Fetched {
+    let wanted: HashSet<(Series, Span)> = needs
+        .iter()
+        .flat_map(|(range, s)| range.spans().map(move |span| (s.clone(), span)))
+        .collect();
+    let missing: Vec<(Range, Series)> = {
+        let cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+        needs
             .into_iter()
-            .flat_map(|(window, m)| {
-                queries::series_for(&m, &r.function_name, &plan.metrics)
-                    .into_iter()
-                    .map(move |s| (window, s))
+            .filter(|(range, s)| {
+                range
+                    .spans()
+                    .any(|span| !cached.contains_key(&(s.clone(), span)))
             })
-            .collect::<Vec<_>>()
-    });
-    let batches = queries::batches(series);
+            .collect()
+    };
+    let batches = queries::batches(missing);
     cost.queries += batches.iter().map(|b| b.series.len()).sum::<usize>();
     let fetches: Vec<_> = batches
         .iter()
-        .map(|batch| async move { (batch, cloudwatch.fetch(batch, now).await) })
+        .map(|batch| async move { cloudwatch.fetch(batch).await })
         .collect();
     let fetched: Vec<_> = futures_util::stream::iter(fetches)
         .buffer_unordered(FETCH_CONCURRENCY)
         .collect()
         .await;
-    let values: &mut Values = &mut readings.values;
-    for (batch, result) in fetched {
+    let mut cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+    for result in fetched {
         match result {
-            Ok((v, calls)) => {
+            Ok((values, calls)) => {
                 cost.calls += calls;
-                values.entry(batch.window_secs).or_default().extend(v);
+                cached.extend(values);
             }
-            Err(e) => {
-                cost.errors.push(e);
-                readings
-                    .unknown
-                    .extend(batch.series.iter().map(|s| (batch.window_secs, s.clone())));
-            }
+            Err(e) => cost.errors.push(e),
         }
     }
+    cached.retain(|k, _| wanted.contains(k));
+    cached.clone()
 }
 
 /// The alarms among `names` that are in ALARM; `None` when they could not
@@ -94,25 +100,33 @@ pub async fn firing(
     }
 }
 
-/// The plan's metrics over the look-back window before the rollout started.
+/// The plan's metrics over the look-back window before the rollout
+/// started (settled, aligned data only).
 pub async fn baseline(
     cloudwatch: &CloudWatch,
     r: &Rollout,
     plan: &Plan,
+    now: DateTime<Utc>,
 ) -> Result<(Baseline, Cost), String> {
-    let window = plan.baseline.lookback.as_secs();
+    let span = periods::baseline_span(
+        plan.baseline.lookback.as_secs() as i64,
+        r.created_at.timestamp(),
+        now.timestamp(),
+        plan.settle.as_secs() as i64,
+    );
+    let range = Range::single(span);
     let needs = plan_metrics(plan).into_iter().flat_map(|m| {
         queries::series_for(&m, &r.function_name, &plan.metrics)
             .into_iter()
-            .map(move |s| (window, s))
+            .map(move |s| (range, s))
     });
     let mut cost = Cost::default();
     let mut values: HashMap<Series, f64> = HashMap::new();
     for batch in queries::batches(needs) {
         cost.queries += batch.series.len();
-        let (v, calls) = cloudwatch.fetch(&batch, r.created_at).await?;
+        let (v, calls) = cloudwatch.fetch(&batch).await?;
         cost.calls += calls;
-        values.extend(v);
+        values.extend(v.into_iter().filter_map(|((s, _), v)| Some((s, v?))));
     }
     Ok((baseline_from(plan, &r.function_name, &values), cost))
 }

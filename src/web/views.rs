@@ -57,6 +57,9 @@ pub struct RolloutView {
     pub baseline_at: Option<DateTime<Utc>>,
     /// When the current phase's bake time started.
     pub bake_started_at: Option<DateTime<Utc>>,
+    /// When the flags now on the function took effect (their write was
+    /// confirmed): the watcher reads no data from before.
+    pub live_since: Option<DateTime<Utc>>,
     /// Why the current phase may not be promoted yet (empty = ready).
     pub blockers: Vec<String>,
     /// True when the phase may be promoted (manual phases: ready for approval).
@@ -119,6 +122,7 @@ impl RolloutView {
             baseline: r.baseline.clone(),
             baseline_at: r.baseline_at,
             bake_started_at: r.bake_started_at,
+            live_since: r.live_since,
             ready: !r.state.is_terminal() && blockers.is_empty(),
             blockers,
             readiness: r.readiness.clone(),

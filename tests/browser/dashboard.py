@@ -51,10 +51,11 @@ ACTOR = "ada"
 # "error_rate 3.42 > 3.10 (baseline 1.10 + 2.00; 10000 samples)".
 GUARDRAILS = {"error_rate": "error-rate", "duration_p99": "p99-duration"}
 EVIDENCE = r"(error_rate|duration_p99) [\d.]+ > [\d.]+ \(baseline [\d.]+ [+×] [\d.]+; \d+ samples\)"
-# How long the watcher may take to roll a bad phase back (README: ~20 s).
-ROLLBACK_WAIT_S = 90
+# How long the watcher may take to roll a bad phase back: the first whole
+# bad minute, judged 5 s after it ends (README: one to two minutes).
+ROLLBACK_WAIT_S = 180
 # The watcher keeps one chart point a minute: a chart needs two.
-CHART_WAIT_S = 120
+CHART_WAIT_S = 240
 
 
 def eventually(check, timeout, what, every=0.5):

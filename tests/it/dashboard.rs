@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::{Db, FUNCTION, TestApp, spawn_app, spawn_app_with_plans};
-use crate::watcher::{bad, plan_with_guardrail, start_guarded, tick, traffic_before_now};
+use crate::watcher::{Sim, bad, plan_with_guardrail, start_guarded, tick, traffic_before_now};
 
 /// GET a page: its status and HTML.
 async fn page(app: &TestApp, path: &str) -> (u16, String) {
@@ -206,8 +206,8 @@ async fn breaching_then_rolled_back_with_charts_and_evidence() {
     tick(&app).await;
     assert_eq!(app.command(id, "advance", "to prompts").await.0, 200);
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
-    traffic_before_now(&app, 4);
-    tick(&app).await; // one breach of three
+    let mut sim = Sim::now();
+    sim.until_streak(&app, id, "error-rate", 1).await; // one breach of three
     let (_, html) = page(&app, "/").await;
     assert!(
         row(&html, id).contains("badge breaching\">breaching"),
@@ -243,9 +243,8 @@ async fn breaching_then_rolled_back_with_charts_and_evidence() {
         "charts have a text alternative"
     );
 
-    for _ in 0..2 {
-        tick(&app).await;
-    }
+    let (report, _) = sim.until_decision(&app, 15 * 60).await;
+    assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
     let (_, html) = page(&app, &format!("/rollouts/{id}")).await;
     assert!(html.contains(">rolled_back<"), "{html}");
     assert!(html.contains("Latest watcher decision"));

@@ -257,6 +257,13 @@ fn the_minimal_plan_is_valid_and_uses_defaults() {
     assert_eq!(plan.phase_name(1), "on");
     assert!(plan.guardrails.is_empty() && plan.metrics.is_empty());
     assert!(plan.webhooks.is_empty());
+    assert_eq!(
+        plan.settle,
+        Duration::from_secs(120),
+        "the default settle delay"
+    );
+    let slow = Plan::parse("min", &format!("{MINIMAL}[cloudwatch]\nsettle = \"5m\"\n")).unwrap();
+    assert_eq!(slow.settle, Duration::from_secs(300));
 }
 
 #[test]
@@ -566,6 +573,21 @@ fn malformed_plans_are_reported_with_line_and_column() {
             "14:10: duration \"0m\" must be greater than zero",
         ),
         (
+            "a window CloudWatch has no period for",
+            guardrail("metric = \"error_rate\"\nmax = 5\nwindow = \"90s\"\n"),
+            "14:10: window \"90s\" is not a whole number of minutes: CloudWatch judges Lambda's metrics in 1-minute periods (write e.g. \"1m\" or \"5m\")",
+        ),
+        (
+            "a gate window of seconds",
+            gate("metric = \"duration_avg\"\nmax_ratio = 0.9\nwindow = \"30s\"\n"),
+            "14:10: window \"30s\" is not a whole number of minutes: CloudWatch judges Lambda's metrics in 1-minute periods (write e.g. \"1m\" or \"5m\")",
+        ),
+        (
+            "a bad settle delay",
+            format!("{MINIMAL}[cloudwatch]\nsettle = \"soon\"\n"),
+            "11:10: invalid duration \"soon\": expected a duration like ...",
+        ),
+        (
             "a bake no clock can hold",
             MINIMAL.replace("bake = \"1h\"", "bake = \"100000000d\""),
             "6:8: duration \"100000000d\" is too long: at most 455d (CloudWatch keeps data for 455 days, so no bake, window or look-back can be longer)",
@@ -868,6 +890,7 @@ fn the_schema_describes_the_format() {
         "defaults",
         "drift",
         "insufficient_data",
+        "cloudwatch",
         "notify",
         "metrics",
         "guardrails",
@@ -883,7 +906,7 @@ fn the_schema_describes_the_format() {
     }
     assert_eq!(
         properties.len(),
-        12,
+        13,
         "a field of the format is not listed above"
     );
     assert_eq!(

@@ -206,8 +206,19 @@ async fn stale_gate_results_never_allow_an_advance() {
         .await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    // Every gate passes on the prompts phase's data, but the evaluation
-    // the watcher recorded is an hour old by the time anyone asks.
+    // The phase went live two hours ago (as far as the watcher can tell),
+    // every gate passes on its data, but the evaluation the watcher
+    // recorded is an hour old by the time anyone asks.
+    let pool = app.raw_db().await;
+    sqlx::query("UPDATE rollouts SET live_since = $1 WHERE id = $2")
+        .bind(
+            (Utc::now() - chrono::Duration::hours(2))
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        )
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     traffic_before(&app, Utc::now(), 50);
     let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
     traffic_before(&app, an_hour_ago, 50);

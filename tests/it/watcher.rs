@@ -31,6 +31,92 @@ pub(crate) async fn tick(app: &TestApp) -> rollgate::watcher::TickReport {
     app.state().watcher.tick(Utc::now()).await
 }
 
+/// Simulated time from now on: the function serves traffic every 10 s
+/// under the flags it has at that moment, and the watcher ticks every
+/// 10 s, so tests see what minutes of real CloudWatch data do in a
+/// fraction of a second.
+pub(crate) struct Sim {
+    pub at: chrono::DateTime<Utc>,
+    /// No traffic: the function went quiet.
+    pub quiet: bool,
+}
+
+impl Sim {
+    pub(crate) fn now() -> Sim {
+        Sim {
+            at: Utc::now(),
+            quiet: false,
+        }
+    }
+
+    /// One 10 s step: traffic, then a tick.
+    pub(crate) async fn step(&mut self, app: &TestApp) -> rollgate::watcher::TickReport {
+        self.step_with(app, &app.state().watcher).await
+    }
+
+    /// One 10 s step, ticked by `watcher` (another process's).
+    pub(crate) async fn step_with(
+        &mut self,
+        app: &TestApp,
+        watcher: &rollgate::watcher::Watcher,
+    ) -> rollgate::watcher::TickReport {
+        self.at += chrono::Duration::seconds(10);
+        if !self.quiet {
+            app.sandbox.emit_traffic_at(self.at);
+        }
+        watcher.tick(self.at).await
+    }
+
+    /// Steps for `secs` simulated seconds; every report.
+    pub(crate) async fn run(
+        &mut self,
+        app: &TestApp,
+        secs: i64,
+    ) -> Vec<rollgate::watcher::TickReport> {
+        let mut out = Vec::new();
+        for _ in 0..secs / 10 {
+            out.push(self.step(app).await);
+        }
+        out
+    }
+
+    /// Steps until guardrail `name` of rollout `id` has counted `n` bad
+    /// periods in a row (at most 30 simulated minutes).
+    pub(crate) async fn until_streak(&mut self, app: &TestApp, id: i64, name: &str, n: u32) {
+        let id = rollgate::domain::RolloutId(id);
+        let from = self.at;
+        loop {
+            let memories = app.state().service.watch_memories_of(&[id]).await.unwrap();
+            if memories.get(&id).map_or(0, |m| m.streak(name)) >= n {
+                return;
+            }
+            let report = self.step(app).await;
+            assert!(report.decisions.is_empty(), "{report:?}");
+            assert!(
+                self.at - from < chrono::Duration::minutes(30),
+                "no streak of {n}"
+            );
+        }
+    }
+
+    /// Steps until a tick decides something (at most `secs`): that tick's
+    /// report and the simulated seconds it took.
+    pub(crate) async fn until_decision(
+        &mut self,
+        app: &TestApp,
+        secs: i64,
+    ) -> (rollgate::watcher::TickReport, i64) {
+        let from = self.at;
+        for _ in 0..secs / 10 {
+            let report = self.step(app).await;
+            if !report.decisions.is_empty() {
+                return (report, (self.at - from).num_seconds());
+            }
+        }
+        panic!("no decision within {secs} simulated seconds");
+    }
+}
+
 /// Starts the seed plan with an hour of healthy baseline traffic behind it,
 /// lets the watcher record the baseline, and advances to `prompts`.
 async fn seed_in_prompts(app: &TestApp) -> i64 {
@@ -51,6 +137,10 @@ async fn seed_in_prompts(app: &TestApp) -> i64 {
     assert!(r["baseline"]["error_rate"]["samples"].as_u64().unwrap() >= 10_000);
     let (status, _) = app.command(id, "advance", "to prompts").await;
     assert_eq!(status, 200);
+    // The phase is live from its confirmed write on: the watcher's data starts there.
+    let r = app.rollout(id).await;
+    let live = r["live_since"].as_str().unwrap();
+    assert!(live >= r["bake_started_at"].as_str().unwrap(), "{r}");
     id
 }
 
@@ -58,17 +148,15 @@ async fn a_bad_phase_is_rolled_back_by_the_watcher_with_evidence(db: Db) {
     let app = spawn_app(db).await;
     let id = seed_in_prompts(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
-    traffic_before_now(&app, 4);
 
-    // Three consecutive breaching evaluations before acting.
-    for _ in 0..2 {
-        let report = tick(&app).await;
-        assert!(report.decisions.is_empty(), "{report:?}");
-    }
-    let report = tick(&app).await;
+    // Three bad five-minute periods, each complete and settled (2 min),
+    // the first one starting after the phase did: 17 to 22 minutes.
+    let mut sim = Sim::now();
+    let (report, took) = sim.until_decision(&app, 30 * 60).await;
     assert_eq!(report.decisions.len(), 1, "{report:?}");
     assert_eq!(report.decisions[0].action, "rollback");
-    assert!(report.get_metric_data_calls >= 1);
+    assert!((17 * 60..=22 * 60).contains(&took), "after {took} s");
+    let ticks = took / 10 + 1;
 
     app.assert_env(["false", "false", "false"]).await;
     let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
@@ -113,7 +201,7 @@ async fn a_bad_phase_is_rolled_back_by_the_watcher_with_evidence(db: Db) {
         .unwrap();
     for line in [
         "rollgate_rollbacks_total 1",
-        "rollgate_watcher_ticks_total 4",
+        &format!("rollgate_watcher_ticks_total {ticks}"),
         "rollgate_watcher_decisions_total{action=\"rollback\"} 1",
         "rollgate_flag_writes_total{outcome=\"applied\"} 2",
     ] {
@@ -131,25 +219,45 @@ crate::on_both_databases!(a_bad_phase_is_rolled_back_by_the_watcher_with_evidenc
 async fn a_healthy_phase_is_left_alone() {
     let app = spawn_app(Db::Sqlite).await;
     let id = seed_in_prompts(&app).await;
-    traffic_before_now(&app, 4);
-    for _ in 0..4 {
-        let report = tick(&app).await;
+    let mut sim = Sim::now();
+    for report in sim.run(&app, 30 * 60).await {
         assert!(report.decisions.is_empty(), "{report:?}");
+        assert!(report.errors.is_empty(), "{report:?}");
     }
     let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_eq!(r["state"], "active");
     app.assert_env(["true", "false", "false"]).await;
+    // Its guardrails were judged: five-minute periods, with samples.
+    let points = app
+        .state()
+        .service
+        .chart_points(rollgate::domain::RolloutId(id), |n| (0..n).collect())
+        .await
+        .unwrap();
+    let judged: Vec<_> = points
+        .iter()
+        .filter(|p| p.kind == rollgate::domain::PointKind::Guardrail && p.name == "error-rate")
+        .collect();
+    assert!((4..=6).contains(&judged.len()), "{judged:?}");
+    assert!(
+        judged
+            .iter()
+            .all(|p| p.verdict == rollgate::metrics::eval::Verdict::Pass
+                && p.window_secs == Some(300)
+                && p.samples >= 100),
+        "{judged:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_decision_on_too_few_samples() {
     let app = spawn_app(Db::Sqlite).await;
     let id = seed_in_prompts(&app).await;
-    // Very bad, but only 2 invocations per tick: 48 in the window < 100.
+    // Very bad, but only 2 invocations per tick: 60 in a period < 100.
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 2);
-    traffic_before_now(&app, 4);
-    for _ in 0..5 {
-        assert!(tick(&app).await.decisions.is_empty());
+    let mut sim = Sim::now();
+    for report in sim.run(&app, 30 * 60).await {
+        assert!(report.decisions.is_empty(), "{report:?}");
     }
     let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_eq!(r["state"], "active");
@@ -211,13 +319,15 @@ action = "observe"
     let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
-    traffic_before_now(&app, 4);
 
-    let first = tick(&app).await;
+    // The first bad period: observed at once, the pause needs two.
+    let mut sim = Sim::now();
+    let (first, _) = sim.until_decision(&app, 30 * 60).await;
     assert_eq!(first.decisions.len(), 1, "{first:?}");
     assert_eq!(first.decisions[0].action, "observe");
-    let second = tick(&app).await;
+    let (second, took) = sim.until_decision(&app, 10 * 60).await;
     assert_eq!(second.decisions[0].action, "pause", "{second:?}");
+    assert_eq!(took, 300, "the next five-minute period");
     let (_, r) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_eq!(r["state"], "paused");
     app.assert_flag("USE_OPTIMIZED_PROMPTS", "true").await;
@@ -439,8 +549,8 @@ async fn webhooks_hear_about_a_rollback() {
     let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
-    traffic_before_now(&app, 4);
-    let report = tick(&app).await;
+    let mut sim = Sim::now();
+    let (report, _) = sim.until_decision(&app, 30 * 60).await;
     assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
     let mut delivered = Vec::new();
     for _ in 0..100 {
@@ -461,7 +571,7 @@ async fn webhooks_hear_about_a_rollback() {
     );
     assert_eq!(hook["detail"]["evaluation"]["verdict"], "breach");
     // One notification per state change, not per tick.
-    tick(&app).await;
+    sim.run(&app, 60).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(got.lock().unwrap().len(), 1);
 }
@@ -478,8 +588,8 @@ async fn a_dead_webhook_never_blocks_the_rollback() {
     let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
-    traffic_before_now(&app, 4);
-    let report = tick(&app).await;
+    let mut sim = Sim::now();
+    let (report, _) = sim.until_decision(&app, 30 * 60).await;
     assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
     assert!(report.errors.is_empty(), "{report:?}");
     app.assert_flag("USE_OPTIMIZED_PROMPTS", "false").await;
@@ -504,32 +614,13 @@ consecutive = 1
     );
     let app = spawn_app_with_plans(plans.path()).await;
     let id = start_guarded(&app).await;
-    // No traffic at all from here on: the function went quiet.
-    let later = Utc::now() + chrono::Duration::hours(1);
-    // The watcher's clock says the phase's hour of bake is over, so it may
-    // announce readiness; what matters here is that no guardrail acts yet.
-    let guardrail_acted = |r: &rollgate::watcher::TickReport| {
-        r.decisions
-            .iter()
-            .any(|d| matches!(d.action, "rollback" | "pause" | "observe"))
-    };
-    let first = app.state().watcher.tick(later).await;
-    assert!(
-        !guardrail_acted(&first),
-        "silence starts the clock: {first:?}"
-    );
-    let second = app
-        .state()
-        .watcher
-        .tick(later + chrono::Duration::minutes(4))
-        .await;
-    assert!(!guardrail_acted(&second), "not yet: {second:?}");
-    let third = app
-        .state()
-        .watcher
-        .tick(later + chrono::Duration::minutes(5))
-        .await;
+    // No traffic at all from here on: the function went quiet. The first
+    // silent period starts the clock; five minutes on, the next acts.
+    let mut sim = Sim::now();
+    sim.quiet = true;
+    let (third, took) = sim.until_decision(&app, 30 * 60).await;
     assert_eq!(third.decisions[0].action, "rollback", "{third:?}");
+    assert!((12 * 60..=17 * 60).contains(&took), "after {took} s");
     let rollback = app.audit(&format!("?rollout={id}&action=rollback")).await;
     assert!(
         rollback[0]["reason"]
@@ -545,18 +636,20 @@ async fn a_restart_resumes_breach_counts() {
     let app = spawn_app(Db::Sqlite).await;
     let id = seed_in_prompts(&app).await;
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
-    traffic_before_now(&app, 4);
-    for _ in 0..2 {
-        assert!(tick(&app).await.decisions.is_empty());
-    }
-    // Two of three breaches counted; a new process takes over.
+    let mut sim = Sim::now();
+    sim.until_streak(&app, id, "error-rate", 2).await;
+    // Two of three bad periods counted; a new process takes over, and the
+    // very next bad period acts (a fresh count would need three).
     let second = app.second_process().await;
-    let report = second.state.watcher.tick(Utc::now()).await;
-    assert_eq!(
-        report.decisions.len(),
-        1,
-        "the third breach acts: {report:?}"
-    );
+    let from = sim.at;
+    let report = loop {
+        let report = sim.step_with(&app, &second.state.watcher).await;
+        if !report.decisions.is_empty() {
+            break report;
+        }
+        assert!(sim.at - from <= chrono::Duration::minutes(5), "{report:?}");
+    };
+    assert_eq!(report.decisions.len(), 1, "{report:?}");
     assert_eq!(report.decisions[0].action, "rollback");
     let r = second
         .state
@@ -672,8 +765,8 @@ set = {{ USE_OPTIMIZED_PROMPTS = "true", BIG_FLAG = "s" }}
     app.set_env(env.clone()).await;
 
     bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
-    traffic_before_now(&app, 4);
-    let report = tick(&app).await;
+    let mut sim = Sim::now();
+    let (report, _) = sim.until_decision(&app, 30 * 60).await;
     assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
     assert!(
         report.errors.iter().any(|e| e.contains("4096")),
@@ -705,10 +798,10 @@ set = {{ USE_OPTIMIZED_PROMPTS = "true", BIG_FLAG = "s" }}
     );
 
     // Still watched: judged, but no second rollback is asked for.
-    traffic_before_now(&app, 4);
-    let again = tick(&app).await;
-    assert_eq!(again.rollouts_watched, 1);
-    assert!(again.decisions.is_empty(), "{again:?}");
+    for again in sim.run(&app, 6 * 60).await {
+        assert_eq!(again.rollouts_watched, 1);
+        assert!(again.decisions.is_empty(), "{again:?}");
+    }
 
     // The filler goes away: the retried rollback lands.
     env.remove("FILLER");
@@ -956,4 +1049,40 @@ consecutive = 1
     // The real CloudWatch answers, without a datapoint: zero invocations.
     let report = app.state().watcher.tick(later).await;
     assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
+}
+
+/// Issue 8: each series is requested once per new period, not per tick.
+/// The seed plan in `prompts` over a simulated hour of 10 s ticks: its
+/// guardrails read three series per five-minute period (errors,
+/// invocations, p99), its gates and statistics seven series per minute.
+/// Polling every series every tick asked for 11 a tick: 3,960 an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_series_is_requested_once_per_new_period() {
+    let app = spawn_app(Db::Sqlite).await;
+    seed_in_prompts(&app).await;
+    let (calls_before, queries_before) = app.sandbox.get_metric_data_stats();
+    let mut sim = Sim::now();
+    let reports = sim.run(&app, 3600).await;
+    assert!(reports.iter().all(|r| r.errors.is_empty()), "{reports:?}");
+    let (calls, queries) = app.sandbox.get_metric_data_stats();
+    let (calls, queries) = (calls - calls_before, queries - queries_before);
+    let reported: usize = reports.iter().map(|r| r.queries).sum();
+    assert_eq!(
+        reported as u64, queries,
+        "the tick reports count what was asked"
+    );
+    // At most: every minute's seven, every period's three. A little less
+    // in fact: the phase's first minutes are not complete yet, and a
+    // five-minute span read for a statistic is the guardrail's period.
+    let per_hour = 60 * 7 + 12 * 3;
+    assert!(
+        queries <= per_hour,
+        "{queries} metrics requested in an hour"
+    );
+    assert!(queries >= 50 * 7, "{queries}: minutes were skipped");
+    // One range per call: each minute the gates' hour and a statistic's
+    // five minutes, each period the guardrails'.
+    assert!(calls <= 60 * 2 + 12, "{calls} calls");
+    let idle = reports.iter().filter(|r| r.queries == 0).count();
+    assert!(idle >= 360 - 72, "{idle} of 360 ticks asked for nothing");
 }

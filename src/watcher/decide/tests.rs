@@ -1,6 +1,6 @@
 //! Tables for `judge`: plain numbers in, decisions out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -99,25 +99,18 @@ fn rollout(plan: &Plan, phase: usize, state: State) -> Rollout {
         readiness: None,
         phase_stats: PhaseStats::default(),
         function_error: None,
+        live_since: None,
     }
 }
 
-fn lambda(name: &str, stat: &str) -> Series {
-    Series {
-        namespace: "AWS/Lambda".into(),
-        name: name.into(),
-        dimensions: [("FunctionName".to_string(), FUNCTION.to_string())].into(),
-        stat: stat.into(),
+/// 1,000 invocations with `errors` errors at `duration` ms on average.
+fn healthy_or_not(errors: f64, duration: f64) -> impl Fn(&Series) -> Option<f64> {
+    move |s: &Series| match (s.name.as_str(), s.stat.as_str()) {
+        ("Invocations", "Sum") => Some(1000.0),
+        ("Errors", "Sum") => Some(errors),
+        ("Duration", "Average") => Some(duration),
+        _ => None,
     }
-}
-
-/// Values for a window: error rate `errors`/1000 and average duration.
-fn values(window: u64, errors: f64, duration: f64) -> Values {
-    let mut v = HashMap::new();
-    v.insert(lambda("Invocations", "Sum"), 1000.0);
-    v.insert(lambda("Errors", "Sum"), errors);
-    v.insert(lambda("Duration", "Average"), duration);
-    [(window, v)].into()
 }
 
 struct Case<'a> {
@@ -143,8 +136,37 @@ impl<'a> Case<'a> {
                 flags: rollout.desired_flags.clone(),
                 code_sha256: Some("code-1".into()),
             }),
-            now: t0() + TimeDelta::minutes(30),
+            // The first five-minute period since t0 has just settled.
+            now: t0() + TimeDelta::minutes(7),
         }
+        .remembering_the_phase()
+    }
+
+    /// Memory of the live phase (fresh memory belongs to none).
+    fn remembering_the_phase(mut self) -> Self {
+        self.memory.live_since = Some(self.rollout.live_since());
+        self
+    }
+
+    /// CloudWatch's answer to everything this tick reads: `value` per
+    /// series (`None`: no datapoint).
+    fn fill(&mut self, value: impl Fn(&Series) -> Option<f64>) {
+        self.readings.values = reads(self.rollout, self.plan, &self.memory, self.now)
+            .into_iter()
+            .flat_map(|(range, s)| {
+                let v = value(&s);
+                range
+                    .spans()
+                    .map(move |span| ((s.clone(), span), v))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+    }
+
+    /// The next five-minute period has settled; the memory is `j`'s.
+    fn next_period(&mut self, j: Judgement) {
+        self.memory = j.memory;
+        self.now += TimeDelta::minutes(5);
     }
 
     fn judge(&self) -> Judgement {
@@ -201,7 +223,7 @@ action = \"pause\"
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
     // error rate 5 % > 1 + 2; 200 ms > 100 × 1.25: both breach.
-    case.readings.values = values(300, 50.0, 200.0);
+    case.fill(healthy_or_not(50.0, 200.0));
     let first = case.judge();
     assert_eq!(
         actions(&first),
@@ -209,7 +231,13 @@ action = \"pause\"
         "pause acts at once; rollback needs 2"
     );
     assert_eq!(first.memory.streak("errors"), 1);
-    case.memory = first.memory;
+    // The same period again: nothing new to judge.
+    case.memory = first.memory.clone();
+    let again = case.judge();
+    assert!(actions(&again).is_empty(), "{again:?}");
+    assert_eq!(again.memory.streak("errors"), 1);
+    case.next_period(first);
+    case.fill(healthy_or_not(50.0, 200.0));
     let second = case.judge();
     assert_eq!(
         actions(&second),
@@ -236,13 +264,12 @@ fn a_pass_resets_and_too_few_samples_hold_the_streak() {
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
     case.memory.set_streak("errors", 1);
-    case.readings.values = values(300, 5.0, 100.0); // 0.5 %: passes
+    case.fill(healthy_or_not(5.0, 100.0)); // 0.5 %: passes
     assert_eq!(case.judge().memory.streak("errors"), 0);
-    let mut few = values(300, 50.0, 100.0);
-    few.get_mut(&300)
-        .unwrap()
-        .insert(lambda("Invocations", "Sum"), 20.0); // < 100 samples
-    case.readings.values = few;
+    case.fill(|s| match s.name.as_str() {
+        "Invocations" => Some(20.0), // < 100 samples
+        _ => healthy_or_not(50.0, 100.0)(s),
+    });
     let j = case.judge();
     assert_eq!(
         j.memory.streak("errors"),
@@ -276,7 +303,7 @@ set = { FB = "on" }
     let plan = Plan::parse("p", &text).unwrap();
     let r = rollout(&plan, 2, State::Active);
     let mut case = Case::new(&r, &plan);
-    case.readings.values = values(300, 0.0, 150.0);
+    case.fill(healthy_or_not(0.0, 150.0));
     // No statistics of phase one: no reference, no decision.
     let j = case.judge();
     assert!(actions(&j).is_empty(), "{j:?}");
@@ -315,7 +342,8 @@ consecutive = 1
 "#,
     );
     let r = rollout(&plan, 1, State::Active);
-    let case = Case::new(&r, &plan); // no datapoints at all
+    let mut case = Case::new(&r, &plan);
+    case.fill(|_| None); // no datapoints at all: CloudWatch's zero
     assert_eq!(actions(&case.judge()), ["rollback"]);
 }
 
@@ -343,7 +371,7 @@ fn a_rollback_already_pending_is_not_asked_for_again_but_the_rollout_stays_judge
         previous_flags: plan.flags_at(1).clone(),
     });
     let mut case = Case::new(&r, &plan);
-    case.readings.values = values(300, 50.0, 100.0);
+    case.fill(healthy_or_not(50.0, 100.0));
     let j = case.judge();
     // Phase one's flags are still live: its guardrails still count.
     assert_eq!(j.memory.streak("errors"), 1);
@@ -391,11 +419,11 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
 }
 
 #[test]
-fn evaluations_are_kept_for_the_charts_once_a_minute() {
+fn each_period_is_judged_and_kept_for_the_charts_once() {
     let plan = plan(ERROR_RATE);
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
-    case.readings.values = values(300, 5.0, 100.0); // healthy: nothing acts
+    case.fill(healthy_or_not(5.0, 100.0)); // healthy: nothing acts
     let points = |j: &Judgement| {
         j.decisions
             .iter()
@@ -414,13 +442,18 @@ fn evaluations_are_kept_for_the_charts_once_a_minute() {
     assert_eq!(kept[0].value, Some(0.5));
     assert_eq!(kept[0].threshold, Some(3.0));
     assert_eq!(kept[0].verdict, crate::metrics::eval::Verdict::Pass);
-    case.memory = first.memory;
-    case.now += TimeDelta::seconds(10);
+    assert_eq!(kept[0].at, t0() + TimeDelta::minutes(5), "the period's end");
+    assert_eq!(kept[0].window_secs, Some(300));
+    case.memory = first.memory.clone();
+    // The next period, 00:05–00:10, settles at 00:12.
+    case.now += TimeDelta::seconds(290);
+    case.fill(healthy_or_not(5.0, 100.0));
     assert!(
         points(&case.judge()).is_empty(),
-        "not again within the minute"
+        "not again before the next period settles"
     );
-    case.now += TimeDelta::seconds(50);
+    case.now += TimeDelta::seconds(10);
+    case.fill(healthy_or_not(5.0, 100.0));
     assert_eq!(points(&case.judge()).len(), 1);
     assert_eq!(points_every(TimeDelta::seconds(1)), TimeDelta::seconds(6));
     assert_eq!(
@@ -436,7 +469,7 @@ fn the_values_a_guardrail_acts_on_are_always_kept() {
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
     case.memory.points_at = Some(case.now - TimeDelta::seconds(5)); // kept just now
-    case.readings.values = values(300, 50.0, 100.0);
+    case.fill(healthy_or_not(50.0, 100.0));
     let j = case.judge();
     assert_eq!(actions(&j), ["rollback"]);
     assert!(
@@ -492,8 +525,8 @@ set = {{ FA = "on" }}
     .unwrap();
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
-    case.readings.values = values(300, 0.0, 80.0);
-    // Baked for 30 minutes only: recorded, not promoted.
+    case.fill(healthy_or_not(0.0, 80.0));
+    // Baked for 7 minutes only: recorded, not promoted.
     let j = case.judge();
     assert!(
         find(&j, |d| match d {
@@ -505,6 +538,7 @@ set = {{ FA = "on" }}
     assert!(actions(&j).is_empty());
     // After the bake: promoted.
     case.now = t0() + TimeDelta::hours(2);
+    case.fill(healthy_or_not(0.0, 80.0));
     let j = case.judge();
     assert_eq!(actions(&j), ["advance"]);
     let Some(readiness) = find(&j, |d| match d {
@@ -515,10 +549,12 @@ set = {{ FA = "on" }}
     };
     assert_eq!(readiness.observed["duration_avg"], Some(80.0));
     // A slower phase is never promoted.
-    case.readings.values = values(300, 0.0, 95.0);
+    case.fill(healthy_or_not(0.0, 95.0));
     assert!(actions(&case.judge()).is_empty());
-    // No data is never a pass.
-    case.readings.values = Values::new();
+    // No data is never a pass, nor is data that could not be read.
+    case.fill(|_| None);
+    assert!(actions(&case.judge()).is_empty());
+    case.readings.values.clear();
     assert!(actions(&case.judge()).is_empty());
 }
 
@@ -542,11 +578,16 @@ fn the_silence_clock_turns_into_a_breach_under_the_breach_policy() {
     ));
     let r = rollout(&plan, 1, State::Active);
     let mut case = Case::new(&r, &plan);
+    case.fill(|_| None);
     let first = case.judge();
     assert!(actions(&first).is_empty());
-    assert_eq!(first.memory.silent_since.get("errors"), Some(&case.now));
-    case.memory = first.memory;
-    case.now += TimeDelta::minutes(5);
+    assert_eq!(
+        first.memory.silent_since.get("errors"),
+        Some(&(t0() + TimeDelta::minutes(5))),
+        "silent since the end of the first silent period"
+    );
+    case.next_period(first);
+    case.fill(|_| None);
     assert_eq!(actions(&case.judge()), ["rollback"]);
 }
 
@@ -623,9 +664,7 @@ alarm = "dixon-health"
     let mut case = Case::new(&r, &plan);
     case.now = t0() + TimeDelta::hours(2); // baked: it would be ready
     // The GetMetricData call for the window failed; DescribeAlarms too.
-    case.readings
-        .unknown
-        .insert((300, lambda("Invocations", "Sum")));
+    case.readings.values.clear();
     case.readings.firing = None;
     case.memory.set_streak("traffic", 0);
     let j = case.judge();
@@ -635,7 +674,120 @@ alarm = "dixon-health"
     );
     assert_eq!(j.memory.streak("traffic"), 0);
     // Read again: zero invocations is a finding.
-    case.readings.unknown.clear();
+    case.fill(|_| None);
     case.readings.firing = Some(HashSet::new());
     assert_eq!(actions(&case.judge()), ["rollback"]);
+}
+
+const ONE_MINUTE_THREE_TIMES: &str = r#"
+[[guardrails]]
+name = "errors"
+metric = "error_rate"
+max_delta = 2.0
+window = "1m"
+consecutive = 3
+"#;
+
+#[test]
+fn consecutive_counts_distinct_bad_minutes_not_ticks() {
+    let plan = plan(ONE_MINUTE_THREE_TIMES);
+    let mut r = rollout(&plan, 1, State::Active);
+    r.live_since = Some(t0() + TimeDelta::seconds(10));
+    let mut case = Case::new(&r, &plan);
+    // 00:03:00: minute 00:01 has settled (00:00 began before the phase).
+    case.now = t0() + TimeDelta::minutes(3);
+    let mut bad_minutes = 0;
+    for tick in 0..60 {
+        // Ticks every 10 s over ten minutes: the first minute judged is
+        // bad, the others healthy.
+        case.fill(healthy_or_not(
+            if bad_minutes < 1 { 50.0 } else { 5.0 },
+            100.0,
+        ));
+        let j = case.judge();
+        assert!(actions(&j).is_empty(), "tick {tick}: {j:?}");
+        if j.memory.streak("errors") == 1 {
+            bad_minutes = 1;
+        }
+        case.memory = j.memory;
+        case.now += TimeDelta::seconds(10);
+    }
+    assert_eq!(bad_minutes, 1, "the bad minute was judged");
+    assert_eq!(case.memory.streak("errors"), 0, "later minutes passed");
+
+    // Three bad minutes in a row: the tick that judges the third acts,
+    // two minutes of ticks after the first was judged.
+    let mut ticks = 0;
+    let acted = loop {
+        case.fill(healthy_or_not(50.0, 100.0));
+        let j = case.judge();
+        ticks += 1;
+        if !actions(&j).is_empty() {
+            break actions(&j);
+        }
+        case.memory = j.memory;
+        case.now += TimeDelta::seconds(10);
+        assert!(ticks < 100);
+    };
+    assert_eq!(acted, ["rollback"]);
+    assert_eq!(case.memory.streak("errors"), 2);
+    assert!((13..=18).contains(&ticks), "{ticks} ticks");
+}
+
+#[test]
+fn nothing_before_the_phase_and_no_filling_period_is_read() {
+    let plan = plan(&format!(
+        "{ONE_MINUTE_THREE_TIMES}\n[cloudwatch]\nsettle = \"90s\"\n"
+    ));
+    let mut r = rollout(&plan, 1, State::Active);
+    let live = t0() + TimeDelta::seconds(125); // 00:02:05
+    r.live_since = Some(live);
+    let mut case = Case::new(&r, &plan);
+    // 00:05:29: minute 00:03 has not settled for 90 s; 00:02 began before.
+    case.now = t0() + TimeDelta::seconds(329);
+    assert!(reads(&r, &plan, &case.memory, case.now).is_empty());
+    case.fill(healthy_or_not(50.0, 100.0));
+    let j = case.judge();
+    assert_eq!(j.memory.streak("errors"), 0);
+    assert!(j.memory.judged_until.is_empty());
+    // 00:05:30: minute 00:03 is complete, and the only one judged.
+    case.now += TimeDelta::seconds(1);
+    let needed = reads(&r, &plan, &case.memory, case.now);
+    assert!(!needed.is_empty());
+    for (range, _) in &needed {
+        assert!(range.start >= live.timestamp(), "{range:?}");
+        assert!(range.end <= (t0() + TimeDelta::minutes(4)).timestamp());
+    }
+    case.fill(healthy_or_not(50.0, 100.0));
+    let j = case.judge();
+    assert_eq!(j.memory.streak("errors"), 1);
+    assert_eq!(
+        j.memory.judged_until["errors"],
+        t0() + TimeDelta::minutes(4)
+    );
+}
+
+#[test]
+fn new_live_flags_start_the_periods_and_streaks_over() {
+    let plan = plan(ONE_MINUTE_THREE_TIMES);
+    let before = rollout(&plan, 1, State::Active);
+    let mut r = before.clone();
+    let mut case = Case::new(&before, &plan);
+    case.memory.set_streak("errors", 2);
+    case.memory
+        .judged_until
+        .insert("errors".into(), t0() + TimeDelta::minutes(4));
+    // A rollback to this phase (or a drift revert) wrote the flags again.
+    r.live_since = Some(t0() + TimeDelta::minutes(4) + TimeDelta::seconds(30));
+    case.rollout = &r;
+    case.now = t0() + TimeDelta::minutes(7);
+    case.fill(healthy_or_not(50.0, 100.0));
+    let j = case.judge();
+    assert!(actions(&j).is_empty(), "old streaks never count: {j:?}");
+    assert_eq!(
+        j.memory.streak("errors"),
+        0,
+        "minute 00:04 is not the phase's"
+    );
+    assert_eq!(j.memory.live_since, r.live_since);
 }
