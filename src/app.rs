@@ -16,10 +16,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::{LambdaEnvBackend, RetryPolicy};
 use crate::domain::Principal;
+use crate::leader::{DEFAULT_LEASE_TTL, Leadership};
 use crate::metrics::cloudwatch::CloudWatch;
 use crate::rollout::readiness::Freshness;
 use crate::service::{Service, ServiceConfig};
 use crate::store::Store;
+use crate::store::lease::fenced;
 use crate::telemetry::Telemetry;
 use crate::watcher::Watcher;
 use crate::web::health::LoopHealth;
@@ -45,6 +47,12 @@ pub struct ServeConfig {
     pub retry: RetryPolicy,
     /// `rollgate demo` only: the sandbox the dashboard's demo controls steer.
     pub demo_sandbox: Option<String>,
+    /// How long the leader lease lasts unrenewed: another process takes
+    /// over this long after the leader died.
+    pub lease_ttl: Duration,
+    /// This is the only server on its database (`serve` holds the SQLite
+    /// file's lock): it leads whoever held the lease before.
+    pub sole_server: bool,
 }
 
 /// The watcher interval readiness is judged against when no loop runs.
@@ -60,6 +68,8 @@ impl ServeConfig {
             watch_interval: Some(DEFAULT_WATCH_INTERVAL),
             retry: RetryPolicy::default(),
             demo_sandbox: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            sole_server: false,
         }
     }
 }
@@ -129,15 +139,31 @@ pub async fn start(
     if kept > 0 {
         tracing::info!(kept, "kept the phase flags of older rollouts with them");
     }
-    // Rule 3: converge before serving anything.
-    let recovered = service
-        .reconcile(&Principal::Reconciler, Duration::ZERO)
-        .await?;
-    if recovered > 0 {
-        tracing::info!(
-            recovered,
-            "finished flag writes interrupted by a previous run"
-        );
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let leadership = Arc::new(Leadership::new(config.lease_ttl, addr, config.sole_server));
+    leadership.renew(service.store()).await?;
+    publish_leadership(&leadership, &telemetry);
+    // Rule 3: converge before serving anything (the leader does; another
+    // process's reconciler finishes them when it takes over).
+    match leadership.fence() {
+        Some(fence) => {
+            let recovered = fenced(
+                fence,
+                service.reconcile(&Principal::Reconciler, Duration::ZERO),
+            )
+            .await?;
+            if recovered > 0 {
+                tracing::info!(
+                    recovered,
+                    "finished flag writes interrupted by a previous run"
+                );
+            }
+        }
+        None => tracing::info!(
+            leader = %leadership.status().holder,
+            "another process leads: this one serves and stands by"
+        ),
     }
     let reconciler_health = Arc::new(LoopHealth::new(
         "reconciler",
@@ -145,6 +171,9 @@ pub async fn start(
     ));
     reconciler_health.record_pass(None);
     let watcher_health = Arc::new(LoopHealth::new("watcher", config.watch_interval));
+    for health in [&reconciler_health, &watcher_health] {
+        health.set_standby(leadership.fence().is_none());
+    }
     let watcher = Arc::new(Watcher::new(
         service.clone(),
         CloudWatch::new(aws, config.retry.timeouts()),
@@ -155,6 +184,7 @@ pub async fn start(
         watcher: watcher.clone(),
         reconciler_health: reconciler_health.clone(),
         watcher_health: watcher_health.clone(),
+        leadership: leadership.clone(),
         demo: config
             .demo_sandbox
             .clone()
@@ -163,8 +193,6 @@ pub async fn start(
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
     let app = web::router(state.clone());
     let stop = shutdown.clone();
     tasks.spawn(async move {
@@ -176,15 +204,41 @@ pub async fn start(
         }
     });
 
+    // The lease: renewed every fifth of its life, given up at shutdown.
+    {
+        let (leadership, store, telemetry) =
+            (leadership.clone(), service.clone(), telemetry.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(leadership.ttl / 5);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                if let Err(e) = leadership.renew(store.store()).await {
+                    tracing::warn!(error = %e, "could not renew the leader lease");
+                }
+                publish_leadership(&leadership, &telemetry);
+            }
+            leadership.release(store.store()).await;
+        });
+    }
+
     let reconcile = {
         let service = service.clone();
         let health = reconciler_health.clone();
+        let leadership = leadership.clone();
         let grace = config.reconcile_interval;
         move || {
             let service = service.clone();
             let health = health.clone();
+            let fence = leadership.fence();
             async move {
-                match service.reconcile(&Principal::Reconciler, grace).await {
+                health.set_standby(fence.is_none());
+                let fence = fence?;
+                match fenced(fence, service.reconcile(&Principal::Reconciler, grace)).await {
                     Ok(n) => {
                         health.set_pending_writes(n);
                         None
@@ -225,10 +279,15 @@ pub async fn start(
     if let Some(every) = config.watch_interval {
         let tick = {
             let watcher = watcher.clone();
+            let leadership = leadership.clone();
+            let health = watcher_health.clone();
             move || {
                 let watcher = watcher.clone();
+                let fence = leadership.fence();
+                let health = health.clone();
                 async move {
-                    let report = watcher.tick(chrono::Utc::now()).await;
+                    health.set_standby(fence.is_none());
+                    let report = fenced(fence?, watcher.tick(chrono::Utc::now())).await;
                     for e in &report.errors {
                         tracing::warn!(error = %e, "watcher");
                     }
@@ -296,6 +355,12 @@ pub fn supervise<F, Fut>(
     });
 }
 
+fn publish_leadership(leadership: &Leadership, telemetry: &Telemetry) {
+    let status = leadership.status();
+    telemetry.leader.set(i64::from(status.leader));
+    telemetry.leader_epoch.set(status.epoch);
+}
+
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
@@ -312,12 +377,49 @@ pub async fn serve(config: ServeConfig, aws: aws_config::SdkConfig) -> anyhow::R
             config.plans_dir.display()
         );
     }
+    let only_server = lock_sqlite_file(&config.database_url)?;
+    let config = ServeConfig {
+        sole_server: only_server.is_some(),
+        ..config
+    };
     let app = start(&config, &aws).await?;
     println!("rollgate listening on {}", app.url());
     shutdown_signal().await;
     tracing::info!("shutting down");
     app.stop().await;
+    drop(only_server);
     Ok(())
+}
+
+/// SQLite serves one rollgate server: a second one on the same file is
+/// refused (its leader lease would work, but SQLite's single writer makes
+/// several processes pointless). The lock is the OS's, on `FILE.lock`, so
+/// it goes away with the process, even when it is killed.
+fn lock_sqlite_file(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(db) = crate::store::sqlite_file(database_url) else {
+        return Ok(None);
+    };
+    let mut name = db.clone().into_os_string();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| {
+            anyhow::anyhow!("cannot open {}: {e}", std::path::Path::new(&name).display())
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another rollgate server is already using the SQLite database {}: SQLite serves one server. \
+             Stop the other one, or run several on PostgreSQL (DATABASE_URL=postgres://…), where one leads and the others stand by",
+            db.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("cannot lock {}: {e}", std::path::Path::new(&name).display())
+        }
+    }
 }
 
 pub async fn shutdown_signal() {

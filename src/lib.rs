@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod domain;
+pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

@@ -173,6 +173,10 @@ struct ServeArgs {
     /// Seconds between watcher ticks (guardrail evaluation); 0 disables the watcher.
     #[arg(long, env = "ROLLGATE_WATCH_INTERVAL", default_value_t = 10)]
     watch_interval: u64,
+    /// Seconds the leader lease lasts unrenewed: with several servers on one
+    /// PostgreSQL database, another takes over this long after the leader dies.
+    #[arg(long, env = "ROLLGATE_LEASE_TTL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    lease_ttl: u64,
 }
 
 #[derive(Args)]
@@ -398,6 +402,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             config.reconcile_interval = Duration::from_secs(a.reconcile_interval.max(1));
             config.watch_interval =
                 (a.watch_interval > 0).then(|| Duration::from_secs(a.watch_interval));
+            config.lease_ttl = Duration::from_secs(a.lease_ttl);
             app::serve(config, app::aws_config_from_env().await).await?;
             Ok(ExitCode::SUCCESS)
         }

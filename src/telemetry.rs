@@ -22,6 +22,10 @@ pub struct Telemetry {
     pub flag_writes: Family<Labels, Counter>,
     pub write_retries: Counter,
     pub loop_panics: Family<Labels, Counter>,
+    /// 1 while this process leads (runs the watcher and the reconciler).
+    pub leader: Gauge,
+    /// The epoch of the lease as this process last saw it.
+    pub leader_epoch: Gauge,
 }
 
 impl Default for Telemetry {
@@ -38,6 +42,8 @@ impl Default for Telemetry {
             flag_writes: Family::default(),
             write_retries: Counter::default(),
             loop_panics: Family::default(),
+            leader: Gauge::default(),
+            leader_epoch: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -89,6 +95,16 @@ impl Default for Telemetry {
             "loop_panics",
             "Background loop passes that panicked (the loop went on), by loop",
             t.loop_panics.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process leads (runs the watcher and the reconciler), else 0",
+            t.leader.clone(),
+        );
+        registry.register(
+            "leader_epoch",
+            "Epoch of the leader lease as this process last read it",
+            t.leader_epoch.clone(),
         );
         Telemetry { registry, ..t }
     }

@@ -198,6 +198,11 @@ impl Service {
     }
 
     /// The database answers.
+    /// The store, for what is not a change of rollouts: the leader lease.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub async fn ping(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)
     }

@@ -3,6 +3,7 @@
 //! per table; the store depends on the domain types, never on the service.
 
 mod audit;
+pub mod lease;
 mod points;
 mod rollouts;
 mod watch;
@@ -33,6 +34,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    #[error(
+        "this process no longer leads (its lease of epoch {epoch} was taken over): nothing was written"
+    )]
+    Fenced { epoch: i64 },
 }
 
 #[derive(Clone)]
@@ -66,6 +71,16 @@ pub fn normalize_url(url: &str) -> String {
     } else {
         format!("sqlite://{url}?mode=rwc")
     }
+}
+
+/// The file of a SQLite database URL (`None`: PostgreSQL, or in memory).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let url = normalize_url(url);
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -149,6 +164,7 @@ impl Store {
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
             .await?;
+        Self::check_fence(&mut tx).await?;
         Ok(WriteTx { _guard: guard, tx })
     }
 }

@@ -95,6 +95,7 @@ impl Store {
             .collect();
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
+        Self::check_fence(&mut tx).await?;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
@@ -258,6 +259,7 @@ impl Store {
         let doomed: Vec<&String> = ats.iter().take(older).skip(1).step_by(2).collect();
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
+        Self::check_fence(&mut tx).await?;
         for at in &doomed {
             sqlx::query("DELETE FROM metric_ticks WHERE rollout_id = $1 AND at = $2")
                 .bind(id.0)

@@ -70,6 +70,8 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        Self::check_fence(&mut tx).await?;
         sqlx::query(
             "INSERT INTO watch_memory (rollout_id, memory, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (rollout_id) DO UPDATE SET memory = excluded.memory, updated_at = excluded.updated_at",
@@ -77,8 +79,9 @@ impl Store {
         .bind(id.0)
         .bind(to_json(memory))
         .bind(timestamp(at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! on `/readyz` (and, later, the dashboard).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +21,8 @@ pub struct LoopHealth {
     last_error: Mutex<Option<String>>,
     /// Reconciler: writes still pending after its last pass.
     pending_writes: AtomicI64,
+    /// Its last pass stood by: another process leads.
+    standby: AtomicBool,
 }
 
 /// What `/readyz` shows of a loop.
@@ -35,6 +37,8 @@ pub struct LoopReport {
     /// True when it has not finished a pass for longer than `stale_after`.
     pub stale: bool,
     pub pending_writes: i64,
+    /// Another process leads: this one's loop passes stand by.
+    pub standby: bool,
 }
 
 /// A loop has stopped ticking when it has not finished a pass for three
@@ -56,6 +60,7 @@ impl LoopHealth {
             panics: AtomicU64::new(0),
             last_error: Mutex::new(None),
             pending_writes: AtomicI64::new(0),
+            standby: AtomicBool::new(false),
         }
     }
 
@@ -69,6 +74,11 @@ impl LoopHealth {
     pub fn record_panic(&self, what: String) {
         self.panics.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+    }
+
+    /// Whether the loop's passes stand by (another process leads).
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Relaxed);
     }
 
     pub fn set_pending_writes(&self, n: usize) {
@@ -96,6 +106,7 @@ impl LoopHealth {
                 .clone(),
             stale: self.interval.is_some_and(|i| is_stale(last, i, now)),
             pending_writes: self.pending_writes.load(Ordering::Relaxed),
+            standby: self.standby.load(Ordering::Relaxed),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub watcher: Arc<Watcher>,
     pub reconciler_health: Arc<LoopHealth>,
     pub watcher_health: Arc<LoopHealth>,
+    /// Whether this process leads (runs the loops), and who does.
+    pub leadership: Arc<crate::leader::Leadership>,
     /// Set only under `rollgate demo`: the dashboard's demo controls.
     pub demo: Option<Arc<DemoHooks>>,
 }
@@ -150,6 +152,7 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         "ready": ready,
         "problems": problems,
         "database": if db.is_ok() { "ok" } else { "unavailable" },
+        "leader": app.leadership.status(),
         "reconciler": reconciler,
         "watcher": { "loop": watcher, "last_tick": app.watcher.last_tick() },
     });

@@ -9,6 +9,7 @@ mod common;
 mod concurrency;
 mod dashboard;
 mod faults;
+mod ha;
 mod hardening;
 mod kms;
 mod lifecycle;
