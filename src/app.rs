@@ -50,6 +50,10 @@ pub struct ServeConfig {
     /// How long the leader lease lasts unrenewed: another process takes
     /// over this long after the leader died.
     pub lease_ttl: Duration,
+    /// How often each rollout's function is read for drift, and the Lambda
+    /// calls a second those reads may use.
+    pub drift_interval: Duration,
+    pub lambda_budget: f64,
     /// This is the only server on its database (`serve` holds the SQLite
     /// file's lock): it leads whoever held the lease before.
     pub sole_server: bool,
@@ -70,6 +74,8 @@ impl ServeConfig {
             demo_sandbox: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             sole_server: false,
+            drift_interval: crate::watcher::DEFAULT_DRIFT_INTERVAL,
+            lambda_budget: crate::watcher::DEFAULT_LAMBDA_BUDGET,
         }
     }
 }
@@ -174,11 +180,14 @@ pub async fn start(
     for health in [&reconciler_health, &watcher_health] {
         health.set_standby(leadership.fence().is_none());
     }
-    let watcher = Arc::new(Watcher::new(
-        service.clone(),
-        CloudWatch::new(aws, config.retry.timeouts()),
-        watch_every,
-    ));
+    let watcher = Arc::new(
+        Watcher::new(
+            service.clone(),
+            CloudWatch::new(aws, config.retry.timeouts()),
+            watch_every,
+        )
+        .with_drift(config.drift_interval, config.lambda_budget),
+    );
     let state = AppState {
         service: service.clone(),
         watcher: watcher.clone(),

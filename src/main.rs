@@ -177,6 +177,13 @@ struct ServeArgs {
     /// PostgreSQL database, another takes over this long after the leader dies.
     #[arg(long, env = "ROLLGATE_LEASE_TTL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
     lease_ttl: u64,
+    /// Seconds between drift checks of each rollout's function.
+    #[arg(long, env = "ROLLGATE_DRIFT_INTERVAL", default_value_t = 60)]
+    drift_interval: u64,
+    /// Lambda API calls a second drift checks may use (the account's
+    /// control-plane budget, about 15 a second, is shared with deploys).
+    #[arg(long, env = "ROLLGATE_LAMBDA_BUDGET", default_value_t = 2.0)]
+    lambda_budget: f64,
 }
 
 #[derive(Args)]
@@ -403,6 +410,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             config.watch_interval =
                 (a.watch_interval > 0).then(|| Duration::from_secs(a.watch_interval));
             config.lease_ttl = Duration::from_secs(a.lease_ttl);
+            config.drift_interval = Duration::from_secs(a.drift_interval);
+            if !(a.lambda_budget.is_finite() && a.lambda_budget > 0.0) {
+                anyhow::bail!("--lambda-budget must be a positive number of calls a second");
+            }
+            config.lambda_budget = a.lambda_budget;
             app::serve(config, app::aws_config_from_env().await).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -26,6 +26,10 @@ pub struct Telemetry {
     pub leader: Gauge,
     /// The epoch of the lease as this process last saw it.
     pub leader_epoch: Gauge,
+    /// Lambda calls the watcher's drift checks made.
+    pub drift_calls: Counter,
+    /// Share of the drift checks' Lambda budget used over the last minute.
+    pub drift_budget_used: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Telemetry {
@@ -44,6 +48,8 @@ impl Default for Telemetry {
             loop_panics: Family::default(),
             leader: Gauge::default(),
             leader_epoch: Gauge::default(),
+            drift_calls: Counter::default(),
+            drift_budget_used: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -105,6 +111,16 @@ impl Default for Telemetry {
             "leader_epoch",
             "Epoch of the leader lease as this process last read it",
             t.leader_epoch.clone(),
+        );
+        registry.register(
+            "drift_lambda_calls",
+            "Lambda control-plane calls made by drift checks (GetFunctionConfiguration, ListFunctions pages)",
+            t.drift_calls.clone(),
+        );
+        registry.register(
+            "drift_budget_used_ratio",
+            "Share of the drift checks' Lambda calls-per-second budget used over the last minute",
+            t.drift_budget_used.clone(),
         );
         Telemetry { registry, ..t }
     }

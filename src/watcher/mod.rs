@@ -6,6 +6,7 @@
 //! resumes it. The tick's `now` is the only clock it reads.
 
 pub mod decide;
+pub mod drift;
 mod observe;
 
 use std::collections::HashMap;
@@ -27,9 +28,10 @@ use decide::{Decision, Input, Readings, guardrails_at, judge, live_phase, reads}
 
 /// Rollouts watched at once within a tick.
 const WATCH_CONCURRENCY: usize = 32;
-/// From this many watched rollouts on, a tick lists the functions (50 per
-/// call) instead of reading each one.
-const LIST_THRESHOLD: usize = 50;
+/// Default drift-check interval and Lambda API budget (calls a second, of
+/// an account's ~15 that deploy pipelines share).
+pub const DEFAULT_DRIFT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_LAMBDA_BUDGET: f64 = 2.0;
 /// Baselines read at once within a tick.
 const BASELINE_CONCURRENCY: usize = 4;
 
@@ -53,6 +55,9 @@ pub struct TickReport {
     /// Wall time spent fetching metrics and alarms, and on the rollouts' own work.
     pub fetch_ms: f64,
     pub rollouts_ms: f64,
+    /// Functions checked for drift, and the Lambda calls that took.
+    pub drift_checks: usize,
+    pub lambda_calls: u32,
     /// Evaluations to keep for the charts (written once per tick, for all).
     #[serde(skip)]
     points: Vec<(RolloutId, crate::domain::MetricPoint)>,
@@ -68,7 +73,18 @@ const THIN_EVERY: TimeDelta = TimeDelta::hours(1);
 struct Seen<'a> {
     readings: &'a Readings,
     listing: Option<&'a HashMap<String, Listed>>,
+    /// The rollouts whose function is checked this tick.
+    checks: &'a std::collections::HashSet<RolloutId>,
     now: DateTime<Utc>,
+}
+
+/// Drift checks: when each rollout's function was last read, the budget,
+/// and how many functions the last listing returned.
+struct DriftState {
+    every: Duration,
+    budget: drift::Budget,
+    checked: HashMap<RolloutId, DateTime<Utc>>,
+    functions: usize,
 }
 
 pub struct Watcher {
@@ -81,6 +97,7 @@ pub struct Watcher {
     thinned_at: Mutex<Option<DateTime<Utc>>>,
     /// Values of complete periods already read, kept while still needed.
     cache: Mutex<Fetched>,
+    drift: Mutex<DriftState>,
 }
 
 impl Watcher {
@@ -92,7 +109,24 @@ impl Watcher {
             last: Mutex::default(),
             thinned_at: Mutex::default(),
             cache: Mutex::default(),
+            drift: Mutex::new(DriftState {
+                every: DEFAULT_DRIFT_INTERVAL,
+                budget: drift::Budget::new(DEFAULT_LAMBDA_BUDGET),
+                checked: HashMap::new(),
+                functions: 0,
+            }),
         }
+    }
+
+    /// Checks each function for drift every `every` (zero: every tick),
+    /// spending at most `calls_per_second` Lambda calls on it.
+    pub fn with_drift(self, every: Duration, calls_per_second: f64) -> Self {
+        {
+            let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+            d.every = every;
+            d.budget = drift::Budget::new(calls_per_second);
+        }
+        self
     }
 
     pub fn last_tick(&self) -> TickReport {
@@ -198,21 +232,55 @@ impl Watcher {
         report.fetch_ms = fetch_started.elapsed().as_secs_f64() * 1000.0;
 
         let rollouts_started = std::time::Instant::now();
-        // Many rollouts: one paged ListFunctions instead of a read each.
-        let listing = if watched.len() >= LIST_THRESHOLD {
-            match self.service.list_functions().await {
-                Ok(l) => Some(l),
+        // Drift checks: the functions due, within the Lambda budget; many
+        // at once by one paged ListFunctions instead of a read each.
+        let candidates: Vec<RolloutId> = watched
+            .iter()
+            .filter(|(r, _, _)| {
+                !r.write_pending() && matches!(r.state, State::Active | State::Paused)
+            })
+            .map(|(r, _, _)| r.id)
+            .collect();
+        let checks = {
+            let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+            d.checked.retain(|id, _| candidates.contains(id));
+            d.budget.refill(now);
+            let every = TimeDelta::from_std(d.every).unwrap_or(TimeDelta::MAX);
+            let plan = drift::plan_checks(
+                &candidates,
+                &d.checked,
+                now,
+                every,
+                d.budget.available(),
+                d.functions,
+            );
+            d.budget.spend(plan.calls(), now);
+            plan
+        };
+        report.drift_checks = checks.ids().len();
+        report.lambda_calls = checks.calls();
+        let listing = match &checks {
+            drift::Checks::List { .. } => match self.service.list_functions().await {
+                Ok(l) => {
+                    let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+                    d.functions = l.len();
+                    Some(l)
+                }
                 Err(e) => {
                     report.errors.push(format!("ListFunctions: {e}"));
                     None
                 }
-            }
-        } else {
-            None
+            },
+            drift::Checks::Each(_) => None,
+        };
+        let checked: std::collections::HashSet<RolloutId> = match &listing {
+            None if matches!(checks, drift::Checks::List { .. }) => Default::default(),
+            _ => checks.ids().iter().copied().collect(),
         };
         let seen = Seen {
             readings: &readings,
             listing: listing.as_ref(),
+            checks: &checked,
             now,
         };
         let jobs: Vec<_> = watched
@@ -228,6 +296,13 @@ impl Watcher {
             report.decisions.extend(part.decisions);
             report.errors.extend(part.errors);
             points.extend(part.points);
+        }
+        {
+            let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+            d.checked.extend(checked.iter().map(|id| (*id, now)));
+            let t = self.service.telemetry();
+            t.drift_calls.inc_by(u64::from(report.lambda_calls));
+            t.drift_budget_used.set(d.budget.used_ratio(now));
         }
         if let Err(e) = self.service.record_points(&points).await {
             report.errors.push(format!("chart points: {e}"));
@@ -272,7 +347,10 @@ impl Watcher {
                 return report;
             }
         };
-        let function = if r.write_pending() || !matches!(r.state, State::Active | State::Paused) {
+        let function = if r.write_pending()
+            || !matches!(r.state, State::Active | State::Paused)
+            || !seen.checks.contains(&r.id)
+        {
             None
         } else {
             // Listed functions are keyed by ARN: one of another region is

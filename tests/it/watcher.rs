@@ -1086,3 +1086,109 @@ async fn each_series_is_requested_once_per_new_period() {
     let idle = reports.iter().filter(|r| r.queries == 0).count();
     assert!(idle >= 360 - 72, "{idle} of 360 ticks asked for nothing");
 }
+
+/// Issue 8: drift checks run on their own interval, within a Lambda API
+/// budget, and `/metrics` says how much of it they use. Five rollouts, a
+/// check every minute, 0.1 calls a second (a burst of 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_checks_keep_to_their_interval_and_lambda_budget() {
+    let plans = tempfile::tempdir().unwrap();
+    let app = crate::common::spawn_app_with(
+        Db::Sqlite,
+        crate::common::Options {
+            plans_dir: plans.path().to_path_buf(),
+            drift_interval: Duration::from_secs(60),
+            lambda_budget: 0.1,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..5 {
+        let name = format!("budget-{i}");
+        app.create_function(&name).await;
+        std::fs::write(
+            plans.path().join(format!("{name}.toml")),
+            format!("[target]\nfunction = \"{name}\"\n[flags]\nFX = \"off\"\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ FX = \"on\" }}\n"),
+        )
+        .unwrap();
+        let (status, body) = app.post("/api/v1/rollouts", json!({ "plan": name })).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let t0 = Utc::now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let watcher = &app.state().watcher;
+    // A burst of three calls, then one every ten seconds.
+    let first = watcher.tick(at(0)).await;
+    assert_eq!(
+        (first.drift_checks, first.lambda_calls),
+        (3, 3),
+        "{first:?}"
+    );
+    let second = watcher.tick(at(10)).await;
+    assert_eq!(second.drift_checks, 1, "{second:?}");
+    let third = watcher.tick(at(20)).await;
+    assert_eq!(third.drift_checks, 1, "{third:?}");
+    // Every function has been checked once: nothing is due for a minute,
+    // even when drift happens meanwhile.
+    let mut env = app
+        .lambda
+        .get_function_configuration()
+        .function_name("budget-0")
+        .send()
+        .await
+        .unwrap()
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default();
+    env.insert("FX".into(), "on".into());
+    app.lambda
+        .update_function_configuration()
+        .function_name("budget-0")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(env))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for secs in [30, 40, 50] {
+        let quiet = watcher.tick(at(secs)).await;
+        assert_eq!(quiet.drift_checks, 0, "{quiet:?}");
+        assert!(quiet.decisions.is_empty());
+    }
+    // A minute after its last check, the drifted function is read again.
+    let mut reverted = false;
+    for secs in (60..=120).step_by(10) {
+        let report = watcher.tick(at(secs)).await;
+        assert!(
+            report.lambda_calls <= 3,
+            "never more than the burst: {report:?}"
+        );
+        reverted |= report.decisions.iter().any(|d| d.action == "drift_revert");
+    }
+    assert!(reverted, "the drift was seen within the interval");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rollgate_drift_lambda_calls_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    // 2 minutes at 0.1 a second plus the burst of 3: at most 15.
+    assert!((5..=15).contains(&calls), "{calls}");
+    let used: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rollgate_drift_budget_used_ratio "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(used > 0.0 && used <= 1.5, "{used}");
+}

@@ -111,6 +111,10 @@ pub struct Options {
     pub reconcile_interval: Duration,
     /// Run the watcher loop every so often (default: none; tests tick by hand).
     pub watch_interval: Option<Duration>,
+    /// Drift checks (default: every tick, as tests tick by hand and expect
+    /// each tick to see the function), and their Lambda budget.
+    pub drift_interval: Duration,
+    pub lambda_budget: f64,
 }
 
 impl Default for Options {
@@ -122,6 +126,8 @@ impl Default for Options {
             retry: fast_retry(),
             reconcile_interval: Duration::from_millis(200),
             watch_interval: None,
+            drift_interval: Duration::ZERO,
+            lambda_budget: 10.0,
         }
     }
 }
@@ -257,6 +263,8 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     config.retry = opts.retry;
     config.reconcile_interval = opts.reconcile_interval;
     config.watch_interval = opts.watch_interval;
+    config.drift_interval = opts.drift_interval;
+    config.lambda_budget = opts.lambda_budget;
     let app = app::start(&config, &aws).await.unwrap();
     TestApp {
         url: app.url(),
@@ -371,6 +379,7 @@ impl TestApp {
             self.database_url.clone(),
         );
         config.watch_interval = None;
+        config.drift_interval = Duration::ZERO;
         app::start(&config, &self.aws).await.unwrap()
     }
 
