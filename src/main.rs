@@ -84,6 +84,16 @@ enum Cmd {
         /// Also write the report here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Instead: GetMetricData cost per rollout-day and end-to-end time to
+        /// rollback on a simulated clock (see BENCHMARKS.md, "CloudWatch time").
+        #[arg(long)]
+        periods: bool,
+        /// Periods: rollout counts for the cost table.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        cost_rollouts: Vec<usize>,
+        /// Periods: end-to-end runs per guardrail set.
+        #[arg(long, default_value_t = 10)]
+        e2e_runs: usize,
         /// Instead: the dashboard and JSON API under load from another
         /// process, on a seeded store (see BENCHMARKS.md, "Dashboard").
         #[arg(long)]
@@ -480,6 +490,20 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 out,
             })
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            periods: true,
+            cost_rollouts,
+            e2e_runs,
+            out,
+            ..
+        } => {
+            let text = rollgate::bench::periods::run(&cost_rollouts, e2e_runs.max(1)).await?;
+            println!("{text}");
+            if let Some(out) = out {
+                std::fs::write(out, &text)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {

@@ -2,9 +2,12 @@
 //! (timings are never asserted in tests). Run it in release mode:
 //! `cargo run --release -- bench`.
 //!
-//! - time to rollback: from the tick at which breaching data is first
-//!   visible (a guardrail with `consecutive = 1`) to flags restored and
-//!   verified, over many runs;
+//! - time to rollback: from the tick at which a complete period of
+//!   breaching data is first judged (a guardrail with `consecutive = 1`) to
+//!   flags restored and verified, over many runs;
+//! - the CloudWatch time model (`--periods`, in `periods`): GetMetricData
+//!   cost per rollout-day, and time to rollback end to end on a simulated
+//!   clock with CloudWatch's delay;
 //! - watcher scale: N active rollouts with 5 guardrail metrics each — calls
 //!   per tick against the minimum, tick wall time and CPU, process RSS;
 //! - the dashboard and JSON API under load (`--dashboard`, in `dashboard`),
@@ -12,6 +15,7 @@
 
 pub mod dashboard;
 pub mod load;
+pub mod periods;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -127,6 +131,38 @@ impl SandboxProcess {
         Ok(())
     }
 
+    /// One tick of traffic stamped `at`.
+    async fn traffic_at(&self, at: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/_sandbox/traffic/emit", self.url))
+            .json(&json!({
+                "end": at.timestamp_millis() as f64 / 1000.0,
+                "ticks": 1,
+                "every_secs": 10.0,
+            }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// GetMetricData (calls, metrics requested) served so far.
+    async fn get_metric_data_stats(&self) -> anyhow::Result<(u64, u64)> {
+        let state: serde_json::Value = self
+            .http
+            .get(format!("{}/_sandbox/state", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let cw = &state["cloudwatch"];
+        Ok((
+            cw["get_metric_data_calls"].as_u64().unwrap_or_default(),
+            cw["get_metric_data_queries"].as_u64().unwrap_or_default(),
+        ))
+    }
+
     /// Traffic every 10 s over the `minutes` before `end`.
     async fn traffic(&self, minutes: i64, end: chrono::DateTime<Utc>) -> anyhow::Result<()> {
         self.http
@@ -215,14 +251,17 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Starts a rollout of every plan, records baselines, moves each to its
 /// first phase (forced: no bake in a benchmark).
-async fn rollouts_in_first_phase(rig: &Rig, names: &[String]) -> anyhow::Result<Vec<RolloutId>> {
-    let service = &rig.app.state.service;
+async fn rollouts_in_first_phase(
+    app: &RunningApp,
+    names: &[String],
+) -> anyhow::Result<Vec<RolloutId>> {
+    let service = &app.state.service;
     let who = Principal::operator(Some("bench"))?;
     let mut ids = Vec::new();
     for name in names {
         ids.push(service.start(&who, name, None).await?.rollout.id);
     }
-    rig.app.state.watcher.tick(Utc::now()).await;
+    app.state.watcher.tick(Utc::now()).await;
     for &id in &ids {
         service
             .command(
@@ -250,12 +289,17 @@ pub async fn time_to_rollback(runs: usize) -> anyhow::Result<Vec<f64>> {
         rig.sandbox
             .traffic(10, now - chrono::Duration::minutes(10))
             .await?;
-        let ids = rollouts_in_first_phase(&rig, std::slice::from_ref(&name)).await?;
+        let ids = rollouts_in_first_phase(&rig.app, std::slice::from_ref(&name)).await?;
         rig.sandbox
             .set_traffic(json!({ "bad_flags": ["USE_OPTIMIZED_PROMPTS"] }))
             .await?;
-        let now = Utc::now();
-        rig.sandbox.traffic(5, now).await?;
+        // Bad data over the phase's first ten minutes, judged at the tick
+        // that first sees a complete, settled five-minute period of it.
+        let live = Utc::now();
+        rig.sandbox
+            .traffic(10, live + chrono::Duration::minutes(10))
+            .await?;
+        let now = live + chrono::Duration::minutes(12);
         let started = Instant::now();
         let report = rig.app.state.watcher.tick(now).await;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
@@ -298,7 +342,7 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
     rig.sandbox
         .traffic(10, now - chrono::Duration::minutes(5))
         .await?;
-    rollouts_in_first_phase(&rig, &names).await?;
+    rollouts_in_first_phase(&rig.app, &names).await?;
     rig.sandbox.traffic(5, now).await?;
     // Warm-up tick, then the measured one.
     rig.app.state.watcher.tick(Utc::now()).await;
