@@ -32,11 +32,32 @@ pub(super) struct MetricKey {
     pub dimensions: BTreeMap<String, String>,
 }
 
+/// How finely CloudWatch keeps a metric's timestamps (`StorageResolution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resolution {
+    /// 60 (or absent): one-minute granularity.
+    Standard,
+    /// 1: one-second granularity.
+    High,
+}
+
+impl Resolution {
+    fn seconds(self) -> f64 {
+        match self {
+            Resolution::Standard => 60.0,
+            Resolution::High => 1.0,
+        }
+    }
+}
+
 /// One datum as put: raw values with counts, or pre-aggregated statistics.
 #[derive(Debug, Clone)]
 pub(super) struct Datum {
-    /// Epoch seconds.
+    /// Epoch seconds, truncated to the metric's resolution when stored.
     pub at: f64,
+    /// Epoch seconds of the sandbox's clock when it was put (the metric
+    /// delay counts from here).
+    pub put_at: f64,
     /// (value, count) pairs; empty when only statistics were given.
     pub values: Vec<(f64, f64)>,
     pub count: f64,
@@ -56,6 +77,7 @@ impl Datum {
             .fold(f64::NEG_INFINITY, f64::max);
         Datum {
             at,
+            put_at: 0.0,
             values,
             count,
             sum,
@@ -100,13 +122,22 @@ pub(super) struct Alarm {
 pub(super) struct CloudWatch {
     pub metrics: BTreeMap<MetricKey, Vec<Datum>>,
     alarms: BTreeMap<String, Alarm>,
+    /// A datum is invisible to GetMetricData until this long after it was put.
+    pub metric_delay: std::time::Duration,
     /// GetMetricData calls and queries served (for benchmarks and tests).
     pub get_metric_data_calls: u64,
     pub get_metric_data_queries: u64,
 }
 
 impl CloudWatch {
-    pub(super) fn put(&mut self, key: MetricKey, datum: Datum) {
+    /// Stores a datum as CloudWatch does: its timestamp truncated to the
+    /// resolution (the minute, or the second for high resolution), stamped
+    /// with the time it was put. Raw values are kept, so percentiles still
+    /// see every value of the minute.
+    pub(super) fn put(&mut self, key: MetricKey, mut datum: Datum, resolution: Resolution) {
+        let g = resolution.seconds();
+        datum.at = (datum.at / g).floor() * g;
+        datum.put_at = now_secs();
         self.metrics.entry(key).or_default().push(datum);
     }
 
@@ -353,9 +384,20 @@ fn put_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
         );
     };
     let mut parsed = Vec::new();
-    for d in data {
+    for (n, d) in data.iter().enumerate() {
         let Some(name) = str_of(d, "MetricName") else {
             return invalid("MetricName is required");
+        };
+        let resolution = match d.get("StorageResolution") {
+            None | Some(Json::Null) => Resolution::Standard,
+            Some(r) if r.as_f64() == Some(60.0) => Resolution::Standard,
+            Some(r) if r.as_f64() == Some(1.0) => Resolution::High,
+            Some(r) => {
+                return invalid(&format!(
+                    "The value {r} for parameter MetricData.member.{}.StorageResolution is invalid. Valid values are 1 and 60.",
+                    n + 1
+                ));
+            }
         };
         let at = d
             .get("Timestamp")
@@ -378,6 +420,7 @@ fn put_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
             let f = |k| s.get(k).and_then(Json::as_f64).unwrap_or(0.0);
             Datum {
                 at,
+                put_at: 0.0,
                 values: Vec::new(),
                 count: f("SampleCount"),
                 sum: f("Sum"),
@@ -392,10 +435,10 @@ fn put_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
             name: name.to_string(),
             dimensions: dimensions(d),
         };
-        parsed.push((key, datum));
+        parsed.push((key, datum, resolution));
     }
-    for (k, d) in parsed {
-        cw.put(k, d);
+    for (k, d, r) in parsed {
+        cw.put(k, d, r);
     }
     Ok(Cbor::Map(vec![]))
 }
@@ -451,6 +494,52 @@ fn valid_stat(stat: &str) -> bool {
 /// One query's series: (period start, value), oldest first.
 type Series = Vec<(f64, f64)>;
 
+/// GetMetricData's `Period`: 1, 5, 10, 20, 30 or a multiple of 60 seconds.
+fn valid_period(p: f64) -> bool {
+    p >= 1.0 && p.fract() == 0.0 && ([1.0, 5.0, 10.0, 20.0, 30.0].contains(&p) || p % 60.0 == 0.0)
+}
+
+const HOUR: f64 = 3600.0;
+const DAY: f64 = 86_400.0;
+
+/// What CloudWatch keeps of data as old as a query's StartTime.
+struct Window {
+    start: f64,
+    /// Periods must be a multiple of this or nothing comes back: 1 s up to
+    /// 3 hours ago, 60 s up to 15 days, 300 s up to 63 days, 3,600 s beyond.
+    coarsest_period: f64,
+    /// StartTime is rounded down to this (for periods of a minute or more):
+    /// the minute up to 15 days ago, 5 minutes up to 63 days, the hour beyond.
+    rounding: f64,
+}
+
+impl Window {
+    fn new(start: f64, now: f64) -> Window {
+        let age = now - start;
+        let (coarsest_period, rounding) = if age > 63.0 * DAY {
+            (3600.0, 3600.0)
+        } else if age > 15.0 * DAY {
+            (300.0, 300.0)
+        } else if age > 3.0 * HOUR {
+            (60.0, 60.0)
+        } else {
+            (1.0, 60.0)
+        };
+        Window {
+            start,
+            coarsest_period,
+            rounding,
+        }
+    }
+
+    /// Where the first bucket of `period` starts: StartTime rounded down
+    /// (to a multiple of the period itself when it is under a minute).
+    fn rounded_start(&self, period: f64) -> f64 {
+        let unit = if period < 60.0 { period } else { self.rounding };
+        (self.start / unit).floor() * unit
+    }
+}
+
 fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
     let queries = input
         .get("MetricDataQueries")
@@ -482,24 +571,59 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
     if end <= start {
         return invalid("The parameter StartTime must be less than the parameter EndTime.");
     }
+    let ascending = match str_of(input, "ScanBy") {
+        None | Some("TimestampDescending") => false,
+        Some("TimestampAscending") => true,
+        Some(other) => {
+            return validation(&format!(
+                "Value '{other}' at 'scanBy' failed to satisfy constraint: Member must satisfy enum value set: [TimestampDescending, TimestampAscending]"
+            ));
+        }
+    };
+    // Every metric query's period first: one bad period refuses the call.
+    let mut periods = BTreeMap::new();
+    for (n, q) in queries.iter().enumerate() {
+        let Some(ms) = q.get("MetricStat") else {
+            continue;
+        };
+        let period = ms.get("Period").and_then(Json::as_f64).unwrap_or(60.0);
+        if !valid_period(period) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                &format!(
+                    "The parameter MetricDataQueries.member.{}.MetricStat.Period must be a multiple of 60 or 1, 5, 10, 20, 30.",
+                    n + 1
+                ),
+            );
+        }
+        periods.insert(n, period);
+    }
     cw.get_metric_data_calls += 1;
     cw.get_metric_data_queries += queries.len() as u64;
 
+    let now = now_secs();
+    let visible_until = now - cw.metric_delay.as_secs_f64();
+    let window = Window::new(start, now);
     let mut series: BTreeMap<String, Series> = BTreeMap::new();
     // Metric queries first, then expressions (which refer to them by id).
-    for q in queries.iter().filter(|q| q.get("MetricStat").is_some()) {
+    for (n, q) in queries.iter().enumerate() {
+        let Some(ms) = q.get("MetricStat") else {
+            continue;
+        };
         let id = str_of(q, "Id").unwrap_or_default().to_string();
-        let ms = &q["MetricStat"];
         let metric = &ms["Metric"];
         let stat = str_of(ms, "Stat").unwrap_or_default();
         if !valid_stat(stat) {
             return invalid(&format!("Invalid statistic {stat:?} in query {id}"));
         }
-        let period = ms
-            .get("Period")
-            .and_then(Json::as_f64)
-            .unwrap_or(60.0)
-            .max(1.0);
+        let period = periods[&n];
+        if period % window.coarsest_period != 0.0 {
+            // Data that old is kept only at coarser periods: nothing comes back.
+            series.insert(id, Vec::new());
+            continue;
+        }
+        let first = window.rounded_start(period);
         let key = MetricKey {
             namespace: str_of(metric, "Namespace").unwrap_or_default().to_string(),
             name: str_of(metric, "MetricName").unwrap_or_default().to_string(),
@@ -507,13 +631,16 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
         };
         let data = cw.metrics.get(&key).map(Vec::as_slice).unwrap_or_default();
         let mut buckets: BTreeMap<i64, Vec<&Datum>> = BTreeMap::new();
-        for d in data.iter().filter(|d| d.at >= start && d.at < end) {
-            let bucket = ((d.at - start) / period).floor() as i64;
+        for d in data
+            .iter()
+            .filter(|d| d.put_at <= visible_until && d.at >= first && d.at < end)
+        {
+            let bucket = ((d.at - first) / period).floor() as i64;
             buckets.entry(bucket).or_default().push(d);
         }
         let s: Series = buckets
             .iter()
-            .filter_map(|(b, ds)| statistic(stat, ds).map(|v| (start + *b as f64 * period, v)))
+            .filter_map(|(b, ds)| statistic(stat, ds).map(|v| (first + *b as f64 * period, v)))
             .collect();
         series.insert(id, s);
     }
@@ -529,7 +656,7 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
     }
 
     // Pagination by data points, in query order, newest first within a series
-    // (CloudWatch's default TimestampDescending).
+    // (CloudWatch's default TimestampDescending) unless ScanBy says ascending.
     let max = input
         .get("MaxDatapoints")
         .and_then(Json::as_f64)
@@ -548,7 +675,9 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
         }
         let id = str_of(q, "Id").unwrap_or_default();
         let mut points: Series = series.get(id).cloned().unwrap_or_default();
-        points.reverse();
+        if !ascending {
+            points.reverse();
+        }
         let mut timestamps = Vec::new();
         let mut values = Vec::new();
         for (t, v) in points {

@@ -121,12 +121,30 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// How a sandbox starts; everything here can also change while it runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// How long `LastUpdateStatus` stays `InProgress` after an update.
     pub update_delay: Duration,
     /// Emit simulated traffic this often (when the simulator is enabled).
     pub traffic_tick: Option<Duration>,
+    /// How long after it was put (PutMetricData, or the simulator's
+    /// emission, by the sandbox's clock) a datum becomes visible to
+    /// GetMetricData, whatever its timestamp. Real CloudWatch's is about a
+    /// minute: [`DEFAULT_METRIC_DELAY`] by default; tests and the demo use 0.
+    pub metric_delay: Duration,
+}
+
+/// CloudWatch's usual delay before a datum can be read back.
+pub const DEFAULT_METRIC_DELAY: Duration = Duration::from_secs(60);
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            update_delay: Duration::ZERO,
+            traffic_tick: None,
+            metric_delay: DEFAULT_METRIC_DELAY,
+        }
+    }
 }
 
 /// Injected faults, switchable at run time.
@@ -494,7 +512,11 @@ impl Sandbox {
     /// Binds 127.0.0.1:`port` (0 = any free port) and serves in the background.
     pub async fn start(port: u16, config: SandboxConfig) -> std::io::Result<Sandbox> {
         let shared = Shared::default();
-        shared.lock().update_delay = config.update_delay;
+        {
+            let mut w = shared.lock();
+            w.update_delay = config.update_delay;
+            w.cloudwatch.metric_delay = config.metric_delay;
+        }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
         let app = router(shared.clone());
@@ -576,6 +598,12 @@ impl Sandbox {
     /// Changes the update delay for updates made from now on.
     pub fn set_update_delay(&self, delay: Duration) {
         self.faults.shared.lock().update_delay = delay;
+    }
+
+    /// Changes CloudWatch's metric delay (see `SandboxConfig::metric_delay`);
+    /// it applies to every datum read from now on, whenever it was put.
+    pub fn set_metric_delay(&self, delay: Duration) {
+        self.faults.shared.lock().cloudwatch.metric_delay = delay;
     }
 }
 

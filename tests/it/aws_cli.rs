@@ -5,6 +5,16 @@
 use std::process::Command;
 
 use rollgate::sandbox::{Sandbox, SandboxConfig};
+
+/// A sandbox whose metrics are readable at once (real CloudWatch's delay,
+/// the sandbox's default, is tested by itself).
+async fn start() -> Sandbox {
+    let config = SandboxConfig {
+        metric_delay: std::time::Duration::ZERO,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(0, config).await.unwrap()
+}
 use serde_json::Value;
 
 async fn aws(endpoint: String, args: Vec<String>) -> (bool, String, String) {
@@ -37,7 +47,7 @@ fn args(s: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_puts_and_reads_metrics() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     for v in ["40", "60"] {
         let (ok, _, err) = aws(
             sandbox.url(),
@@ -85,7 +95,7 @@ async fn the_aws_cli_puts_and_reads_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_reads_and_updates_a_function() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let aws_config = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
     rollgate::demo::create_demo_function(&aws_config)
         .await
@@ -114,7 +124,7 @@ async fn the_aws_cli_reads_and_updates_a_function() {
 /// follows DescribeAlarms' NextToken by itself across both types.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_lists_composite_alarms_and_pages_through_alarms() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     // 55 metric alarms through the SDK (quicker than 55 CLI runs).
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(sandbox.url())

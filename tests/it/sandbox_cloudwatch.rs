@@ -9,6 +9,16 @@ use aws_sdk_cloudwatch::types::{
 };
 use rollgate::sandbox::{Sandbox, SandboxConfig};
 
+/// A sandbox whose metrics are readable at once (real CloudWatch's delay,
+/// the sandbox's default, is tested by itself).
+async fn start() -> Sandbox {
+    let config = SandboxConfig {
+        metric_delay: std::time::Duration::ZERO,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(0, config).await.unwrap()
+}
+
 async fn client(sandbox: &Sandbox) -> Client {
     Client::new(&rollgate::demo::sandbox_aws_config(&sandbox.url()).await)
 }
@@ -43,7 +53,7 @@ fn query_returning(id: &str, name: &str, stat: &str, return_data: bool) -> Metri
 
 #[tokio::test]
 async fn put_and_get_metric_data_with_statistics_and_math() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let now = chrono::Utc::now().timestamp();
     let minute_start = now - now % 60 - 60;
@@ -124,7 +134,7 @@ async fn put_and_get_metric_data_with_statistics_and_math() {
 
 #[tokio::test]
 async fn at_most_500_queries_and_pagination() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let now = chrono::Utc::now().timestamp();
     let base = now - now % 60 - 600;
@@ -186,7 +196,7 @@ async fn at_most_500_queries_and_pagination() {
 
 #[tokio::test]
 async fn alarms_put_describe_and_set_state() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     cw.put_metric_alarm()
         .alarm_name("dixon-errors")
@@ -241,7 +251,7 @@ async fn alarms_put_describe_and_set_state() {
 /// The simulator's metrics follow the function's flags, and a bad flag shows.
 #[tokio::test]
 async fn simulated_traffic_follows_the_flags() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let aws = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
     rollgate::demo::create_demo_function(&aws).await.unwrap();
     let cw = Client::new(&aws);
@@ -342,7 +352,7 @@ async fn simulated_traffic_follows_the_flags() {
 /// AWS's do; the SDK reads the code from there and types the error by it.
 #[tokio::test]
 async fn errors_carry_their_query_compatible_codes() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let err = cw
         .put_metric_data()
@@ -394,7 +404,7 @@ fn page_names(
 /// page, at most 100 names a request, NextToken to follow.
 #[tokio::test]
 async fn describe_alarms_comes_in_pages() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let names: Vec<String> = (0..120).map(|i| format!("page-{i:03}")).collect();
     for name in &names {
@@ -503,7 +513,7 @@ async fn describe_alarms_comes_in_pages() {
 /// alarms, and take SetAlarmState like them.
 #[tokio::test]
 async fn composite_alarms_only_when_asked_for() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     for name in ["m1", "m2", "m3"] {
         put_alarm(&cw, name).await;
