@@ -155,6 +155,8 @@ impl CloudWatch {
     }
 }
 
+/// Both routes take gzip-encoded bodies (`Content-Encoding: gzip`), as
+/// current SDKs send PutMetricData bodies of 10 KB and more.
 pub(super) fn router() -> Router<Shared> {
     Router::new()
         .route(
@@ -162,6 +164,7 @@ pub(super) fn router() -> Router<Shared> {
             post(dispatch),
         )
         .route("/", post(dispatch_json))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
 }
 
 /// A CloudWatch error, rendered per protocol.
