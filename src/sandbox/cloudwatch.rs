@@ -21,6 +21,8 @@ use serde_json::Value as Json;
 
 use super::Shared;
 
+mod query;
+
 pub(super) const MAX_QUERIES: usize = 500;
 const DEFAULT_MAX_DATAPOINTS: usize = 100_800;
 
@@ -163,7 +165,7 @@ pub(super) fn router() -> Router<Shared> {
             "/service/GraniteServiceVersion20100801/operation/{op}",
             post(dispatch),
         )
-        .route("/", post(dispatch_json))
+        .route("/", post(dispatch_root))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
 }
 
@@ -300,17 +302,58 @@ async fn dispatch(State(shared): State<Shared>, Path(op): Path<String>, body: By
     }
 }
 
+/// `POST /`: awsJson1_0 when the request names its operation in
+/// `X-Amz-Target`, awsQuery when it is a form with `Action=`.
+async fn dispatch_root(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if !headers.contains_key("x-amz-target")
+        && let Some((op, input)) = query::parse(&body)
+    {
+        return dispatch_query(&shared, &op, input);
+    }
+    dispatch_json(&shared, &headers, &body)
+}
+
+/// The awsQuery protocol: a form (`Action=<Op>&Version=2010-08-01&...`),
+/// answered in XML; errors as `<ErrorResponse>` with the awsQuery code.
+fn dispatch_query(shared: &Shared, op: &str, input: Result<Json, String>) -> Response {
+    let request_id = super::new_id();
+    let reply = match input {
+        Ok(input) => run(shared, op, &input),
+        Err(message) => Err(CwError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidParameterValueException".into(),
+            message,
+        }),
+    };
+    let (status, body) = match reply {
+        Ok(out) => (StatusCode::OK, query::response(op, &out, &request_id)),
+        Err(e) => {
+            let (code, kind) = match query_error(&e.code).and_then(|q| q.split_once(';')) {
+                Some((code, kind)) => (code.to_string(), kind),
+                None if e.code == "UnknownOperationException" => ("InvalidAction".into(), "Sender"),
+                None => (e.code.clone(), "Sender"),
+            };
+            (e.status, query::error(kind, &code, &e.message, &request_id))
+        }
+    };
+    let mut resp = (status, [("content-type", "text/xml")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
 /// The awsJson1_0 protocol (what the AWS CLI v1 speaks): `POST /` with
 /// `X-Amz-Target: GraniteServiceVersion20100801.<Op>` and a JSON body.
-async fn dispatch_json(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+fn dispatch_json(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let op = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.strip_prefix("GraniteServiceVersion20100801."))
         .unwrap_or_default()
         .to_string();
-    let reply = match serde_json::from_slice::<Json>(if body.is_empty() { b"{}" } else { &body }) {
-        Ok(input) => run(&shared, &op, &input),
+    let reply = match serde_json::from_slice::<Json>(if body.is_empty() { b"{}" } else { body }) {
+        Ok(input) => run(shared, &op, &input),
         Err(e) => Err(CwError {
             status: StatusCode::BAD_REQUEST,
             code: "SerializationException".into(),
