@@ -252,7 +252,11 @@ fn invalid(message: &str) -> Reply {
 /// CBOR → JSON, with timestamps (tag 1) as epoch seconds.
 fn to_json(v: Cbor) -> Json {
     match v {
-        Cbor::Integer(i) => Json::from(i128::from(i) as f64),
+        // Integers stay integers (awsJson1_0 answers `"Period": 60`, not 60.0).
+        Cbor::Integer(i) => {
+            let i = i128::from(i);
+            i64::try_from(i).map_or_else(|_| Json::from(i as f64), Json::from)
+        }
         Cbor::Float(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
         Cbor::Text(s) => Json::String(s),
         Cbor::Bool(b) => Json::Bool(b),
