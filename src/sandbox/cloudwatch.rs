@@ -1,12 +1,43 @@
-//! CloudWatch in the `rpcv2Cbor` protocol the current SDK speaks:
-//! `POST /service/GraniteServiceVersion20100801/operation/<Op>`, CBOR bodies,
-//! `smithy-protocol: rpc-v2-cbor`. PutMetricData, GetMetricData (Sum,
-//! Average, SampleCount, Minimum, Maximum, pNN; simple metric math; at most
-//! 500 queries; pagination by data points), PutMetricAlarm,
-//! PutCompositeAlarm, DescribeAlarms (`AlarmTypes`, `AlarmNames`,
-//! `AlarmNamePrefix`, `StateValue`, `MaxRecords`/`NextToken` pages), and
-//! SetAlarmState. The same operations answer in `awsJson1_0` (`POST /`,
-//! `X-Amz-Target`), the protocol the AWS CLI speaks.
+//! CloudWatch, for exactly the operations rollgate uses: PutMetricData,
+//! GetMetricData (Sum, Average, SampleCount, Minimum, Maximum, pNN; simple
+//! metric math; at most 500 queries; pagination by data points),
+//! PutMetricAlarm, PutCompositeAlarm, DescribeAlarms (`AlarmTypes`,
+//! `AlarmNames`, `AlarmNamePrefix`, `StateValue`, `MaxRecords`/`NextToken`
+//! pages), and SetAlarmState.
+//!
+//! Three protocols, as CloudWatch accepts them, all answering from the same
+//! code: `rpcv2Cbor`, the current SDKs' (`POST
+//! /service/GraniteServiceVersion20100801/operation/<Op>`, CBOR bodies,
+//! `smithy-protocol: rpc-v2-cbor`); `awsJson1_0` (`POST /` with
+//! `X-Amz-Target: GraniteServiceVersion20100801.<Op>`, what botocore and
+//! the AWS CLI speak); and `awsQuery` (`POST /`, a form-encoded body with
+//! `Action=<Op>`, XML answers and `<ErrorResponse>` errors). Any of them may
+//! come gzip-encoded (`Content-Encoding: gzip`), as current SDKs send
+//! PutMetricData bodies of 10 KB and more.
+//!
+//! What CloudWatch does, as AWS documents it, is modelled:
+//!
+//! - The metric delay: a datum is visible to GetMetricData only
+//!   `metric_delay` (`SandboxConfig`, default 60 s) after it was put, by the
+//!   sandbox's clock, whatever its timestamp.
+//! - Storage resolution: standard data (`StorageResolution` absent or 60)
+//!   are stored at their minute (the timestamp truncated), high-resolution
+//!   data (1) at their second; raw values are kept, so percentiles see
+//!   every value. Other resolutions are refused.
+//! - `Period` is 1, 5, 10, 20, 30 or a multiple of 60, else the call is a
+//!   `ValidationError` naming the query. A StartTime more than 3 hours ago
+//!   needs a multiple of 60, more than 15 days of 300, more than 63 days of
+//!   3,600, else that query comes back `Complete` and empty.
+//! - StartTime is rounded down: to the minute up to 15 days ago, to 5
+//!   minutes up to 63 days, to the hour beyond (to a multiple of the period
+//!   for periods under a minute). Buckets of `Period` run from there; the
+//!   last ends at EndTime and may be partial. A datapoint is stamped at its
+//!   bucket's start, newest first (`ScanBy` `TimestampDescending`, the
+//!   default, or `TimestampAscending`). A bucket without data has no
+//!   datapoint.
+//!
+//! The traffic simulator (`traffic.rs`) publishes no datum for a count of
+//! zero, as Lambda does.
 
 use std::collections::BTreeMap;
 

@@ -10,8 +10,14 @@
 //! with a reason when a fault says so), UpdateFunctionCode, ListFunctions,
 //! PublishVersion, CreateAlias, GetAlias, UpdateAlias, ListAliases.
 //!
-//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`,
-//! and awsJson1_0, `POST /` with `X-Amz-Target`, for the AWS CLI):
+//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`;
+//! awsJson1_0, `POST /` with `X-Amz-Target`, as botocore and the AWS CLI
+//! speak it; awsQuery, `POST /` form-encoded with `Action=`, XML answers;
+//! gzip-encoded bodies on all three), with CloudWatch's documented
+//! behaviour (see `cloudwatch.rs`): a metric delay (`SandboxConfig::metric_delay`,
+//! default 60 s), data stored by the minute (by the second at
+//! `StorageResolution` 1), Period rules and StartTime rounding, partial
+//! last buckets, coarser periods for old data, no datapoint for a zero count.
 //! PutMetricData, GetMetricData (Sum, Average, SampleCount, Minimum, Maximum,
 //! pNN, simple metric math, at most 500 queries, NextToken pagination),
 //! PutMetricAlarm, PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
@@ -613,9 +619,17 @@ pub async fn serve_forever(
     config: SandboxConfig,
     traffic: traffic::TrafficSettings,
 ) -> std::io::Result<()> {
+    let metric_delay = config.metric_delay;
     let sandbox = Sandbox::start(port, config).await?;
     sandbox.set_traffic(traffic);
-    println!("AWS sandbox (Lambda) listening on {}", sandbox.url());
+    println!(
+        "AWS sandbox (Lambda, CloudWatch) listening on {}",
+        sandbox.url()
+    );
+    println!(
+        "  CloudWatch data are readable {}s after they are put (--metric-delay)",
+        metric_delay.as_secs_f64()
+    );
     println!(
         "  export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
         sandbox.url()
