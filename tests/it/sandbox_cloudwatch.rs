@@ -634,8 +634,19 @@ async fn put_at(cw: &Client, name: &str, at: i64, value: f64, resolution: Option
         .unwrap();
 }
 
-/// One query of `name` with that period and statistic.
+/// One query of `name` (FunctionName=f) with that period and statistic.
 fn query_period(id: &str, name: &str, stat: &str, period: i32) -> MetricDataQuery {
+    function_query(id, "f", name, stat, period)
+}
+
+/// One query of `function`'s AWS/Lambda metric `name`.
+fn function_query(
+    id: &str,
+    function: &str,
+    name: &str,
+    stat: &str,
+    period: i32,
+) -> MetricDataQuery {
     MetricDataQuery::builder()
         .id(id)
         .metric_stat(
@@ -644,7 +655,12 @@ fn query_period(id: &str, name: &str, stat: &str, period: i32) -> MetricDataQuer
                     Metric::builder()
                         .namespace("AWS/Lambda")
                         .metric_name(name)
-                        .dimensions(dim())
+                        .dimensions(
+                            Dimension::builder()
+                                .name("FunctionName")
+                                .value(function)
+                                .build(),
+                        )
                         .build(),
                 )
                 .period(period)
@@ -906,37 +922,50 @@ async fn high_resolution_data_keep_their_second() {
 /// Older data are kept at coarser periods only: a StartTime more than 3 h
 /// ago needs a multiple of 60 s, more than 15 days 300 s, more than 63 days
 /// 3,600 s, else the query comes back Complete and empty; StartTime is
-/// rounded down to 5 minutes past 15 days and to the hour past 63.
+/// rounded down to 5 minutes past 15 days and to the hour past 63. (The old
+/// data are the simulator's, as Lambda published them then: PutMetricData
+/// takes no timestamps that old.)
 #[tokio::test]
 async fn old_data_need_coarser_periods() {
     let sandbox = start().await;
-    let cw = client(&sandbox).await;
+    let aws = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
+    rollgate::demo::create_demo_function(&aws).await.unwrap();
+    let cw = Client::new(&aws);
+    let q = |period| {
+        function_query(
+            "q",
+            "dixon-smart-repair-handler",
+            "Invocations",
+            "Sum",
+            period,
+        )
+    };
+    let emit = |at: i64| sandbox.emit_traffic_at(chrono::DateTime::from_timestamp(at, 0).unwrap());
     let day = 86_400;
     // 4 hours ago: 60 s and up.
     let m = minute_ago(240);
-    put_at(&cw, "Invocations", m + 5, 3.0, Some(1)).await;
-    let q = |period| query_period("q", "Invocations", "Sum", period);
+    emit(m + 5);
     assert_eq!(points(&cw, q(30), m, m + 60, None).await, []);
-    assert_eq!(points(&cw, q(60), m, m + 60, None).await, [(m, 3.0)]);
+    assert_eq!(points(&cw, q(60), m, m + 60, None).await, [(m, 200.0)]);
 
     // 20 days ago: 300 s and up, StartTime rounded down to 5 minutes.
     let now = chrono::Utc::now().timestamp();
     let t = now - now % 300 - 20 * day;
-    put_at(&cw, "Invocations", t + 90, 5.0, None).await;
+    emit(t + 90);
     assert_eq!(points(&cw, q(60), t + 120, t + 600, None).await, []);
     assert_eq!(points(&cw, q(120), t + 120, t + 600, None).await, []);
     assert_eq!(
         points(&cw, q(300), t + 120, t + 600, None).await,
-        [(t, 5.0)]
+        [(t, 200.0)]
     );
 
     // 70 days ago: 3,600 s and up, StartTime rounded down to the hour.
     let h = now - now % 3600 - 70 * day;
-    put_at(&cw, "Invocations", h + 1800, 9.0, None).await;
+    emit(h + 1800);
     assert_eq!(points(&cw, q(300), h + 1500, h + 3600, None).await, []);
     assert_eq!(
         points(&cw, q(3600), h + 1500, h + 3600, None).await,
-        [(h, 9.0)]
+        [(h, 200.0)]
     );
 }
 
