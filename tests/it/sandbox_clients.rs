@@ -438,3 +438,185 @@ async fn aws_query_requests_get_aws_xml() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("<Code>InvalidAction</Code>"), "{body}");
 }
+
+/// `bytes` gzipped by the system's gzip (an encoder independent of the
+/// sandbox's decoder).
+fn gzip(bytes: Vec<u8>) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Every protocol takes a gzip-encoded PutMetricData of 400 data (what
+/// current SDKs send past 10 KB); the SDK reads each batch back.
+#[tokio::test]
+async fn every_protocol_takes_gzipped_bodies() {
+    use ciborium::Value as Cbor;
+    let sandbox = start().await;
+    let now = chrono::Utc::now().timestamp();
+    let m = now - now % 60 - 300;
+    let t = |i: i64| m + i % 60;
+    let http = reqwest::Client::new();
+    let send = |path: &str, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut req = http
+            .post(format!("{}{path}", sandbox.url()))
+            .header("content-encoding", "gzip")
+            .body(gzip(body));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+
+    // rpcv2Cbor.
+    let text = |s: &str| Cbor::Text(s.to_string());
+    let data = (0..400)
+        .map(|i| {
+            Cbor::Map(vec![
+                (text("MetricName"), text("M")),
+                (
+                    text("Dimensions"),
+                    Cbor::Array(vec![Cbor::Map(vec![
+                        (text("Name"), text("FunctionName")),
+                        (text("Value"), text("f")),
+                    ])]),
+                ),
+                (
+                    text("Timestamp"),
+                    Cbor::Tag(1, Box::new(Cbor::Float(t(i) as f64))),
+                ),
+                (text("Value"), Cbor::Float(i as f64)),
+            ])
+        })
+        .collect();
+    let doc = Cbor::Map(vec![
+        (text("Namespace"), text("Cbor")),
+        (text("MetricData"), Cbor::Array(data)),
+    ]);
+    let mut body = Vec::new();
+    ciborium::into_writer(&doc, &mut body).unwrap();
+    assert!(body.len() > 10_240);
+    let r = send(
+        "/service/GraniteServiceVersion20100801/operation/PutMetricData",
+        vec![
+            ("smithy-protocol", "rpc-v2-cbor".into()),
+            ("content-type", "application/cbor".into()),
+        ],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    // awsJson1_0.
+    let data: Vec<Value> = (0..400)
+        .map(|i| {
+            json!({
+                "MetricName": "M",
+                "Dimensions": [{"Name": "FunctionName", "Value": "f"}],
+                "Timestamp": t(i),
+                "Value": i,
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({"Namespace": "Json", "MetricData": data})).unwrap();
+    let r = send(
+        "/",
+        vec![
+            (
+                "x-amz-target",
+                "GraniteServiceVersion20100801.PutMetricData".into(),
+            ),
+            ("content-type", "application/x-amz-json-1.0".into()),
+        ],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    // awsQuery.
+    let mut params = vec![
+        ("Action".to_string(), "PutMetricData".to_string()),
+        ("Version".into(), "2010-08-01".into()),
+        ("Namespace".into(), "Query".into()),
+    ];
+    for i in 0..400 {
+        let p = format!("MetricData.member.{}", i + 1);
+        params.push((format!("{p}.MetricName"), "M".into()));
+        params.push((
+            format!("{p}.Dimensions.member.1.Name"),
+            "FunctionName".into(),
+        ));
+        params.push((format!("{p}.Dimensions.member.1.Value"), "f".into()));
+        params.push((
+            format!("{p}.Timestamp"),
+            chrono::DateTime::from_timestamp(t(i), 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ));
+        params.push((format!("{p}.Value"), i.to_string()));
+    }
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let r = send(
+        "/",
+        vec![(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8".into(),
+        )],
+        body.into_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    let cw =
+        aws_sdk_cloudwatch::Client::new(&rollgate::demo::sandbox_aws_config(&sandbox.url()).await);
+    for namespace in ["Cbor", "Json", "Query"] {
+        let out = cw
+            .get_metric_data()
+            .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(m))
+            .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(m + 60))
+            .metric_data_queries(
+                aws_sdk_cloudwatch::types::MetricDataQuery::builder()
+                    .id("q")
+                    .metric_stat(
+                        aws_sdk_cloudwatch::types::MetricStat::builder()
+                            .metric(
+                                aws_sdk_cloudwatch::types::Metric::builder()
+                                    .namespace(namespace)
+                                    .metric_name("M")
+                                    .dimensions(
+                                        aws_sdk_cloudwatch::types::Dimension::builder()
+                                            .name("FunctionName")
+                                            .value("f")
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .period(60)
+                            .stat("Sum")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let r = &out.metric_data_results()[0];
+        assert_eq!(r.values(), [79_800.0], "{namespace}: {r:?}");
+        assert_eq!(r.timestamps()[0].secs(), m, "{namespace}");
+    }
+}
