@@ -34,12 +34,13 @@
 //! - `GET  /_sandbox/state` — `{"functions": [{"name", "arn", "environment",
 //!   "revision_id", "last_update_status", "last_update_status_reason",
 //!   "last_update_status_reason_code", "code_sha256", "versions",
-//!   "aliases"}], "faults": {...}, "update_delay_ms", "cloudwatch": {...}}`;
+//!   "aliases"}], "faults": {...}, "update_delay_ms", "metric_delay_ms",
+//!   "cloudwatch": {...}}`;
 //!   the environment shown is the stored one, whatever the faults show callers.
 //! - `POST /_sandbox/faults` — switch faults on; every field optional, and
 //!   fields left out keep their current setting:
 //!   `{"throttle_next": N, "fail_next": N, "latency_ms": MS,
-//!     "update_delay_ms": MS,
+//!     "update_delay_ms": MS, "metric_delay_ms": MS,
 //!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]},
 //!     "kms_error": {"function": NAME, "code": CODE, "message": TEXT}, "kms_ok": NAME,
 //!     "hide_environment": NAME, "show_environment": NAME,
@@ -64,6 +65,8 @@
 //!   - `latency_ms`: every Lambda call is answered that much later (0 = off);
 //!   - `update_delay_ms`: how long `LastUpdateStatus` stays `InProgress`
 //!     after later updates (a setting, not a fault: reset keeps it);
+//!   - `metric_delay_ms`: CloudWatch's metric delay, for every read from
+//!     then on (a setting too: reset keeps it);
 //!   - `foreign_edit`: right after the next GetFunctionConfiguration of that
 //!     function is answered, someone else sets (`set`) and deletes (`unset`)
 //!     those variables, bumping its `RevisionId`, so the caller's next update
@@ -779,6 +782,7 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "failing_updates": w.faults.failing_updates,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
+        "metric_delay_ms": w.cloudwatch.metric_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
     }))
 }
@@ -790,6 +794,7 @@ struct FaultRequest {
     fail_next: Option<u64>,
     latency_ms: Option<u64>,
     update_delay_ms: Option<u64>,
+    metric_delay_ms: Option<u64>,
     foreign_edit: Option<ForeignEditRequest>,
     kms_error: Option<KmsErrorRequest>,
     kms_ok: Option<String>,
@@ -918,6 +923,9 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
     }
     if let Some(ms) = req.latency_ms {
         w.faults.latency = Duration::from_millis(ms);
+    }
+    if let Some(ms) = req.metric_delay_ms {
+        w.cloudwatch.metric_delay = Duration::from_millis(ms);
     }
     if let Some(ms) = req.update_delay_ms {
         w.update_delay = Duration::from_millis(ms);

@@ -733,11 +733,32 @@ async fn a_datum_shows_only_after_the_metric_delay() {
     .await;
     assert_eq!(read().await, [(m, 7.0)], "visible after it");
 
-    // Changing the delay applies to every read from then on.
+    // Changing the delay applies to every read from then on, in process
+    // or over HTTP (a setting: a reset keeps it).
     sandbox.set_metric_delay(std::time::Duration::from_secs(3600));
     assert_eq!(read().await, []);
     sandbox.set_metric_delay(std::time::Duration::ZERO);
     assert_eq!(read().await, [(m, 7.0)]);
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{}/_sandbox/{path}", sandbox.url());
+    let r = http
+        .post(admin("faults"))
+        .json(&serde_json::json!({ "metric_delay_ms": 3_600_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    http.post(admin("reset")).send().await.unwrap();
+    assert_eq!(read().await, []);
+    let state: serde_json::Value = http
+        .get(admin("state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["metric_delay_ms"], 3_600_000);
 }
 
 /// Period is 1, 5, 10, 20, 30 or a multiple of 60; anything else refuses
