@@ -115,6 +115,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         SandboxConfig {
             update_delay: config.update_delay,
             traffic_tick: Some(Duration::from_secs(1)),
+            // The demo shows rollbacks within minutes: metrics at once.
+            metric_delay: Duration::ZERO,
         },
     )
     .await?;

@@ -64,6 +64,11 @@ enum Cmd {
         /// How long a function stays `LastUpdateStatus=InProgress` after an update.
         #[arg(long, default_value_t = 0)]
         update_delay_ms: u64,
+        /// How long after it is put a metric datum becomes visible to
+        /// GetMetricData, as CloudWatch's delay: "60s", "2m", "500ms", or
+        /// seconds ("0" = at once).
+        #[arg(long, default_value = "60s", value_parser = parse_metric_delay)]
+        metric_delay: Duration,
         /// Simulate traffic (metrics every second for every function).
         #[arg(long)]
         traffic: bool,
@@ -253,6 +258,26 @@ impl RemoteArgs {
             actor: self.actor.clone(),
         }
     }
+}
+
+/// `--metric-delay`: plain seconds ("0", "90"), milliseconds ("500ms"), or
+/// a plan duration ("60s", "2m", "1m30s").
+fn parse_metric_delay(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    if let Some(ms) = s.strip_suffix("ms")
+        && let Ok(ms) = ms.parse::<u64>()
+    {
+        return Ok(Duration::from_millis(ms));
+    }
+    // "0s", "0m": the plan parser refuses zero, a delay may be none.
+    let number = s.trim_end_matches(['s', 'm', 'h', 'd']);
+    if !number.is_empty() && number.len() + 1 == s.len() && number.bytes().all(|b| b == b'0') {
+        return Ok(Duration::ZERO);
+    }
+    plan::parse_duration(s)
 }
 
 fn parse_id(s: &str) -> Result<RolloutId, String> {
@@ -451,6 +476,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             action: None,
             port,
             update_delay_ms,
+            metric_delay,
             traffic,
             bad_flag,
         } => {
@@ -459,6 +485,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 sandbox::SandboxConfig {
                     update_delay: Duration::from_millis(update_delay_ms),
                     traffic_tick: Some(Duration::from_secs(1)),
+                    metric_delay,
                 },
                 sandbox::traffic::TrafficSettings {
                     enabled: traffic,
@@ -609,5 +636,23 @@ async fn audit(cmd: AuditCmd) -> Result<ExitCode, rollgate::client::ClientError>
             };
             cli::audit_export(&remote.remote(), query).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_delay_flag() {
+        let d = |s| parse_metric_delay(s);
+        assert_eq!(d("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(d("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(d("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(d("0"), Ok(Duration::ZERO));
+        assert_eq!(d("0s"), Ok(Duration::ZERO));
+        assert_eq!(d("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(d("soon").is_err());
+        assert!(d("s").is_err());
     }
 }

@@ -1,12 +1,43 @@
-//! CloudWatch in the `rpcv2Cbor` protocol the current SDK speaks:
-//! `POST /service/GraniteServiceVersion20100801/operation/<Op>`, CBOR bodies,
-//! `smithy-protocol: rpc-v2-cbor`. PutMetricData, GetMetricData (Sum,
-//! Average, SampleCount, Minimum, Maximum, pNN; simple metric math; at most
-//! 500 queries; pagination by data points), PutMetricAlarm,
-//! PutCompositeAlarm, DescribeAlarms (`AlarmTypes`, `AlarmNames`,
-//! `AlarmNamePrefix`, `StateValue`, `MaxRecords`/`NextToken` pages), and
-//! SetAlarmState. The same operations answer in `awsJson1_0` (`POST /`,
-//! `X-Amz-Target`), the protocol the AWS CLI speaks.
+//! CloudWatch, for exactly the operations rollgate uses: PutMetricData,
+//! GetMetricData (Sum, Average, SampleCount, Minimum, Maximum, pNN; simple
+//! metric math; at most 500 queries; pagination by data points),
+//! PutMetricAlarm, PutCompositeAlarm, DescribeAlarms (`AlarmTypes`,
+//! `AlarmNames`, `AlarmNamePrefix`, `StateValue`, `MaxRecords`/`NextToken`
+//! pages), and SetAlarmState.
+//!
+//! Three protocols, as CloudWatch accepts them, all answering from the same
+//! code: `rpcv2Cbor`, the current SDKs' (`POST
+//! /service/GraniteServiceVersion20100801/operation/<Op>`, CBOR bodies,
+//! `smithy-protocol: rpc-v2-cbor`); `awsJson1_0` (`POST /` with
+//! `X-Amz-Target: GraniteServiceVersion20100801.<Op>`, what botocore and
+//! the AWS CLI speak); and `awsQuery` (`POST /`, a form-encoded body with
+//! `Action=<Op>`, XML answers and `<ErrorResponse>` errors). Any of them may
+//! come gzip-encoded (`Content-Encoding: gzip`), as current SDKs send
+//! PutMetricData bodies of 10 KB and more.
+//!
+//! What CloudWatch does, as AWS documents it, is modelled:
+//!
+//! - The metric delay: a datum is visible to GetMetricData only
+//!   `metric_delay` (`SandboxConfig`, default 60 s) after it was put, by the
+//!   sandbox's clock, whatever its timestamp.
+//! - Storage resolution: standard data (`StorageResolution` absent or 60)
+//!   are stored at their minute (the timestamp truncated), high-resolution
+//!   data (1) at their second; raw values are kept, so percentiles see
+//!   every value. Other resolutions are refused.
+//! - `Period` is 1, 5, 10, 20, 30 or a multiple of 60, else the call is a
+//!   `ValidationError` naming the query. A StartTime more than 3 hours ago
+//!   needs a multiple of 60, more than 15 days of 300, more than 63 days of
+//!   3,600, else that query comes back `Complete` and empty.
+//! - StartTime is rounded down: to the minute up to 15 days ago, to 5
+//!   minutes up to 63 days, to the hour beyond (to a multiple of the period
+//!   for periods under a minute). Buckets of `Period` run from there; the
+//!   last ends at EndTime and may be partial. A datapoint is stamped at its
+//!   bucket's start, newest first (`ScanBy` `TimestampDescending`, the
+//!   default, or `TimestampAscending`). A bucket without data has no
+//!   datapoint.
+//!
+//! The traffic simulator (`traffic.rs`) publishes no datum for a count of
+//! zero, as Lambda does.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +52,8 @@ use serde_json::Value as Json;
 
 use super::Shared;
 
+mod query;
+
 pub(super) const MAX_QUERIES: usize = 500;
 const DEFAULT_MAX_DATAPOINTS: usize = 100_800;
 
@@ -32,11 +65,32 @@ pub(super) struct MetricKey {
     pub dimensions: BTreeMap<String, String>,
 }
 
+/// How finely CloudWatch keeps a metric's timestamps (`StorageResolution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resolution {
+    /// 60 (or absent): one-minute granularity.
+    Standard,
+    /// 1: one-second granularity.
+    High,
+}
+
+impl Resolution {
+    fn seconds(self) -> f64 {
+        match self {
+            Resolution::Standard => 60.0,
+            Resolution::High => 1.0,
+        }
+    }
+}
+
 /// One datum as put: raw values with counts, or pre-aggregated statistics.
 #[derive(Debug, Clone)]
 pub(super) struct Datum {
-    /// Epoch seconds.
+    /// Epoch seconds, truncated to the metric's resolution when stored.
     pub at: f64,
+    /// Epoch seconds of the sandbox's clock when it was put (the metric
+    /// delay counts from here).
+    pub put_at: f64,
     /// (value, count) pairs; empty when only statistics were given.
     pub values: Vec<(f64, f64)>,
     pub count: f64,
@@ -56,6 +110,7 @@ impl Datum {
             .fold(f64::NEG_INFINITY, f64::max);
         Datum {
             at,
+            put_at: 0.0,
             values,
             count,
             sum,
@@ -100,13 +155,22 @@ pub(super) struct Alarm {
 pub(super) struct CloudWatch {
     pub metrics: BTreeMap<MetricKey, Vec<Datum>>,
     alarms: BTreeMap<String, Alarm>,
+    /// A datum is invisible to GetMetricData until this long after it was put.
+    pub metric_delay: std::time::Duration,
     /// GetMetricData calls and queries served (for benchmarks and tests).
     pub get_metric_data_calls: u64,
     pub get_metric_data_queries: u64,
 }
 
 impl CloudWatch {
-    pub(super) fn put(&mut self, key: MetricKey, datum: Datum) {
+    /// Stores a datum as CloudWatch does: its timestamp truncated to the
+    /// resolution (the minute, or the second for high resolution), stamped
+    /// with the time it was put. Raw values are kept, so percentiles still
+    /// see every value of the minute.
+    pub(super) fn put(&mut self, key: MetricKey, mut datum: Datum, resolution: Resolution) {
+        let g = resolution.seconds();
+        datum.at = (datum.at / g).floor() * g;
+        datum.put_at = now_secs();
         self.metrics.entry(key).or_default().push(datum);
     }
 
@@ -124,13 +188,16 @@ impl CloudWatch {
     }
 }
 
+/// Both routes take gzip-encoded bodies (`Content-Encoding: gzip`), as
+/// current SDKs send PutMetricData bodies of 10 KB and more.
 pub(super) fn router() -> Router<Shared> {
     Router::new()
         .route(
             "/service/GraniteServiceVersion20100801/operation/{op}",
             post(dispatch),
         )
-        .route("/", post(dispatch_json))
+        .route("/", post(dispatch_root))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
 }
 
 /// A CloudWatch error, rendered per protocol.
@@ -216,7 +283,11 @@ fn invalid(message: &str) -> Reply {
 /// CBOR → JSON, with timestamps (tag 1) as epoch seconds.
 fn to_json(v: Cbor) -> Json {
     match v {
-        Cbor::Integer(i) => Json::from(i128::from(i) as f64),
+        // Integers stay integers (awsJson1_0 answers `"Period": 60`, not 60.0).
+        Cbor::Integer(i) => {
+            let i = i128::from(i);
+            i64::try_from(i).map_or_else(|_| Json::from(i as f64), Json::from)
+        }
         Cbor::Float(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
         Cbor::Text(s) => Json::String(s),
         Cbor::Bool(b) => Json::Bool(b),
@@ -266,17 +337,58 @@ async fn dispatch(State(shared): State<Shared>, Path(op): Path<String>, body: By
     }
 }
 
+/// `POST /`: awsJson1_0 when the request names its operation in
+/// `X-Amz-Target`, awsQuery when it is a form with `Action=`.
+async fn dispatch_root(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if !headers.contains_key("x-amz-target")
+        && let Some((op, input)) = query::parse(&body)
+    {
+        return dispatch_query(&shared, &op, input);
+    }
+    dispatch_json(&shared, &headers, &body)
+}
+
+/// The awsQuery protocol: a form (`Action=<Op>&Version=2010-08-01&...`),
+/// answered in XML; errors as `<ErrorResponse>` with the awsQuery code.
+fn dispatch_query(shared: &Shared, op: &str, input: Result<Json, String>) -> Response {
+    let request_id = super::new_id();
+    let reply = match input {
+        Ok(input) => run(shared, op, &input),
+        Err(message) => Err(CwError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidParameterValueException".into(),
+            message,
+        }),
+    };
+    let (status, body) = match reply {
+        Ok(out) => (StatusCode::OK, query::response(op, &out, &request_id)),
+        Err(e) => {
+            let (code, kind) = match query_error(&e.code).and_then(|q| q.split_once(';')) {
+                Some((code, kind)) => (code.to_string(), kind),
+                None if e.code == "UnknownOperationException" => ("InvalidAction".into(), "Sender"),
+                None => (e.code.clone(), "Sender"),
+            };
+            (e.status, query::error(kind, &code, &e.message, &request_id))
+        }
+    };
+    let mut resp = (status, [("content-type", "text/xml")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
 /// The awsJson1_0 protocol (what the AWS CLI v1 speaks): `POST /` with
 /// `X-Amz-Target: GraniteServiceVersion20100801.<Op>` and a JSON body.
-async fn dispatch_json(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+fn dispatch_json(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let op = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.strip_prefix("GraniteServiceVersion20100801."))
         .unwrap_or_default()
         .to_string();
-    let reply = match serde_json::from_slice::<Json>(if body.is_empty() { b"{}" } else { &body }) {
-        Ok(input) => run(&shared, &op, &input),
+    let reply = match serde_json::from_slice::<Json>(if body.is_empty() { b"{}" } else { body }) {
+        Ok(input) => run(shared, &op, &input),
         Err(e) => Err(CwError {
             status: StatusCode::BAD_REQUEST,
             code: "SerializationException".into(),
@@ -353,9 +465,20 @@ fn put_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
         );
     };
     let mut parsed = Vec::new();
-    for d in data {
+    for (n, d) in data.iter().enumerate() {
         let Some(name) = str_of(d, "MetricName") else {
             return invalid("MetricName is required");
+        };
+        let resolution = match d.get("StorageResolution") {
+            None | Some(Json::Null) => Resolution::Standard,
+            Some(r) if r.as_f64() == Some(60.0) => Resolution::Standard,
+            Some(r) if r.as_f64() == Some(1.0) => Resolution::High,
+            Some(r) => {
+                return invalid(&format!(
+                    "The value {r} for parameter MetricData.member.{}.StorageResolution is invalid. Valid values are 1 and 60.",
+                    n + 1
+                ));
+            }
         };
         let at = d
             .get("Timestamp")
@@ -378,6 +501,7 @@ fn put_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
             let f = |k| s.get(k).and_then(Json::as_f64).unwrap_or(0.0);
             Datum {
                 at,
+                put_at: 0.0,
                 values: Vec::new(),
                 count: f("SampleCount"),
                 sum: f("Sum"),
@@ -392,10 +516,10 @@ fn put_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
             name: name.to_string(),
             dimensions: dimensions(d),
         };
-        parsed.push((key, datum));
+        parsed.push((key, datum, resolution));
     }
-    for (k, d) in parsed {
-        cw.put(k, d);
+    for (k, d, r) in parsed {
+        cw.put(k, d, r);
     }
     Ok(Cbor::Map(vec![]))
 }
@@ -451,6 +575,52 @@ fn valid_stat(stat: &str) -> bool {
 /// One query's series: (period start, value), oldest first.
 type Series = Vec<(f64, f64)>;
 
+/// GetMetricData's `Period`: 1, 5, 10, 20, 30 or a multiple of 60 seconds.
+fn valid_period(p: f64) -> bool {
+    p >= 1.0 && p.fract() == 0.0 && ([1.0, 5.0, 10.0, 20.0, 30.0].contains(&p) || p % 60.0 == 0.0)
+}
+
+const HOUR: f64 = 3600.0;
+const DAY: f64 = 86_400.0;
+
+/// What CloudWatch keeps of data as old as a query's StartTime.
+struct Window {
+    start: f64,
+    /// Periods must be a multiple of this or nothing comes back: 1 s up to
+    /// 3 hours ago, 60 s up to 15 days, 300 s up to 63 days, 3,600 s beyond.
+    coarsest_period: f64,
+    /// StartTime is rounded down to this (for periods of a minute or more):
+    /// the minute up to 15 days ago, 5 minutes up to 63 days, the hour beyond.
+    rounding: f64,
+}
+
+impl Window {
+    fn new(start: f64, now: f64) -> Window {
+        let age = now - start;
+        let (coarsest_period, rounding) = if age > 63.0 * DAY {
+            (3600.0, 3600.0)
+        } else if age > 15.0 * DAY {
+            (300.0, 300.0)
+        } else if age > 3.0 * HOUR {
+            (60.0, 60.0)
+        } else {
+            (1.0, 60.0)
+        };
+        Window {
+            start,
+            coarsest_period,
+            rounding,
+        }
+    }
+
+    /// Where the first bucket of `period` starts: StartTime rounded down
+    /// (to a multiple of the period itself when it is under a minute).
+    fn rounded_start(&self, period: f64) -> f64 {
+        let unit = if period < 60.0 { period } else { self.rounding };
+        (self.start / unit).floor() * unit
+    }
+}
+
 fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
     let queries = input
         .get("MetricDataQueries")
@@ -482,24 +652,59 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
     if end <= start {
         return invalid("The parameter StartTime must be less than the parameter EndTime.");
     }
+    let ascending = match str_of(input, "ScanBy") {
+        None | Some("TimestampDescending") => false,
+        Some("TimestampAscending") => true,
+        Some(other) => {
+            return validation(&format!(
+                "Value '{other}' at 'scanBy' failed to satisfy constraint: Member must satisfy enum value set: [TimestampDescending, TimestampAscending]"
+            ));
+        }
+    };
+    // Every metric query's period first: one bad period refuses the call.
+    let mut periods = BTreeMap::new();
+    for (n, q) in queries.iter().enumerate() {
+        let Some(ms) = q.get("MetricStat") else {
+            continue;
+        };
+        let period = ms.get("Period").and_then(Json::as_f64).unwrap_or(60.0);
+        if !valid_period(period) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                &format!(
+                    "The parameter MetricDataQueries.member.{}.MetricStat.Period must be a multiple of 60 or 1, 5, 10, 20, 30.",
+                    n + 1
+                ),
+            );
+        }
+        periods.insert(n, period);
+    }
     cw.get_metric_data_calls += 1;
     cw.get_metric_data_queries += queries.len() as u64;
 
+    let now = now_secs();
+    let visible_until = now - cw.metric_delay.as_secs_f64();
+    let window = Window::new(start, now);
     let mut series: BTreeMap<String, Series> = BTreeMap::new();
     // Metric queries first, then expressions (which refer to them by id).
-    for q in queries.iter().filter(|q| q.get("MetricStat").is_some()) {
+    for (n, q) in queries.iter().enumerate() {
+        let Some(ms) = q.get("MetricStat") else {
+            continue;
+        };
         let id = str_of(q, "Id").unwrap_or_default().to_string();
-        let ms = &q["MetricStat"];
         let metric = &ms["Metric"];
         let stat = str_of(ms, "Stat").unwrap_or_default();
         if !valid_stat(stat) {
             return invalid(&format!("Invalid statistic {stat:?} in query {id}"));
         }
-        let period = ms
-            .get("Period")
-            .and_then(Json::as_f64)
-            .unwrap_or(60.0)
-            .max(1.0);
+        let period = periods[&n];
+        if period % window.coarsest_period != 0.0 {
+            // Data that old is kept only at coarser periods: nothing comes back.
+            series.insert(id, Vec::new());
+            continue;
+        }
+        let first = window.rounded_start(period);
         let key = MetricKey {
             namespace: str_of(metric, "Namespace").unwrap_or_default().to_string(),
             name: str_of(metric, "MetricName").unwrap_or_default().to_string(),
@@ -507,13 +712,16 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
         };
         let data = cw.metrics.get(&key).map(Vec::as_slice).unwrap_or_default();
         let mut buckets: BTreeMap<i64, Vec<&Datum>> = BTreeMap::new();
-        for d in data.iter().filter(|d| d.at >= start && d.at < end) {
-            let bucket = ((d.at - start) / period).floor() as i64;
+        for d in data
+            .iter()
+            .filter(|d| d.put_at <= visible_until && d.at >= first && d.at < end)
+        {
+            let bucket = ((d.at - first) / period).floor() as i64;
             buckets.entry(bucket).or_default().push(d);
         }
         let s: Series = buckets
             .iter()
-            .filter_map(|(b, ds)| statistic(stat, ds).map(|v| (start + *b as f64 * period, v)))
+            .filter_map(|(b, ds)| statistic(stat, ds).map(|v| (first + *b as f64 * period, v)))
             .collect();
         series.insert(id, s);
     }
@@ -529,7 +737,7 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
     }
 
     // Pagination by data points, in query order, newest first within a series
-    // (CloudWatch's default TimestampDescending).
+    // (CloudWatch's default TimestampDescending) unless ScanBy says ascending.
     let max = input
         .get("MaxDatapoints")
         .and_then(Json::as_f64)
@@ -548,7 +756,9 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
         }
         let id = str_of(q, "Id").unwrap_or_default();
         let mut points: Series = series.get(id).cloned().unwrap_or_default();
-        points.reverse();
+        if !ascending {
+            points.reverse();
+        }
         let mut timestamps = Vec::new();
         let mut values = Vec::new();
         for (t, v) in points {

@@ -10,8 +10,14 @@
 //! with a reason when a fault says so), UpdateFunctionCode, ListFunctions,
 //! PublishVersion, CreateAlias, GetAlias, UpdateAlias, ListAliases.
 //!
-//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`,
-//! and awsJson1_0, `POST /` with `X-Amz-Target`, for the AWS CLI):
+//! CloudWatch (rpcv2Cbor, `POST /service/GraniteServiceVersion20100801/operation/<Op>`;
+//! awsJson1_0, `POST /` with `X-Amz-Target`, as botocore and the AWS CLI
+//! speak it; awsQuery, `POST /` form-encoded with `Action=`, XML answers;
+//! gzip-encoded bodies on all three), with CloudWatch's documented
+//! behaviour (see `cloudwatch.rs`): a metric delay (`SandboxConfig::metric_delay`,
+//! default 60 s), data stored by the minute (by the second at
+//! `StorageResolution` 1), Period rules and StartTime rounding, partial
+//! last buckets, coarser periods for old data, no datapoint for a zero count.
 //! PutMetricData, GetMetricData (Sum, Average, SampleCount, Minimum, Maximum,
 //! pNN, simple metric math, at most 500 queries, NextToken pagination),
 //! PutMetricAlarm, PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
@@ -28,12 +34,13 @@
 //! - `GET  /_sandbox/state` — `{"functions": [{"name", "arn", "environment",
 //!   "revision_id", "last_update_status", "last_update_status_reason",
 //!   "last_update_status_reason_code", "code_sha256", "versions",
-//!   "aliases"}], "faults": {...}, "update_delay_ms", "cloudwatch": {...}}`;
+//!   "aliases"}], "faults": {...}, "update_delay_ms", "metric_delay_ms",
+//!   "cloudwatch": {...}}`;
 //!   the environment shown is the stored one, whatever the faults show callers.
 //! - `POST /_sandbox/faults` — switch faults on; every field optional, and
 //!   fields left out keep their current setting:
 //!   `{"throttle_next": N, "fail_next": N, "latency_ms": MS,
-//!     "update_delay_ms": MS,
+//!     "update_delay_ms": MS, "metric_delay_ms": MS,
 //!     "foreign_edit": {"function": NAME, "set": {"KEY": "VALUE"}, "unset": ["KEY"]},
 //!     "kms_error": {"function": NAME, "code": CODE, "message": TEXT}, "kms_ok": NAME,
 //!     "hide_environment": NAME, "show_environment": NAME,
@@ -58,6 +65,8 @@
 //!   - `latency_ms`: every Lambda call is answered that much later (0 = off);
 //!   - `update_delay_ms`: how long `LastUpdateStatus` stays `InProgress`
 //!     after later updates (a setting, not a fault: reset keeps it);
+//!   - `metric_delay_ms`: CloudWatch's metric delay, for every read from
+//!     then on (a setting too: reset keeps it);
 //!   - `foreign_edit`: right after the next GetFunctionConfiguration of that
 //!     function is answered, someone else sets (`set`) and deletes (`unset`)
 //!     those variables, bumping its `RevisionId`, so the caller's next update
@@ -121,12 +130,30 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// How a sandbox starts; everything here can also change while it runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// How long `LastUpdateStatus` stays `InProgress` after an update.
     pub update_delay: Duration,
     /// Emit simulated traffic this often (when the simulator is enabled).
     pub traffic_tick: Option<Duration>,
+    /// How long after it was put (PutMetricData, or the simulator's
+    /// emission, by the sandbox's clock) a datum becomes visible to
+    /// GetMetricData, whatever its timestamp. Real CloudWatch's is about a
+    /// minute: [`DEFAULT_METRIC_DELAY`] by default; tests and the demo use 0.
+    pub metric_delay: Duration,
+}
+
+/// CloudWatch's usual delay before a datum can be read back.
+pub const DEFAULT_METRIC_DELAY: Duration = Duration::from_secs(60);
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            update_delay: Duration::ZERO,
+            traffic_tick: None,
+            metric_delay: DEFAULT_METRIC_DELAY,
+        }
+    }
 }
 
 /// Injected faults, switchable at run time.
@@ -494,7 +521,11 @@ impl Sandbox {
     /// Binds 127.0.0.1:`port` (0 = any free port) and serves in the background.
     pub async fn start(port: u16, config: SandboxConfig) -> std::io::Result<Sandbox> {
         let shared = Shared::default();
-        shared.lock().update_delay = config.update_delay;
+        {
+            let mut w = shared.lock();
+            w.update_delay = config.update_delay;
+            w.cloudwatch.metric_delay = config.metric_delay;
+        }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
         let app = router(shared.clone());
@@ -577,6 +608,12 @@ impl Sandbox {
     pub fn set_update_delay(&self, delay: Duration) {
         self.faults.shared.lock().update_delay = delay;
     }
+
+    /// Changes CloudWatch's metric delay (see `SandboxConfig::metric_delay`);
+    /// it applies to every datum read from now on, whenever it was put.
+    pub fn set_metric_delay(&self, delay: Duration) {
+        self.faults.shared.lock().cloudwatch.metric_delay = delay;
+    }
 }
 
 /// Runs the sandbox until Ctrl-C (for `rollgate sandbox --port P`).
@@ -585,9 +622,17 @@ pub async fn serve_forever(
     config: SandboxConfig,
     traffic: traffic::TrafficSettings,
 ) -> std::io::Result<()> {
+    let metric_delay = config.metric_delay;
     let sandbox = Sandbox::start(port, config).await?;
     sandbox.set_traffic(traffic);
-    println!("AWS sandbox (Lambda) listening on {}", sandbox.url());
+    println!(
+        "AWS sandbox (Lambda, CloudWatch) listening on {}",
+        sandbox.url()
+    );
+    println!(
+        "  CloudWatch data are readable {}s after they are put (--metric-delay)",
+        metric_delay.as_secs_f64()
+    );
     println!(
         "  export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
         sandbox.url()
@@ -737,6 +782,7 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "failing_updates": w.faults.failing_updates,
         },
         "update_delay_ms": w.update_delay.as_millis() as u64,
+        "metric_delay_ms": w.cloudwatch.metric_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
     }))
 }
@@ -748,6 +794,7 @@ struct FaultRequest {
     fail_next: Option<u64>,
     latency_ms: Option<u64>,
     update_delay_ms: Option<u64>,
+    metric_delay_ms: Option<u64>,
     foreign_edit: Option<ForeignEditRequest>,
     kms_error: Option<KmsErrorRequest>,
     kms_ok: Option<String>,
@@ -876,6 +923,9 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
     }
     if let Some(ms) = req.latency_ms {
         w.faults.latency = Duration::from_millis(ms);
+    }
+    if let Some(ms) = req.metric_delay_ms {
+        w.cloudwatch.metric_delay = Duration::from_millis(ms);
     }
     if let Some(ms) = req.update_delay_ms {
         w.update_delay = Duration::from_millis(ms);

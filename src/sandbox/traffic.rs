@@ -3,12 +3,17 @@
 //! Throttles) and the handler's custom tokens-per-request metric, at levels
 //! that depend on the function's current flags. Any flag can be made "bad"
 //! (more errors, slower) to show an automatic rollback.
+//!
+//! As Lambda, it publishes no datapoint for a count of zero: a function
+//! with no invocations gets no datum at all, and a tick without errors (or
+//! throttles: the simulator never throttles) gets no `Errors` (`Throttles`)
+//! datum. Data are standard resolution (stored by the minute).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::cloudwatch::{CloudWatch, Datum, MetricKey};
+use super::cloudwatch::{CloudWatch, Datum, MetricKey, Resolution};
 
 pub const LAMBDA_NAMESPACE: &str = "AWS/Lambda";
 pub const TOKENS_NAMESPACE: &str = "DixonSmartRepair";
@@ -116,6 +121,7 @@ pub(super) fn emit(
     let l = levels(env, &settings.bad_flags);
     let n = f64::from(settings.invocations_per_tick);
     if n <= 0.0 {
+        // No invocations: Lambda publishes nothing at all.
         return;
     }
     let errors = (0..settings.invocations_per_tick)
@@ -135,27 +141,26 @@ pub(super) fn emit(
             )
         })
         .collect();
-    cw.put(
-        key(LAMBDA_NAMESPACE, "Invocations", function),
-        Datum::from_values(at, vec![(n, 1.0)]),
-    );
-    cw.put(
-        key(LAMBDA_NAMESPACE, "Errors", function),
-        Datum::from_values(at, vec![(errors, 1.0)]),
-    );
-    cw.put(
-        key(LAMBDA_NAMESPACE, "Throttles", function),
-        Datum::from_values(at, vec![(0.0, 1.0)]),
-    );
-    cw.put(
-        key(LAMBDA_NAMESPACE, "Duration", function),
-        Datum::from_values(at, durations),
-    );
+    // The simulator models no concurrency limit: nothing is throttled.
+    let throttles = 0.0;
+    let mut put = |namespace: &str, name: &str, values: Vec<(f64, f64)>| {
+        cw.put(
+            key(namespace, name, function),
+            Datum::from_values(at, values),
+            Resolution::Standard,
+        );
+    };
+    put(LAMBDA_NAMESPACE, "Invocations", vec![(n, 1.0)]);
+    // A count of zero is no datapoint at all (readers take a missing count as 0).
+    if errors > 0.0 {
+        put(LAMBDA_NAMESPACE, "Errors", vec![(errors, 1.0)]);
+    }
+    if throttles > 0.0 {
+        put(LAMBDA_NAMESPACE, "Throttles", vec![(throttles, 1.0)]);
+    }
+    put(LAMBDA_NAMESPACE, "Duration", durations);
     let tokens = l.tokens_per_request * (0.97 + 0.06 * noise.uniform());
-    cw.put(
-        key(TOKENS_NAMESPACE, TOKENS_METRIC, function),
-        Datum::from_values(at, vec![(tokens.round(), n)]),
-    );
+    put(TOKENS_NAMESPACE, TOKENS_METRIC, vec![(tokens.round(), n)]);
 }
 
 #[cfg(test)]
@@ -186,8 +191,10 @@ mod tests {
         );
     }
 
+    /// Throttles never show (the simulator never throttles, and a zero count
+    /// is no datapoint); Errors show when the tick has some.
     #[test]
-    fn one_tick_emits_every_metric() {
+    fn one_tick_emits_every_nonzero_metric() {
         let mut cw = CloudWatch::default();
         let settings = TrafficSettings {
             enabled: true,
@@ -204,18 +211,57 @@ mod tests {
         let names: BTreeSet<&str> = cw.metrics.keys().map(|k| k.name.as_str()).collect();
         assert_eq!(
             names,
-            [
-                "Duration",
-                "Errors",
-                "Invocations",
-                "Throttles",
-                "TokensPerRequest"
-            ]
-            .into()
+            ["Duration", "Errors", "Invocations", "TokensPerRequest"].into()
         );
         let durations = &cw.metrics[&key(LAMBDA_NAMESPACE, "Duration", "f")][0];
         assert_eq!(durations.count, 200.0);
         let mean = durations.sum / durations.count;
         assert!((1800.0..2200.0).contains(&mean), "{mean}");
+        assert_eq!(durations.at, 60.0, "stored by the minute");
+    }
+
+    /// No invocations, no datum; no errors, no Errors datum.
+    #[test]
+    fn zero_counts_are_no_datapoints() {
+        let mut cw = CloudWatch::default();
+        let idle = TrafficSettings {
+            enabled: true,
+            invocations_per_tick: 0,
+            ..TrafficSettings::default()
+        };
+        let mut noise = Noise::new(7);
+        emit(&mut cw, "f", &env(&[]), &idle, 100.0, &mut noise);
+        assert!(cw.metrics.is_empty(), "{:?}", cw.metrics.keys());
+        // One invocation at a 1 % error rate: some ticks have no error.
+        let one = TrafficSettings {
+            enabled: true,
+            invocations_per_tick: 1,
+            ..TrafficSettings::default()
+        };
+        for i in 0..20 {
+            emit(
+                &mut cw,
+                "f",
+                &env(&[]),
+                &one,
+                f64::from(i) * 60.0,
+                &mut noise,
+            );
+        }
+        let count = |name: &str| {
+            cw.metrics
+                .get(&key(LAMBDA_NAMESPACE, name, "f"))
+                .map_or(0, Vec::len)
+        };
+        assert_eq!(count("Invocations"), 20);
+        assert!(count("Errors") < 20, "{}", count("Errors"));
+        assert!(
+            cw.metrics
+                .get(&key(LAMBDA_NAMESPACE, "Errors", "f"))
+                .into_iter()
+                .flatten()
+                .all(|d| d.sum > 0.0)
+        );
+        assert_eq!(count("Throttles"), 0);
     }
 }

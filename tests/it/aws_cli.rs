@@ -1,15 +1,41 @@
 //! An independent client judges the sandbox too: the AWS CLI (botocore,
-//! `pip install awscli`, installed by .ci/run) puts and reads metrics, pages
-//! through metric and composite alarms, and reads and updates a function.
+//! `pip install awscli`, installed by .ci/run) puts and reads metrics (a
+//! gzipped batch of 400 too, in awsJson1_0 and awsQuery), pages through
+//! metric and composite alarms, and reads and updates a function.
 
 use std::process::Command;
 
 use rollgate::sandbox::{Sandbox, SandboxConfig};
+
+/// A sandbox whose metrics are readable at once (real CloudWatch's delay,
+/// the sandbox's default, is tested by itself).
+async fn start() -> Sandbox {
+    let config = SandboxConfig {
+        metric_delay: std::time::Duration::ZERO,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(0, config).await.unwrap()
+}
 use serde_json::Value;
 
 async fn aws(endpoint: String, args: Vec<String>) -> (bool, String, String) {
+    aws_with(endpoint, args, None).await
+}
+
+/// Runs the CLI; `data_path` (AWS_DATA_PATH) can hold service models that
+/// override botocore's own.
+async fn aws_with(
+    endpoint: String,
+    args: Vec<String>,
+    data_path: Option<std::path::PathBuf>,
+) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
-        let out = Command::new("aws")
+        let mut cmd = Command::new("aws");
+        match &data_path {
+            Some(p) => cmd.env("AWS_DATA_PATH", p),
+            None => cmd.env_remove("AWS_DATA_PATH"),
+        };
+        let out = cmd
             .arg("--endpoint-url")
             .arg(&endpoint)
             .args(&args)
@@ -37,7 +63,7 @@ fn args(s: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_puts_and_reads_metrics() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     for v in ["40", "60"] {
         let (ok, _, err) = aws(
             sandbox.url(),
@@ -85,7 +111,7 @@ async fn the_aws_cli_puts_and_reads_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_reads_and_updates_a_function() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let aws_config = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
     rollgate::demo::create_demo_function(&aws_config)
         .await
@@ -114,7 +140,7 @@ async fn the_aws_cli_reads_and_updates_a_function() {
 /// follows DescribeAlarms' NextToken by itself across both types.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_lists_composite_alarms_and_pages_through_alarms() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     // 55 metric alarms through the SDK (quicker than 55 CLI runs).
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(sandbox.url())
@@ -189,4 +215,105 @@ async fn the_aws_cli_lists_composite_alarms_and_pages_through_alarms() {
     .await;
     assert!(!ok);
     assert!(err.contains("ValidationError"), "{err}");
+}
+
+/// A copy of botocore's CloudWatch model that lists only `protocol`, in a
+/// directory for AWS_DATA_PATH: the CLI then speaks that protocol.
+fn model_speaking(protocol: &str, dir: &std::path::Path) {
+    let script = r#"
+import json, os, sys
+import botocore.session
+protocol, out = sys.argv[1], sys.argv[2]
+model = botocore.session.get_session().get_component("data_loader").load_service_model("cloudwatch", "service-2")
+model["metadata"]["protocol"] = protocol
+model["metadata"]["protocols"] = [protocol]
+path = os.path.join(out, "cloudwatch", model["metadata"]["apiVersion"])
+os.makedirs(path)
+with open(os.path.join(path, "service-2.json"), "w") as f:
+    json.dump(model, f)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, protocol])
+        .arg(dir)
+        .env_remove("AWS_DATA_PATH")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// 400 data from a file (over 10 KB: the CLI gzips them), read back in
+/// 2-minute buckets from an unaligned StartTime to a partial last bucket.
+async fn cli_puts_400_data_and_reads_period_buckets(data_path: Option<std::path::PathBuf>) {
+    let sandbox = start().await;
+    let now = chrono::Utc::now().timestamp();
+    let base = now - now % 60 - 600;
+    let iso = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let data: Vec<Value> = (0..400)
+        .map(|i: i64| {
+            serde_json::json!({
+                "MetricName": "Latency",
+                "Dimensions": [{"Name": "FunctionName", "Value": "cli"}],
+                "Timestamp": iso(base + (i % 5) * 60 + (i / 5) % 60),
+                "Value": i as f64,
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.json");
+    std::fs::write(&file, serde_json::to_vec(&data).unwrap()).unwrap();
+    assert!(std::fs::metadata(&file).unwrap().len() > 10_240);
+    let mut put = args("cloudwatch put-metric-data --namespace CLI --metric-data");
+    put.push(format!("file://{}", file.display()));
+    let (ok, _, err) = aws_with(sandbox.url(), put, data_path.clone()).await;
+    assert!(ok, "{err}");
+
+    let mut q = args("cloudwatch get-metric-data --metric-data-queries");
+    q.push(r#"[{"Id":"s","MetricStat":{"Metric":{"Namespace":"CLI","MetricName":"Latency","Dimensions":[{"Name":"FunctionName","Value":"cli"}]},"Period":120,"Stat":"Sum"}}]"#.into());
+    q.extend(["--start-time".into(), iso(base + 30)]);
+    q.extend(["--end-time".into(), iso(base + 270)]);
+    let (ok, out, err) = aws_with(sandbox.url(), q, data_path).await;
+    assert!(ok, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    let r = &out["MetricDataResults"][0];
+    assert_eq!(
+        r["Values"],
+        serde_json::json!([16120.0, 32000.0, 31680.0]),
+        "{out}"
+    );
+    let stamps: Vec<i64> = r["Timestamps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // CLI v1 shows timestamps as the wire has them: epoch seconds in
+        // JSON, ISO 8601 in XML.
+        .map(|t| match t.as_str() {
+            Some(iso) => chrono::DateTime::parse_from_rfc3339(iso)
+                .unwrap()
+                .timestamp(),
+            None => t.as_f64().unwrap() as i64,
+        })
+        .collect();
+    assert_eq!(stamps, [base + 240, base + 120, base], "{out}");
+    assert_eq!(r["StatusCode"], "Complete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_puts_a_gzipped_batch_and_reads_period_buckets() {
+    cli_puts_400_data_and_reads_period_buckets(None).await;
+}
+
+/// The same through a CLI made to speak awsQuery (its model lists only query).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_speaks_aws_query_too() {
+    let models = tempfile::tempdir().unwrap();
+    model_speaking("query", models.path());
+    cli_puts_400_data_and_reads_period_buckets(Some(models.path().to_path_buf())).await;
 }

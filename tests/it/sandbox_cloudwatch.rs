@@ -1,13 +1,26 @@
-//! The sandbox's CloudWatch, judged by the official SDK (rpcv2Cbor).
+//! The sandbox's CloudWatch, judged by the official SDK (rpcv2Cbor): the
+//! operations, and CloudWatch's documented behaviour (metric delay, storage
+//! by the minute or second, Period rules and rounding, partial buckets,
+//! coarser periods for old data, no datapoint for a zero count).
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
     AlarmType, ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat,
-    StateValue, Statistic,
+    ScanBy, StateValue, Statistic, StatusCode,
 };
 use rollgate::sandbox::{Sandbox, SandboxConfig};
+
+/// A sandbox whose metrics are readable at once (real CloudWatch's delay,
+/// the sandbox's default, is tested by itself).
+async fn start() -> Sandbox {
+    let config = SandboxConfig {
+        metric_delay: std::time::Duration::ZERO,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(0, config).await.unwrap()
+}
 
 async fn client(sandbox: &Sandbox) -> Client {
     Client::new(&rollgate::demo::sandbox_aws_config(&sandbox.url()).await)
@@ -43,7 +56,7 @@ fn query_returning(id: &str, name: &str, stat: &str, return_data: bool) -> Metri
 
 #[tokio::test]
 async fn put_and_get_metric_data_with_statistics_and_math() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let now = chrono::Utc::now().timestamp();
     let minute_start = now - now % 60 - 60;
@@ -124,7 +137,7 @@ async fn put_and_get_metric_data_with_statistics_and_math() {
 
 #[tokio::test]
 async fn at_most_500_queries_and_pagination() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let now = chrono::Utc::now().timestamp();
     let base = now - now % 60 - 600;
@@ -186,7 +199,7 @@ async fn at_most_500_queries_and_pagination() {
 
 #[tokio::test]
 async fn alarms_put_describe_and_set_state() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     cw.put_metric_alarm()
         .alarm_name("dixon-errors")
@@ -241,7 +254,7 @@ async fn alarms_put_describe_and_set_state() {
 /// The simulator's metrics follow the function's flags, and a bad flag shows.
 #[tokio::test]
 async fn simulated_traffic_follows_the_flags() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let aws = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
     rollgate::demo::create_demo_function(&aws).await.unwrap();
     let cw = Client::new(&aws);
@@ -342,7 +355,7 @@ async fn simulated_traffic_follows_the_flags() {
 /// AWS's do; the SDK reads the code from there and types the error by it.
 #[tokio::test]
 async fn errors_carry_their_query_compatible_codes() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let err = cw
         .put_metric_data()
@@ -394,7 +407,7 @@ fn page_names(
 /// page, at most 100 names a request, NextToken to follow.
 #[tokio::test]
 async fn describe_alarms_comes_in_pages() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     let names: Vec<String> = (0..120).map(|i| format!("page-{i:03}")).collect();
     for name in &names {
@@ -503,7 +516,7 @@ async fn describe_alarms_comes_in_pages() {
 /// alarms, and take SetAlarmState like them.
 #[tokio::test]
 async fn composite_alarms_only_when_asked_for() {
-    let sandbox = Sandbox::start(0, SandboxConfig::default()).await.unwrap();
+    let sandbox = start().await;
     let cw = client(&sandbox).await;
     for name in ["m1", "m2", "m3"] {
         put_alarm(&cw, name).await;
@@ -601,4 +614,447 @@ async fn composite_alarms_only_when_asked_for() {
         .unwrap_err()
         .into_service_error();
     assert_eq!(err.code(), Some("ValidationError"), "{err:?}");
+}
+
+/// Puts one datum of `name` (dimension FunctionName=f) at `at` epoch seconds.
+async fn put_at(cw: &Client, name: &str, at: i64, value: f64, resolution: Option<i32>) {
+    cw.put_metric_data()
+        .namespace("AWS/Lambda")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name(name)
+                .dimensions(dim())
+                .timestamp(DateTime::from_secs(at))
+                .value(value)
+                .set_storage_resolution(resolution)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// One query of `name` (FunctionName=f) with that period and statistic.
+fn query_period(id: &str, name: &str, stat: &str, period: i32) -> MetricDataQuery {
+    function_query(id, "f", name, stat, period)
+}
+
+/// One query of `function`'s AWS/Lambda metric `name`.
+fn function_query(
+    id: &str,
+    function: &str,
+    name: &str,
+    stat: &str,
+    period: i32,
+) -> MetricDataQuery {
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("AWS/Lambda")
+                        .metric_name(name)
+                        .dimensions(
+                            Dimension::builder()
+                                .name("FunctionName")
+                                .value(function)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .period(period)
+                .stat(stat)
+                .build(),
+        )
+        .build()
+}
+
+/// (timestamp, value) pairs of one query over [start, end), as returned.
+async fn points(
+    cw: &Client,
+    q: MetricDataQuery,
+    start: i64,
+    end: i64,
+    scan_by: Option<ScanBy>,
+) -> Vec<(i64, f64)> {
+    let out = cw
+        .get_metric_data()
+        .start_time(DateTime::from_secs(start))
+        .end_time(DateTime::from_secs(end))
+        .metric_data_queries(q)
+        .set_scan_by(scan_by)
+        .send()
+        .await
+        .unwrap();
+    let r = &out.metric_data_results()[0];
+    assert_eq!(r.status_code(), Some(&StatusCode::Complete), "{r:?}");
+    r.timestamps()
+        .iter()
+        .map(|t| t.secs())
+        .zip(r.values().iter().copied())
+        .collect()
+}
+
+/// The start of the minute `minutes` minutes before the current one.
+fn minute_ago(minutes: i64) -> i64 {
+    let now = chrono::Utc::now().timestamp();
+    now - now % 60 - minutes * 60
+}
+
+/// A datum is invisible to GetMetricData until the metric delay has passed
+/// since it was put, however old its timestamp; then it shows.
+#[tokio::test]
+async fn a_datum_shows_only_after_the_metric_delay() {
+    let delay = std::time::Duration::from_secs(2);
+    let config = SandboxConfig {
+        metric_delay: delay,
+        ..SandboxConfig::default()
+    };
+    assert_eq!(
+        SandboxConfig::default().metric_delay,
+        std::time::Duration::from_secs(60),
+        "realistic by default"
+    );
+    let sandbox = Sandbox::start(0, config).await.unwrap();
+    let cw = client(&sandbox).await;
+    let m = minute_ago(5);
+    let before = std::time::Instant::now();
+    put_at(&cw, "Invocations", m + 10, 7.0, None).await;
+    let put_done = std::time::Instant::now();
+    let read = || points(&cw, query("q", "Invocations", "Sum"), m, m + 60, None);
+    let early = read().await;
+    if before.elapsed() < delay {
+        assert_eq!(early, [], "invisible during the delay");
+    }
+    tokio::time::sleep(
+        (put_done + delay + std::time::Duration::from_millis(100)) - std::time::Instant::now(),
+    )
+    .await;
+    assert_eq!(read().await, [(m, 7.0)], "visible after it");
+
+    // Changing the delay applies to every read from then on, in process
+    // or over HTTP (a setting: a reset keeps it).
+    sandbox.set_metric_delay(std::time::Duration::from_secs(3600));
+    assert_eq!(read().await, []);
+    sandbox.set_metric_delay(std::time::Duration::ZERO);
+    assert_eq!(read().await, [(m, 7.0)]);
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{}/_sandbox/{path}", sandbox.url());
+    let r = http
+        .post(admin("faults"))
+        .json(&serde_json::json!({ "metric_delay_ms": 3_600_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    http.post(admin("reset")).send().await.unwrap();
+    assert_eq!(read().await, []);
+    let state: serde_json::Value = http
+        .get(admin("state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["metric_delay_ms"], 3_600_000);
+}
+
+/// Period is 1, 5, 10, 20, 30 or a multiple of 60; anything else refuses
+/// the whole call, naming the query.
+#[tokio::test]
+async fn periods_must_be_ones_cloudwatch_allows() {
+    let sandbox = start().await;
+    let cw = client(&sandbox).await;
+    let m = minute_ago(10);
+    for period in [1, 5, 10, 20, 30, 60, 120, 300, 3600] {
+        cw.get_metric_data()
+            .start_time(DateTime::from_secs(m))
+            .end_time(DateTime::from_secs(m + 600))
+            .metric_data_queries(query_period("q", "Invocations", "Sum", period))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{period}: {e:?}"));
+    }
+    for period in [0, 2, 15, 45, 90, 61, 3599] {
+        let err = cw
+            .get_metric_data()
+            .start_time(DateTime::from_secs(m))
+            .end_time(DateTime::from_secs(m + 600))
+            .metric_data_queries(query_period("ok", "Invocations", "Sum", 60))
+            .metric_data_queries(query_period("bad", "Invocations", "Sum", period))
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(err.code(), Some("ValidationError"), "{period}: {err:?}");
+        assert_eq!(
+            err.message(),
+            Some(
+                "The parameter MetricDataQueries.member.2.MetricStat.Period must be a multiple of 60 or 1, 5, 10, 20, 30."
+            ),
+            "{period}"
+        );
+    }
+}
+
+/// StartTime is rounded down (to the minute here), buckets of Period run
+/// from there, the last one ends at EndTime and may be partial; each
+/// datapoint is stamped at its bucket's start, newest first unless ScanBy
+/// asks for ascending. Standard-resolution data count from their minute.
+#[tokio::test]
+async fn buckets_start_at_the_rounded_start_and_the_last_is_partial() {
+    let sandbox = start().await;
+    let cw = client(&sandbox).await;
+    let m0 = minute_ago(10);
+    for (i, v) in [1.0, 2.0, 4.0, 8.0, 16.0, 32.0].into_iter().enumerate() {
+        put_at(&cw, "Invocations", m0 + i as i64 * 60 + 40, v, None).await;
+    }
+    // StartTime m0+25s → m0; EndTime m0+4m30s: [m0, +2m) [+2m, +4m) [+4m, +4m30s).
+    let q = || query_period("q", "Invocations", "Sum", 120);
+    let (start, end) = (m0 + 25, m0 + 270);
+    assert_eq!(
+        points(&cw, q(), start, end, None).await,
+        [(m0 + 240, 16.0), (m0 + 120, 12.0), (m0, 3.0)],
+        "newest first; the datum at +4m40s is stored at +4m, inside the partial bucket"
+    );
+    assert_eq!(
+        points(&cw, q(), start, end, Some(ScanBy::TimestampDescending)).await,
+        [(m0 + 240, 16.0), (m0 + 120, 12.0), (m0, 3.0)]
+    );
+    assert_eq!(
+        points(&cw, q(), start, end, Some(ScanBy::TimestampAscending)).await,
+        [(m0, 3.0), (m0 + 120, 12.0), (m0 + 240, 16.0)]
+    );
+    // Periods under a minute round StartTime to a multiple of the period:
+    // m0+25s → m0+20s with 10 s; the minute's datum (at m0+1m) in its bucket.
+    assert_eq!(
+        points(
+            &cw,
+            query_period("q", "Invocations", "Sum", 10),
+            m0 + 25,
+            m0 + 125,
+            Some(ScanBy::TimestampAscending)
+        )
+        .await,
+        [(m0 + 60, 2.0), (m0 + 120, 4.0)]
+    );
+}
+
+/// High-resolution data (StorageResolution 1) keep their second; standard
+/// ones are stored at their minute; percentiles still see every raw value.
+#[tokio::test]
+async fn high_resolution_data_keep_their_second() {
+    let sandbox = start().await;
+    let cw = client(&sandbox).await;
+    let m0 = minute_ago(5);
+    for (offset, v) in [(5, 1.0), (15, 2.0), (25, 3.0), (27, 4.0)] {
+        put_at(&cw, "HighRes", m0 + offset, v, Some(1)).await;
+    }
+    put_at(&cw, "Standard", m0 + 35, 10.0, Some(60)).await;
+    put_at(&cw, "Standard", m0 + 45, 20.0, None).await;
+    let asc = Some(ScanBy::TimestampAscending);
+    assert_eq!(
+        points(
+            &cw,
+            query_period("q", "HighRes", "Sum", 10),
+            m0,
+            m0 + 60,
+            asc.clone()
+        )
+        .await,
+        [(m0, 1.0), (m0 + 10, 2.0), (m0 + 20, 7.0)]
+    );
+    assert_eq!(
+        points(
+            &cw,
+            query_period("q", "HighRes", "Sum", 1),
+            m0,
+            m0 + 60,
+            asc.clone()
+        )
+        .await,
+        [
+            (m0 + 5, 1.0),
+            (m0 + 15, 2.0),
+            (m0 + 25, 3.0),
+            (m0 + 27, 4.0)
+        ]
+    );
+    assert_eq!(
+        points(
+            &cw,
+            query_period("q", "Standard", "Sum", 10),
+            m0,
+            m0 + 60,
+            asc.clone()
+        )
+        .await,
+        [(m0, 30.0)],
+        "stored at the minute"
+    );
+
+    // Two data in one minute: the percentile is over all their raw values.
+    for (offset, range) in [(10, 1..=50), (50, 51..=100)] {
+        cw.put_metric_data()
+            .namespace("AWS/Lambda")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("Duration")
+                    .dimensions(dim())
+                    .timestamp(DateTime::from_secs(m0 + offset))
+                    .set_values(Some(range.map(f64::from).collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        points(
+            &cw,
+            query_period("q", "Duration", "p90", 60),
+            m0,
+            m0 + 60,
+            None
+        )
+        .await,
+        [(m0, 90.0)]
+    );
+
+    let err = cw
+        .put_metric_data()
+        .namespace("AWS/Lambda")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("HighRes")
+                .value(1.0)
+                .storage_resolution(30)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterValue"), "{err:?}");
+}
+
+/// Older data are kept at coarser periods only: a StartTime more than 3 h
+/// ago needs a multiple of 60 s, more than 15 days 300 s, more than 63 days
+/// 3,600 s, else the query comes back Complete and empty; StartTime is
+/// rounded down to 5 minutes past 15 days and to the hour past 63. (The old
+/// data are the simulator's, as Lambda published them then: PutMetricData
+/// takes no timestamps that old.)
+#[tokio::test]
+async fn old_data_need_coarser_periods() {
+    let sandbox = start().await;
+    let aws = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
+    rollgate::demo::create_demo_function(&aws).await.unwrap();
+    let cw = Client::new(&aws);
+    let q = |period| {
+        function_query(
+            "q",
+            "dixon-smart-repair-handler",
+            "Invocations",
+            "Sum",
+            period,
+        )
+    };
+    let emit = |at: i64| sandbox.emit_traffic_at(chrono::DateTime::from_timestamp(at, 0).unwrap());
+    let day = 86_400;
+    // 4 hours ago: 60 s and up.
+    let m = minute_ago(240);
+    emit(m + 5);
+    assert_eq!(points(&cw, q(30), m, m + 60, None).await, []);
+    assert_eq!(points(&cw, q(60), m, m + 60, None).await, [(m, 200.0)]);
+
+    // 20 days ago: 300 s and up, StartTime rounded down to 5 minutes.
+    let now = chrono::Utc::now().timestamp();
+    let t = now - now % 300 - 20 * day;
+    emit(t + 90);
+    assert_eq!(points(&cw, q(60), t + 120, t + 600, None).await, []);
+    assert_eq!(points(&cw, q(120), t + 120, t + 600, None).await, []);
+    assert_eq!(
+        points(&cw, q(300), t + 120, t + 600, None).await,
+        [(t, 200.0)]
+    );
+
+    // 70 days ago: 3,600 s and up, StartTime rounded down to the hour.
+    let h = now - now % 3600 - 70 * day;
+    emit(h + 1800);
+    assert_eq!(points(&cw, q(300), h + 1500, h + 3600, None).await, []);
+    assert_eq!(
+        points(&cw, q(3600), h + 1500, h + 3600, None).await,
+        [(h, 200.0)]
+    );
+}
+
+/// Like Lambda, the simulator publishes no datapoint for a count of zero:
+/// nothing for a function without invocations, no Errors datum for a minute
+/// without errors, never a Throttles datum (it never throttles).
+#[tokio::test]
+async fn zero_counts_are_no_datapoints() {
+    let sandbox = start().await;
+    let aws = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
+    rollgate::demo::create_demo_function(&aws).await.unwrap();
+    let cw = Client::new(&aws);
+    let read = |name: &'static str, start: i64| {
+        let cw = cw.clone();
+        async move {
+            let q = MetricDataQuery::builder()
+                .id("q")
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .namespace("AWS/Lambda")
+                                .metric_name(name)
+                                .dimensions(
+                                    Dimension::builder()
+                                        .name("FunctionName")
+                                        .value("dixon-smart-repair-handler")
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .period(60)
+                        .stat("Sum")
+                        .build(),
+                )
+                .build();
+            points(&cw, q, start, start + 1800, None).await
+        }
+    };
+    let at = |secs: i64| chrono::DateTime::from_timestamp(secs, 0).unwrap();
+    let idle = minute_ago(60);
+    sandbox.set_traffic(rollgate::sandbox::traffic::TrafficSettings {
+        invocations_per_tick: 0,
+        ..Default::default()
+    });
+    for i in 0..10 {
+        sandbox.emit_traffic_at(at(idle + i * 60));
+    }
+    for name in ["Invocations", "Errors", "Throttles", "Duration"] {
+        assert_eq!(read(name, idle).await, [], "{name}");
+    }
+    let (calls, _) = sandbox.get_metric_data_stats();
+    assert_eq!(calls, 4);
+
+    // One invocation a minute at a 1 % error rate: most minutes have none.
+    let busy = minute_ago(30);
+    sandbox.set_traffic(rollgate::sandbox::traffic::TrafficSettings {
+        invocations_per_tick: 1,
+        ..Default::default()
+    });
+    for i in 0..20 {
+        sandbox.emit_traffic_at(at(busy + i * 60));
+    }
+    let invocations = read("Invocations", busy).await;
+    assert_eq!(invocations.len(), 20);
+    assert!(invocations.iter().all(|(_, v)| *v == 1.0));
+    let errors = read("Errors", busy).await;
+    assert!(errors.len() < 20, "{errors:?}");
+    assert!(errors.iter().all(|(_, v)| *v > 0.0), "{errors:?}");
+    assert_eq!(read("Throttles", busy).await, []);
 }

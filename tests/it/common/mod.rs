@@ -241,6 +241,8 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
         SandboxConfig {
             update_delay: opts.update_delay,
             traffic_tick: None,
+            // Tests lay down metrics and read them back at once.
+            metric_delay: Duration::ZERO,
         },
     )
     .await
