@@ -97,7 +97,15 @@ impl SandboxProcess {
             .local_addr()?
             .port();
         let child = std::process::Command::new(std::env::current_exe()?)
-            .args(["sandbox", "--port", &port.to_string()])
+            // No delay in the sandbox: the benchmarks that model
+            // CloudWatch's delay do it on their own simulated clock.
+            .args([
+                "sandbox",
+                "--port",
+                &port.to_string(),
+                "--metric-delay",
+                "0",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
