@@ -338,6 +338,9 @@ pub struct ScaleResult {
     pub rss_mb: f64,
     pub fetch_ms: f64,
     pub rollouts_ms: f64,
+    /// The next tick, with no new period: wall time and metrics requested.
+    pub idle_ms: f64,
+    pub idle_queries: usize,
 }
 
 pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
@@ -351,12 +354,23 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
         .traffic(10, now - chrono::Duration::minutes(5))
         .await?;
     rollouts_in_first_phase(&rig.app, &names).await?;
-    rig.sandbox.traffic(5, now).await?;
-    // Warm-up tick, then the measured one.
-    rig.app.state.watcher.tick(Utc::now()).await;
+    // The phase's first ten minutes of data; a warm-up tick (functions
+    // read, nothing complete yet), then the tick at which the first
+    // five-minute periods are complete and settled: every series of every
+    // rollout is read then (the heavy tick), and the next, idle, one.
+    let live = Utc::now();
+    rig.sandbox
+        .traffic(10, live + chrono::Duration::minutes(10))
+        .await?;
+    rig.app
+        .state
+        .watcher
+        .tick(live + chrono::Duration::seconds(30))
+        .await;
+    let at = live + chrono::Duration::minutes(12);
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let report = rig.app.state.watcher.tick(Utc::now()).await;
+    let report = rig.app.state.watcher.tick(at).await;
     let tick_ms = started.elapsed().as_secs_f64() * 1000.0;
     let tick_cpu_ms = (cpu_seconds() - cpu_before) * 1000.0;
     anyhow::ensure!(report.errors.is_empty(), "tick errors: {:?}", report.errors);
@@ -364,6 +378,19 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
         report.rollouts_watched == n,
         "watched {} of {n}",
         report.rollouts_watched
+    );
+    let idle_started = Instant::now();
+    let idle = rig
+        .app
+        .state
+        .watcher
+        .tick(at + chrono::Duration::seconds(10))
+        .await;
+    let idle_ms = idle_started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(
+        idle.errors.is_empty(),
+        "idle tick errors: {:?}",
+        idle.errors
     );
     let result = ScaleResult {
         rollouts: n,
@@ -375,6 +402,8 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
         rss_mb: rss_mb(),
         fetch_ms: report.fetch_ms,
         rollouts_ms: report.rollouts_ms,
+        idle_ms,
+        idle_queries: idle.queries,
     };
     let _ = &rig.aws;
     rig.app.stop().await;
@@ -424,7 +453,7 @@ pub async fn run(runs: usize, sizes: &[usize], out: Option<&Path>) -> anyhow::Re
     samples.sort_by(f64::total_cmp);
     text.push_str(&format!(
         "### Time to rollback ({runs} runs, sandbox update delay 0)\n\n\
-         From the tick at which breaching data is first visible to flags restored and verified:\n\n\
+         From the start of the tick that judges the first complete period of breaching data to flags restored and verified:\n\n\
          | p50 | p99 | max |\n|---|---|---|\n| {:.1} ms | {:.1} ms | {:.1} ms |\n\n",
         percentile(&samples, 50.0),
         percentile(&samples, 99.0),
@@ -432,13 +461,14 @@ pub async fn run(runs: usize, sizes: &[usize], out: Option<&Path>) -> anyhow::Re
     ));
     text.push_str(
         "### Watcher scale (5 guardrail metrics per rollout, 7 CloudWatch series each)\n\n\
-         | rollouts | queries/tick | GetMetricData calls/tick | minimum ceil(q/500) | tick wall | of which metrics fetch | of which per-rollout work | tick CPU | RSS |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         The tick at which a five-minute period completes (every series read), then the next tick:\n\n\
+         | rollouts | queries | GetMetricData calls | minimum ceil(q/500) | tick wall | of which metrics fetch | of which per-rollout work | tick CPU | RSS | next tick: queries, wall |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for &n in sizes {
         let r = watcher_scale(n).await?;
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MB |\n",
+            "| {} | {} | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MB | {}, {:.0} ms |\n",
             r.rollouts,
             r.queries,
             r.calls,
@@ -447,7 +477,9 @@ pub async fn run(runs: usize, sizes: &[usize], out: Option<&Path>) -> anyhow::Re
             r.fetch_ms,
             r.rollouts_ms,
             r.tick_cpu_ms,
-            r.rss_mb
+            r.rss_mb,
+            r.idle_queries,
+            r.idle_ms
         ));
         eprintln!("scale {n}: done");
     }
