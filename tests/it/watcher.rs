@@ -1192,3 +1192,118 @@ async fn drift_checks_keep_to_their_interval_and_lambda_budget() {
         .unwrap();
     assert!(used > 0.0 && used <= 1.5, "{used}");
 }
+
+/// Issue 8, end to end against the sandbox: a guardrail of `window = "1m"`,
+/// `consecutive = 3` is not moved by one bad minute, however many ticks see
+/// it, nor by bad data from before its phase began; three bad minutes in a
+/// row roll the phase back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_minute_is_not_three_but_three_are() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "errors"
+metric = "error_rate"
+max_delta = 2.0
+window = "1m"
+consecutive = 3
+"#,
+    );
+    let app = spawn_app_with_plans(plans.path()).await;
+    traffic_before_now(&app, 30);
+    let (status, body) = app
+        .post("/api/v1/rollouts", json!({ "plan": "guarded" }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    tick(&app).await; // the baseline
+    // Ten minutes of very bad data right before the phase: not its own.
+    let cw = aws_sdk_cloudwatch::Client::new(&app.aws);
+    let before = Utc::now();
+    for m in 1..=10 {
+        let at = before - chrono::Duration::minutes(m);
+        for (name, value) in [("Invocations", 1000.0), ("Errors", 900.0)] {
+            cw.put_metric_data()
+                .namespace("AWS/Lambda")
+                .metric_data(
+                    aws_sdk_cloudwatch::types::MetricDatum::builder()
+                        .metric_name(name)
+                        .dimensions(
+                            aws_sdk_cloudwatch::types::Dimension::builder()
+                                .name("FunctionName")
+                                .value(FUNCTION)
+                                .build(),
+                        )
+                        .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                            at.timestamp(),
+                        ))
+                        .value(value)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(app.command(id, "advance", "go").await.0, 200);
+    let live =
+        chrono::DateTime::parse_from_rfc3339(app.rollout(id).await["live_since"].as_str().unwrap())
+            .unwrap()
+            .to_utc();
+    let first_minute = live + chrono::Duration::seconds(60 - live.timestamp() % 60);
+    // Minute 2 of the phase is bad, the rest healthy; six ticks see it.
+    let mut sim = Sim::now();
+    let bad_minute = first_minute + chrono::Duration::minutes(1);
+    for _ in 0..(12 * 6) {
+        let minute_of = sim.at + chrono::Duration::seconds(10);
+        let is_bad =
+            minute_of >= bad_minute && minute_of < bad_minute + chrono::Duration::minutes(1);
+        app.sandbox.set_traffic(TrafficSettings {
+            enabled: false,
+            invocations_per_tick: 200,
+            bad_flags: if is_bad {
+                ["USE_OPTIMIZED_PROMPTS".to_string()].into()
+            } else {
+                Default::default()
+            },
+        });
+        let report = sim.step(&app).await;
+        assert!(report.decisions.is_empty(), "{report:?}");
+    }
+    let memories = app
+        .state()
+        .service
+        .watch_memories_of(&[rollgate::domain::RolloutId(id)])
+        .await
+        .unwrap();
+    let memory = &memories[&rollgate::domain::RolloutId(id)];
+    assert_eq!(memory.streak("errors"), 0, "{memory:?}");
+    assert!(memory.judged_until["errors"] > bad_minute + chrono::Duration::minutes(5));
+    let points = app
+        .state()
+        .service
+        .chart_points(rollgate::domain::RolloutId(id), |n| (0..n).collect())
+        .await
+        .unwrap();
+    let breaches = points
+        .iter()
+        .filter(|p| p.name == "errors" && p.verdict == rollgate::metrics::eval::Verdict::Breach)
+        .count();
+    assert_eq!(breaches, 1, "one bad minute, judged once: {points:?}");
+    assert!(
+        points
+            .iter()
+            .filter(|p| p.name == "errors")
+            .all(|p| p.at > live),
+        "nothing from before the phase"
+    );
+
+    // Now it stays bad: the third bad minute acts once it has settled
+    // (2 minutes): 4 to 6 minutes on, as the minute it turned bad in
+    // counts or not.
+    bad(&app, &["USE_OPTIMIZED_PROMPTS"], 200);
+    let (report, took) = sim.until_decision(&app, 10 * 60).await;
+    assert_eq!(report.decisions[0].action, "rollback", "{report:?}");
+    assert!((240..=370).contains(&took), "after {took} s");
+    app.assert_flag("USE_OPTIMIZED_PROMPTS", "false").await;
+}
