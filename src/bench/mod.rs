@@ -355,9 +355,11 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
         .await?;
     rollouts_in_first_phase(&rig.app, &names).await?;
     // The phase's first ten minutes of data; a warm-up tick (functions
-    // read, nothing complete yet), then the tick at which the first
-    // five-minute periods are complete and settled: every series of every
-    // rollout is read then (the heavy tick), and the next, idle, one.
+    // read, statistics recorded, nothing complete yet), then the tick at
+    // which the first five-minute periods are complete and settled: every
+    // series of every rollout is read then (the heavy tick), and the next,
+    // idle, one. Both within the 10 minutes a phase without gates keeps
+    // its recorded statistics (their refresh is a write per rollout).
     let live = Utc::now();
     rig.sandbox
         .traffic(10, live + chrono::Duration::minutes(10))
@@ -365,7 +367,7 @@ pub async fn watcher_scale(n: usize) -> anyhow::Result<ScaleResult> {
     rig.app
         .state
         .watcher
-        .tick(live + chrono::Duration::seconds(30))
+        .tick(live + chrono::Duration::minutes(3))
         .await;
     let at = live + chrono::Duration::minutes(12);
     let cpu_before = cpu_seconds();

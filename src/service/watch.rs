@@ -328,6 +328,15 @@ impl Service {
         Ok(self.store.thin_points(id, cap).await?)
     }
 
+    /// Stores several rollouts' watcher memories in one transaction.
+    pub async fn save_watch_memories(
+        &self,
+        memories: &[(RolloutId, WatchMemory)],
+        at: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        Ok(self.store.put_watch_memories(memories, at).await?)
+    }
+
     pub async fn save_watch_memory(
         &self,
         id: RolloutId,

@@ -62,6 +62,39 @@ impl Store {
         }
     }
 
+    /// Stores the watcher's memory of several rollouts: one transaction,
+    /// 250 rows a statement.
+    pub async fn put_watch_memories(
+        &self,
+        memories: &[(RolloutId, WatchMemory)],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if memories.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        Self::check_fence(&mut tx).await?;
+        let at = timestamp(at);
+        for chunk in memories.chunks(250) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO watch_memory (rollout_id, memory, updated_at) VALUES {} \
+                 ON CONFLICT (rollout_id) DO UPDATE SET memory = excluded.memory, updated_at = excluded.updated_at",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, memory) in chunk {
+                q = q.bind(id.0).bind(to_json(memory)).bind(at.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Stores the watcher's memory of a rollout (one upsert).
     pub async fn put_watch_memory(
         &self,

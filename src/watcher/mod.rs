@@ -61,6 +61,9 @@ pub struct TickReport {
     /// Evaluations to keep for the charts (written once per tick, for all).
     #[serde(skip)]
     points: Vec<(RolloutId, crate::domain::MetricPoint)>,
+    /// Watch memories that changed (written once per tick, for all).
+    #[serde(skip)]
+    memories: Vec<(RolloutId, WatchMemory)>,
 }
 
 /// Points kept per guardrail or gate of a rollout before older ones are
@@ -292,10 +295,17 @@ impl Watcher {
             .collect()
             .await;
         let mut points = Vec::new();
+        let mut memories = Vec::new();
         for part in parts {
             report.decisions.extend(part.decisions);
             report.errors.extend(part.errors);
             points.extend(part.points);
+            memories.extend(part.memories);
+        }
+        // Every rollout's memory in one transaction: a period completing
+        // changes all of them at once.
+        if let Err(e) = self.service.save_watch_memories(&memories, now).await {
+            report.errors.push(format!("watch memory: {e}"));
         }
         {
             let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
@@ -419,13 +429,8 @@ impl Watcher {
                     .push(format!("rollout {}: {action}: {e}", r.id)),
             }
         }
-        if new_memory != *memory
-            && let Err(e) = self
-                .service
-                .save_watch_memory(r.id, &new_memory, seen.now)
-                .await
-        {
-            report.errors.push(format!("rollout {}: memory: {e}", r.id));
+        if new_memory != *memory {
+            report.memories.push((r.id, new_memory));
         }
         report
     }
