@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
 use aws_sdk_cloudwatch::types::{
-    AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, StateValue,
+    AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, StateValue, StatusCode,
 };
 
 use super::periods::Span;
@@ -78,6 +78,10 @@ impl CloudWatch {
             .collect();
         let mut token = None;
         let mut calls = 0;
+        // Series CloudWatch answered, and those it could not (a status
+        // other than Complete or PartialData): unknown, never "no data".
+        let mut answered = vec![false; batch.series.len()];
+        let mut failed = vec![false; batch.series.len()];
         loop {
             let out = self
                 .client
@@ -100,9 +104,16 @@ impl CloudWatch {
                     .id()
                     .and_then(|id| id.strip_prefix('q'))
                     .and_then(|n| n.parse::<usize>().ok());
-                let Some(series) = index.and_then(|i| batch.series.get(i)) else {
+                let Some((i, series)) = index.and_then(|i| Some((i, batch.series.get(i)?))) else {
                     continue;
                 };
+                answered[i] = true;
+                if !matches!(
+                    r.status_code(),
+                    Some(StatusCode::Complete | StatusCode::PartialData)
+                ) {
+                    failed[i] = true;
+                }
                 for (at, v) in r.timestamps().iter().zip(r.values()) {
                     // A datapoint belongs to the period it starts; one off
                     // the grid (never from CloudWatch) is dropped.
@@ -120,6 +131,14 @@ impl CloudWatch {
             }
             token = out.next_token().map(str::to_string);
             if token.is_none() {
+                let unknown: Vec<&Series> = batch
+                    .series
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| failed[*i] || !answered[*i])
+                    .map(|(_, s)| s)
+                    .collect();
+                values.retain(|(s, _), _| !unknown.contains(&s));
                 return Ok((values, calls));
             }
         }

@@ -157,6 +157,10 @@ pub(super) struct CloudWatch {
     alarms: BTreeMap<String, Alarm>,
     /// A datum is invisible to GetMetricData until this long after it was put.
     pub metric_delay: std::time::Duration,
+    /// The next N GetMetricData calls answer every query with
+    /// `StatusCode = InternalError` and no values (CloudWatch does that
+    /// to a query it could not serve while the call itself succeeds).
+    pub query_errors_next: u64,
     /// GetMetricData calls and queries served (for benchmarks and tests).
     pub get_metric_data_calls: u64,
     pub get_metric_data_queries: u64,
@@ -681,6 +685,8 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
         periods.insert(n, period);
     }
     cw.get_metric_data_calls += 1;
+    let query_error = cw.query_errors_next > 0;
+    cw.query_errors_next = cw.query_errors_next.saturating_sub(1);
     cw.get_metric_data_queries += queries.len() as u64;
 
     let now = now_secs();
@@ -773,15 +779,21 @@ fn get_metric_data(cw: &mut CloudWatch, input: &Json) -> Reply {
             }
             position += 1;
         }
+        let status = if query_error {
+            timestamps.clear();
+            values.clear();
+            "InternalError"
+        } else if more {
+            "PartialData"
+        } else {
+            "Complete"
+        };
         results.push(Cbor::Map(vec![
             (text("Id"), text(id)),
             (text("Label"), text(str_of(q, "Label").unwrap_or(id))),
             (text("Timestamps"), Cbor::Array(timestamps)),
             (text("Values"), Cbor::Array(values)),
-            (
-                text("StatusCode"),
-                text(if more { "PartialData" } else { "Complete" }),
-            ),
+            (text("StatusCode"), text(status)),
         ]));
         if more {
             break;

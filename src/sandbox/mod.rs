@@ -614,6 +614,12 @@ impl Sandbox {
     pub fn set_metric_delay(&self, delay: Duration) {
         self.faults.shared.lock().cloudwatch.metric_delay = delay;
     }
+
+    /// The next `n` GetMetricData calls succeed but answer every query
+    /// with `StatusCode = InternalError` and no values.
+    pub fn fail_next_metric_queries(&self, n: u64) {
+        self.faults.shared.lock().cloudwatch.query_errors_next = n;
+    }
 }
 
 /// Runs the sandbox until Ctrl-C (for `rollgate sandbox --port P`).
@@ -795,6 +801,7 @@ struct FaultRequest {
     latency_ms: Option<u64>,
     update_delay_ms: Option<u64>,
     metric_delay_ms: Option<u64>,
+    metric_query_errors_next: Option<u64>,
     foreign_edit: Option<ForeignEditRequest>,
     kms_error: Option<KmsErrorRequest>,
     kms_ok: Option<String>,
@@ -926,6 +933,9 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
     }
     if let Some(ms) = req.metric_delay_ms {
         w.cloudwatch.metric_delay = Duration::from_millis(ms);
+    }
+    if let Some(n) = req.metric_query_errors_next {
+        w.cloudwatch.query_errors_next = n;
     }
     if let Some(ms) = req.update_delay_ms {
         w.update_delay = Duration::from_millis(ms);

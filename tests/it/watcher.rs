@@ -1307,3 +1307,50 @@ consecutive = 3
     assert!((240..=370).contains(&took), "after {took} s");
     app.assert_flag("USE_OPTIMIZED_PROMPTS", "false").await;
 }
+
+/// Review of issue 8: a query CloudWatch answers with a status other than
+/// Complete (InternalError, while the call succeeds) is unknown, not "no
+/// datapoint": a count guardrail does not read it as zero, and the period
+/// is judged once it can be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_cloudwatch_could_not_serve_is_unknown_not_zero() {
+    let plans = plan_with_guardrail(
+        r#"
+[[guardrails]]
+name = "traffic"
+metric = "invocations"
+min = 10
+window = "1m"
+consecutive = 1
+"#,
+    );
+    let app = spawn_app_with_plans(plans.path()).await;
+    let id = start_guarded(&app).await;
+    let rid = rollgate::domain::RolloutId(id);
+    let judged = |app: &TestApp| {
+        let service = app.state().service.clone();
+        async move {
+            service.watch_memories_of(&[rid]).await.unwrap()[&rid]
+                .judged_until
+                .get("traffic")
+                .copied()
+        }
+    };
+    let mut sim = Sim::now();
+    while judged(&app).await.is_none() {
+        assert!(sim.step(&app).await.decisions.is_empty());
+    }
+    let before = judged(&app).await;
+    // Two minutes of answers without data: read as zero, this would roll back.
+    app.sandbox.fail_next_metric_queries(u64::MAX);
+    for report in sim.run(&app, 120).await {
+        assert!(report.decisions.is_empty(), "{report:?}");
+    }
+    assert_eq!(judged(&app).await, before, "nothing judged on unknown data");
+    app.sandbox.fail_next_metric_queries(0);
+    for report in sim.run(&app, 20).await {
+        assert!(report.decisions.is_empty(), "{report:?}");
+    }
+    assert!(judged(&app).await > before, "judged once it could be read");
+    assert_eq!(app.rollout(id).await["state"], "active");
+}
