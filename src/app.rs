@@ -94,6 +94,8 @@ pub struct RunningApp {
     pub state: AppState,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Stops renewing the leader lease (after every task has stopped).
+    lease_stop: CancellationToken,
 }
 
 impl RunningApp {
@@ -114,6 +116,12 @@ impl RunningApp {
         {
             tracing::warn!("some tasks did not stop in time");
         }
+        // Only now: no pass of this process can write any more.
+        self.lease_stop.cancel();
+        self.state
+            .leadership
+            .release(self.state.service.store())
+            .await;
         self.state.service.close().await;
     }
 }
@@ -154,11 +162,14 @@ pub async fn start(
     // process's reconciler finishes them when it takes over).
     match leadership.fence() {
         Some(fence) => {
-            let recovered = fenced(
-                fence,
-                service.reconcile(&Principal::Reconciler, Duration::ZERO),
-            )
-            .await?;
+            // With other servers on the database, a write one of them
+            // recorded a moment ago is still theirs to finish.
+            let grace = if config.sole_server {
+                Duration::ZERO
+            } else {
+                config.reconcile_interval
+            };
+            let recovered = fenced(fence, service.reconcile(&Principal::Reconciler, grace)).await?;
             if recovered > 0 {
                 tracing::info!(
                     recovered,
@@ -213,14 +224,18 @@ pub async fn start(
         }
     });
 
-    // The lease: renewed every fifth of its life, given up at shutdown.
+    // The lease: renewed every fifth of its life until the loops have
+    // stopped, then given up (`RunningApp::stop`).
+    let lease_stop = CancellationToken::new();
     {
         let (leadership, store, telemetry) =
             (leadership.clone(), service.clone(), telemetry.clone());
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
+        let stop = lease_stop.clone();
+        tokio::spawn(async move {
             let mut every = tokio::time::interval(leadership.ttl / 5);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Renewed until every other task has stopped (`stop` gives the
+            // lease up then): a pass still finishing keeps its lease.
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -231,7 +246,6 @@ pub async fn start(
                 }
                 publish_leadership(&leadership, &telemetry);
             }
-            leadership.release(store.store()).await;
         });
     }
 
@@ -311,6 +325,7 @@ pub async fn start(
         state,
         shutdown,
         tasks,
+        lease_stop,
     })
 }
 

@@ -20,7 +20,8 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// This process's view of the lease.
 pub struct Leadership {
-    /// This process's name in the lease: host and listening address.
+    /// This process's name in the lease: host, listening address, pid and
+    /// a random part.
     pub me: String,
     pub ttl: Duration,
     /// This process is the only server on its database (SQLite, locked):
@@ -53,11 +54,9 @@ pub struct LeaderStatus {
 }
 
 impl Leadership {
-    /// `listen`: the address this process serves on. With the host name it
-    /// names the process in the lease: two live processes never share it
-    /// (one port, one process), and a process restarted on the same host
-    /// and port takes its own lease back at once instead of waiting for it
-    /// to expire.
+    /// `listen`: the address this process serves on. With the host name,
+    /// the pid and a random part it names the process in the lease: no two
+    /// processes share a name, even on cloned hosts with one host name.
     pub fn new(ttl: Duration, listen: std::net::SocketAddr, sole: bool) -> Self {
         let host = std::env::var("HOSTNAME")
             .ok()
@@ -65,8 +64,11 @@ impl Leadership {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         Leadership {
-            me: format!("{host}/{listen}"),
+            me: format!("{host}/{listen}/{}-{nonce:08x}", std::process::id()),
             ttl,
             sole,
             state: Mutex::default(),

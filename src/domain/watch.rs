@@ -58,6 +58,10 @@ pub struct Readiness {
     /// the phase's statistics (the next phase's `previous_phase`) when it is
     /// left by an advance.
     pub observed: BTreeMap<String, Option<f64>>,
+    /// Metric guardrails that have not judged a complete period of this
+    /// phase yet: a phase is never promoted before its guardrails looked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unjudged_guardrails: Vec<String>,
 }
 
 impl Readiness {
@@ -68,6 +72,7 @@ impl Readiness {
     /// The same verdicts as `other` (ignoring times and numbers).
     pub fn same_verdicts(&self, other: &Readiness) -> bool {
         self.phase == other.phase
+            && self.unjudged_guardrails == other.unjudged_guardrails
             && self.gates.len() == other.gates.len()
             && self
                 .gates

@@ -53,6 +53,13 @@ pub fn blockers(
         }
         Some(Some(_)) => {}
     }
+    if let Some(r) = readiness.filter(|r| r.phase == phase.name) {
+        for g in &r.unjudged_guardrails {
+            out.push(format!(
+                "guardrail {g} has not judged a complete period of this phase yet"
+            ));
+        }
+    }
     if phase.gates.is_empty() {
         return out;
     }
@@ -122,6 +129,7 @@ mod tests {
             evaluated_at: at,
             gates,
             observed: Default::default(),
+            unjudged_guardrails: Vec::new(),
         }
     }
 

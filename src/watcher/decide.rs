@@ -469,7 +469,13 @@ pub fn judge(input: &Input<'_>) -> Judgement {
     let Some(phase) = phase_at(input.plan, r.phase_index) else {
         return Judgement { decisions, memory };
     };
-    let readiness = evaluate_phase(input, phase, baseline);
+    let mut readiness = evaluate_phase(input, phase, baseline);
+    readiness.unjudged_guardrails = guardrails_at(input.plan, r.phase_index)
+        .into_iter()
+        .filter(|g| matches!(g.kind, GuardrailKind::Metric(_)))
+        .filter(|g| judged_until(&memory, r, &g.name).is_none())
+        .map(|g| g.name.clone())
+        .collect();
     let refresh = if phase.gates.is_empty() {
         STATS_REFRESH
     } else {
@@ -779,6 +785,7 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
         evaluated_at: input.now,
         gates,
         observed,
+        unjudged_guardrails: Vec::new(),
     }
 }
 

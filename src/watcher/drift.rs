@@ -36,14 +36,16 @@ impl Budget {
         let rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
         Budget {
             rate,
-            tokens: rate * BURST.as_seconds_f64(),
+            tokens: (rate * BURST.as_seconds_f64()).max(1.0),
             at: None,
             spent: VecDeque::new(),
         }
     }
 
+    /// At least one call: a budget below one call per burst still checks,
+    /// rarely.
     fn capacity(&self) -> f64 {
-        self.rate * BURST.as_seconds_f64()
+        (self.rate * BURST.as_seconds_f64()).max(1.0)
     }
 
     /// Adds what the time since the last refill earned.
@@ -171,7 +173,15 @@ mod tests {
         );
         b.spend(0, t(200));
         assert_eq!(b.used_ratio(t(200)), 0.0, "a minute later it is forgotten");
-        assert_eq!(Budget::new(f64::NAN).available(), 0);
+        assert_eq!(Budget::new(f64::NAN).available(), 1);
+        let mut slow = Budget::new(0.01); // one call every 100 s
+        slow.refill(t(0));
+        assert_eq!(slow.available(), 1, "a tiny budget still checks");
+        slow.spend(1, t(0));
+        slow.refill(t(50));
+        assert_eq!(slow.available(), 0);
+        slow.refill(t(100));
+        assert_eq!(slow.available(), 1);
     }
 
     #[test]

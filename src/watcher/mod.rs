@@ -263,10 +263,16 @@ impl Watcher {
         report.drift_checks = checks.ids().len();
         report.lambda_calls = checks.calls();
         let listing = match &checks {
-            drift::Checks::List { .. } => match self.service.list_functions().await {
+            drift::Checks::List { pages, .. } => match self.service.list_functions().await {
                 Ok(l) => {
+                    // The account may hold more functions than planned
+                    // for: the pages beyond are charged as debt.
+                    let actual = l.len().div_ceil(drift::PAGE).max(1) as u32;
+                    let extra = actual.saturating_sub(*pages);
                     let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
                     d.functions = l.len();
+                    d.budget.spend(extra, now);
+                    report.lambda_calls += extra;
                     Some(l)
                 }
                 Err(e) => {
@@ -424,9 +430,17 @@ impl Watcher {
                         });
                     }
                 }
-                Err(e) => report
-                    .errors
-                    .push(format!("rollout {}: {action}: {e}", r.id)),
+                Err(e) => {
+                    // A rollback or pause that could not be recorded (a
+                    // concurrent command, the database) is judged again
+                    // next tick: the periods it judged are not used up.
+                    if matches!(action, "rollback" | "pause") {
+                        new_memory = memory.clone();
+                    }
+                    report
+                        .errors
+                        .push(format!("rollout {}: {action}: {e}", r.id))
+                }
             }
         }
         if new_memory != *memory {

@@ -158,6 +158,7 @@ async fn decisions_on_a_stale_snapshot_change_nothing() {
                 evaluated_at: chrono::Utc::now(),
                 gates: vec![],
                 observed: Default::default(),
+                unjudged_guardrails: vec![],
             },
         )
         .await

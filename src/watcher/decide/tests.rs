@@ -791,3 +791,60 @@ fn new_live_flags_start_the_periods_and_streaks_over() {
     );
     assert_eq!(j.memory.live_since, r.live_since);
 }
+
+#[test]
+fn a_phase_is_not_promoted_before_each_guardrail_judged_a_period_of_it() {
+    let plan = Plan::parse(
+        "p",
+        &format!(
+            r#"[target]
+function = "{FUNCTION}"
+[flags]
+FA = "off"
+[defaults]
+bake = "1h"
+approval = "auto"
+[[guardrails]]
+name = "hourly-errors"
+metric = "error_rate"
+max_delta = 2.0
+window = "1h"
+[[phases]]
+name = "one"
+set = {{ FA = "on" }}
+"#
+        ),
+    )
+    .unwrap();
+    let r = rollout(&plan, 1, State::Active);
+    let mut case = Case::new(&r, &plan);
+    // Baked (an hour since t0), but the first hour is not settled yet.
+    case.now = t0() + TimeDelta::minutes(61);
+    case.fill(healthy_or_not(5.0, 100.0));
+    let j = case.judge();
+    assert!(actions(&j).is_empty(), "{j:?}");
+    let readiness = find(&j, |d| match d {
+        Decision::RecordReadiness(x) => Some(x.clone()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(readiness.unjudged_guardrails, ["hourly-errors"]);
+    let blockers = crate::rollout::readiness::blockers(
+        plan.phases.first(),
+        r.bake_started_at,
+        case.now,
+        Some(&readiness),
+        Freshness {
+            max_age: TimeDelta::seconds(20),
+        },
+    );
+    assert_eq!(
+        blockers,
+        ["guardrail hourly-errors has not judged a complete period of this phase yet"]
+    );
+    // 01:02: the hour has settled and passes: promoted.
+    case.memory = j.memory;
+    case.now = t0() + TimeDelta::minutes(62);
+    case.fill(healthy_or_not(5.0, 100.0));
+    assert_eq!(actions(&case.judge()), ["advance"]);
+}
