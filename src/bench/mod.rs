@@ -195,23 +195,33 @@ struct Rig {
 }
 
 async fn rig(functions: usize, consecutive: u32) -> anyhow::Result<Rig> {
+    let plans: Vec<(String, String)> = (0..functions)
+        .map(|i| {
+            let name = format!("fn-{i:05}");
+            let text = bench_plan(&name, consecutive);
+            (name, text)
+        })
+        .collect();
+    rig_with_plans(&plans).await
+}
+
+/// A sandbox in its own process, a function per plan (function name, plan
+/// text; the plan is named after its function), and rollgate on SQLite
+/// with no watcher loop (benchmarks tick it by hand).
+async fn rig_with_plans(plans: &[(String, String)]) -> anyhow::Result<Rig> {
     let dir = tempfile::tempdir()?;
-    let plans = dir.path().join("plans");
-    std::fs::create_dir_all(&plans)?;
+    let plans_dir = dir.path().join("plans");
+    std::fs::create_dir_all(&plans_dir)?;
     let sandbox = SandboxProcess::start().await?;
     let aws = demo::sandbox_aws_config(&sandbox.url).await;
     let lambda = aws_sdk_lambda::Client::new(&aws);
-    for i in 0..functions {
-        let name = format!("fn-{i:05}");
-        create_function(&lambda, &name).await?;
-        std::fs::write(
-            plans.join(format!("{name}.toml")),
-            bench_plan(&name, consecutive),
-        )?;
+    for (function, text) in plans {
+        create_function(&lambda, function).await?;
+        std::fs::write(plans_dir.join(format!("{function}.toml")), text)?;
     }
     let mut config = ServeConfig::new(
         "127.0.0.1:0".parse()?,
-        plans.clone(),
+        plans_dir,
         format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("bench.db").display()

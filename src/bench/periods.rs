@@ -17,10 +17,7 @@ use std::time::Instant;
 use chrono::{TimeDelta, Utc};
 use serde_json::json;
 
-use super::{SandboxProcess, create_function, rollouts_in_first_phase};
-use crate::app::{self, RunningApp, ServeConfig};
-use crate::demo;
-use crate::domain::RolloutId;
+use super::{rig_with_plans, rollouts_in_first_phase};
 use crate::metrics::queries;
 use crate::plan::Plan;
 use crate::watcher::decide::metrics_at;
@@ -40,40 +37,6 @@ fn seed_plan(function: &str, extra: &str) -> String {
         .replace("lookback = \"7d\"", "lookback = \"1h\"");
     // Extra guardrails go before the first phase (top-level tables).
     seed.replacen("[[phases]]", &format!("{extra}\n[[phases]]"), 1)
-}
-
-struct Rig {
-    sandbox: SandboxProcess,
-    app: RunningApp,
-    _dir: tempfile::TempDir,
-}
-
-async fn rig(plans: &[(String, String)]) -> anyhow::Result<Rig> {
-    let dir = tempfile::tempdir()?;
-    let plans_dir = dir.path().join("plans");
-    std::fs::create_dir_all(&plans_dir)?;
-    let sandbox = SandboxProcess::start().await?;
-    let aws = demo::sandbox_aws_config(&sandbox.url).await;
-    let lambda = aws_sdk_lambda::Client::new(&aws);
-    for (function, text) in plans {
-        create_function(&lambda, function).await?;
-        std::fs::write(plans_dir.join(format!("{function}.toml")), text)?;
-    }
-    let mut config = ServeConfig::new(
-        "127.0.0.1:0".parse()?,
-        plans_dir,
-        format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        ),
-    );
-    config.watch_interval = None;
-    let app = app::start(&config, &aws).await?;
-    Ok(Rig {
-        sandbox,
-        app,
-        _dir: dir,
-    })
 }
 
 /// One row of the cost table.
@@ -126,9 +89,11 @@ pub async fn cost(n: usize) -> anyhow::Result<Cost> {
             (f, text)
         })
         .collect();
-    let rig = rig(&plans).await?;
+    let rig = rig_with_plans(&plans).await?;
     let names: Vec<String> = plans.iter().map(|(f, _)| f.clone()).collect();
-    rollouts_in_first_phase_quiet(&rig, &names).await?;
+    // Started and moved to their first phase without traffic: the cost of
+    // watching does not depend on the data.
+    rollouts_in_first_phase(&rig.app, &names).await?;
     let plan = Plan::parse("seed", &plans[0].1).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let polled = polled_per_tick(&plan, &names[0], 1) as u64 * n as u64;
     let alarms = alarm_metrics(&plan, &names[0], 1) as u64 * n as u64;
@@ -152,13 +117,6 @@ pub async fn cost(n: usize) -> anyhow::Result<Cost> {
         polled_per_hour: polled * (3600 / TICK) as u64,
         alarm_metrics: alarms,
     })
-}
-
-async fn rollouts_in_first_phase_quiet(
-    rig: &Rig,
-    names: &[String],
-) -> anyhow::Result<Vec<RolloutId>> {
-    rollouts_in_first_phase(&rig.app, names).await
 }
 
 /// One end-to-end run's result: seconds from the first bad invocation to
@@ -185,7 +143,7 @@ pub async fn end_to_end(
             (f, text)
         })
         .collect();
-    let rig = rig(&plans).await?;
+    let rig = rig_with_plans(&plans).await?;
     // An hour of healthy traffic before now: every function's baseline.
     rig.sandbox
         .set_traffic(json!({ "bad_flags": [], "invocations_per_tick": 200 }))
@@ -198,7 +156,7 @@ pub async fn end_to_end(
     // only lengthens the phase's healthy start).
     let mut end = Utc::now();
     for (k, (function, _)) in plans.iter().enumerate() {
-        let ids = rollouts_in_first_phase_quiet(&rig, std::slice::from_ref(function)).await?;
+        let ids = rollouts_in_first_phase(&rig.app, std::slice::from_ref(function)).await?;
         let live = Utc::now().max(end);
         // The bad moment, spread over a five-minute grid across runs.
         let bad_at = live + TimeDelta::seconds(360 + (300 * k as i64) / runs as i64);

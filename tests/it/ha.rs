@@ -4,32 +4,12 @@
 //! doing; a former leader that lost its lease writes nothing; SQLite serves
 //! one server only.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{self, Db, FUNCTION, UNRELATED, spawn_app};
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::{self, Db, FUNCTION, ServeProcess, UNRELATED, free_port, spawn_app};
 
 /// `rollgate serve` as a user starts it, on `database`, against the sandbox,
 /// with a 3 s lease and 1 s loops.
@@ -59,14 +39,14 @@ fn serve_command(database: &str, sandbox_url: &str, plans: &std::path::Path) -> 
     (cmd, format!("http://127.0.0.1:{port}"))
 }
 
-async fn serve(database: &str, sandbox_url: &str, plans: &std::path::Path) -> Server {
+async fn serve(database: &str, sandbox_url: &str, plans: &std::path::Path) -> ServeProcess {
     let (mut cmd, url) = serve_command(database, sandbox_url, plans);
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn rollgate serve");
-    let server = Server { child, url };
+    let server = ServeProcess { child, url };
     for _ in 0..200 {
         if reqwest::get(format!("{}/healthz", server.url))
             .await
@@ -83,7 +63,7 @@ async fn get(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
-async fn leads(server: &Server) -> bool {
+async fn leads(server: &ServeProcess) -> bool {
     get(&format!("{}/readyz", server.url)).await["leader"]["leader"] == true
 }
 

@@ -1,36 +1,16 @@
 //! Crash recovery: the real `rollgate serve` process is killed (SIGKILL)
 //! after a write's intent was recorded; a restart finishes or reconciles it.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{self, Db};
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::{self, Db, ServeProcess, free_port};
 
 /// Starts `rollgate serve` configured the way a user would: AWS settings from
 /// the standard environment variables.
-async fn serve(database: &str, sandbox_url: &str) -> Server {
+async fn serve(database: &str, sandbox_url: &str) -> ServeProcess {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -48,7 +28,7 @@ async fn serve(database: &str, sandbox_url: &str) -> Server {
         .spawn()
         .expect("spawn rollgate serve");
     // Owned (and killed on drop) before anything can fail.
-    let server = Server {
+    let server = ServeProcess {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
