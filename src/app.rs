@@ -54,6 +54,9 @@ pub struct ServeConfig {
     /// calls a second those reads may use.
     pub drift_interval: Duration,
     pub lambda_budget: f64,
+    /// Serve on a non-loopback address although nobody signs in yet
+    /// (`--insecure-listen-without-auth`).
+    pub insecure_listen_without_auth: bool,
     /// This is the only server on its database (`serve` holds the SQLite
     /// file's lock): it leads whoever held the lease before.
     pub sole_server: bool,
@@ -74,6 +77,7 @@ impl ServeConfig {
             demo_sandbox: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             sole_server: false,
+            insecure_listen_without_auth: false,
             drift_interval: crate::watcher::DEFAULT_DRIFT_INTERVAL,
             lambda_budget: crate::watcher::DEFAULT_LAMBDA_BUDGET,
         }
@@ -399,6 +403,13 @@ pub async fn serve(config: ServeConfig, aws: aws_config::SdkConfig) -> anyhow::R
         anyhow::bail!(
             "plans directory {} does not exist (set --plans or ROLLGATE_PLANS)",
             config.plans_dir.display()
+        );
+    }
+    if !config.listen.ip().is_loopback() && !config.insecure_listen_without_auth {
+        anyhow::bail!(
+            "refusing to listen on {}: rollgate has no sign-in yet, so anyone who reaches that address could change production flags. \
+             Listen on a loopback address (127.0.0.1) behind a reverse proxy that authenticates, or pass --insecure-listen-without-auth if the network itself is trusted",
+            config.listen
         );
     }
     let only_server = lock_sqlite_file(&config.database_url)?;

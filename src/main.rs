@@ -199,6 +199,10 @@ struct ServeArgs {
     /// control-plane budget, about 15 a second, is shared with deploys).
     #[arg(long, env = "ROLLGATE_LAMBDA_BUDGET", default_value_t = 2.0)]
     lambda_budget: f64,
+    /// Listen on a non-loopback address although rollgate has no sign-in:
+    /// anyone who reaches it can change flags. Only on a trusted network.
+    #[arg(long, env = "ROLLGATE_INSECURE_LISTEN_WITHOUT_AUTH")]
+    insecure_listen_without_auth: bool,
 }
 
 #[derive(Args)]
@@ -450,6 +454,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--lambda-budget must be a positive number of calls a second");
             }
             config.lambda_budget = a.lambda_budget;
+            config.insecure_listen_without_auth = a.insecure_listen_without_auth;
             app::serve(config, app::aws_config_from_env().await).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod error;
+pub mod hardening;
 pub mod health;
 pub mod pages;
 pub mod views;
@@ -87,12 +88,17 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-/// The layers every route runs under: request tracing, and a handler that
-/// turns a panic into a logged 500 with the usual JSON error body, so no
-/// request can take the server down.
+/// The layers every route runs under: request tracing, the security
+/// headers and time limit (`hardening`), a body size limit, and a handler
+/// that turns a panic into a logged 500 with the usual JSON error body, so
+/// no request can take the server down.
 pub fn layers(router: Router) -> Router {
     router
+        .layer(axum::extract::DefaultBodyLimit::max(
+            hardening::MAX_BODY_BYTES,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn(hardening::secure))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 

@@ -269,3 +269,114 @@ async fn the_audit_export_streams_every_entry_in_order() {
     assert_eq!(&rows[699][8], "observation 699");
     assert_eq!(csv.matches("seq,at,actor").count(), 1, "one header");
 }
+
+/// Issue 9 (hardening, first part): every answer — pages, API, probes,
+/// static files, errors — carries the security headers; a body over the
+/// limit is refused before any handler reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_the_security_headers() {
+    let app = spawn_app(Db::Sqlite).await;
+    let big = "x".repeat(rollgate::web::hardening::MAX_BODY_BYTES + 1);
+    let requests = [
+        app.http.get(format!("{}/", app.url)),
+        app.http.get(format!("{}/audit", app.url)),
+        app.http.get(format!("{}/api/v1/rollouts", app.url)),
+        app.http.get(format!("{}/healthz", app.url)),
+        app.http.get(format!("{}/static/app.css", app.url)),
+        app.http.get(format!("{}/no/such/page", app.url)),
+        app.http
+            .post(format!("{}/api/v1/plans/validate", app.url))
+            .header("content-type", "application/json")
+            .body(format!("{{\"text\": \"{big}\"}}")),
+    ];
+    let mut statuses = Vec::new();
+    for request in requests {
+        let resp = request.send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "same-origin");
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "no HSTS over plain HTTP"
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 404, 413]);
+    let (_, list) = app.get("/api/v1/plans").await;
+    assert!(
+        list.to_string().contains("dixon-smart-repair"),
+        "nothing changed"
+    );
+}
+
+/// `rollgate serve` refuses a non-loopback address while nobody signs in,
+/// unless the operator says, with a flag named for it, that the network is
+/// trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_non_loopback_address_without_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::common::free_port();
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+    let command = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--watch-interval",
+            "0",
+        ])
+        .args(extra)
+        .env("ROLLGATE_PLANS", crate::common::repo_plans_dir())
+        .env("DATABASE_URL", &database)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    };
+    let mut refused = command(&[]);
+    let out = tokio::task::spawn_blocking(move || refused.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0")
+            && stderr.contains("--insecure-listen-without-auth"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("r.db").exists(),
+        "refused before touching anything"
+    );
+
+    let child = command(&["--insecure-listen-without-auth"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = crate::common::ServeProcess {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let mut up = false;
+    for _ in 0..200 {
+        if reqwest::get(format!("{}/healthz", server.url))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "forced, it serves");
+}
