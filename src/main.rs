@@ -150,6 +150,28 @@ enum Cmd {
     /// Read, verify and export the audit log of a running server.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Manage the people who may sign in (on the server's database).
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user. The password is asked for twice (not echoed), or read
+    /// as one line from stdin when stdin is not a terminal; never a flag.
+    Add {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// The server's database (as `rollgate serve --database`).
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://rollgate.db?mode=rwc"
+        )]
+        database: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -575,6 +597,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Rollout(cmd) => rollout(cmd).await.map_err(Into::into),
         Cmd::Audit(cmd) => audit(cmd).await.map_err(Into::into),
+        Cmd::User(UserCmd::Add {
+            name,
+            role,
+            database,
+        }) => {
+            cli::user_add(&database, &name, &role).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -228,3 +228,47 @@ pub async fn sandbox_bad_flags(url: &str, bad_flags: Vec<String>) -> anyhow::Res
     println!("bad flags now: {}", settings["bad_flags"]);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `rollgate user add NAME --role ROLE`: checks the name, role and
+/// password before anything is written, hashes the password (argon2id)
+/// and stores the user with an audit entry naming who ran the command.
+pub async fn user_add(database: &str, name: &str, role: &str) -> anyhow::Result<()> {
+    use crate::domain::user;
+    user::check_name(name).map_err(anyhow::Error::msg)?;
+    let role = user::Role::parse(role).map_err(anyhow::Error::msg)?;
+    let password = read_new_password()?;
+    user::check_password(&password).map_err(anyhow::Error::msg)?;
+    let hash = user::hash_password(&password).map_err(anyhow::Error::msg)?;
+    drop(password);
+    let store = crate::store::Store::connect(database).await?;
+    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let principal = crate::domain::Principal::operator(Some(&format!("cli:{who}")))?;
+    let mut entry = crate::audit::NewAuditEntry::new(
+        &principal,
+        crate::domain::Action::UserAdded,
+        crate::domain::Outcome::Applied,
+    );
+    entry.detail = Some(serde_json::json!({ "user": name, "role": role.as_str() }));
+    let added = store
+        .add_user(name, role, &hash, chrono::Utc::now(), entry)
+        .await;
+    store.close().await;
+    added?;
+    println!("user {name} added with role {}", role.as_str());
+    Ok(())
+}
+
+/// The new password: asked twice without echo on a terminal, else one
+/// line of stdin (for scripts: `printf '%s\n' "$PW" | rollgate user add …`).
+fn read_new_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ; nothing was changed");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}

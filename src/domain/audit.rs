@@ -57,6 +57,8 @@ named_enum! {
         FunctionReadable = "function_readable",
         /// The rollout's stored plan snapshot no longer parses.
         PlanUnreadable = "plan_unreadable",
+        /// A user was added (name and role; never the password).
+        UserAdded = "user_added",
     }
 }
 

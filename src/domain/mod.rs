@@ -7,6 +7,7 @@ pub mod audit;
 pub mod ids;
 pub mod principal;
 pub mod text;
+pub mod user;
 pub mod watch;
 
 pub use audit::{Action, Outcome};

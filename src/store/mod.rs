@@ -6,6 +6,7 @@ mod audit;
 pub mod lease;
 mod points;
 mod rollouts;
+mod users;
 mod watch;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub enum StoreError {
         "this process no longer leads (its lease of epoch {epoch} was taken over): nothing was written"
     )]
     Fenced { epoch: i64 },
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
 }
 
 #[derive(Clone)]

@@ -201,3 +201,109 @@ async fn operator_abandons_a_stuck_rollout_with_the_cli() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--since"), "{}", stderr(&out));
 }
+
+/// Issue 9, first admin: `rollgate user add NAME --role ROLE` reads the
+/// password from stdin (never a flag), stores only its argon2id hash, and
+/// audits who added whom; bad input changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_add_stores_an_argon2id_hash_and_audits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("users.db").display()
+    );
+    let add = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(["user", "add"])
+            .args(args)
+            .args(["--database", &database])
+            .env("USER", "deployer")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let password = "correct horse battery staple";
+    let ok = add(&["ada", "--role", "admin"], &format!("{password}\n"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("user ada added with role admin"));
+    for (args, stdin, says) in [
+        (
+            vec!["ada", "--role", "viewer"],
+            format!("{password}\n"),
+            "already exists",
+        ),
+        (
+            vec!["bob", "--role", "root"],
+            format!("{password}\n"),
+            "unknown role",
+        ),
+        (
+            vec!["bob", "--role", "viewer"],
+            "short\n".to_string(),
+            "at least 12",
+        ),
+        (
+            vec!["Bob", "--role", "viewer"],
+            format!("{password}\n"),
+            "invalid user name",
+        ),
+        (
+            vec!["bob", "--role", "viewer", "--password", password],
+            String::new(),
+            "--password",
+        ),
+    ] {
+        let out = add(&args, &stdin);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains(password) || args.contains(&"--password"),
+            "{stderr}"
+        );
+    }
+    let store = rollgate::store::Store::connect(&database).await.unwrap();
+    let (role, hash) = store.user("ada").await.unwrap().unwrap();
+    assert_eq!(role, rollgate::domain::user::Role::Admin);
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(rollgate::domain::user::verify_password(password, &hash));
+    assert!(
+        store.user("bob").await.unwrap().is_none(),
+        "nothing else was added"
+    );
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT actor, action, detail FROM audit_log ORDER BY seq")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (actor, action, detail) = &rows[0];
+    assert_eq!(
+        (actor.as_str(), action.as_str()),
+        ("cli:deployer", "user_added")
+    );
+    let detail = detail.clone().unwrap();
+    assert!(
+        detail.contains("\"user\":\"ada\"") && detail.contains("\"role\":\"admin\""),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains(password) && !detail.contains("argon2"),
+        "{detail}"
+    );
+    store.close().await;
+}
