@@ -34,12 +34,14 @@ pub struct Budget {
 impl Budget {
     pub fn new(rate: f64) -> Self {
         let rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
-        Budget {
+        let mut budget = Budget {
             rate,
-            tokens: (rate * BURST.as_seconds_f64()).max(1.0),
+            tokens: 0.0,
             at: None,
             spent: VecDeque::new(),
-        }
+        };
+        budget.tokens = budget.capacity(); // starts full
+        budget
     }
 
     /// At least one call: a budget below one call per burst still checks,

@@ -46,17 +46,7 @@ async fn serve(database: &str, sandbox_url: &str, plans: &std::path::Path) -> Se
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn rollgate serve");
-    let server = ServeProcess { child, url };
-    for _ in 0..200 {
-        if reqwest::get(format!("{}/healthz", server.url))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("rollgate serve did not come up");
+    ServeProcess::started(child, url).await
 }
 
 async fn get(url: &str) -> Value {
@@ -81,27 +71,9 @@ where
 
 /// A plan whose guardrail follows a CloudWatch alarm (acted on at once).
 fn alarm_plan() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("guarded.toml"),
-        format!(
-            r#"[target]
-function = "{FUNCTION}"
-[flags]
-USE_OPTIMIZED_PROMPTS = "false"
-[defaults]
-bake = "1h"
-[[guardrails]]
-name = "errors-alarm"
-alarm = "dixon-errors"
-[[phases]]
-name = "prompts"
-set = {{ USE_OPTIMIZED_PROMPTS = "true" }}
-"#
-        ),
+    crate::watcher::plan_with_guardrail(
+        "[[guardrails]]\nname = \"errors-alarm\"\nalarm = \"dixon-errors\"\n",
     )
-    .unwrap();
-    dir
 }
 
 async fn alarm(cw: &aws_sdk_cloudwatch::Client, state: aws_sdk_cloudwatch::types::StateValue) {

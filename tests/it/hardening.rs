@@ -363,20 +363,12 @@ async fn serve_refuses_a_non_loopback_address_without_sign_in() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let server = crate::common::ServeProcess {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let mut up = false;
-    for _ in 0..200 {
-        if reqwest::get(format!("{}/healthz", server.url))
+    // Forced, it serves (`started` fails the test if it never answers).
+    let server =
+        crate::common::ServeProcess::started(child, format!("http://127.0.0.1:{port}")).await;
+    assert!(
+        reqwest::get(format!("{}/healthz", server.url))
             .await
             .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(up, "forced, it serves");
+    );
 }

@@ -27,24 +27,7 @@ async fn serve(database: &str, sandbox_url: &str) -> ServeProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn rollgate serve");
-    // Owned (and killed on drop) before anything can fail.
-    let server = ServeProcess {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{}/healthz", server.url))
-            .send()
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("rollgate serve did not come up");
+    ServeProcess::started(child, format!("http://127.0.0.1:{port}")).await
 }
 
 async fn get(url: &str) -> Value {

@@ -482,6 +482,24 @@ impl Drop for ServeProcess {
     }
 }
 
+impl ServeProcess {
+    /// Owns `child` (killed on drop, before anything can fail) and waits
+    /// until it answers `/healthz` on `url`.
+    pub async fn started(child: std::process::Child, url: String) -> ServeProcess {
+        let server = ServeProcess { child, url };
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/healthz", server.url))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("rollgate serve did not come up at {}", server.url);
+    }
+}
+
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
