@@ -54,9 +54,11 @@ pub struct ServeConfig {
     /// calls a second those reads may use.
     pub drift_interval: Duration,
     pub lambda_budget: f64,
-    /// Serve on a non-loopback address although nobody signs in yet
+    /// Serve on a non-loopback address although nobody signs in
     /// (`--insecure-listen-without-auth`).
     pub insecure_listen_without_auth: bool,
+    /// Who must sign in (`--auth`), sessions and throttling.
+    pub auth: crate::web::auth::AuthConfig,
     /// This is the only server on its database (`serve` holds the SQLite
     /// file's lock): it leads whoever held the lease before.
     pub sole_server: bool,
@@ -78,6 +80,7 @@ impl ServeConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             sole_server: false,
             insecure_listen_without_auth: false,
+            auth: crate::web::auth::AuthConfig::default(),
             drift_interval: crate::watcher::DEFAULT_DRIFT_INTERVAL,
             lambda_budget: crate::watcher::DEFAULT_LAMBDA_BUDGET,
         }
@@ -213,6 +216,7 @@ pub async fn start(
             .demo_sandbox
             .clone()
             .map(|sandbox_url| Arc::new(crate::web::DemoHooks { sandbox_url })),
+        auth: Arc::new(config.auth.clone()),
     };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -220,6 +224,8 @@ pub async fn start(
     let app = web::router(state.clone());
     let stop = shutdown.clone();
     tasks.spawn(async move {
+        // The peer address is kept for sign-in throttling per address.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
@@ -405,10 +411,12 @@ pub async fn serve(config: ServeConfig, aws: aws_config::SdkConfig) -> anyhow::R
             config.plans_dir.display()
         );
     }
-    if !config.listen.ip().is_loopback() && !config.insecure_listen_without_auth {
+    let open = config.auth.mode == crate::web::auth::AuthMode::None;
+    if open && !config.listen.ip().is_loopback() && !config.insecure_listen_without_auth {
         anyhow::bail!(
-            "refusing to listen on {}: rollgate has no sign-in yet, so anyone who reaches that address could change production flags. \
-             Listen on a loopback address (127.0.0.1) behind a reverse proxy that authenticates, or pass --insecure-listen-without-auth if the network itself is trusted",
+            "refusing to listen on {}: sign-in is off (--auth none), so anyone who reaches that address could change production flags. \
+             Turn sign-in on (--auth local, after `rollgate user add NAME --role admin`), or listen on a loopback address (127.0.0.1) behind a reverse proxy that authenticates, \
+             or pass --insecure-listen-without-auth if the network itself is trusted",
             config.listen
         );
     }

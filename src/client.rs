@@ -68,13 +68,33 @@ pub struct Answer<T> {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer …` on every request.
+    token: Option<String>,
 }
 
 impl Client {
+    /// A client of the server at `server` (http:// or https://; HTTPS is
+    /// verified against the system's trusted certificates).
     pub fn new(server: &str) -> Self {
         Client {
             base: server.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// Authenticates every request with an API token.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        self
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
     }
 
@@ -124,9 +144,7 @@ impl Client {
     pub async fn export(&self, q: &AuditQuery, out: &mut impl Write) -> Result<(), ClientError> {
         let url = self.url("/api/v1/audit/export");
         let resp = self
-            .http
-            .get(&url)
-            .query(q)
+            .authed(self.http.get(&url).query(q))
             .send()
             .await
             .map_err(|source| ClientError::Unreachable { url, source })?;
@@ -152,7 +170,8 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<Answer<T>, ClientError> {
-        let resp = req
+        let resp = self
+            .authed(req)
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {

@@ -153,6 +153,52 @@ enum Cmd {
     /// Manage the people who may sign in (on the server's database).
     #[command(subcommand)]
     User(UserCmd),
+    /// Manage API tokens on the server's database (the first admin token;
+    /// admins also make them from the API or the dashboard).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Args)]
+struct DatabaseArg {
+    /// The server's database (as `rollgate serve --database`).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://rollgate.db?mode=rwc"
+    )]
+    database: String,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a token; prints its secret once (stdout), never again.
+    Create {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// It stops working after this long ("30d", "12h"); default: never.
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long, value_enum, default_value = "human")]
+        output: Output,
+    },
+    /// List tokens: role, state, expiry, last use (never the secrets).
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long, value_enum, default_value = "human")]
+        output: Output,
+    },
+    /// Revoke a token: every server refuses it from its next request.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -221,10 +267,37 @@ struct ServeArgs {
     /// control-plane budget, about 15 a second, is shared with deploys).
     #[arg(long, env = "ROLLGATE_LAMBDA_BUDGET", default_value_t = 2.0)]
     lambda_budget: f64,
-    /// Listen on a non-loopback address although rollgate has no sign-in:
-    /// anyone who reaches it can change flags. Only on a trusted network.
+    /// Listen on a non-loopback address although sign-in is off: anyone
+    /// who reaches it can change flags. Only on a trusted network.
     #[arg(long, env = "ROLLGATE_INSECURE_LISTEN_WITHOUT_AUTH")]
     insecure_listen_without_auth: bool,
+    /// Who must sign in: "none" (names are claimed; loopback only unless
+    /// forced), or "local" (users from `rollgate user add` sign in with
+    /// passwords; automation uses API tokens).
+    #[arg(long, env = "ROLLGATE_AUTH", value_enum, default_value = "none")]
+    auth: AuthArg,
+    /// A signed-in session ends after this long unused ("30m").
+    #[arg(long, env = "ROLLGATE_SESSION_IDLE", default_value = "30m", value_parser = parse_time_delta)]
+    session_idle: chrono::TimeDelta,
+    /// ... and this long after sign-in, used or not ("12h").
+    #[arg(long, env = "ROLLGATE_SESSION_MAX", default_value = "12h", value_parser = parse_time_delta)]
+    session_max: chrono::TimeDelta,
+    /// Mark cookies Secure (sent over HTTPS only): set it when browsers
+    /// reach rollgate through a TLS-terminating proxy.
+    #[arg(long, env = "ROLLGATE_SECURE_COOKIES")]
+    secure_cookies: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum AuthArg {
+    None,
+    Local,
+}
+
+/// A plan duration ("30m", "12h") as a time span.
+fn parse_time_delta(s: &str) -> Result<chrono::TimeDelta, String> {
+    let d = plan::parse_duration(s)?;
+    chrono::TimeDelta::from_std(d).map_err(|_| format!("{s:?} is too long"))
 }
 
 #[derive(Args)]
@@ -271,9 +344,14 @@ struct RemoteArgs {
     server: String,
     #[arg(long, value_enum, default_value = "human", global = true)]
     output: Output,
-    /// Recorded as the actor in the audit log.
+    /// Recorded as the actor in the audit log, while the server has
+    /// sign-in off (with sign-in on, the server knows who you are).
     #[arg(long, env = "ROLLGATE_ACTOR", global = true)]
     actor: Option<String>,
+    /// An API token (from an admin): sent as "Authorization: Bearer". Prefer
+    /// the environment variable: a flag shows in `ps` and shell history.
+    #[arg(long, env = "ROLLGATE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
 }
 
 impl RemoteArgs {
@@ -282,6 +360,7 @@ impl RemoteArgs {
             server: self.server.clone(),
             json: self.output == Output::Json,
             actor: self.actor.clone(),
+            token: self.token.clone(),
         }
     }
 }
@@ -477,6 +556,21 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             config.lambda_budget = a.lambda_budget;
             config.insecure_listen_without_auth = a.insecure_listen_without_auth;
+            if a.session_idle > a.session_max {
+                anyhow::bail!("--session-idle must not be longer than --session-max");
+            }
+            config.auth = rollgate::web::auth::AuthConfig {
+                mode: match a.auth {
+                    AuthArg::None => rollgate::web::auth::AuthMode::None,
+                    AuthArg::Local => rollgate::web::auth::AuthMode::Local,
+                },
+                limits: rollgate::domain::auth::SessionLimits {
+                    idle: a.session_idle,
+                    absolute: a.session_max,
+                },
+                secure_cookies: a.secure_cookies,
+                ..Default::default()
+            };
             app::serve(config, app::aws_config_from_env().await).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -603,6 +697,31 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             database,
         }) => {
             cli::user_add(&database, &name, &role).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token(TokenCmd::Create {
+            name,
+            role,
+            expires_in,
+            db,
+            output,
+        }) => {
+            cli::token_create(
+                &db.database,
+                &name,
+                &role,
+                expires_in.as_deref(),
+                output == Output::Json,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token(TokenCmd::List { db, output }) => {
+            cli::token_list(&db.database, output == Output::Json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token(TokenCmd::Revoke { name, db }) => {
+            cli::token_revoke(&db.database, &name).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

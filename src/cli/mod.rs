@@ -20,22 +20,31 @@ use crate::web::views::{AuditQuery, CommandRequest, RolloutQuery, StartRequest};
 pub struct Remote {
     pub server: String,
     pub json: bool,
-    /// The name recorded as the actor (default: `$USER (cli)`).
+    /// The name recorded as the actor while the server has sign-in off
+    /// (default: `$USER (cli)`).
     pub actor: Option<String>,
+    /// An API token (`--token`, `ROLLGATE_TOKEN`): the server records the
+    /// token's name as the actor.
+    pub token: Option<String>,
 }
 
 impl Remote {
     fn client(&self) -> Client {
-        Client::new(&self.server)
+        Client::new(&self.server).with_token(self.token.clone())
     }
 
-    fn actor(&self) -> String {
-        self.actor.clone().unwrap_or_else(|| {
+    /// The actor to claim: with a token, none unless one was given (the
+    /// server knows who the token is, and refuses any other name).
+    fn actor(&self) -> Option<String> {
+        if self.token.is_some() {
+            return self.actor.clone();
+        }
+        Some(self.actor.clone().unwrap_or_else(|| {
             let user = std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .unwrap_or_else(|_| "unknown".into());
             format!("{user} (cli)")
-        })
+        }))
     }
 }
 
@@ -95,7 +104,7 @@ pub async fn start(
     let req = StartRequest {
         plan,
         reason,
-        actor: Some(remote.actor()),
+        actor: remote.actor(),
     };
     print_rollout(remote, remote.client().start(&req).await?);
     Ok(ExitCode::SUCCESS)
@@ -137,7 +146,7 @@ pub async fn step(remote: &Remote, step: Step, args: StepArgs) -> Result<ExitCod
     let req = CommandRequest {
         reason: args.reason,
         expected_version: args.expected_version,
-        actor: Some(remote.actor()),
+        actor: remote.actor(),
         to: args.to,
         force: args.force,
     };
@@ -271,4 +280,97 @@ fn read_new_password() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Who runs a command on the database itself: `cli:$USER`.
+fn local_operator() -> anyhow::Result<crate::domain::Principal> {
+    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Ok(crate::domain::Principal::operator(Some(&format!(
+        "cli:{who}"
+    )))?)
+}
+
+/// `rollgate token create NAME --role ROLE [--expires-in D]`, on the
+/// server's database: how the first admin token is made (later ones can
+/// come from the API or the dashboard). Prints the secret once.
+pub async fn token_create(
+    database: &str,
+    name: &str,
+    role: &str,
+    expires_in: Option<&str>,
+    json_output: bool,
+) -> anyhow::Result<()> {
+    use crate::domain::user::Role;
+    crate::domain::auth::check_token_name(name).map_err(anyhow::Error::msg)?;
+    let role = Role::parse(role).map_err(anyhow::Error::msg)?;
+    let now = chrono::Utc::now();
+    let expires_at = expires_in
+        .map(|d| -> anyhow::Result<_> {
+            let d = plan::parse_duration(d).map_err(anyhow::Error::msg)?;
+            Ok(now + chrono::TimeDelta::from_std(d)?)
+        })
+        .transpose()?;
+    let who = local_operator()?;
+    let store = crate::store::Store::connect(database).await?;
+    let made = crate::service::create_token(&store, &who, name, role, expires_at, now).await;
+    store.close().await;
+    let (row, secret) = made?;
+    if json_output {
+        println!("{}", json!({ "token": row, "secret": secret }));
+    } else {
+        eprintln!(
+            "token {name} made with role {} (shown once; store it now):",
+            role.as_str()
+        );
+        println!("{secret}");
+    }
+    Ok(())
+}
+
+/// `rollgate token list`, on the server's database (never the secrets).
+pub async fn token_list(database: &str, json_output: bool) -> anyhow::Result<()> {
+    let store = crate::store::Store::connect(database).await?;
+    let tokens = store.tokens().await;
+    store.close().await;
+    let tokens = tokens?;
+    if json_output {
+        println!("{}", json!({ "tokens": tokens }));
+        return Ok(());
+    }
+    for t in tokens {
+        let state = if t.revoked_at.is_some() {
+            "revoked".to_string()
+        } else if t.expires_at.is_some_and(|e| e <= chrono::Utc::now()) {
+            "expired".to_string()
+        } else {
+            "active".to_string()
+        };
+        println!(
+            "{}\t{}\t{state}\texpires {}\tlast used {}\tby {}",
+            t.name,
+            t.role.as_str(),
+            t.expires_at.map_or("never".into(), |e| e.to_rfc3339()),
+            t.last_used_at.map_or("never".into(), |e| e.to_rfc3339()),
+            t.created_by
+        );
+    }
+    Ok(())
+}
+
+/// `rollgate token revoke NAME`, on the server's database: refused at once
+/// by every server on it.
+pub async fn token_revoke(database: &str, name: &str) -> anyhow::Result<()> {
+    let who = local_operator()?;
+    let store = crate::store::Store::connect(database).await?;
+    let entry = crate::audit::NewAuditEntry::new(
+        &who,
+        crate::domain::Action::TokenRevoked,
+        crate::domain::Outcome::Applied,
+    )
+    .detail(json!({ "token": name }));
+    let done = store.revoke_token(name, chrono::Utc::now(), entry).await;
+    store.close().await;
+    anyhow::ensure!(done?, "no active token named {name:?}; nothing was changed");
+    println!("token {name} revoked");
+    Ok(())
 }

@@ -59,6 +59,9 @@ named_enum! {
         PlanUnreadable = "plan_unreadable",
         /// A user was added (name and role; never the password).
         UserAdded = "user_added",
+        /// An API token was made (name, role, expiry; never the token).
+        TokenCreated = "token_created",
+        TokenRevoked = "token_revoked",
     }
 }
 

@@ -4,6 +4,7 @@
 //! types; no I/O.
 
 pub mod audit;
+pub mod auth;
 pub mod ids;
 pub mod principal;
 pub mod text;

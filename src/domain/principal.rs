@@ -6,8 +6,13 @@ use super::text::{self, InputError, MAX_NAME_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// A person (or script) using the API or CLI, by the name it claims.
+    /// A person (or script) using the API or CLI, by the name it claims:
+    /// only while sign-in is off (`rollgate serve --auth none`).
     Operator { name: String },
+    /// Someone who proved who they are: a signed-in user (`user:NAME`, or
+    /// `oidc:NAME` through the identity provider) or an API token
+    /// (`token:NAME`). The actor says both who and how.
+    SignedIn { actor: String },
     /// The watcher loop: guardrails, gates, drift, baselines.
     Watcher,
     /// The loop that finishes recorded but unconfirmed writes.
@@ -15,6 +20,9 @@ pub enum Principal {
     /// rollgate itself (start-up recovery, tools).
     System,
 }
+
+/// How signed-in actors begin; no claimed name may.
+pub const SIGNED_IN_PREFIXES: [&str; 4] = ["user:", "oidc:", "token:", "proxy:"];
 
 /// The actor recorded for an operator who gave no name.
 pub const ANONYMOUS_OPERATOR: &str = "api";
@@ -30,15 +38,42 @@ impl Principal {
                 "actor {name:?} is reserved for rollgate's own loops"
             )));
         }
+        if SIGNED_IN_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return Err(InputError(format!(
+                "actor {name:?} looks like a signed-in identity; only sign-in gives those"
+            )));
+        }
         Ok(Principal::Operator {
             name: name.to_string(),
         })
+    }
+
+    /// A user signed in with a password.
+    pub fn user(name: &str) -> Principal {
+        Principal::SignedIn {
+            actor: format!("user:{name}"),
+        }
+    }
+
+    /// A user signed in through the identity provider.
+    pub fn oidc_user(name: &str) -> Principal {
+        Principal::SignedIn {
+            actor: format!("oidc:{name}"),
+        }
+    }
+
+    /// An API token, by its name.
+    pub fn token(name: &str) -> Principal {
+        Principal::SignedIn {
+            actor: format!("token:{name}"),
+        }
     }
 
     /// The name the audit log records.
     pub fn actor(&self) -> &str {
         match self {
             Principal::Operator { name } => name,
+            Principal::SignedIn { actor } => actor,
             Principal::Watcher => "rollgate/watcher",
             Principal::Reconciler => "rollgate/reconciler",
             Principal::System => "rollgate",
@@ -46,7 +81,10 @@ impl Principal {
     }
 
     pub fn is_operator(&self) -> bool {
-        matches!(self, Principal::Operator { .. })
+        matches!(
+            self,
+            Principal::Operator { .. } | Principal::SignedIn { .. }
+        )
     }
 }
 
@@ -63,5 +101,11 @@ mod tests {
         assert_eq!(Principal::Reconciler.actor(), "rollgate/reconciler");
         assert!(Principal::operator(Some("rollgate/watcher")).is_err());
         assert!(Principal::operator(Some("bob\0")).is_err());
+        assert_eq!(Principal::user("ada").actor(), "user:ada");
+        assert_eq!(Principal::token("ci").actor(), "token:ci");
+        assert_eq!(Principal::oidc_user("ada").actor(), "oidc:ada");
+        for claimed in ["user:ada", "token:ci", "oidc:x", "proxy:y"] {
+            assert!(Principal::operator(Some(claimed)).is_err(), "{claimed}");
+        }
     }
 }

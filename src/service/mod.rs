@@ -8,6 +8,7 @@
 //! the function to the desired flags through the backend (`writes`). The
 //! watcher's findings are recorded by `watch`.
 
+mod access;
 mod errors;
 mod read;
 mod sparks;
@@ -22,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+pub use access::{NewSession, SignInError, TokenCheck, create_token};
 pub use errors::{Refusal, ServiceError};
 pub use read::Verification;
 pub use watch::FunctionRead;

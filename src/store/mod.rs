@@ -6,6 +6,7 @@ mod audit;
 pub mod lease;
 mod points;
 mod rollouts;
+mod sign_in;
 mod users;
 mod watch;
 
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, Row};
 pub use audit::{AuditFilter, MARKER_ACTIONS};
 pub use points::Sparkline;
 pub use rollouts::{Patch, PlanUse, RolloutFilter};
+pub use sign_in::{SessionRow, TokenRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -41,6 +43,8 @@ pub enum StoreError {
     Fenced { epoch: i64 },
     #[error("a user named {0:?} already exists")]
     UserExists(String),
+    #[error("a token named {0:?} already exists (revoked tokens keep their names)")]
+    TokenExists(String),
 }
 
 #[derive(Clone)]

@@ -14,11 +14,12 @@ use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::views::*;
 use crate::audit::VerifyReport;
 use crate::domain::text::{self, MAX_NAME_BYTES};
-use crate::domain::{Action, Principal, RolloutId};
+use crate::domain::{Action, RolloutId};
 use crate::plan::{self, Plan};
 use crate::rollout::{Command, State as RolloutState};
 use crate::service::{Ask, Done, valid_plan_name};
@@ -44,7 +45,11 @@ use crate::store::{AuditFilter, RolloutFilter};
         abandon,
         list_audit,
         verify_audit,
-        export_audit
+        export_audit,
+        super::tokens::me,
+        super::tokens::create,
+        super::tokens::list,
+        super::tokens::revoke
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]
@@ -58,7 +63,7 @@ pub struct ErrorBody {
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// bad_request | not_found | conflict | invalid_plan | write_refused | target_unavailable | internal
+    /// bad_request | unauthorized | forbidden | too_many_requests | not_found | conflict | invalid_plan | write_refused | target_unavailable | internal
     pub code: String,
     pub message: String,
 }
@@ -256,7 +261,11 @@ async fn validate_plan(
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = StartRequest,
     responses((status = 201, body = RolloutView), (status = 202, description = "started; the baseline write is still being retried", body = RolloutView),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn start_rollout(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn start_rollout(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: StartRequest = parse_body(&body)?;
     if req.plan.is_empty() {
         return Err(ApiError::BadRequest(
@@ -267,7 +276,7 @@ async fn start_rollout(State(app): State<AppState>, body: Bytes) -> Result<Respo
     if !valid_plan_name(&req.plan) {
         return Err(ApiError::NotFound(format!("no plan named {:?}", req.plan)));
     }
-    let who = Principal::operator(req.actor.as_deref())?;
+    let who = caller.principal(req.actor.as_deref())?;
     let service = app.service.clone();
     let done = detached(async move { service.start(&who, &req.plan, req.reason).await }).await?;
     Ok(done_response(&app, done, StatusCode::CREATED))
@@ -366,6 +375,7 @@ fn expected_version(req: &CommandRequest, headers: &HeaderMap) -> Result<Option<
 
 async fn run_command(
     app: AppState,
+    caller: Caller,
     id: String,
     headers: HeaderMap,
     body: Bytes,
@@ -396,7 +406,7 @@ async fn run_command(
             "a forced advance needs a \"reason\"".into(),
         ));
     }
-    let who = Principal::operator(req.actor.as_deref())?;
+    let who = caller.principal(req.actor.as_deref())?;
     let ask = Ask {
         reason,
         expected_version: expected_version(&req, &headers)?,
@@ -418,11 +428,12 @@ macro_rules! command_handler {
                 (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
         async fn $name(
             State(app): State<AppState>,
+            caller: Caller,
             Path(id): Path<String>,
             headers: HeaderMap,
             body: Bytes,
         ) -> Result<Response, ApiError> {
-            run_command(app, id, headers, body, $cmd).await
+            run_command(app, caller, id, headers, body, $cmd).await
         }
     };
 }

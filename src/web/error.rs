@@ -13,6 +13,12 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(String),
+    /// No valid credential (401).
+    Unauthorized(String),
+    /// Signed in, but the role does not allow it (403).
+    Forbidden(String),
+    /// Too many attempts (429).
+    TooMany(String),
     NotFound(String),
     Conflict(String),
     Unprocessable {
@@ -25,9 +31,21 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What the client is told.
+    pub fn message(&self) -> String {
+        self.parts().2
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            ApiError::TooMany(m) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                m.clone(),
+            ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
             ApiError::Unprocessable { code, message, .. } => {
@@ -95,9 +113,10 @@ impl From<ServiceError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::VersionConflict { .. } | StoreError::FunctionBusy { .. } => {
-                ApiError::Conflict(e.to_string())
-            }
+            StoreError::VersionConflict { .. }
+            | StoreError::FunctionBusy { .. }
+            | StoreError::UserExists(_)
+            | StoreError::TokenExists(_) => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -3,10 +3,12 @@
 //! change goes through the service.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod hardening;
 pub mod health;
 pub mod pages;
+pub mod tokens;
 pub mod views;
 
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub leadership: Arc<crate::leader::Leadership>,
     /// Set only under `rollgate demo`: the dashboard's demo controls.
     pub demo: Option<Arc<DemoHooks>>,
+    /// Who must sign in, and how.
+    pub auth: Arc<auth::AuthConfig>,
 }
 
 /// What the demo's dashboard controls reach: the sandbox's traffic
@@ -67,6 +71,7 @@ pub fn router(state: AppState) -> Router {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let limited = Router::new()
         .merge(api::router())
+        .merge(tokens::router())
         .merge(pages::router())
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
@@ -84,6 +89,11 @@ pub fn router(state: AppState) -> Router {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::authenticate,
+            ))
+            .layer(axum::middleware::from_fn(same_site_changes_only))
             .with_state(state),
     )
 }
@@ -118,6 +128,42 @@ async fn not_found(State(app): State<AppState>, uri: axum::http::Uri) -> Respons
     } else {
         pages::PageError::not_found(format!("there is no page at {}", uri.path())).page(&app)
     }
+}
+
+/// Refuses a change (any method but GET, HEAD, OPTIONS) that a browser
+/// says another site made (`Sec-Fetch-Site`, `Origin`): a page elsewhere
+/// posting into an operator's browser, or a script there calling the API
+/// with a "simple" request that needs no CORS preflight. Clients that are
+/// not browsers send neither header. Form tokens (`auth`) guard the same
+/// forms again, so either alone stops it.
+async fn same_site_changes_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let headers = req.headers();
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site");
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let foreign_origin = headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|origin| {
+                origin != "null" && host.is_some_and(|h| !(origin.ends_with(&format!("//{h}"))))
+            });
+        if cross_site || foreign_origin {
+            let message = "changes are accepted only from rollgate's own pages and from clients that are not browsers";
+            if req.uri().path().starts_with("/api/") {
+                return error::ApiError::Forbidden(message.into()).into_response();
+            }
+            return (StatusCode::FORBIDDEN, message).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Prometheus text exposition.

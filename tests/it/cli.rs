@@ -307,3 +307,149 @@ async fn user_add_stores_an_argon2id_hash_and_audits_it() {
     );
     store.close().await;
 }
+
+/// Sign-in on: the first admin token is made on the database with
+/// `rollgate token create` (shown once), the CLI acts with `ROLLGATE_TOKEN`
+/// and the audit log names the token; no token, a viewer's token, a
+/// claimed actor and a revoked token are refused with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_acts_with_an_api_token_made_on_the_database() {
+    use rollgate::web::auth::{AuthConfig, AuthMode};
+    let app = crate::common::spawn_app_with(
+        Db::Sqlite,
+        crate::common::Options {
+            auth: AuthConfig {
+                mode: AuthMode::Local,
+                ..AuthConfig::default()
+            },
+            ..crate::common::Options::default()
+        },
+    )
+    .await;
+    let db = app.database_url.clone();
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_rollgate"))
+                .args(&args)
+                .env_remove("ROLLGATE_ACTOR")
+                .env_remove("ROLLGATE_TOKEN")
+                .env("USER", "deployer")
+                .envs(env)
+                .output()
+                .expect("run rollgate")
+        })
+    };
+    let create = |name: &str, role: &str| {
+        let words = format!("token create {name} --role {role} --database {db}");
+        run(
+            words.split_whitespace().map(str::to_string).collect(),
+            vec![],
+        )
+    };
+    let made = create("ci", "operator").await.unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let ci = stdout(&made).trim().to_string();
+    assert!(ci.starts_with("rgt_") && ci.len() == 68, "{ci}");
+    assert!(stderr(&made).contains("shown once"));
+    let viewer = stdout(&create("dash", "viewer").await.unwrap())
+        .trim()
+        .to_string();
+    let again = create("ci", "viewer").await.unwrap();
+    assert!(!again.status.success() && stderr(&again).contains("already exists"));
+    let bad = create("CI", "operator").await.unwrap();
+    assert!(!bad.status.success() && stderr(&bad).contains("invalid token name"));
+
+    let start = args(
+        "rollout start --plan dixon-smart-repair --reason ci",
+        &app.url,
+    );
+    let none = run(start.clone(), vec![]).await.unwrap();
+    assert!(!none.status.success());
+    assert!(stderr(&none).contains("HTTP 401"), "{}", stderr(&none));
+    let read_only = run(start.clone(), vec![("ROLLGATE_TOKEN", viewer.clone())])
+        .await
+        .unwrap();
+    assert!(stderr(&read_only).contains("HTTP 403") && stderr(&read_only).contains("operator"));
+    let claimed = run(
+        start.clone(),
+        vec![
+            ("ROLLGATE_TOKEN", ci.clone()),
+            ("ROLLGATE_ACTOR", "carol".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        stderr(&claimed).contains("token:ci"),
+        "{}",
+        stderr(&claimed)
+    );
+    let ok = run(start, vec![("ROLLGATE_TOKEN", ci.clone())])
+        .await
+        .unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let status = run(
+        args("rollout status --output json", &app.url),
+        vec![("ROLLGATE_TOKEN", viewer.clone())],
+    )
+    .await
+    .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let audit = run(
+        args("audit list --action start --output json", &app.url),
+        vec![("ROLLGATE_TOKEN", viewer.clone())],
+    )
+    .await
+    .unwrap();
+    assert!(
+        stdout(&audit).contains("\"actor\":\"token:ci\""),
+        "{}",
+        stdout(&audit)
+    );
+
+    let list = run(
+        vec![
+            "token".into(),
+            "list".into(),
+            "--database".into(),
+            db.clone(),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+    let listed = stdout(&list);
+    assert!(
+        listed.contains("ci\toperator\tactive") && listed.contains("dash\tviewer\tactive"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&ci[4..]), "no secrets listed");
+    let revoke = run(
+        vec![
+            "token".into(),
+            "revoke".into(),
+            "ci".into(),
+            "--database".into(),
+            db.clone(),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(revoke.status.success(), "{}", stderr(&revoke));
+    let after = run(
+        args("rollout status", &app.url),
+        vec![("ROLLGATE_TOKEN", ci.clone())],
+    )
+    .await
+    .unwrap();
+    assert!(stderr(&after).contains("revoked"), "{}", stderr(&after));
+    let entries = {
+        let mut app = app;
+        app.token = Some(viewer);
+        let e = app.audit("?action=token_revoked").await;
+        app.stop().await;
+        e
+    };
+    assert_eq!(entries[0]["actor"], "cli:deployer");
+}

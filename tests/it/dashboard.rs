@@ -23,18 +23,46 @@ async fn page(app: &TestApp, path: &str) -> (u16, String) {
     (status, r.text().await.unwrap())
 }
 
-/// POST a form without following the redirect: status, Location, body.
+/// The form token a browser gets with its first page (sign-in off: the
+/// double-submit cookie, which every form also carries as `csrf`).
+pub async fn form_token(app: &TestApp) -> String {
+    let r = app
+        .http
+        .get(format!("{}/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let set = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("rollgate_csrf="))
+        .expect("a first page sets the form-token cookie");
+    let value = set
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("rollgate_csrf=");
+    value.to_string()
+}
+
+/// POST a form as a browser would (with its form token) without following
+/// the redirect: status, Location, body.
 async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    let token = form_token(app).await;
     let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &token)
         .extend_pairs(fields)
         .finish();
     let r = client
         .post(format!("{}{path}", app.url))
         .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", format!("rollgate_csrf={token}"))
         .body(body)
         .send()
         .await
@@ -350,11 +378,14 @@ async fn the_audit_page_shows_the_chain_check_and_pages_by_cursor() {
 }
 
 /// Another site cannot post into an operator's browser: a cross-site form
-/// post is refused and changes nothing.
+/// post, or a cross-site script's "simple" API request, is refused and
+/// changes nothing; so is a form without its form token (CSRF), even with
+/// sign-in off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_posted_from_another_site_are_refused() {
     let app = spawn_app(Db::Sqlite).await;
     let id = app.start_seed().await["id"].as_i64().unwrap();
+    let token = form_token(&app).await;
     for (name, value) in [
         ("sec-fetch-site", "cross-site"),
         ("origin", "https://evil.example"),
@@ -364,21 +395,45 @@ async fn forms_posted_from_another_site_are_refused() {
             .post(format!("{}/rollouts/{id}/pause", app.url))
             .header(name, value)
             .header("content-type", "application/x-www-form-urlencoded")
-            .body("reason=x")
+            .header("cookie", format!("rollgate_csrf={token}"))
+            .body(format!("reason=x&csrf={token}"))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 403, "{name}");
+        let r = app
+            .http
+            .post(format!("{}/api/v1/rollouts/{id}/pause", app.url))
+            .header(name, value)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "API, {name}");
+    }
+    for (cookie, field) in [("", ""), (token.as_str(), ""), ("", token.as_str())] {
+        let r = app
+            .http
+            .post(format!("{}/rollouts/{id}/pause", app.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("rollgate_csrf={cookie}"))
+            .body(format!("reason=x&csrf={field}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "cookie {cookie:?}, field {field:?}");
     }
     assert_eq!(app.rollout(id).await["state"], "active");
-    // The same post from its own page is fine.
+    // The same post from its own page, with its token, is fine.
     let r = app
         .http
         .post(format!("{}/rollouts/{id}/pause", app.url))
         .header("sec-fetch-site", "same-origin")
         .header("origin", app.url.clone())
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("reason=x")
+        .header("cookie", format!("rollgate_csrf={token}"))
+        .body(format!("reason=x&csrf={token}"))
         .send()
         .await
         .unwrap();

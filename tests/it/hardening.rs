@@ -324,7 +324,7 @@ async fn serve_refuses_a_non_loopback_address_without_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let port = crate::common::free_port();
     let database = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
-    let command = |extra: &[&str]| {
+    let command_on = |port: u16, database: &str, extra: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
         cmd.args([
             "serve",
@@ -335,13 +335,14 @@ async fn serve_refuses_a_non_loopback_address_without_sign_in() {
         ])
         .args(extra)
         .env("ROLLGATE_PLANS", crate::common::repo_plans_dir())
-        .env("DATABASE_URL", &database)
+        .env("DATABASE_URL", database)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true");
         cmd
     };
+    let command = |extra: &[&str]| command_on(port, &database, extra);
     let mut refused = command(&[]);
     let out = tokio::task::spawn_blocking(move || refused.output().unwrap())
         .await
@@ -363,6 +364,24 @@ async fn serve_refuses_a_non_loopback_address_without_sign_in() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // With sign-in on, a non-loopback address needs no force (on a port
+    // and database of its own).
+    let signed_port = crate::common::free_port();
+    let signed_db = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let signed = command_on(signed_port, &signed_db, &["--auth", "local"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server =
+        crate::common::ServeProcess::started(signed, format!("http://127.0.0.1:{signed_port}"))
+            .await;
+    let r = reqwest::get(format!("{}/api/v1/rollouts", server.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "sign-in is on");
+    drop(server);
+
     // Forced, it serves (`started` fails the test if it never answers).
     let server =
         crate::common::ServeProcess::started(child, format!("http://127.0.0.1:{port}")).await;

@@ -2,6 +2,7 @@
 
 mod abandon;
 mod audit_log;
+mod auth;
 mod aws_cli;
 mod browser;
 mod cli;

@@ -13,11 +13,12 @@ use serde::Deserialize;
 
 use super::render::{self, FlagChange};
 use super::{Chrome, PageError, html};
-use crate::domain::{Principal, RolloutId};
+use crate::domain::RolloutId;
 use crate::plan::RollbackTarget;
 use crate::rollout::{Command, Rollout, readiness};
 use crate::service::{Ask, Refusal, ServiceError};
 use crate::web::AppState;
+use crate::web::auth::Caller;
 
 #[derive(Template)]
 #[template(path = "confirm.html")]
@@ -226,6 +227,7 @@ pub async fn command_page(
 
 pub async fn command(
     State(app): State<AppState>,
+    caller: Caller,
     Path((id, action)): Path<(String, String)>,
     form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -241,11 +243,7 @@ pub async fn command(
         Ok(c) => c,
         Err(e) => return e.page(&app),
     };
-    let who = match Principal::operator(
-        Some(f.actor.as_str())
-            .filter(|a| !a.trim().is_empty())
-            .or(Some("dashboard")),
-    ) {
+    let who = match dashboard_principal(&caller, &f.actor) {
         Ok(p) => p,
         Err(e) => {
             return again(
@@ -341,6 +339,22 @@ pub async fn command(
         Ok(Err(e)) => PageError::from(e).page(&app),
         Err(e) => PageError::Internal(format!("a command's task failed: {e}")).page(&app),
     }
+}
+
+/// Who acts from the dashboard: the signed-in caller, or (sign-in off) the
+/// name typed into the form, "dashboard" when none.
+fn dashboard_principal(
+    caller: &Caller,
+    typed: &str,
+) -> Result<crate::domain::Principal, crate::domain::InputError> {
+    if caller.signed_in() {
+        return caller.principal(None);
+    }
+    caller.principal(
+        Some(typed)
+            .filter(|a| !a.trim().is_empty())
+            .or(Some("dashboard")),
+    )
 }
 
 /// Whether a refusal comes from someone acting after the page was shown.
@@ -464,17 +478,14 @@ pub async fn start_page(
 
 pub async fn start(
     State(app): State<AppState>,
+    caller: Caller,
     form: Result<axum::Form<StartForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let f = match form {
         Ok(axum::Form(f)) => f,
         Err(e) => return PageError::bad_request(e.body_text()).page(&app),
     };
-    let who = match Principal::operator(
-        Some(f.actor.as_str())
-            .filter(|a| !a.trim().is_empty())
-            .or(Some("dashboard")),
-    ) {
+    let who = match dashboard_principal(&caller, &f.actor) {
         Ok(p) => p,
         Err(e) => return PageError::bad_request(e.0).page(&app),
     };

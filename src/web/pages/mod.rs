@@ -6,10 +6,12 @@
 mod assets;
 mod audit;
 mod confirm;
+mod login;
 mod overview;
 mod plans;
 pub mod render;
 mod rollout;
+mod tokens;
 
 use askama::Template;
 use axum::Router;
@@ -33,59 +35,53 @@ pub fn router() -> Router<AppState> {
         .route("/plans/{name}", get(plans::show))
         .route("/audit", get(audit::page))
         .route("/audit/verify", post(audit::verify_now))
+        .route("/login", get(login::page).post(login::sign_in))
+        .route("/logout", post(login::sign_out))
+        .route("/admin/tokens", get(tokens::page).post(tokens::create))
+        .route("/admin/tokens/{name}/revoke", post(tokens::revoke))
         .route("/demo/bad", post(rollout::demo_bad))
         .route("/demo/good", post(rollout::demo_good))
         .route("/static/{*path}", get(assets::serve))
-        .layer(axum::middleware::from_fn(same_site_posts_only))
 }
 
-/// Refuses a form post made from another site (a page elsewhere posting
-/// into the operator's browser session): browsers say where a request
-/// comes from in `Sec-Fetch-Site` and `Origin`. Sign-in arrives later; this
-/// already keeps other sites from driving the dashboard.
-async fn same_site_posts_only(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if req.method() == axum::http::Method::POST {
-        let headers = req.headers();
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site");
-        let host = headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let foreign_origin = headers
-            .get(axum::http::header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .is_some_and(|origin| {
-                origin != "null" && host.is_some_and(|h| !(origin.ends_with(&format!("//{h}"))))
-            });
-        if cross_site || foreign_origin {
-            return (
-                StatusCode::FORBIDDEN,
-                "forms are accepted only from rollgate's own pages",
-            )
-                .into_response();
-        }
-    }
-    next.run(req).await
-}
-
-/// The parts of every page: navigation and the watcher's health.
+/// The parts of every page: navigation, who is signed in, the form token
+/// and the watcher's health.
 pub struct Chrome {
     /// The nav entry to mark current: "overview", "plans" or "audit".
     pub current: &'static str,
     pub watcher: render::WatcherStatus,
     pub demo: bool,
+    /// Sign-in is on (`--auth local`).
+    pub auth_on: bool,
+    /// The signed-in actor ("user:ada"), if any.
+    pub signed_in_as: Option<String>,
+    /// The audit actor of an action from this page ("user:ada"), when
+    /// signed in.
+    pub actor: String,
+    pub role: &'static str,
+    pub admin: bool,
+    /// May start and step rollouts (operator or admin).
+    pub may_operate: bool,
+    /// The token every form posts as `csrf`.
+    pub csrf: String,
 }
 
 impl Chrome {
     pub fn new(app: &AppState, current: &'static str) -> Self {
+        use crate::domain::user::Role;
+        let caller = crate::web::auth::current();
+        let signed_in_as = caller.shown_name();
         Chrome {
             current,
             watcher: render::WatcherStatus::of(app),
             demo: app.demo.is_some(),
+            auth_on: app.auth.mode != crate::web::auth::AuthMode::None,
+            actor: signed_in_as.clone().unwrap_or_default(),
+            signed_in_as,
+            role: caller.role.as_str(),
+            admin: caller.may(Role::Admin),
+            may_operate: caller.may(Role::Operator),
+            csrf: caller.form_token,
         }
     }
 }

@@ -115,6 +115,8 @@ pub struct Options {
     /// each tick to see the function), and their Lambda budget.
     pub drift_interval: Duration,
     pub lambda_budget: f64,
+    /// Sign-in (default: off, names claimed).
+    pub auth: rollgate::web::auth::AuthConfig,
 }
 
 impl Default for Options {
@@ -128,6 +130,7 @@ impl Default for Options {
             watch_interval: None,
             drift_interval: Duration::ZERO,
             lambda_budget: 10.0,
+            auth: rollgate::web::auth::AuthConfig::default(),
         }
     }
 }
@@ -155,6 +158,8 @@ pub struct TestApp {
     pub app: Option<RunningApp>,
     pub moto: Option<Moto>,
     pub dir: tempfile::TempDir,
+    /// An API token `get` and `post` send (sign-in on).
+    pub token: Option<String>,
 }
 
 /// A moto_server child process, killed on drop.
@@ -267,6 +272,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     config.watch_interval = opts.watch_interval;
     config.drift_interval = opts.drift_interval;
     config.lambda_budget = opts.lambda_budget;
+    config.auth = opts.auth;
     let app = app::start(&config, &aws).await.unwrap();
     TestApp {
         url: app.url(),
@@ -278,6 +284,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
         app: Some(app),
         moto,
         dir,
+        token: None,
     }
 }
 
@@ -288,8 +295,7 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
-            .http
-            .get(format!("{}{path}", self.url))
+            .authed(self.http.get(format!("{}{path}", self.url)))
             .send()
             .await
             .unwrap();
@@ -297,10 +303,16 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
-            .http
-            .post(format!("{}{path}", self.url))
+            .authed(self.http.post(format!("{}{path}", self.url)))
             .json(&body)
             .send()
             .await
@@ -460,6 +472,22 @@ impl TestApp {
     pub async fn raw_db(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
         sqlx::AnyPool::connect(&self.database_url).await.unwrap()
+    }
+
+    /// Adds a user who may sign in (as `rollgate user add` does).
+    pub async fn add_user(&self, name: &str, role: rollgate::domain::user::Role, password: &str) {
+        let hash = rollgate::domain::user::hash_password(password).unwrap();
+        let entry = rollgate::audit::NewAuditEntry::new(
+            &rollgate::domain::Principal::System,
+            rollgate::domain::Action::UserAdded,
+            rollgate::domain::Outcome::Applied,
+        );
+        self.state()
+            .service
+            .store()
+            .add_user(name, role, &hash, chrono::Utc::now(), entry)
+            .await
+            .unwrap();
     }
 
     pub async fn audit(&self, query: &str) -> Vec<Value> {

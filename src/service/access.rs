@@ -1,0 +1,270 @@
+//! Who gets in: password sign-in (throttled per account and per address),
+//! sessions, and API tokens. Token changes are audited like every other
+//! change; the secrets themselves are returned once and never stored.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{Service, ServiceError};
+use crate::audit::NewAuditEntry;
+use crate::domain::auth::{self, SessionLimits, Throttle};
+use crate::domain::user::{self, Role};
+use crate::domain::{Action, Outcome, Principal};
+use crate::store::{SessionRow, TokenRow};
+
+/// Why a sign-in did not succeed. Wrong name and wrong password are one
+/// answer, so the form tells nobody which names exist.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("wrong user name or password")]
+    Wrong,
+    #[error("too many failed sign-ins; try again after {}", until.format("%H:%M:%S UTC"))]
+    Throttled { until: DateTime<Utc> },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// A new session: the cookie value (shown to the browser only) and its
+/// form token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub csrf_token: String,
+}
+
+/// What a presented API token turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenCheck {
+    Valid(TokenRow),
+    Expired,
+    Revoked,
+    Unknown,
+}
+
+/// A PHC hash of no password, verified when the user does not exist, so an
+/// unknown name takes as long to refuse as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| user::hash_password("no such user, no such password").unwrap_or_default())
+}
+
+/// Makes an API token on `store`: the service's, or the database of
+/// `rollgate token create` (which makes the first admin token). The secret
+/// is returned once and never stored (only its hash is); audited without it.
+pub async fn create_token(
+    store: &crate::store::Store,
+    who: &Principal,
+    name: &str,
+    role: Role,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(TokenRow, String), ServiceError> {
+    auth::check_token_name(name).map_err(ServiceError::BadInput)?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ServiceError::BadInput(
+            "the expiry must be in the future".into(),
+        ));
+    }
+    let secret = auth::new_token();
+    let row = TokenRow {
+        name: name.to_string(),
+        role,
+        created_by: who.actor().to_string(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let entry = NewAuditEntry::new(who, Action::TokenCreated, Outcome::Applied).detail(json!({
+        "token": name,
+        "role": role.as_str(),
+        "expires_at": expires_at.map(|t| t.to_rfc3339()),
+    }));
+    store
+        .add_token(&row, &auth::secret_hash(&secret), entry)
+        .await?;
+    Ok((row, secret))
+}
+
+fn account_key(name: &str) -> String {
+    format!("user:{name}")
+}
+
+fn address_key(addr: IpAddr) -> String {
+    format!("addr:{addr}")
+}
+
+impl Service {
+    /// Checks a password sign-in and, when it is right, opens a session.
+    /// Refused at once (no password check) while the account or the
+    /// address is throttled; each failure counts against both.
+    pub async fn sign_in_password(
+        &self,
+        name: &str,
+        password: &str,
+        address: IpAddr,
+        limits: SessionLimits,
+        throttle: Throttle,
+        now: DateTime<Utc>,
+    ) -> Result<NewSession, SignInError> {
+        // A name that could never exist is still counted (by address).
+        let account = account_key(if user::check_name(name).is_ok() {
+            name
+        } else {
+            "?"
+        });
+        let address = address_key(address);
+        let since = now - throttle.window;
+        let store = &self.store;
+        let account_failures = store
+            .login_failures(&account, since)
+            .await
+            .map_err(ServiceError::from)?;
+        let address_failures = store
+            .login_failures(&address, since)
+            .await
+            .map_err(ServiceError::from)?;
+        if let Some(until) = throttle.held_until(&account_failures, &address_failures, now) {
+            tracing::warn!(user = name, %address, "sign-in throttled");
+            return Err(SignInError::Throttled { until });
+        }
+        let stored = if user::check_name(name).is_ok() {
+            store.user(name).await.map_err(ServiceError::from)?
+        } else {
+            None
+        };
+        let hash = stored
+            .as_ref()
+            .map_or_else(|| decoy_hash().to_string(), |(_, h)| h.clone());
+        let candidate = password.to_string();
+        // argon2 takes tens of milliseconds of CPU: off the async threads.
+        let matches = tokio::task::spawn_blocking(move || user::verify_password(&candidate, &hash))
+            .await
+            .unwrap_or(false);
+        if !(matches && stored.is_some()) {
+            store
+                .record_login_failure(&[&account, &address], now, since)
+                .await
+                .map_err(ServiceError::from)?;
+            tracing::warn!(user = name, %address, "sign-in failed");
+            return Err(SignInError::Wrong);
+        }
+        store
+            .clear_login_failures(&account)
+            .await
+            .map_err(ServiceError::from)?;
+        let session = NewSession {
+            id: auth::new_secret(),
+            csrf_token: auth::new_secret(),
+        };
+        store
+            .create_session(
+                &auth::secret_hash(&session.id),
+                name,
+                "password",
+                &session.csrf_token,
+                now,
+                limits,
+            )
+            .await
+            .map_err(ServiceError::from)?;
+        tracing::info!(user = name, %address, "signed in");
+        Ok(session)
+    }
+
+    /// The live session with this cookie value, its last use recorded (at
+    /// most once a minute); `None` when unknown or expired (an expired one
+    /// is deleted).
+    pub async fn session(
+        &self,
+        id: &str,
+        limits: SessionLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionRow>, ServiceError> {
+        let id_hash = auth::secret_hash(id);
+        let Some(session) = self.store.session(&id_hash).await? else {
+            return Ok(None);
+        };
+        if !limits.alive(session.created_at, session.last_seen_at, now) {
+            self.store.delete_session(&id_hash).await?;
+            return Ok(None);
+        }
+        if limits.needs_touch(session.last_seen_at, now) {
+            self.store.touch_session(&id_hash, now).await?;
+        }
+        Ok(Some(session))
+    }
+
+    /// Ends a session (signing out); unknown ids are fine.
+    pub async fn sign_out(&self, id: &str) -> Result<(), ServiceError> {
+        Ok(self.store.delete_session(&auth::secret_hash(id)).await?)
+    }
+
+    /// What a presented token is; a valid one's last use is recorded (at
+    /// most once a minute).
+    pub async fn check_token(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenCheck, ServiceError> {
+        if !token.starts_with(auth::TOKEN_PREFIX) {
+            return Ok(TokenCheck::Unknown);
+        }
+        let Some(row) = self.store.token_by_hash(&auth::secret_hash(token)).await? else {
+            return Ok(TokenCheck::Unknown);
+        };
+        if row.revoked_at.is_some() {
+            return Ok(TokenCheck::Revoked);
+        }
+        if row.expires_at.is_some_and(|t| t <= now) {
+            return Ok(TokenCheck::Expired);
+        }
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t >= auth::TOUCH_EVERY)
+        {
+            self.store.touch_token(&row.name, now).await?;
+        }
+        Ok(TokenCheck::Valid(row))
+    }
+
+    /// Makes an API token; returns it with its secret, which is shown once
+    /// and never stored (only its hash is). Audited without the secret.
+    pub async fn create_token(
+        &self,
+        who: &Principal,
+        name: &str,
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(TokenRow, String), ServiceError> {
+        create_token(&self.store, who, name, role, expires_at, now).await
+    }
+
+    /// Revokes a token at once: its next request is refused. Audited.
+    pub async fn revoke_token(
+        &self,
+        who: &Principal,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let entry = NewAuditEntry::new(who, Action::TokenRevoked, Outcome::Applied)
+            .detail(json!({ "token": name }));
+        if self.store.revoke_token(name, now, entry).await? {
+            return Ok(());
+        }
+        let known = self.store.tokens().await?.iter().any(|t| t.name == name);
+        Err(if known {
+            ServiceError::BadInput(format!("token {name:?} is already revoked"))
+        } else {
+            ServiceError::NotFound(format!("no token named {name:?}"))
+        })
+    }
+
+    /// Every token (never their secrets).
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>, ServiceError> {
+        Ok(self.store.tokens().await?)
+    }
+}

@@ -1,0 +1,263 @@
+//! Sessions, API tokens and failed logins. Secrets are looked up by their
+//! SHA-256 only; the secrets themselves never reach the database.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, audit, is_unique_violation, opt_time, parse_time, timestamp};
+use crate::audit::NewAuditEntry;
+use crate::domain::auth::SessionLimits;
+use crate::domain::user::Role;
+
+/// A stored session, with its user's current role (a role changed or a
+/// user removed takes effect on the next request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub user_name: String,
+    pub role: Role,
+    pub via: String,
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// A stored API token (its hash is not part of it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenRow {
+    pub name: String,
+    pub role: Role,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+fn role_of(row: &AnyRow) -> Result<Role, StoreError> {
+    let role: String = row.try_get("role")?;
+    Role::parse(&role).map_err(StoreError::Corrupt)
+}
+
+fn token_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        name: row.try_get("name")?,
+        role: role_of(row)?,
+        created_by: row.try_get("created_by")?,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        expires_at: opt_time(row, "expires_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+        last_used_at: opt_time(row, "last_used_at")?,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "name, role, created_by, created_at, expires_at, revoked_at, last_used_at";
+
+impl Store {
+    /// Stores a new session, and drops every session that can no longer be
+    /// used under `limits`.
+    pub async fn create_session(
+        &self,
+        id_hash: &str,
+        user_name: &str,
+        via: &str,
+        csrf_token: &str,
+        now: DateTime<Utc>,
+        limits: SessionLimits,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
+            .bind(timestamp(now - limits.idle))
+            .bind(timestamp(now - limits.absolute))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_name, via, csrf_token, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(id_hash)
+        .bind(user_name)
+        .bind(via)
+        .bind(csrf_token)
+        .bind(timestamp(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The session with this id hash, if its user still exists.
+    pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.user_name, s.via, s.csrf_token, s.created_at, s.last_seen_at, u.role \
+             FROM sessions s JOIN users u ON u.name = s.user_name WHERE s.id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SessionRow {
+                user_name: row.try_get("user_name")?,
+                role: role_of(&row)?,
+                via: row.try_get("via")?,
+                csrf_token: row.try_get("csrf_token")?,
+                created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+                last_seen_at: parse_time(&row.try_get::<String, _>("last_seen_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn touch_session(&self, id_hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
+            .bind(timestamp(at))
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds an API token and its audit entry in one transaction; refuses a
+    /// name already taken (`TokenExists`).
+    pub async fn add_token(
+        &self,
+        token: &TokenRow,
+        token_hash: &str,
+        entry: NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (name, token_hash, role, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.name)
+        .bind(token_hash)
+        .bind(token.role.as_str())
+        .bind(&token.created_by)
+        .bind(timestamp(token.created_at))
+        .bind(token.expires_at.map(timestamp))
+        .execute(&mut *w.tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::TokenExists(token.name.clone())
+            } else {
+                e.into()
+            }
+        })?;
+        audit::append(&mut w, vec![entry]).await?;
+        w.commit().await
+    }
+
+    /// The token whose secret has this hash, revoked or not.
+    pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    /// Every token, by name.
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    /// Revokes a token with its audit entry; `false` when there is no such
+    /// token or it was revoked already (nothing is written then).
+    pub async fn revoke_token(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        entry: NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(timestamp(at))
+        .bind(name)
+        .execute(&mut *w.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::append(&mut w, vec![entry]).await?;
+        w.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE name = $2")
+            .bind(timestamp(at))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The failed logins since `since` under `key`, oldest first.
+    pub async fn login_failures(
+        &self,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at FROM login_failures WHERE throttle_key = $1 AND at > $2 ORDER BY at",
+        )
+        .bind(key)
+        .bind(timestamp(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| parse_time(&r.try_get::<String, _>("at")?))
+            .collect()
+    }
+
+    /// Records a failed login under each key, and forgets failures from
+    /// before `forget_before`.
+    pub async fn record_login_failure(
+        &self,
+        keys: &[&str],
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM login_failures WHERE at < $1")
+            .bind(timestamp(forget_before))
+            .execute(&mut *tx)
+            .await?;
+        for key in keys {
+            sqlx::query("INSERT INTO login_failures (throttle_key, at) VALUES ($1, $2)")
+                .bind(*key)
+                .bind(timestamp(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets an account's failures (after it signed in).
+    pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

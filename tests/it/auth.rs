@@ -1,0 +1,1005 @@
+//! Sign-in against the real server (`--auth local`): who may reach every
+//! route and page with every role and credential state, sessions (new id at
+//! sign-in, idle expiry, sign-out), login throttling, form tokens (CSRF),
+//! API tokens (shown once, hashed, expiring, revocable, last use), and the
+//! audit actor of users, tokens and the watcher.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use rollgate::domain::auth::{SessionLimits, Throttle};
+use rollgate::domain::user::Role;
+use rollgate::web::auth::{AuthConfig, AuthMode, CSRF_COOKIE, SESSION_COOKIE};
+use serde_json::{Value, json};
+
+use crate::common::{Db, Options, TestApp, spawn_app_with};
+use crate::on_both_databases;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn spawn_signed(db: Db, limits: SessionLimits, throttle: Throttle) -> TestApp {
+    let app = spawn_app_with(
+        db,
+        Options {
+            auth: AuthConfig {
+                mode: AuthMode::Local,
+                limits,
+                throttle,
+                secure_cookies: false,
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    for (name, role) in [
+        ("vera", Role::Viewer),
+        ("otto", Role::Operator),
+        ("ada", Role::Admin),
+    ] {
+        app.add_user(name, role, PASSWORD).await;
+    }
+    app
+}
+
+async fn spawn_local(db: Db) -> TestApp {
+    spawn_signed(db, SessionLimits::default(), Throttle::default()).await
+}
+
+/// A browser without JavaScript: keeps cookies, never follows redirects,
+/// and sends the form token the last page carried with each form.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    form_token: String,
+}
+
+struct Answer {
+    status: u16,
+    location: String,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser {
+            base: app.url.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+            form_token: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Answer {
+        let resp = req
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let set_cookies: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for c in &set_cookies {
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        let body = resp.text().await.unwrap();
+        if let Some(token) = form_token_in(&body) {
+            self.form_token = token;
+        } else if self.form_token.is_empty()
+            && let Some(c) = self.cookies.get(CSRF_COOKIE)
+        {
+            self.form_token = c.clone();
+        }
+        Answer {
+            status,
+            location,
+            set_cookies,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// Posts a form with this browser's form token.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let token = self.form_token.clone();
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(req).await
+    }
+
+    async fn sign_in(&mut self, name: &str, password: &str) -> Answer {
+        self.get("/login").await;
+        self.post(
+            "/login",
+            &[("name", name), ("password", password), ("next", "/plans")],
+        )
+        .await
+    }
+
+    fn session(&self) -> Option<&String> {
+        self.cookies.get(SESSION_COOKIE)
+    }
+}
+
+/// The `csrf` hidden field of a page.
+fn form_token_in(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let end = html[at..].find('"')?;
+    Some(html[at..at + end].to_string())
+}
+
+async fn signed_in(app: &TestApp, name: &str) -> Browser {
+    let mut b = Browser::new(app);
+    let a = b.sign_in(name, PASSWORD).await;
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (303, "/plans"),
+        "{}",
+        a.body
+    );
+    b.get("/").await;
+    b
+}
+
+/// An API token made by the admin `ada`, through the API.
+async fn token(app: &TestApp, admin: &str, name: &str, role: &str, extra: Value) -> String {
+    let mut body = json!({ "name": name, "role": role });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let r = app
+        .http
+        .post(format!("{}/api/v1/tokens", app.url))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["secret"].as_str().unwrap().to_string()
+}
+
+/// The first admin token, made the way an admin without one does: on the
+/// database (as `rollgate token create` does).
+async fn bootstrap_admin_token(app: &TestApp) -> String {
+    let (_, secret) = app
+        .state()
+        .service
+        .create_token(
+            &rollgate::domain::Principal::System,
+            "bootstrap",
+            Role::Admin,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    secret
+}
+
+/// How a request is sent in the matrix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cred {
+    None,
+    ExpiredSession,
+    RevokedToken,
+    ExpiredToken,
+    Session(Role),
+    Token(Role),
+}
+
+/// One route: method, path, a body (JSON for the API, form fields for
+/// pages), the least role, and the status an allowed caller gets.
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    body: Value,
+    need: Option<Role>,
+    ok: u16,
+}
+
+fn routes() -> Vec<Route> {
+    let r = |method, path, body: Value, need, ok| Route {
+        method,
+        path,
+        body,
+        need,
+        ok,
+    };
+    use Role::*;
+    vec![
+        // Public.
+        r("GET", "/healthz", Value::Null, None, 200),
+        r("GET", "/readyz", Value::Null, None, 200),
+        r("GET", "/metrics", Value::Null, None, 200),
+        r("GET", "/api/v1/openapi.json", Value::Null, None, 200),
+        r("GET", "/login", Value::Null, None, 200),
+        r("GET", "/static/app.css", Value::Null, None, 200),
+        // The API.
+        r("GET", "/api/v1/me", Value::Null, Some(Viewer), 200),
+        r("GET", "/api/v1/plans", Value::Null, Some(Viewer), 200),
+        r(
+            "GET",
+            "/api/v1/plans/dixon-smart-repair",
+            Value::Null,
+            Some(Viewer),
+            200,
+        ),
+        r(
+            "POST",
+            "/api/v1/plans/validate",
+            json!("not toml ["),
+            Some(Viewer),
+            422,
+        ),
+        r("GET", "/api/v1/rollouts", Value::Null, Some(Viewer), 200),
+        r(
+            "GET",
+            "/api/v1/rollouts/999",
+            Value::Null,
+            Some(Viewer),
+            404,
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts",
+            json!({ "plan": "no-such-plan" }),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts/999/advance",
+            json!({}),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts/999/pause",
+            json!({}),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts/999/resume",
+            json!({}),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts/999/rollback",
+            json!({ "reason": "t" }),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts/999/abandon",
+            json!({ "reason": "t" }),
+            Some(Operator),
+            404,
+        ),
+        r("GET", "/api/v1/audit", Value::Null, Some(Viewer), 200),
+        r(
+            "GET",
+            "/api/v1/audit/verify",
+            Value::Null,
+            Some(Viewer),
+            200,
+        ),
+        r(
+            "GET",
+            "/api/v1/audit/export",
+            Value::Null,
+            Some(Viewer),
+            200,
+        ),
+        r("GET", "/api/v1/tokens", Value::Null, Some(Admin), 200),
+        r(
+            "POST",
+            "/api/v1/tokens",
+            json!({ "name": "x", "role": "root" }),
+            Some(Admin),
+            400,
+        ),
+        r(
+            "DELETE",
+            "/api/v1/tokens/no-such-token",
+            Value::Null,
+            Some(Admin),
+            404,
+        ),
+        // The pages.
+        r("GET", "/", Value::Null, Some(Viewer), 200),
+        r("GET", "/plans", Value::Null, Some(Viewer), 200),
+        r(
+            "GET",
+            "/plans/dixon-smart-repair",
+            Value::Null,
+            Some(Viewer),
+            200,
+        ),
+        r("GET", "/audit", Value::Null, Some(Viewer), 200),
+        r("GET", "/rollouts/999", Value::Null, Some(Viewer), 404),
+        r("GET", "/rollouts/999/pause", Value::Null, Some(Viewer), 404),
+        r(
+            "GET",
+            "/start?plan=dixon-smart-repair",
+            Value::Null,
+            Some(Viewer),
+            200,
+        ),
+        r("GET", "/admin/tokens", Value::Null, Some(Admin), 200),
+        r("POST", "/audit/verify", json!([]), Some(Viewer), 303),
+        r(
+            "POST",
+            "/rollouts/999/pause",
+            json!([]),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/start",
+            json!([["plan", "no-such-plan"], ["reason", "t"]]),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/demo/bad",
+            json!([["rollout", "1"], ["flags", "X"]]),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/demo/good",
+            json!([["rollout", "1"]]),
+            Some(Operator),
+            404,
+        ),
+        r(
+            "POST",
+            "/admin/tokens",
+            json!([["name", "x"], ["role", "root"]]),
+            Some(Admin),
+            400,
+        ),
+        r(
+            "POST",
+            "/admin/tokens/no-such-token/revoke",
+            json!([]),
+            Some(Admin),
+            404,
+        ),
+    ]
+}
+
+/// What `cred` should get from `route`.
+fn expected(route: &Route, cred: Cred) -> u16 {
+    let api = route.path.starts_with("/api/");
+    let Some(need) = route.need else {
+        return route.ok;
+    };
+    let role = match cred {
+        Cred::Session(r) | Cred::Token(r) => r,
+        Cred::None | Cred::ExpiredSession | Cred::RevokedToken | Cred::ExpiredToken => {
+            return match (api, route.method) {
+                (true, _) => 401,
+                // A page view sends the browser to sign in; a form post is refused.
+                (false, "GET") => 303,
+                (false, _) => 401,
+            };
+        }
+    };
+    if role >= need { route.ok } else { 403 }
+}
+
+/// Every route and page × every role and credential state.
+async fn every_route_and_role_gets_the_right_answer(db: Db) {
+    let app = spawn_local(db).await;
+    let admin = bootstrap_admin_token(&app).await;
+    let mut tokens = BTreeMap::new();
+    for role in Role::ALL {
+        tokens.insert(
+            role,
+            token(
+                &app,
+                &admin,
+                &format!("t-{}", role.as_str()),
+                role.as_str(),
+                json!({}),
+            )
+            .await,
+        );
+    }
+    let revoked = token(&app, &admin, "revoked", "admin", json!({})).await;
+    let r = app
+        .http
+        .delete(format!("{}/api/v1/tokens/revoked", app.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let expired = token(
+        &app,
+        &admin,
+        "expired",
+        "admin",
+        json!({ "expires_in": "1s" }),
+    )
+    .await;
+    // A session last used longer ago than the idle limit (30 minutes).
+    let stale = signed_in(&app, "ada").await;
+    sqlx::query("UPDATE sessions SET last_seen_at = $1")
+        .bind(rollgate::store::timestamp(
+            chrono::Utc::now() - TimeDelta::minutes(31),
+        ))
+        .execute(&app.raw_db().await)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut sessions = BTreeMap::new();
+    for (role, name) in [
+        (Role::Viewer, "vera"),
+        (Role::Operator, "otto"),
+        (Role::Admin, "ada"),
+    ] {
+        sessions.insert(role, signed_in(&app, name).await);
+    }
+
+    // Every path the API documents is in the matrix.
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    let listed: Vec<_> = routes().iter().map(|r| (r.method, r.path)).collect();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let covered = listed.iter().any(|(m, p)| {
+                *m == method
+                    && p.split('?').next().unwrap().split('/').count() == path.split('/').count()
+                    && path
+                        .split('/')
+                        .zip(p.split('/'))
+                        .all(|(a, b)| a == b || a.starts_with('{'))
+            });
+            assert!(covered, "{method} {path} is missing from the matrix");
+        }
+    }
+
+    let mut creds = vec![
+        Cred::None,
+        Cred::ExpiredSession,
+        Cred::RevokedToken,
+        Cred::ExpiredToken,
+    ];
+    for role in Role::ALL {
+        creds.push(Cred::Session(role));
+        creds.push(Cred::Token(role));
+    }
+    let mut failures = Vec::new();
+    for cred in creds {
+        for route in routes() {
+            let want = expected(&route, cred);
+            let got = send(
+                &app, &route, cred, &tokens, &revoked, &expired, &stale, &sessions,
+            )
+            .await;
+            if got != want {
+                failures.push(format!(
+                    "{cred:?} {} {}: got {got}, want {want}",
+                    route.method, route.path
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+on_both_databases!(every_route_and_role_gets_the_right_answer);
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    app: &TestApp,
+    route: &Route,
+    cred: Cred,
+    tokens: &BTreeMap<Role, String>,
+    revoked: &str,
+    expired: &str,
+    stale: &Browser,
+    sessions: &BTreeMap<Role, Browser>,
+) -> u16 {
+    let browser = match cred {
+        Cred::Session(role) => Some(&sessions[&role]),
+        Cred::ExpiredSession => Some(stale),
+        _ => None,
+    };
+    let bearer = match cred {
+        Cred::Token(role) => Some(tokens[&role].as_str()),
+        Cred::RevokedToken => Some(revoked),
+        Cred::ExpiredToken => Some(expired),
+        _ => None,
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}{}", app.url, route.path);
+    let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
+    let mut req = http.request(method, url);
+    if let Some(b) = browser {
+        req = req
+            .header("cookie", b.cookie_header())
+            .header("x-csrf-token", b.form_token.clone());
+    }
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    match &route.body {
+        Value::Null => {}
+        Value::String(text) => req = req.body(text.clone()),
+        Value::Array(fields) => {
+            let token = browser.map(|b| b.form_token.clone()).unwrap_or_default();
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("csrf", &token);
+            for f in fields {
+                form.append_pair(f[0].as_str().unwrap(), f[1].as_str().unwrap());
+            }
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form.finish());
+        }
+        body => req = req.json(body),
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// A session id planted before sign-in is worth nothing: sign-in always
+/// makes a new one; signing out ends it on the server, not only in the
+/// browser.
+async fn sign_in_gets_a_new_session_and_sign_out_ends_it(db: Db) {
+    let app = spawn_local(db).await;
+    let mut b = signed_in(&app, "otto").await;
+    let first = b.session().unwrap().clone();
+    let cookie = b.sign_in("otto", PASSWORD).await;
+    let set = cookie
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with(SESSION_COOKIE))
+        .unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("Secure"), "no TLS here: {set}");
+    let second = b.session().unwrap().clone();
+    assert_ne!(first, second, "a new session id at sign-in");
+    // The session from before that sign-in no longer works.
+    let mut old = Browser::new(&app);
+    old.cookies.insert(SESSION_COOKIE.into(), first);
+    assert_eq!(old.get("/api/v1/me").await.status, 401);
+    // An attacker's planted id is replaced, not adopted.
+    let mut victim = Browser::new(&app);
+    victim.cookies.insert(SESSION_COOKIE.into(), "f".repeat(64));
+    victim.sign_in("vera", PASSWORD).await;
+    assert_ne!(victim.session().unwrap(), &"f".repeat(64));
+    let me: Value = serde_json::from_str(&victim.get("/api/v1/me").await.body).unwrap();
+    assert_eq!(
+        (me["actor"].as_str(), me["role"].as_str()),
+        (Some("user:vera"), Some("viewer"))
+    );
+    // Sign out: the cookie is cleared and the id is dead on the server.
+    b.get("/").await;
+    let out = b.post("/logout", &[]).await;
+    assert_eq!((out.status, out.location.as_str()), (303, "/login"));
+    assert!(b.session().is_none());
+    let mut replay = Browser::new(&app);
+    replay.cookies.insert(SESSION_COOKIE.into(), second);
+    assert_eq!(
+        replay.get("/").await.status,
+        303,
+        "the old id sends to sign-in"
+    );
+    // Database rows hold hashes only.
+    let pool = app.raw_db().await;
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT id_hash FROM sessions")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mine = victim.session().unwrap();
+    assert!(rows.iter().all(|r| r.get::<String, _>("id_hash") != *mine));
+    assert!(!rows.is_empty());
+}
+on_both_databases!(sign_in_gets_a_new_session_and_sign_out_ends_it);
+
+/// Wrong passwords are throttled per account (even with the right password
+/// afterwards) and per address; one answer for unknown users and wrong
+/// passwords.
+async fn sign_in_is_throttled_per_account_and_per_address(db: Db) {
+    let app = spawn_signed(
+        db,
+        SessionLimits::default(),
+        Throttle {
+            per_account: 3,
+            per_address: 6,
+            window: TimeDelta::minutes(15),
+        },
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    let wrong = b.sign_in("otto", "not the password at all").await;
+    let unknown = b.sign_in("nobody", "not the password at all").await;
+    assert_eq!((wrong.status, unknown.status), (401, 401));
+    assert!(wrong.body.contains("wrong user name or password"));
+    assert!(unknown.body.contains("wrong user name or password"));
+    for _ in 0..2 {
+        assert_eq!(b.sign_in("otto", "still wrong, sadly").await.status, 401);
+    }
+    let held = b.sign_in("otto", PASSWORD).await;
+    assert_eq!(
+        held.status, 429,
+        "the right password is not even checked now"
+    );
+    assert!(
+        held.body.contains("too many failed sign-ins"),
+        "{}",
+        held.body
+    );
+    assert!(b.session().is_none());
+    // Another account from the same address: fine until the address's
+    // limit (6 failures: 3 otto + 1 nobody so far).
+    assert_eq!(b.sign_in("vera", PASSWORD).await.status, 303);
+    for _ in 0..2 {
+        assert_eq!(b.sign_in("ada", "nope nope nope nope").await.status, 401);
+    }
+    assert_eq!(
+        b.sign_in("ada", PASSWORD).await.status,
+        429,
+        "the address is held"
+    );
+    // Nothing about the passwords reached the database.
+    let pool = app.raw_db().await;
+    use sqlx::Row;
+    let keys: Vec<String> = sqlx::query("SELECT throttle_key FROM login_failures")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("throttle_key"))
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("user:") || k.starts_with("addr:")),
+        "{keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("wrong") || k.contains("horse"))
+    );
+}
+on_both_databases!(sign_in_is_throttled_per_account_and_per_address);
+
+/// A form post without its form token (or with another session's) is
+/// refused and changes nothing; the same form with it works.
+async fn forms_without_their_token_are_refused(db: Db) {
+    let mut app = spawn_local(db).await;
+    let admin = bootstrap_admin_token(&app).await;
+    app.token = Some(admin.clone());
+    let started = app
+        .http
+        .post(format!("{}/api/v1/rollouts", app.url))
+        .bearer_auth(&admin)
+        .json(&json!({ "plan": "dixon-smart-repair", "reason": "csrf test" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    let id = started.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let mut otto = signed_in(&app, "otto").await;
+    let other = signed_in(&app, "ada").await;
+    let path = format!("/rollouts/{id}/pause");
+    let none = otto.post_raw(&path, &[("reason", "x")]).await;
+    assert_eq!(none.status, 403, "{}", none.body);
+    assert!(none.body.contains("form token"));
+    let foreign = otto
+        .post_raw(&path, &[("csrf", &other.form_token), ("reason", "x")])
+        .await;
+    assert_eq!(foreign.status, 403);
+    // A signed-in browser's API change needs the token in a header.
+    let api = app
+        .http
+        .post(format!("{}/api/v1/rollouts/{id}/pause", app.url))
+        .header("cookie", otto.cookie_header())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 403);
+    assert_eq!(app.rollout(id).await["state"], "active", "nothing changed");
+    // The sign-in form itself needs its token.
+    let mut fresh = Browser::new(&app);
+    let login = fresh
+        .post_raw("/login", &[("name", "otto"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(login.status, 403);
+    assert!(fresh.session().is_none());
+    // With the page's token, the pause goes through, as otto.
+    otto.get(&path).await;
+    let ok = otto.post(&path, &[("reason", "with token")]).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let r = app.rollout(id).await;
+    assert_eq!(r["state"], "paused");
+    let entries = app.audit(&format!("?rollout={id}&action=pause")).await;
+    assert_eq!(entries[0]["actor"], "user:otto");
+}
+on_both_databases!(forms_without_their_token_are_refused);
+
+/// The audit log names the real actor: a user (how they signed in), a
+/// token by name, the watcher; a claimed name is refused, never recorded.
+async fn the_audit_log_names_the_real_actor(db: Db) {
+    let mut app = spawn_local(db).await;
+    let admin = bootstrap_admin_token(&app).await;
+    app.token = Some(admin.clone());
+    let ci = token(&app, &admin, "ci-deploy", "operator", json!({})).await;
+    let api = |path: &str, body: Value, bearer: &str| {
+        app.http
+            .post(format!("{}{path}", app.url))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+    };
+    let r = api(
+        "/api/v1/rollouts",
+        json!({ "plan": "dixon-smart-repair", "actor": "mallory" }),
+        &ci,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400, "a claimed name is refused");
+    let r = api(
+        "/api/v1/rollouts",
+        json!({ "plan": "dixon-smart-repair", "reason": "ci" }),
+        &ci,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let mut otto = signed_in(&app, "otto").await;
+    let path = format!("/rollouts/{id}/advance");
+    otto.get(&path).await;
+    // The form's actor field is not where the actor comes from.
+    let a = otto
+        .post(
+            &path,
+            &[("reason", "go"), ("force", "on"), ("actor", "mallory")],
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let r = api(&format!("/api/v1/rollouts/{id}/pause"), json!({}), &ci)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The watcher acts on a breach: its own name.
+    app.state()
+        .service
+        .command(
+            &rollgate::domain::Principal::Watcher,
+            rollgate::domain::RolloutId(id),
+            rollgate::rollout::Command::Rollback { to: None },
+            rollgate::service::Ask {
+                reason: Some("guardrail".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let actors: Vec<(String, String)> = app
+        .audit(&format!("?rollout={id}"))
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let of = |action: &str| {
+        actors
+            .iter()
+            .find(|(a, _)| a == action)
+            .map(|(_, who)| who.as_str())
+            .unwrap_or_else(|| panic!("no {action} in {actors:?}"))
+    };
+    assert_eq!(of("start"), "token:ci-deploy");
+    assert_eq!(of("advance"), "user:otto");
+    assert_eq!(of("pause"), "token:ci-deploy");
+    assert_eq!(of("rollback"), "rollgate/watcher");
+    assert!(
+        !actors.iter().any(|(_, who)| who.contains("mallory")),
+        "{actors:?}"
+    );
+    // Token creation is audited, without the secret.
+    let made = app.audit("?action=token_created").await;
+    assert!(made.iter().any(|e| e["detail"]["token"] == "ci-deploy"));
+    let log = serde_json::to_string(&app.audit("").await).unwrap();
+    assert!(
+        !log.contains(&ci) && !log.contains(&admin),
+        "no token in the audit log"
+    );
+}
+on_both_databases!(the_audit_log_names_the_real_actor);
+
+/// Tokens: the secret is in the creating answer only; the list shows role,
+/// expiry and last use; revoking stops it at once; an expired one stops by
+/// itself; only hashes are stored; a viewer token reads but cannot act.
+async fn api_tokens_are_shown_once_hashed_and_revocable(db: Db) {
+    let app = spawn_local(db).await;
+    let admin = bootstrap_admin_token(&app).await;
+    let viewer = token(
+        &app,
+        &admin,
+        "dash",
+        "viewer",
+        json!({ "expires_in": "30d" }),
+    )
+    .await;
+    assert!(viewer.starts_with("rgt_"));
+    let me = app
+        .http
+        .get(format!("{}/api/v1/me", app.url))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(me["actor"], "token:dash");
+    let act = app
+        .http
+        .post(format!("{}/api/v1/rollouts", app.url))
+        .bearer_auth(&viewer)
+        .json(&json!({ "plan": "dixon-smart-repair" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(act.status(), 403);
+    let list: Value = app
+        .http
+        .get(format!("{}/api/v1/tokens", app.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dash = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "dash")
+        .unwrap();
+    assert_eq!(dash["role"], "viewer");
+    assert!(
+        dash["expires_at"].is_string() && dash["last_used_at"].is_string(),
+        "{dash}"
+    );
+    assert!(
+        !list.to_string().contains(&viewer[4..]),
+        "no secret in the list"
+    );
+    let duplicate = app
+        .http
+        .post(format!("{}/api/v1/tokens", app.url))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "dash", "role": "viewer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(duplicate.status(), 409);
+    let pool = app.raw_db().await;
+    use sqlx::Row;
+    let hashes: Vec<String> = sqlx::query("SELECT token_hash FROM api_tokens")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("token_hash"))
+        .collect();
+    assert!(
+        hashes
+            .iter()
+            .all(|h| *h != viewer && !h.contains(&viewer[4..]))
+    );
+    // Revoked: refused at once.
+    let gone = app
+        .http
+        .delete(format!("{}/api/v1/tokens/dash", app.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    let after = app
+        .http
+        .get(format!("{}/api/v1/rollouts", app.url))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    assert!(after.text().await.unwrap().contains("revoked"));
+    // The admin page lists it as revoked, and its form makes a token shown once.
+    let mut ada = signed_in(&app, "ada").await;
+    let page = ada.get("/admin/tokens").await;
+    assert!(page.body.contains("dash") && page.body.contains("revoked"));
+    let made = ada
+        .post(
+            "/admin/tokens",
+            &[
+                ("name", "from-page"),
+                ("role", "operator"),
+                ("expires_in", "1h"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert!(made.body.contains("shown this once"));
+    let again = ada.get("/admin/tokens").await;
+    assert!(again.body.contains("from-page") && !again.body.contains("rgt_"));
+}
+on_both_databases!(api_tokens_are_shown_once_hashed_and_revocable);
