@@ -62,6 +62,11 @@ named_enum! {
         /// An API token was made (name, role, expiry; never the token).
         TokenCreated = "token_created",
         TokenRevoked = "token_revoked",
+        /// An operator asked to advance into a protected phase.
+        ApprovalRequested = "approval_requested",
+        /// A second operator approved it (the advance follows).
+        ApprovalGranted = "approval_granted",
+        ApprovalDenied = "approval_denied",
     }
 }
 

@@ -87,6 +87,9 @@ pub struct Phase {
     #[serde(with = "duration_secs")]
     pub bake: Duration,
     pub approval: Approval,
+    /// Two-person rule: entering this phase needs an approval from an
+    /// operator other than the one who asked.
+    pub protected: bool,
     /// Extra guardrails for this phase only (on top of the plan's).
     pub guardrails: Vec<Guardrail>,
     /// Success criteria that must hold before this phase may be promoted.

@@ -881,7 +881,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     if raw_phases.is_empty() {
         c.err_at_start("the plan needs at least one [[phases]] entry");
     }
-    let mut phases = Vec::new();
+    let mut phases: Vec<Phase> = Vec::new();
     let mut phase_names = BTreeSet::new();
     let mut current = flags.clone();
     for (index, p) in raw_phases.iter().enumerate() {
@@ -974,6 +974,21 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
             &[("manual", Approval::Manual), ("auto", Approval::Auto)],
             default_approval,
         );
+        let protected = p.protected.as_ref().is_some_and(|v| *v.get_ref());
+        // The phase before promotes itself when "auto": that would enter a
+        // protected phase with nobody's approval.
+        if let (Some(v), Some(before)) = (p.protected.as_ref(), phases.last())
+            && protected
+            && before.approval == Approval::Auto
+        {
+            c.err(
+                v.span(),
+                format!(
+                    "phase {label} is protected, but phase {} before it has approval = \"auto\" and would enter it unapproved; make {} manual",
+                    before.name, before.name
+                ),
+            );
+        }
         let mut names = plan_guardrail_names.clone();
         let phase_guardrails = c.guardrails(&p.guardrails, &metrics, &mut names, index > 0);
         let gates = c.gates(&p.gates, &label, &metrics, index > 0);
@@ -983,6 +998,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
             flags: current.clone(),
             bake: bake.unwrap_or_default(),
             approval,
+            protected,
             guardrails: phase_guardrails,
             gates,
         });

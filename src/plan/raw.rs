@@ -286,6 +286,10 @@ pub struct RawPhase {
     /// Default: defaults.approval.
     #[schemars(with = "Option<ApprovalName>")]
     pub approval: Option<S<String>>,
+    /// Two-person rule: advancing into this phase needs a second
+    /// operator's approval. Default false.
+    #[schemars(with = "Option<bool>")]
+    pub protected: Option<S<bool>>,
     /// Extra guardrails for this phase only.
     #[serde(default)]
     #[schemars(with = "Vec<RawGuardrail>")]

@@ -22,6 +22,9 @@ pub enum ServiceError {
     /// AWS could not be reached or kept failing; nothing was changed.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller may not do this (e.g. approve their own request).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,6 +61,8 @@ pub enum Refusal {
         phase: String,
         blockers: Vec<String>,
     },
+    /// Entering a protected phase needs a second operator's approval.
+    NeedsApproval { id: RolloutId, phase: String },
     /// Another command changed the rollout between read and save.
     Concurrent {
         id: RolloutId,
@@ -107,6 +112,10 @@ impl std::fmt::Display for Refusal {
                 f,
                 "phase {phase} of rollout {id} is not ready to advance: {}; an operator may override with force and a reason",
                 blockers.join("; ")
+            ),
+            Refusal::NeedsApproval { id, phase } => write!(
+                f,
+                "phase {phase} is protected: advancing rollout {id} into it needs a second operator's approval; request one (the dashboard's advance, or POST /api/v1/rollouts/{id}/approvals) and have another operator approve it"
             ),
             Refusal::Concurrent {
                 id,

@@ -9,6 +9,7 @@
 //! watcher's findings are recorded by `watch`.
 
 mod access;
+mod approvals;
 mod errors;
 mod read;
 mod sparks;
@@ -435,8 +436,10 @@ impl Service {
             .into());
         }
 
-        // Promotion needs a baked phase whose gates hold, unless forced.
+        // Promotion needs a baked phase whose gates hold, unless forced,
+        // and into a protected phase a second operator's approval.
         let mut forced_past = Vec::new();
+        let mut approval = None;
         if command == Command::Advance {
             let plan = current.plan().map_err(|e| {
                 ServiceError::Refused(Refusal::Busy(format!(
@@ -470,6 +473,14 @@ impl Service {
                 }
                 forced_past = blockers;
             }
+            if let Some(entering) = plan.phases.get(current.phase_index).filter(|p| p.protected) {
+                approval = Some(self.granted_approval(&current).await?.ok_or_else(|| {
+                    Refusal::NeedsApproval {
+                        id,
+                        phase: entering.name.clone(),
+                    }
+                })?);
+            }
         }
 
         let next = next_rollout(&current, command, transition, who, &reason, now);
@@ -479,6 +490,10 @@ impl Service {
         });
         if let Some(evidence) = ask.evidence.clone() {
             detail["evidence"] = evidence;
+        }
+        if let Some(a) = &approval {
+            detail["approval"] =
+                json!({ "id": a.id, "requested_by": a.requested_by, "approved_by": a.decided_by });
         }
         if !forced_past.is_empty() {
             detail["forced"] = json!(true);

@@ -2,6 +2,7 @@
 //! says so. One set of portable SQL and migrations serves both. One module
 //! per table; the store depends on the domain types, never on the service.
 
+mod approvals;
 mod audit;
 pub mod lease;
 mod points;
@@ -16,6 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use approvals::ApprovalRow;
 pub use audit::{AuditFilter, MARKER_ACTIONS};
 pub use points::Sparkline;
 pub use rollouts::{Patch, PlanUse, RolloutFilter};
@@ -45,6 +47,10 @@ pub enum StoreError {
     UserExists(String),
     #[error("a token named {0:?} already exists (revoked tokens keep their names)")]
     TokenExists(String),
+    #[error(
+        "request #{id} to approve an advance of this rollout is still pending; approve or deny it first"
+    )]
+    ApprovalPending { id: i64 },
 }
 
 #[derive(Clone)]

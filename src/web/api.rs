@@ -49,7 +49,11 @@ use crate::store::{AuditFilter, RolloutFilter};
         super::tokens::me,
         super::tokens::create,
         super::tokens::list,
-        super::tokens::revoke
+        super::tokens::revoke,
+        super::approvals::list,
+        super::approvals::request,
+        super::approvals::approve,
+        super::approvals::deny
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

@@ -105,6 +105,7 @@ impl From<ServiceError> for ApiError {
                 details: Some(json!(errors)),
             },
             ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Forbidden(m) => ApiError::Forbidden(m),
             ServiceError::Store(e) => e.into(),
         }
     }
@@ -116,7 +117,8 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { .. }
             | StoreError::FunctionBusy { .. }
             | StoreError::UserExists(_)
-            | StoreError::TokenExists(_) => ApiError::Conflict(e.to_string()),
+            | StoreError::TokenExists(_)
+            | StoreError::ApprovalPending { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

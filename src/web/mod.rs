@@ -3,6 +3,7 @@
 //! change goes through the service.
 
 pub mod api;
+pub mod approvals;
 pub mod auth;
 pub mod error;
 pub mod hardening;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     let limited = Router::new()
         .merge(api::router())
         .merge(tokens::router())
+        .merge(approvals::router())
         .merge(pages::router())
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {

@@ -216,7 +216,11 @@ pub async fn command_page(
         let id: RolloutId = id.parse().map_err(PageError::bad_request)?;
         let command = parse_command(&action, q.to.as_deref())?;
         let r = app.service.rollout(id).await?;
-        Ok::<_, PageError>(preview(&app, &r, command))
+        let mut page = preview(&app, &r, command);
+        if command == Command::Advance {
+            ask_approval_instead(&app, &r, &mut page).await?;
+        }
+        Ok::<_, PageError>(page)
     }
     .await;
     match result {
@@ -341,6 +345,117 @@ pub async fn command(
     }
 }
 
+/// Into a protected phase not yet approved, the advance's confirmation
+/// becomes a request for a second operator's approval.
+async fn ask_approval_instead(
+    app: &AppState,
+    r: &Rollout,
+    page: &mut ConfirmPage,
+) -> Result<(), PageError> {
+    let protected = app.service.plan_of(r).ok().and_then(|p| {
+        p.phases
+            .get(r.phase_index)
+            .filter(|p| p.protected)
+            .map(|p| p.name.clone())
+    });
+    let Some(phase) = protected else {
+        return Ok(());
+    };
+    if app.service.granted_approval(r).await?.is_some() {
+        page.summary = format!(
+            "{} A second operator approved entering {phase}.",
+            page.summary
+        );
+        return Ok(());
+    }
+    page.title = format!("Ask to advance rollout #{} to {phase}", r.id);
+    page.summary = format!(
+        "Phase {phase} is protected: confirming asks a second operator to approve. The advance is made when they do (nothing is written now). {}",
+        page.summary
+    );
+    page.action = "request approval".into();
+    page.post_href = format!("/rollouts/{}/approvals", r.id);
+    Ok(())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ApprovalForm {
+    #[serde(default)]
+    reason: String,
+    force: Option<String>,
+}
+
+/// Posts a request for approval (from the advance confirmation).
+pub async fn request_approval(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    form: Result<axum::Form<ApprovalForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let f = match form {
+        Ok(axum::Form(f)) => f,
+        Err(e) => return PageError::bad_request(e.body_text()).page(&app),
+    };
+    let id: RolloutId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return PageError::bad_request(e).page(&app),
+    };
+    let who = match dashboard_principal(&caller, "") {
+        Ok(p) => p,
+        Err(e) => return PageError::bad_request(e.0).page(&app),
+    };
+    let reason = Some(f.reason).filter(|r| !r.trim().is_empty());
+    match app
+        .service
+        .request_approval(&who, id, reason, f.force.as_deref() == Some("on"))
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/rollouts/{id}?done=approval%20request#approvals"))
+            .into_response(),
+        Err(e) => PageError::from(e).page(&app),
+    }
+}
+
+/// Approves (and advances) or denies a request.
+pub async fn decide(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, approval, decision)): Path<(String, i64, String)>,
+) -> Response {
+    let id: RolloutId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return PageError::bad_request(e).page(&app),
+    };
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        other => {
+            return PageError::not_found(format!("no decision {other:?}: approve or deny"))
+                .page(&app);
+        }
+    };
+    let who = match dashboard_principal(&caller, "") {
+        Ok(p) => p,
+        Err(e) => return PageError::bad_request(e.0).page(&app),
+    };
+    let service = app.service.clone();
+    let result =
+        tokio::spawn(async move { service.decide(&who, id, approval, approve, None).await }).await;
+    match result {
+        Ok(Ok(Some(done))) => {
+            let pending = if done.write_pending.is_some() {
+                "&pending=1"
+            } else {
+                ""
+            };
+            Redirect::to(&format!("/rollouts/{id}?done=advance{pending}")).into_response()
+        }
+        Ok(Ok(None)) => Redirect::to(&format!("/rollouts/{id}?done=denial")).into_response(),
+        Ok(Err(e)) => PageError::from(e).page(&app),
+        Err(e) => PageError::Internal(format!("a decision's task failed: {e}")).page(&app),
+    }
+}
+
 /// Who acts from the dashboard: the signed-in caller, or (sign-in off) the
 /// name typed into the form, "dashboard" when none.
 fn dashboard_principal(
@@ -370,7 +485,7 @@ async fn acted_meanwhile(
             (Ok(now), Some(seen)) => now.version != seen,
             _ => false,
         },
-        Refusal::NotReady { .. } | Refusal::Busy(_) => false,
+        Refusal::NotReady { .. } | Refusal::NeedsApproval { .. } | Refusal::Busy(_) => false,
     }
 }
 

@@ -31,6 +31,11 @@ pub fn router() -> Router<AppState> {
             "/rollouts/{id}/{action}",
             get(confirm::command_page).post(confirm::command),
         )
+        .route("/rollouts/{id}/approvals", post(confirm::request_approval))
+        .route(
+            "/rollouts/{id}/approvals/{approval}/{decision}",
+            post(confirm::decide),
+        )
         .route("/plans", get(plans::list))
         .route("/plans/{name}", get(plans::show))
         .route("/audit", get(audit::page))
@@ -154,6 +159,9 @@ impl From<ServiceError> for PageError {
             ),
             ServiceError::Unavailable(m) => {
                 PageError::Status(StatusCode::SERVICE_UNAVAILABLE, "AWS unavailable".into(), m)
+            }
+            ServiceError::Forbidden(m) => {
+                PageError::Status(StatusCode::FORBIDDEN, "Not yours to do".into(), m)
             }
             ServiceError::Store(e) => PageError::Internal(e.to_string()),
         }

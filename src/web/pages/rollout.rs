@@ -99,6 +99,8 @@ pub struct Decided {
 #[template(path = "rollout.html")]
 pub struct RolloutPage {
     pub chrome: Chrome,
+    /// Two-person requests to enter a protected phase, newest first.
+    pub approvals: Vec<ApprovalLine>,
     pub id: i64,
     pub plan: String,
     pub plan_hash: String,
@@ -514,7 +516,15 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
         (Some(d), None, _) => Some(format!("{d} recorded")),
         _ => None,
     };
+    let approvals = service
+        .approvals(id)
+        .await?
+        .into_iter()
+        .take(5)
+        .map(|a| approval_line(a, &Chrome::new(app, "overview").actor))
+        .collect();
     Ok(RolloutPage {
+        approvals,
         chrome: Chrome::new(app, "overview"),
         id: id.0,
         plan: r.plan_name.clone(),
@@ -608,4 +618,35 @@ async fn demo_traffic(app: &AppState, rollout: i64, bad: Vec<String>, done: &str
         return PageError::Internal(e).page(app);
     }
     Redirect::to(&format!("/rollouts/{rollout}?traffic={done}")).into_response()
+}
+
+/// One two-person request as the rollout page shows it.
+pub struct ApprovalLine {
+    pub id: i64,
+    pub to_phase: String,
+    pub requested_by: String,
+    pub requested_at: Ts,
+    pub reason: String,
+    pub force: bool,
+    /// pending | approved | denied
+    pub state: String,
+    pub decided_by: String,
+    pub decision_reason: String,
+    /// The viewer asked for it: they may deny (withdraw) it, not approve it.
+    pub mine: bool,
+}
+
+fn approval_line(a: crate::store::ApprovalRow, viewer: &str) -> ApprovalLine {
+    ApprovalLine {
+        mine: !viewer.is_empty() && a.requested_by == viewer,
+        id: a.id,
+        to_phase: a.to_phase,
+        requested_by: a.requested_by,
+        requested_at: Ts::of(a.requested_at),
+        reason: a.reason.unwrap_or_default(),
+        force: a.force,
+        state: a.state,
+        decided_by: a.decided_by.unwrap_or_default(),
+        decision_reason: a.decision_reason.unwrap_or_default(),
+    }
 }
