@@ -55,9 +55,69 @@ use crate::store::{AuditFilter, RolloutFilter};
         super::approvals::approve,
         super::approvals::deny
     ),
-    components(schemas(ErrorBody, ErrorDetail))
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
+
+/// Every operation takes an API token (`Authorization: Bearer rgt_…`)
+/// when sign-in is on; a browser's session cookie works too.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // Every operation may answer these once sign-in is on.
+        let refusals = [
+            (
+                "401",
+                "no valid credential: missing, expired, revoked or unknown",
+            ),
+            (
+                "403",
+                "the role does not allow it, or a change from another site",
+            ),
+        ];
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, why) in refusals {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| {
+                            utoipa::openapi::ResponseBuilder::new()
+                                .description(why)
+                                .content(
+                                    "application/json",
+                                    utoipa::openapi::ContentBuilder::new()
+                                        .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                                            "ErrorBody",
+                                        )))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
 
 /// The error shape of every failed request.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -191,7 +251,7 @@ pub fn redact_url(url: &str) -> String {
 
 #[utoipa::path(get, path = "/api/v1/plans/{name}",
     params(("name" = String, Path, description = "plan name (file stem)")),
-    responses((status = 200, description = "the parsed plan, its hash and text (webhook URLs redacted)"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "the parsed plan, its hash and text (webhook URLs redacted)"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn show_plan(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -227,7 +287,7 @@ struct ValidateQuery {
 
 /// Validates plan text sent as the body (TOML, any content type).
 #[utoipa::path(post, path = "/api/v1/plans/validate",
-    request_body(content = String, content_type = "application/toml", description = "plan text"),
+    request_body(content = String, content_type = "text/plain", description = "plan text (TOML)"),
     params(("name" = Option<String>, Query, description = "plan name to validate as (default: \"plan\")")),
     responses((status = 200, body = ValidationResult), (status = 422, body = ValidationResult)))]
 async fn validate_plan(

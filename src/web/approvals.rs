@@ -66,7 +66,7 @@ fn body<T: serde::de::DeserializeOwned + Default>(b: &Bytes) -> Result<T, ApiErr
 }
 
 #[utoipa::path(get, path = "/api/v1/rollouts/{id}/approvals", params(("id" = i64, Path)),
-    responses((status = 200, body = ApprovalList), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApprovalList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -141,7 +141,7 @@ async fn decide(
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/approvals/{approval}/approve",
     params(("id" = i64, Path), ("approval" = i64, Path)), request_body = Decision,
     responses((status = 200, description = "approved and advanced", body = RolloutView), (status = 202, body = RolloutView),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn approve(
     State(app): State<AppState>,
     caller: Caller,
@@ -153,7 +153,7 @@ pub async fn approve(
 
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/approvals/{approval}/deny",
     params(("id" = i64, Path), ("approval" = i64, Path)), request_body = Decision,
-    responses((status = 200, body = ApprovalList), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ApprovalList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn deny(
     State(app): State<AppState>,
     caller: Caller,

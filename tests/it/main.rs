@@ -23,4 +23,5 @@ mod rollouts;
 mod sandbox_clients;
 mod sandbox_cloudwatch;
 mod sandbox_lambda;
+mod schemathesis;
 mod watcher;
