@@ -345,4 +345,50 @@ mod tests {
         assert!(!report.ok);
         assert!(report.problems[0].problem.contains("5..=5"));
     }
+
+    proptest::proptest! {
+        /// Any text an entry can hold (quotes, commas, CR/LF, any Unicode)
+        /// comes back field for field from the CSV export, and every JSON
+        /// Lines record stays one line that parses back to the same text.
+        #[test]
+        fn exports_round_trip_any_text(
+            texts in proptest::collection::vec(".*", 1..6),
+            reason in proptest::option::of("(?s).*"),
+        ) {
+            let records: Vec<AuditRecord> = chain(texts.len() as i64)
+                .into_iter()
+                .zip(&texts)
+                .map(|(mut r, t)| {
+                    r.actor = t.clone();
+                    r.phase = Some(format!("{t}\r\n,\"{t}"));
+                    r.reason = reason.clone();
+                    r.detail = Some(serde_json::json!({ "note": t }).to_string());
+                    r
+                })
+                .collect();
+            let csv_text = to_csv(&records, true).unwrap();
+            let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+            let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            proptest::prop_assert_eq!(rows.len(), records.len());
+            for (row, r) in rows.iter().zip(&records) {
+                proptest::prop_assert_eq!(row.len(), CSV_COLUMNS.len());
+                proptest::prop_assert_eq!(&row[2], r.actor.as_str());
+                proptest::prop_assert_eq!(&row[5], r.phase.as_deref().unwrap());
+                proptest::prop_assert_eq!(&row[8], r.reason.as_deref().unwrap_or(""));
+                proptest::prop_assert_eq!(&row[10], r.detail.as_deref().unwrap());
+            }
+            #[derive(Serialize)]
+            struct Line<'a> { actor: &'a str, reason: &'a Option<String> }
+            let lines: Vec<Line> = records.iter().map(|r| Line { actor: &r.actor, reason: &r.reason }).collect();
+            let jsonl = to_jsonl(&lines);
+            let parsed: Vec<serde_json::Value> = jsonl
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            proptest::prop_assert_eq!(parsed.len(), records.len());
+            for (v, r) in parsed.iter().zip(&records) {
+                proptest::prop_assert_eq!(v["actor"].as_str(), Some(r.actor.as_str()));
+            }
+        }
+    }
 }
