@@ -59,9 +59,18 @@ pub struct ServeConfig {
     pub insecure_listen_without_auth: bool,
     /// Who must sign in (`--auth`), sessions and throttling.
     pub auth: crate::web::auth::AuthConfig,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
     /// This is the only server on its database (`serve` holds the SQLite
     /// file's lock): it leads whoever held the lease before.
     pub sole_server: bool,
+}
+
+/// The certificate chain and private key rollgate serves HTTPS with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The watcher interval readiness is judged against when no loop runs.
@@ -81,6 +90,7 @@ impl ServeConfig {
             sole_server: false,
             insecure_listen_without_auth: false,
             auth: crate::web::auth::AuthConfig::default(),
+            tls: None,
             drift_interval: crate::watcher::DEFAULT_DRIFT_INTERVAL,
             lambda_budget: crate::watcher::DEFAULT_LAMBDA_BUDGET,
         }
@@ -98,6 +108,8 @@ pub async fn aws_config_from_env() -> aws_config::SdkConfig {
 /// A running server.
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// Served over TLS.
+    pub https: bool,
     pub state: AppState,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -107,7 +119,8 @@ pub struct RunningApp {
 
 impl RunningApp {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Graceful stop: no new connections, requests in flight finish, each
@@ -139,6 +152,21 @@ pub async fn start(
     config: &ServeConfig,
     aws: &aws_config::SdkConfig,
 ) -> anyhow::Result<RunningApp> {
+    // A certificate that cannot be read stops the start before anything else.
+    let tls = match &config.tls {
+        Some(files) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot use the TLS certificate {} and key {}: {e}",
+                        files.cert.display(),
+                        files.key.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let store = Store::connect(&config.database_url).await?;
     let backend = LambdaEnvBackend::new(aws, config.retry.clone());
     let telemetry = Arc::new(Telemetry::default());
@@ -216,19 +244,30 @@ pub async fn start(
             .demo_sandbox
             .clone()
             .map(|sandbox_url| Arc::new(crate::web::DemoHooks { sandbox_url })),
-        auth: Arc::new(config.auth.clone()),
+        auth: Arc::new(crate::web::auth::AuthConfig {
+            // Over HTTPS, cookies never travel in the clear.
+            secure_cookies: config.auth.secure_cookies || tls.is_some(),
+            ..config.auth.clone()
+        }),
+        https: tls.is_some(),
     };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
     let app = web::router(state.clone());
     let stop = shutdown.clone();
+    let https = tls.is_some();
     tasks.spawn(async move {
         // The peer address is kept for sign-in throttling per address.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let served = match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }
+            Some(tls) => serve_tls(listener, tls, app, stop).await,
+        };
         if let Err(e) = served {
             tracing::error!(error = %e, "server stopped");
         }
@@ -332,6 +371,7 @@ pub async fn start(
     }
     Ok(RunningApp {
         addr,
+        https,
         state,
         shutdown,
         tasks,
@@ -401,6 +441,26 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// HTTPS on `listener` (rustls; handshakes run per connection, so a slow
+/// client holds up nobody), stopped gracefully when `stop` is cancelled.
+async fn serve_tls(
+    listener: TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(app)
+        .await
 }
 
 /// Serves until Ctrl-C / SIGTERM, then stops gracefully.

@@ -286,6 +286,13 @@ struct ServeArgs {
     /// reach rollgate through a TLS-terminating proxy.
     #[arg(long, env = "ROLLGATE_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    /// Cookies are then Secure and answers carry HSTS.
+    #[arg(long, env = "ROLLGATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "ROLLGATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -352,6 +359,10 @@ struct RemoteArgs {
     /// the environment variable: a flag shows in `ps` and shell history.
     #[arg(long, env = "ROLLGATE_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// Also trust this CA certificate (PEM) for an https:// server (a
+    /// private CA); the system's CAs are trusted anyway.
+    #[arg(long, env = "ROLLGATE_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
 }
 
 impl RemoteArgs {
@@ -361,6 +372,7 @@ impl RemoteArgs {
             json: self.output == Output::Json,
             actor: self.actor.clone(),
             token: self.token.clone(),
+            ca_cert: self.ca_cert.clone(),
         }
     }
 }
@@ -556,6 +568,10 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             config.lambda_budget = a.lambda_budget;
             config.insecure_listen_without_auth = a.insecure_listen_without_auth;
+            config.tls = match (a.tls_cert, a.tls_key) {
+                (Some(cert), Some(key)) => Some(app::TlsFiles { cert, key }),
+                _ => None,
+            };
             if a.session_idle > a.session_max {
                 anyhow::bail!("--session-idle must not be longer than --session-max");
             }

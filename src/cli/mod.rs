@@ -26,11 +26,17 @@ pub struct Remote {
     /// An API token (`--token`, `ROLLGATE_TOKEN`): the server records the
     /// token's name as the actor.
     pub token: Option<String>,
+    /// A CA certificate (PEM) to trust besides the system's.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Remote {
-    fn client(&self) -> Client {
-        Client::new(&self.server).with_token(self.token.clone())
+    fn client(&self) -> Result<Client, ClientError> {
+        let client = match &self.ca_cert {
+            Some(path) => Client::with_ca(&self.server, path)?,
+            None => Client::new(&self.server),
+        };
+        Ok(client.with_token(self.token.clone()))
     }
 
     /// The actor to claim: with a token, none unless one was given (the
@@ -106,13 +112,13 @@ pub async fn start(
         reason,
         actor: remote.actor(),
     };
-    print_rollout(remote, remote.client().start(&req).await?);
+    print_rollout(remote, remote.client()?.start(&req).await?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `rollgate rollout status [ID]`.
 pub async fn status(remote: &Remote, id: Option<RolloutId>) -> Result<ExitCode, ClientError> {
-    let client = remote.client();
+    let client = remote.client()?;
     match id {
         Some(id) => print_rollout(remote, client.rollout(id).await?),
         None => {
@@ -150,7 +156,7 @@ pub async fn step(remote: &Remote, step: Step, args: StepArgs) -> Result<ExitCod
         to: args.to,
         force: args.force,
     };
-    print_rollout(remote, remote.client().command(args.id, step, &req).await?);
+    print_rollout(remote, remote.client()?.command(args.id, step, &req).await?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -160,7 +166,7 @@ pub async fn audit_list(
     filter: AuditQuery,
     limit: usize,
 ) -> Result<ExitCode, ClientError> {
-    let client = remote.client();
+    let client = remote.client()?;
     let mut query = AuditQuery {
         limit: Some(limit.clamp(1, 1000) as i64),
         ..filter
@@ -193,7 +199,7 @@ pub async fn audit_list(
 
 /// `rollgate audit verify`: exit 2 when the chain is broken.
 pub async fn audit_verify(remote: &Remote) -> Result<ExitCode, ClientError> {
-    let report = remote.client().verify().await?;
+    let report = remote.client()?.verify().await?;
     if remote.json {
         println!("{}", to_json(&report));
     } else if report.ok {
@@ -215,7 +221,7 @@ pub async fn audit_verify(remote: &Remote) -> Result<ExitCode, ClientError> {
 pub async fn audit_export(remote: &Remote, query: AuditQuery) -> Result<ExitCode, ClientError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    remote.client().export(&query, &mut out).await?;
+    remote.client()?.export(&query, &mut out).await?;
     Ok(ExitCode::SUCCESS)
 }
 

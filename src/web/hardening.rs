@@ -12,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 
 /// Largest request body accepted (a plan file is a few KB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Over HTTPS: browsers use nothing else for this host for a year.
+pub const HSTS: &str = "max-age=31536000";
+
 /// How long a handler may take to answer (a command's flag write goes on
 /// in the background after this; streaming bodies are not cut).
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(60);

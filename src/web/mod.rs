@@ -37,6 +37,8 @@ pub struct AppState {
     pub demo: Option<Arc<DemoHooks>>,
     /// Who must sign in, and how.
     pub auth: Arc<auth::AuthConfig>,
+    /// Served over TLS: answers carry HSTS.
+    pub https: bool,
 }
 
 /// What the demo's dashboard controls reach: the sandbox's traffic
@@ -69,6 +71,7 @@ impl DemoHooks {
 pub const MAX_CONCURRENT_REQUESTS: usize = 8;
 
 pub fn router(state: AppState) -> Router {
+    let https = state.https;
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let limited = Router::new()
         .merge(api::router())
@@ -96,6 +99,18 @@ pub fn router(state: AppState) -> Router {
                 auth::authenticate,
             ))
             .layer(axum::middleware::from_fn(same_site_changes_only))
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    let mut resp = next.run(req).await;
+                    if https {
+                        resp.headers_mut().insert(
+                            axum::http::header::STRICT_TRANSPORT_SECURITY,
+                            axum::http::HeaderValue::from_static(hardening::HSTS),
+                        );
+                    }
+                    resp
+                },
+            ))
             .with_state(state),
     )
 }

@@ -23,5 +23,7 @@ mod rollouts;
 mod sandbox_clients;
 mod sandbox_cloudwatch;
 mod sandbox_lambda;
+
 mod schemathesis;
+mod tls;
 mod watcher;

@@ -117,6 +117,8 @@ pub struct Options {
     pub lambda_budget: f64,
     /// Sign-in (default: off, names claimed).
     pub auth: rollgate::web::auth::AuthConfig,
+    /// Serve HTTPS with these files.
+    pub tls: Option<rollgate::app::TlsFiles>,
 }
 
 impl Default for Options {
@@ -131,6 +133,7 @@ impl Default for Options {
             drift_interval: Duration::ZERO,
             lambda_budget: 10.0,
             auth: rollgate::web::auth::AuthConfig::default(),
+            tls: None,
         }
     }
 }
@@ -273,6 +276,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     config.drift_interval = opts.drift_interval;
     config.lambda_budget = opts.lambda_budget;
     config.auth = opts.auth;
+    config.tls = opts.tls;
     let app = app::start(&config, &aws).await.unwrap();
     TestApp {
         url: app.url(),
