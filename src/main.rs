@@ -286,6 +286,19 @@ struct ServeArgs {
     /// reach rollgate through a TLS-terminating proxy.
     #[arg(long, env = "ROLLGATE_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// With --auth local: believe a user name in this header (e.g.
+    /// x-forwarded-user) when it comes from a --trusted-proxy address; the
+    /// user must exist (`rollgate user add`), its role is rollgate's.
+    #[arg(long, env = "ROLLGATE_TRUST_PROXY_HEADER", requires = "trusted_proxy")]
+    trust_proxy_header: Option<axum::http::HeaderName>,
+    /// The authenticating proxy's own address (repeatable, or comma-separated).
+    #[arg(
+        long,
+        env = "ROLLGATE_TRUSTED_PROXY",
+        value_delimiter = ',',
+        requires = "trust_proxy_header"
+    )]
+    trusted_proxy: Vec<std::net::IpAddr>,
     /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
     /// Cookies are then Secure and answers carry HSTS.
     #[arg(long, env = "ROLLGATE_TLS_CERT", requires = "tls_key")]
@@ -585,8 +598,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     absolute: a.session_max,
                 },
                 secure_cookies: a.secure_cookies,
+                proxy: a
+                    .trust_proxy_header
+                    .map(|header| rollgate::web::auth::ProxyTrust {
+                        header,
+                        from: a.trusted_proxy.clone(),
+                    }),
                 ..Default::default()
             };
+            if config.auth.proxy.is_some() && a.auth != AuthArg::Local {
+                anyhow::bail!(
+                    "--trust-proxy-header needs --auth local (the proxy's users are rollgate users)"
+                );
+            }
             app::serve(config, app::aws_config_from_env().await).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -62,6 +62,13 @@ impl Principal {
         }
     }
 
+    /// A user an authenticating reverse proxy vouched for.
+    pub fn proxy_user(name: &str) -> Principal {
+        Principal::SignedIn {
+            actor: format!("proxy:{name}"),
+        }
+    }
+
     /// An API token, by its name.
     pub fn token(name: &str) -> Principal {
         Principal::SignedIn {

@@ -54,6 +54,18 @@ pub struct AuthConfig {
     /// Cookies only over HTTPS (`Secure`): on whenever browsers reach
     /// rollgate through TLS.
     pub secure_cookies: bool,
+    /// Trust a user name in a header set by an authenticating reverse
+    /// proxy, from these addresses only. Off by default.
+    pub proxy: Option<ProxyTrust>,
+}
+
+/// An authenticating reverse proxy rollgate believes.
+#[derive(Debug, Clone)]
+pub struct ProxyTrust {
+    /// The header that names the user (e.g. `x-forwarded-user`).
+    pub header: axum::http::HeaderName,
+    /// The proxy's own addresses: the header from anyone else is ignored.
+    pub from: Vec<IpAddr>,
 }
 
 /// How the caller proved who they are.
@@ -65,6 +77,8 @@ pub enum Identity {
     Anonymous,
     /// A signed-in browser.
     Session { user: String, via: String },
+    /// A user named by a trusted authenticating proxy.
+    Proxy { user: String },
     /// An API token.
     Token { name: String },
 }
@@ -95,6 +109,7 @@ impl Caller {
             }
             Identity::Session { user, via } if via == "oidc" => Principal::oidc_user(user),
             Identity::Session { user, .. } => Principal::user(user),
+            Identity::Proxy { user } => Principal::proxy_user(user),
             Identity::Token { name } => Principal::token(name),
         };
         match claimed {
@@ -109,7 +124,7 @@ impl Caller {
     /// The name shown in the page header, when signed in.
     pub fn shown_name(&self) -> Option<String> {
         match &self.identity {
-            Identity::Session { .. } | Identity::Token { .. } => {
+            Identity::Session { .. } | Identity::Token { .. } | Identity::Proxy { .. } => {
                 self.principal(None).ok().map(|p| p.actor().to_string())
             }
             Identity::Open | Identity::Anonymous => None,
@@ -119,7 +134,7 @@ impl Caller {
     pub fn signed_in(&self) -> bool {
         matches!(
             self.identity,
-            Identity::Session { .. } | Identity::Token { .. }
+            Identity::Session { .. } | Identity::Token { .. } | Identity::Proxy { .. }
         )
     }
 
@@ -215,8 +230,38 @@ fn sign_in_first(api: bool, method: &Method, path_and_query: &str, why: &str) ->
 async fn identify(
     app: &AppState,
     headers: &HeaderMap,
+    peer: IpAddr,
 ) -> Result<(Identity, Role, Option<String>), String> {
     let now = Utc::now();
+    if let Some(proxy) = &app.auth.proxy
+        && let Some(value) = headers.get(&proxy.header)
+    {
+        if proxy.from.contains(&peer) {
+            let user = value
+                .to_str()
+                .map(str::trim)
+                .map_err(|_| format!("the proxy's {} header is not text", proxy.header))?;
+            crate::domain::user::check_name(user)
+                .map_err(|e| format!("the proxy's {} header: {e}", proxy.header))?;
+            return match app.service.store().user(user).await {
+                Ok(Some((role, _))) => Ok((
+                    Identity::Proxy {
+                        user: user.to_string(),
+                    },
+                    role,
+                    None,
+                )),
+                Ok(None) => Err(format!(
+                    "the proxy vouches for {user:?}, who is not a rollgate user (rollgate user add)"
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "looking up a proxy user failed");
+                    Err("the user could not be checked (see the server log)".into())
+                }
+            };
+        }
+        tracing::warn!(%peer, header = %proxy.header, "ignored an identity header from an address that is not a trusted proxy");
+    }
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -268,10 +313,11 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
     let api = path.starts_with("/api/");
     let access = auth::required_access(method.as_str(), &path);
     let had_session_cookie = cookie(req.headers(), SESSION_COOKIE).is_some();
+    let peer = client_address(&req);
 
     let (identity, role, session_token) = match app.auth.mode {
         AuthMode::None => (Identity::Open, Role::Admin, None),
-        AuthMode::Local => match identify(&app, req.headers()).await {
+        AuthMode::Local => match identify(&app, req.headers(), peer).await {
             Ok(found) => found,
             Err(why) if access != Access::Public => {
                 return sign_in_first(api, &method, &path_and_query, &why);
@@ -317,7 +363,10 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
     let mut req = req;
     if !is_safe(&method) && !matches!(caller.identity, Identity::Token { .. }) {
         if api {
-            if matches!(caller.identity, Identity::Session { .. }) {
+            if matches!(
+                caller.identity,
+                Identity::Session { .. } | Identity::Proxy { .. }
+            ) {
                 let sent = req
                     .headers()
                     .get(CSRF_HEADER)

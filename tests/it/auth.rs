@@ -27,6 +27,7 @@ async fn spawn_signed(db: Db, limits: SessionLimits, throttle: Throttle) -> Test
                 limits,
                 throttle,
                 secure_cookies: false,
+                proxy: None,
             },
             ..Options::default()
         },
@@ -1031,3 +1032,114 @@ async fn api_tokens_are_shown_once_hashed_and_revocable(db: Db) {
     assert!(again.body.contains("from-page") && !again.body.contains("rgt_"));
 }
 on_both_databases!(api_tokens_are_shown_once_hashed_and_revocable);
+
+async fn spawn_behind_proxy(db: Db, proxy: std::net::IpAddr) -> TestApp {
+    let app = spawn_app_with(
+        db,
+        Options {
+            auth: AuthConfig {
+                mode: AuthMode::Local,
+                proxy: Some(rollgate::web::auth::ProxyTrust {
+                    header: axum::http::HeaderName::from_static("x-forwarded-user"),
+                    from: vec![proxy],
+                }),
+                ..AuthConfig::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    app.add_user("otto", Role::Operator, PASSWORD).await;
+    app.add_user("vera", Role::Viewer, PASSWORD).await;
+    app
+}
+
+/// An authenticating proxy's identity header is believed from the proxy's
+/// address only, for rollgate's own users with their own roles; the audit
+/// actor says the proxy vouched (`proxy:NAME`); changes still need the
+/// form token, as a browser is behind it.
+async fn a_trusted_proxy_names_the_user(db: Db) {
+    let app = spawn_behind_proxy(db, "127.0.0.1".parse().unwrap()).await;
+    let as_user = |user: &str, path: &str| {
+        app.http
+            .post(format!("{}{path}", app.url))
+            .header("x-forwarded-user", user)
+    };
+    let me: Value = app
+        .http
+        .get(format!("{}/api/v1/me", app.url))
+        .header("x-forwarded-user", "otto")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["actor"].as_str(), me["role"].as_str()),
+        (Some("proxy:otto"), Some("operator"))
+    );
+    let start = json!({ "plan": "dixon-smart-repair", "reason": "via proxy" });
+    // A browser behind the proxy: no form token, no change.
+    let r = as_user("otto", "/api/v1/rollouts")
+        .json(&start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // With the browser's double-submit token it goes through.
+    let token = "a".repeat(64);
+    let r = as_user("otto", "/api/v1/rollouts")
+        .header("cookie", format!("{CSRF_COOKIE}={token}"))
+        .header("x-csrf-token", &token)
+        .json(&start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = as_user("vera", "/api/v1/rollouts/1/pause")
+        .header("cookie", format!("{CSRF_COOKIE}={token}"))
+        .header("x-csrf-token", &token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "vera is a viewer here");
+    let unknown = as_user("mallory", "/api/v1/rollouts")
+        .json(&start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 401);
+    assert!(
+        unknown
+            .text()
+            .await
+            .unwrap()
+            .contains("not a rollgate user")
+    );
+    let bad = as_user("Robert'); DROP", "/api/v1/rollouts")
+        .json(&start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let mut app = app;
+    app.token = Some(bootstrap_admin_token(&app).await);
+    assert_eq!(app.audit("?action=start").await[0]["actor"], "proxy:otto");
+}
+on_both_databases!(a_trusted_proxy_names_the_user);
+
+/// From any other address the header means nothing.
+async fn an_identity_header_from_elsewhere_is_ignored(db: Db) {
+    let app = spawn_behind_proxy(db, "192.0.2.10".parse().unwrap()).await;
+    let r = app
+        .http
+        .get(format!("{}/api/v1/rollouts", app.url))
+        .header("x-forwarded-user", "otto")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+on_both_databases!(an_identity_header_from_elsewhere_is_ignored);
