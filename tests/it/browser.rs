@@ -188,3 +188,60 @@ async fn dashboard_scenarios_in_headless_chromium() {
         demo.log_tail()
     );
 }
+
+/// Sign-in in a real browser against a server with `--auth local`: sent to
+/// sign in, a wrong password refused, back where it started, acting as
+/// itself, signed out; a viewer cannot act (`tests/browser/sign_in.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_in_headless_chromium() {
+    use rollgate::domain::user::Role;
+    use rollgate::web::auth::{AuthConfig, AuthMode};
+    require_browser_tools();
+    let mut app = common::spawn_app_with(
+        common::Db::Sqlite,
+        common::Options {
+            auth: AuthConfig {
+                mode: AuthMode::Local,
+                ..AuthConfig::default()
+            },
+            ..common::Options::default()
+        },
+    )
+    .await;
+    let password = "correct horse battery staple";
+    app.add_user("otto", Role::Operator, password).await;
+    app.add_user("vera", Role::Viewer, password).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/sign_in.py");
+    let url = app.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .args(["--url", &url, "--password", password])
+            .env("PYTHONUNBUFFERED", "1")
+            .output()
+            .expect("run python3 tests/browser/sign_in.py")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/sign_in.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, admin) = app
+        .state()
+        .service
+        .create_token(
+            &rollgate::domain::Principal::System,
+            "check",
+            Role::Viewer,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    app.token = Some(admin);
+    assert_eq!(app.audit("?action=start").await[0]["actor"], "user:otto");
+}
