@@ -109,15 +109,19 @@ impl Service {
         throttle: Throttle,
         now: DateTime<Utc>,
     ) -> Result<NewSession, SignInError> {
-        // A name that could never exist is still counted (by address).
-        let account = account_key(if user::check_name(name).is_ok() {
-            name
+        let store = &self.store;
+        let stored = if user::check_name(name).is_ok() {
+            store.user(name).await.map_err(ServiceError::from)?
         } else {
-            "?"
-        });
+            None
+        };
+        // Only a real user's name is kept or logged: someone who typed
+        // their password into the name field must not find it in a log or
+        // the database. Names of nobody share one account bucket.
+        let shown = if stored.is_some() { name } else { "(unknown)" };
+        let account = account_key(if stored.is_some() { name } else { "?" });
         let address = address_key(address);
         let since = now - throttle.window;
-        let store = &self.store;
         let account_failures = store
             .login_failures(&account, since)
             .await
@@ -127,14 +131,9 @@ impl Service {
             .await
             .map_err(ServiceError::from)?;
         if let Some(until) = throttle.held_until(&account_failures, &address_failures, now) {
-            tracing::warn!(user = name, %address, "sign-in throttled");
+            tracing::warn!(user = shown, %address, "sign-in throttled");
             return Err(SignInError::Throttled { until });
         }
-        let stored = if user::check_name(name).is_ok() {
-            store.user(name).await.map_err(ServiceError::from)?
-        } else {
-            None
-        };
         let hash = stored
             .as_ref()
             .map_or_else(|| decoy_hash().to_string(), |(_, h)| h.clone());
@@ -148,7 +147,7 @@ impl Service {
                 .record_login_failure(&[&account, &address], now, since)
                 .await
                 .map_err(ServiceError::from)?;
-            tracing::warn!(user = name, %address, "sign-in failed");
+            tracing::warn!(user = shown, %address, "sign-in failed");
             return Err(SignInError::Wrong);
         }
         store

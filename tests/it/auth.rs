@@ -754,6 +754,10 @@ async fn sign_in_is_throttled_per_account_and_per_address(db: Db) {
             .iter()
             .any(|k| k.contains("wrong") || k.contains("horse"))
     );
+    assert!(
+        !keys.iter().any(|k| k.contains("nobody")),
+        "a name that is nobody's (a password typed there?) is not kept: {keys:?}"
+    );
 }
 on_both_databases!(sign_in_is_throttled_per_account_and_per_address);
 
