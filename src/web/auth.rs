@@ -388,7 +388,8 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
     }
 
     let secure = app.auth.secure_cookies;
-    let set_form_cookie = caller.new_form_cookie;
+    // API clients are not browsers: no cookie for them.
+    let set_form_cookie = caller.new_form_cookie && !api;
     let form_token = caller.form_token.clone();
     req.extensions_mut().insert(caller.clone());
     let mut resp = CURRENT.scope(caller, next.run(req)).await;
