@@ -255,9 +255,8 @@ pub async fn user_add(database: &str, name: &str, role: &str) -> anyhow::Result<
     user::check_password(&password).map_err(anyhow::Error::msg)?;
     let hash = user::hash_password(&password).map_err(anyhow::Error::msg)?;
     drop(password);
+    let principal = local_operator()?;
     let store = crate::store::Store::connect(database).await?;
-    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let principal = crate::domain::Principal::operator(Some(&format!("cli:{who}")))?;
     let mut entry = crate::audit::NewAuditEntry::new(
         &principal,
         crate::domain::Action::UserAdded,

@@ -155,7 +155,7 @@ async fn openapi() -> impl IntoResponse {
 }
 
 /// Parses a JSON body; an empty body means all defaults.
-fn parse_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -181,11 +181,11 @@ where
     }
 }
 
-fn parse_id(id: &str) -> Result<RolloutId, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<RolloutId, ApiError> {
     id.parse().map_err(ApiError::BadRequest)
 }
 
-fn done_response(app: &AppState, done: Done, ok: StatusCode) -> Response {
+pub(super) fn done_response(app: &AppState, done: Done, ok: StatusCode) -> Response {
     let status = if done.write_pending.is_some() {
         StatusCode::ACCEPTED
     } else {

@@ -7,15 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::api::ErrorBody;
+use super::api::{ErrorBody, done_response, parse_body, parse_id};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::views::RolloutView;
-use crate::domain::RolloutId;
 use crate::store::ApprovalRow;
 
 pub fn router() -> Router<AppState> {
@@ -54,17 +52,6 @@ pub struct ApprovalList {
     pub approvals: Vec<ApprovalRow>,
 }
 
-fn ids(id: &str) -> Result<RolloutId, ApiError> {
-    id.parse().map_err(ApiError::BadRequest)
-}
-
-fn body<T: serde::de::DeserializeOwned + Default>(b: &Bytes) -> Result<T, ApiError> {
-    if b.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(b).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
-}
-
 #[utoipa::path(get, path = "/api/v1/rollouts/{id}/approvals", params(("id" = i64, Path)),
     responses((status = 200, body = ApprovalList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
@@ -72,7 +59,7 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<axum::Json<ApprovalList>, ApiError> {
     Ok(axum::Json(ApprovalList {
-        approvals: app.service.approvals(ids(&id)?).await?,
+        approvals: app.service.approvals(parse_id(&id)?).await?,
     }))
 }
 
@@ -85,8 +72,8 @@ pub async fn request(
     Path(id): Path<String>,
     b: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = ids(&id)?;
-    let req: ApprovalRequest = body(&b)?;
+    let id = parse_id(&id)?;
+    let req: ApprovalRequest = parse_body(&b)?;
     let who = caller.principal(None)?;
     let row = app
         .service
@@ -103,11 +90,11 @@ async fn decide(
     b: Bytes,
     approve: bool,
 ) -> Result<Response, ApiError> {
-    let id = ids(&id)?;
+    let id = parse_id(&id)?;
     let approval: i64 = approval
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{approval:?} is not a request number")))?;
-    let d: Decision = body(&b)?;
+    let d: Decision = parse_body(&b)?;
     let who = caller.principal(None)?;
     let service = app.service.clone();
     // Detached: an approval's advance writes flags; a client hanging up
@@ -117,20 +104,7 @@ async fn decide(
             .await
             .map_err(|e| ApiError::Internal(format!("a decision's task failed: {e}")))??;
     match done {
-        Some(done) => {
-            let status = if done.write_pending.is_some() {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
-            let view = RolloutView::new(
-                &done.rollout,
-                app.service.plan_of(&done.rollout),
-                app.service.freshness(),
-                Utc::now(),
-            );
-            Ok((status, axum::Json(view)).into_response())
-        }
+        Some(done) => Ok(done_response(&app, done, StatusCode::OK)),
         None => Ok(axum::Json(ApprovalList {
             approvals: app.service.approvals(id).await?,
         })

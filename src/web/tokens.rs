@@ -98,8 +98,7 @@ pub async fn create(
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: NewToken = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let req: NewToken = super::api::parse_body(&body)?;
     let role = Role::parse(&req.role).map_err(ApiError::BadRequest)?;
     let now = Utc::now();
     let expires_at = expiry(&req, now)?;

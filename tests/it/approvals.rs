@@ -43,24 +43,10 @@ async fn spawn(db: Db) -> Ops {
         },
     )
     .await;
-    let token = async |name: &str, role: Role| {
-        app.state()
-            .service
-            .create_token(
-                &rollgate::domain::Principal::System,
-                name,
-                role,
-                None,
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap()
-            .1
-    };
     let (otto, olga, vera) = (
-        token("otto", Role::Operator).await,
-        token("olga", Role::Operator).await,
-        token("vera", Role::Viewer).await,
+        app.make_token("otto", Role::Operator).await,
+        app.make_token("olga", Role::Operator).await,
+        app.make_token("vera", Role::Viewer).await,
     );
     app.token = Some(otto.clone());
     Ops {

@@ -208,19 +208,7 @@ async fn token(app: &TestApp, admin: &str, name: &str, role: &str, extra: Value)
 /// The first admin token, made the way an admin without one does: on the
 /// database (as `rollgate token create` does).
 async fn bootstrap_admin_token(app: &TestApp) -> String {
-    let (_, secret) = app
-        .state()
-        .service
-        .create_token(
-            &rollgate::domain::Principal::System,
-            "bootstrap",
-            Role::Admin,
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    secret
+    app.make_token("bootstrap", Role::Admin).await
 }
 
 /// How a request is sent in the matrix.

@@ -230,18 +230,7 @@ async fn sign_in_in_headless_chromium() {
         "tests/browser/sign_in.py failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (_, admin) = app
-        .state()
-        .service
-        .create_token(
-            &rollgate::domain::Principal::System,
-            "check",
-            Role::Viewer,
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let admin = app.make_token("check", Role::Viewer).await;
     app.token = Some(admin);
     assert_eq!(app.audit("?action=start").await[0]["actor"], "user:otto");
 }

@@ -51,18 +51,9 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
     )
     .await;
     // A name no fuzzer guesses, so it does not revoke its own credential.
-    let (_, admin) = app
-        .state()
-        .service
-        .create_token(
-            &rollgate::domain::Principal::System,
-            "schemathesis-admin-7f3a9c2e",
-            Role::Admin,
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let admin = app
+        .make_token("schemathesis-admin-7f3a9c2e", Role::Admin)
+        .await;
     let auth = format!("Authorization: Bearer {admin}");
     let seed = std::env::var("ROLLGATE_SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261202".into());
     let url = app.url.clone();

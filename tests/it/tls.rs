@@ -86,18 +86,7 @@ async fn rollgate_serves_https_and_the_cli_verifies_it() {
         "no plain HTTP"
     );
 
-    let (_, token) = app
-        .state()
-        .service
-        .create_token(
-            &rollgate::domain::Principal::System,
-            "ci",
-            Role::Viewer,
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let token = app.make_token("ci", Role::Viewer).await;
     let cli = |extra: Vec<String>| {
         let url = app.url.clone();
         let token = token.clone();

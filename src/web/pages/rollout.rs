@@ -516,16 +516,17 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
         (Some(d), None, _) => Some(format!("{d} recorded")),
         _ => None,
     };
+    let chrome = Chrome::new(app, "overview");
     let approvals = service
         .approvals(id)
         .await?
         .into_iter()
         .take(5)
-        .map(|a| approval_line(a, &Chrome::new(app, "overview").actor))
+        .map(|a| approval_line(a, &chrome.actor))
         .collect();
     Ok(RolloutPage {
         approvals,
-        chrome: Chrome::new(app, "overview"),
+        chrome,
         id: id.0,
         plan: r.plan_name.clone(),
         plan_hash: r.plan_hash.chars().take(12).collect(),

@@ -478,6 +478,23 @@ impl TestApp {
         sqlx::AnyPool::connect(&self.database_url).await.unwrap()
     }
 
+    /// An API token made on the server's side (as `rollgate token create`
+    /// does on the database); its secret.
+    pub async fn make_token(&self, name: &str, role: rollgate::domain::user::Role) -> String {
+        self.state()
+            .service
+            .create_token(
+                &rollgate::domain::Principal::System,
+                name,
+                role,
+                None,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap()
+            .1
+    }
+
     /// Adds a user who may sign in (as `rollgate user add` does).
     pub async fn add_user(&self, name: &str, role: rollgate::domain::user::Role, password: &str) {
         let hash = rollgate::domain::user::hash_password(password).unwrap();
