@@ -184,6 +184,11 @@ pub async fn start(
         telemetry.clone(),
     ));
 
+    if config.auth.mode != crate::web::auth::AuthMode::None {
+        // The decoy hash costs one argon2 run: pay it now, not on the
+        // first sign-in with an unknown name (which would then be slower).
+        let _ = tokio::task::spawn_blocking(crate::service::decoy_hash).await;
+    }
     let kept = service.keep_plan_facts().await?;
     if kept > 0 {
         tracing::info!(kept, "kept the phase flags of older rollouts with them");

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod plan;
 pub mod rollout;
 pub mod sandbox;

@@ -51,7 +51,7 @@ enum Output {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the API server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the sandbox, a demo function and the server, all local.
     Demo(DemoArgs),
     /// Run the local AWS sandbox (Lambda, CloudWatch) on a loopback port, or
@@ -306,6 +306,93 @@ struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, env = "ROLLGATE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// With --auth local: also let users sign in through this OpenID
+    /// Connect provider (its issuer URL, as in its ID tokens).
+    #[arg(long, env = "ROLLGATE_OIDC_ISSUER", requires_all = ["oidc_client_id", "oidc_redirect_url"])]
+    oidc_issuer: Option<String>,
+    /// rollgate's client id at the provider.
+    #[arg(long, env = "ROLLGATE_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    /// A file holding the client secret (or set ROLLGATE_OIDC_CLIENT_SECRET;
+    /// never on the command line). Neither: a public client, PKCE only.
+    #[arg(long, env = "ROLLGATE_OIDC_CLIENT_SECRET_FILE")]
+    oidc_client_secret_file: Option<PathBuf>,
+    /// rollgate's public URL of /login/oidc/callback, as registered with
+    /// the provider (e.g. https://rollgate.example.com/login/oidc/callback).
+    #[arg(long, env = "ROLLGATE_OIDC_REDIRECT_URL")]
+    oidc_redirect_url: Option<String>,
+    /// Which provider group gives which role: GROUP=ROLE (repeatable, or
+    /// comma-separated), e.g. rollgate-admins=admin. Users in none of
+    /// them are not let in; the highest role given wins.
+    #[arg(long, env = "ROLLGATE_OIDC_ROLE", value_delimiter = ',')]
+    oidc_role: Vec<String>,
+    /// The ID token (or userinfo) claim that lists the user's groups.
+    #[arg(long, env = "ROLLGATE_OIDC_ROLES_CLAIM", default_value = "groups")]
+    oidc_roles_claim: String,
+    /// The claim that names the user in the audit log (oidc:NAME).
+    #[arg(
+        long,
+        env = "ROLLGATE_OIDC_NAME_CLAIM",
+        default_value = "preferred_username"
+    )]
+    oidc_name_claim: String,
+    /// Scopes to ask for besides openid (repeatable, or comma-separated).
+    #[arg(
+        long,
+        env = "ROLLGATE_OIDC_SCOPE",
+        value_delimiter = ',',
+        default_value = "profile,email"
+    )]
+    oidc_scope: Vec<String>,
+    /// Another audience an ID token may name besides the client id
+    /// (repeatable); a token naming any audience not listed is refused.
+    #[arg(long, env = "ROLLGATE_OIDC_AUDIENCE", value_delimiter = ',')]
+    oidc_audience: Vec<String>,
+}
+
+/// The identity provider from the serve flags, if one is configured.
+fn oidc_from_args(a: &ServeArgs) -> anyhow::Result<Option<rollgate::oidc::OidcProvider>> {
+    let Some(issuer) = a.oidc_issuer.clone() else {
+        return Ok(None);
+    };
+    let client_secret = match (
+        &a.oidc_client_secret_file,
+        std::env::var("ROLLGATE_OIDC_CLIENT_SECRET"),
+    ) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--oidc-client-secret-file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Ok(secret)) if !secret.trim().is_empty() => Some(secret.trim().to_string()),
+        _ => None,
+    };
+    let roles = a
+        .oidc_role
+        .iter()
+        .map(|m| rollgate::domain::oidc::parse_role_mapping(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--oidc-role {e}"))?;
+    let settings = rollgate::domain::oidc::OidcSettings {
+        issuer,
+        client_id: a.oidc_client_id.clone().unwrap_or_default(),
+        client_secret,
+        redirect_url: a.oidc_redirect_url.clone().unwrap_or_default(),
+        audiences: a.oidc_audience.clone(),
+        scopes: a
+            .oidc_scope
+            .iter()
+            .filter(|s| !s.is_empty() && *s != "openid")
+            .cloned()
+            .collect(),
+        roles_claim: a.oidc_roles_claim.clone(),
+        roles,
+        name_claim: a.oidc_name_claim.clone(),
+    };
+    rollgate::oidc::OidcProvider::new(settings)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -570,6 +657,8 @@ fn init_tracing(format: LogFormat) {
 async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Serve(a) => {
+            // Read before the rest of `a` is taken apart.
+            let oidc = oidc_from_args(&a)?;
             let mut config = ServeConfig::new(a.listen, a.plans, a.database);
             config.reconcile_interval = Duration::from_secs(a.reconcile_interval.max(1));
             config.watch_interval =
@@ -581,12 +670,18 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             config.lambda_budget = a.lambda_budget;
             config.insecure_listen_without_auth = a.insecure_listen_without_auth;
-            config.tls = match (a.tls_cert, a.tls_key) {
+            config.tls = match (a.tls_cert.clone(), a.tls_key.clone()) {
                 (Some(cert), Some(key)) => Some(app::TlsFiles { cert, key }),
                 _ => None,
             };
             if a.session_idle > a.session_max {
                 anyhow::bail!("--session-idle must not be longer than --session-max");
+            }
+            if a.session_max > chrono::TimeDelta::days(30) {
+                anyhow::bail!("--session-max is at most 30d (a stolen cookie must not last)");
+            }
+            if oidc.is_some() && a.auth != AuthArg::Local {
+                anyhow::bail!("--oidc-issuer needs --auth local (sign-in on)");
             }
             config.auth = rollgate::web::auth::AuthConfig {
                 mode: match a.auth {
@@ -604,6 +699,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                         header,
                         from: a.trusted_proxy.clone(),
                     }),
+                oidc: oidc.map(std::sync::Arc::new),
                 ..Default::default()
             };
             if config.auth.proxy.is_some() && a.auth != AuthArg::Local {

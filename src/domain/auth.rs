@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 
 use super::user::Role;
 
@@ -23,7 +24,13 @@ pub fn required_access(method: &str, path: &str) -> Access {
     let read = matches!(method, "GET" | "HEAD");
     if matches!(
         path,
-        "/healthz" | "/readyz" | "/metrics" | "/login" | "/api/v1/openapi.json"
+        "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/login"
+            | "/login/oidc"
+            | "/login/oidc/callback"
+            | "/api/v1/openapi.json"
     ) || path.starts_with("/static/")
     {
         return Access::Public;
@@ -87,11 +94,15 @@ impl SessionLimits {
 /// every request).
 pub const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 
-/// Login throttling: at most `per_account` failures for one user name and
-/// `per_address` for one client address within `window`; more are refused
-/// without checking the password until the oldest failure leaves it.
+/// Login throttling: within `window`, at most `per_account_and_address`
+/// failures for one user name from one client address, `per_account` for
+/// one name from anywhere, and `per_address` for one address; past a limit,
+/// attempts are refused without checking the password until the oldest
+/// failure leaves the window. The pair limit is the tight one, so someone
+/// guessing from one place cannot lock the real user out of another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttle {
+    pub per_account_and_address: usize,
     pub per_account: usize,
     pub per_address: usize,
     pub window: TimeDelta,
@@ -100,33 +111,89 @@ pub struct Throttle {
 impl Default for Throttle {
     fn default() -> Self {
         Throttle {
-            per_account: 5,
+            per_account_and_address: 5,
+            per_account: 50,
             per_address: 20,
             window: TimeDelta::minutes(15),
         }
     }
 }
 
+/// The rows a sign-in attempt counts under. The name is keyed-hashed with
+/// the server's secret: every typed name gets its own bucket, whether
+/// anyone has it or not (so throttling tells nobody which names exist), and
+/// no typed name (a password in the wrong field?) is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleKeys {
+    pub account_and_address: String,
+    pub account: String,
+    pub address: String,
+}
+
+impl ThrottleKeys {
+    pub fn new(secret: &str, name: &str, address: IpAddr) -> ThrottleKeys {
+        use hmac::{KeyInit, Mac};
+        let keyed = |text: &str| {
+            let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes keys of any length");
+            mac.update(text.as_bytes());
+            hex::encode(&mac.finalize().into_bytes()[..16])
+        };
+        let address = address_bucket(address);
+        ThrottleKeys {
+            account_and_address: format!("pair:{}", keyed(&format!("{name}\n{address}"))),
+            account: format!("name:{}", keyed(name)),
+            address: format!("addr:{address}"),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 3] {
+        [&self.account_and_address, &self.account, &self.address]
+    }
+}
+
+/// An address's bucket: the address itself for IPv4, its /64 for IPv6 (one
+/// client is routinely handed a whole /64).
+fn address_bucket(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!(
+                    "{}/64",
+                    std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0)
+                )
+            }
+        },
+    }
+}
+
+/// Failures within the window under each of an attempt's keys, oldest
+/// first, the attempt itself included.
+#[derive(Debug, Clone, Default)]
+pub struct Failures {
+    pub account_and_address: Vec<DateTime<Utc>>,
+    pub account: Vec<DateTime<Utc>>,
+    pub address: Vec<DateTime<Utc>>,
+}
+
 impl Throttle {
-    /// When the next attempt may be made, given the failures within the
-    /// window (oldest first) for the account and for the address; `None`
-    /// when it may be made now.
-    pub fn held_until(
-        &self,
-        account: &[DateTime<Utc>],
-        address: &[DateTime<Utc>],
-        now: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
+    /// When an attempt may next be made, given the failures counted so
+    /// far with this attempt among them; `None` when this one may go on.
+    pub fn held_until(&self, failures: &Failures, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let until = |failures: &[DateTime<Utc>], limit: usize| {
             let recent: Vec<_> = failures
                 .iter()
                 .filter(|t| **t > now - self.window)
                 .collect();
-            (recent.len() >= limit).then(|| *recent[recent.len() - limit] + self.window)
+            (recent.len() > limit).then(|| *recent[recent.len() - 1 - limit] + self.window)
         };
         [
-            until(account, self.per_account),
-            until(address, self.per_address),
+            until(&failures.account_and_address, self.per_account_and_address),
+            until(&failures.account, self.per_account),
+            until(&failures.address, self.per_address),
         ]
         .into_iter()
         .flatten()
@@ -188,6 +255,8 @@ mod tests {
             ("GET", "/login", Public),
             ("POST", "/login", Public),
             ("POST", "/logout", Public),
+            ("GET", "/login/oidc", Public),
+            ("GET", "/login/oidc/callback", Public),
             ("GET", "/api/v1/openapi.json", Public),
             ("GET", "/", Role(super::Role::Viewer)),
             ("GET", "/rollouts/3/advance", Role(super::Role::Viewer)),
@@ -238,20 +307,70 @@ mod tests {
     #[test]
     fn throttling_holds_an_account_and_an_address() {
         let th = Throttle {
-            per_account: 3,
+            per_account_and_address: 3,
+            per_account: 4,
             per_address: 5,
             window: TimeDelta::minutes(10),
         };
         let now = t(1000);
-        assert_eq!(th.held_until(&[t(900), t(950)], &[], now), None);
-        let three = [t(900), t(950), t(990)];
-        assert_eq!(th.held_until(&three, &three, now), Some(t(900 + 600)));
+        let pair = |times: &[DateTime<Utc>]| Failures {
+            account_and_address: times.to_vec(),
+            account: times.to_vec(),
+            address: times.to_vec(),
+        };
+        // The attempt itself is among the failures: the fourth from one
+        // place is held.
+        assert_eq!(th.held_until(&pair(&[t(900), t(950), now]), now), None);
+        let four = [t(900), t(950), t(990), now];
+        assert_eq!(th.held_until(&pair(&four), now), Some(t(900 + 600)));
         // Failures older than the window no longer count.
-        assert_eq!(th.held_until(&[t(0), t(950), t(990)], &[], now), None);
-        let five = [t(800), t(850), t(900), t(950), t(990)];
-        assert_eq!(th.held_until(&[], &five, now), Some(t(800 + 600)));
-        // Both held: the later release wins.
-        assert_eq!(th.held_until(&three, &five, now), Some(t(1500)));
+        assert_eq!(
+            th.held_until(&pair(&[t(0), t(950), t(990), now]), now),
+            None
+        );
+        // The name from everywhere, the address for every name.
+        let five = [t(800), t(850), t(900), t(950), now];
+        let spread = Failures {
+            account: five.to_vec(),
+            ..Failures::default()
+        };
+        assert_eq!(th.held_until(&spread, now), Some(t(800 + 600)));
+        let six = [t(700), t(800), t(850), t(900), t(950), now];
+        let busy = Failures {
+            address: six.to_vec(),
+            ..Failures::default()
+        };
+        assert_eq!(th.held_until(&busy, now), Some(t(700 + 600)));
+        // Several held: the later release wins.
+        let both = Failures {
+            account_and_address: four.to_vec(),
+            address: six.to_vec(),
+            ..Failures::default()
+        };
+        assert_eq!(th.held_until(&both, now), Some(t(1500)));
+    }
+
+    #[test]
+    fn throttle_keys_hide_the_name_and_group_ipv6_by_64() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let keys = ThrottleKeys::new("secret", "ada", v4);
+        assert_eq!(keys.address, "addr:192.0.2.7");
+        assert!(keys.account.starts_with("name:") && !keys.account.contains("ada"));
+        assert!(keys.account_and_address.starts_with("pair:"));
+        // Same inputs, same buckets; another name, another secret or
+        // another address, other buckets.
+        assert_eq!(keys, ThrottleKeys::new("secret", "ada", v4));
+        assert_ne!(keys.account, ThrottleKeys::new("secret", "adb", v4).account);
+        assert_ne!(keys.account, ThrottleKeys::new("other", "ada", v4).account);
+        let elsewhere = ThrottleKeys::new("secret", "ada", "192.0.2.8".parse().unwrap());
+        assert_eq!(keys.account, elsewhere.account);
+        assert_ne!(keys.account_and_address, elsewhere.account_and_address);
+        let a = ThrottleKeys::new("s", "ada", "2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = ThrottleKeys::new("s", "ada", "2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a.address, "addr:2001:db8:1:2::/64");
+        assert_eq!(a, b);
+        let mapped = ThrottleKeys::new("s", "ada", "::ffff:192.0.2.7".parse().unwrap());
+        assert_eq!(mapped.address, "addr:192.0.2.7");
     }
 
     #[test]

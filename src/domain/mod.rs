@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod ids;
+pub mod oidc;
 pub mod principal;
 pub mod text;
 pub mod user;

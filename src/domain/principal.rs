@@ -21,6 +21,13 @@ pub enum Principal {
     System,
 }
 
+/// What [`Principal::behind`] finds behind an actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behind<'a> {
+    Person(&'a str),
+    Token(&'a str),
+}
+
 /// How signed-in actors begin; no claimed name may.
 pub const SIGNED_IN_PREFIXES: [&str; 4] = ["user:", "oidc:", "token:", "proxy:"];
 
@@ -87,6 +94,20 @@ impl Principal {
         }
     }
 
+    /// Who is behind an actor, for the two-person rule: a person (the same
+    /// name signed in locally, through the identity provider or the proxy
+    /// is taken to be one person), a token (whose creator is behind it),
+    /// or the actor itself.
+    pub fn behind(actor: &str) -> Behind<'_> {
+        if let Some(name) = actor.strip_prefix("token:") {
+            return Behind::Token(name);
+        }
+        ["user:", "oidc:", "proxy:"]
+            .iter()
+            .find_map(|p| actor.strip_prefix(p))
+            .map_or(Behind::Person(actor), Behind::Person)
+    }
+
     pub fn is_operator(&self) -> bool {
         matches!(
             self,
@@ -111,6 +132,11 @@ mod tests {
         assert_eq!(Principal::user("ada").actor(), "user:ada");
         assert_eq!(Principal::token("ci").actor(), "token:ci");
         assert_eq!(Principal::oidc_user("ada").actor(), "oidc:ada");
+        assert_eq!(Principal::behind("user:ada"), Behind::Person("ada"));
+        assert_eq!(Principal::behind("oidc:ada"), Behind::Person("ada"));
+        assert_eq!(Principal::behind("proxy:ada"), Behind::Person("ada"));
+        assert_eq!(Principal::behind("alice"), Behind::Person("alice"));
+        assert_eq!(Principal::behind("token:ci"), Behind::Token("ci"));
         for claimed in ["user:ada", "token:ci", "oidc:x", "proxy:y"] {
             assert!(Principal::operator(Some(claimed)).is_err(), "{claimed}");
         }

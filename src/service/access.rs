@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Service, ServiceError};
 use crate::audit::NewAuditEntry;
-use crate::domain::auth::{self, SessionLimits, Throttle};
+use crate::domain::auth::{self, Failures, SessionLimits, Throttle, ThrottleKeys};
 use crate::domain::user::{self, Role};
 use crate::domain::{Action, Outcome, Principal};
 use crate::store::{SessionRow, TokenRow};
@@ -22,9 +22,26 @@ pub enum SignInError {
     Wrong,
     #[error("too many failed sign-ins; try again after {}", until.format("%H:%M:%S UTC"))]
     Throttled { until: DateTime<Utc> },
+    /// The callback's state is unknown, used already, too old, or was
+    /// begun in another browser.
+    #[error("{0}")]
+    OidcState(String),
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc::OidcError),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
+
+/// An OIDC sign-in begun: where to send the browser, and the value of the
+/// cookie that ties the callback to this browser.
+#[derive(Debug, Clone)]
+pub struct OidcBegun {
+    pub url: String,
+    pub browser_secret: String,
+}
+
+/// How long a browser has to come back from the identity provider.
+pub const OIDC_LOGIN_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// A new session: the cookie value (shown to the browser only) and its
 /// form token.
@@ -45,10 +62,14 @@ pub enum TokenCheck {
 
 /// A PHC hash of no password, verified when the user does not exist, so an
 /// unknown name takes as long to refuse as a wrong password.
-fn decoy_hash() -> &'static str {
+pub fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| user::hash_password("no such user, no such password").unwrap_or_default())
 }
+
+/// The furthest a token's expiry may be set (a larger one is a typo, and
+/// dates past year 9999 cannot be stored).
+const MAX_TOKEN_LIFE: chrono::TimeDelta = chrono::TimeDelta::days(3653);
 
 /// Makes an API token on `store`: the service's, or the database of
 /// `rollgate token create` (which makes the first admin token). The secret
@@ -65,6 +86,12 @@ pub async fn create_token(
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ServiceError::BadInput(
             "the expiry must be in the future".into(),
+        ));
+    }
+    if expires_at.is_some_and(|t| t > now + MAX_TOKEN_LIFE) {
+        return Err(ServiceError::BadInput(
+            "a token expires within 10 years (leave the expiry out for one that lasts until revoked)"
+                .into(),
         ));
     }
     let secret = auth::new_token();
@@ -88,18 +115,14 @@ pub async fn create_token(
     Ok((row, secret))
 }
 
-fn account_key(name: &str) -> String {
-    format!("user:{name}")
-}
-
-fn address_key(addr: IpAddr) -> String {
-    format!("addr:{addr}")
-}
+/// The name of the server secret that keys throttle buckets.
+const THROTTLE_KEY: &str = "throttle_key";
 
 impl Service {
     /// Checks a password sign-in and, when it is right, opens a session.
-    /// Refused at once (no password check) while the account or the
-    /// address is throttled; each failure counts against both.
+    /// The attempt is counted first (by typed name from this address, by
+    /// name, by address); over a limit it is refused without checking the
+    /// password. A name of nobody is throttled exactly like a real one.
     pub async fn sign_in_password(
         &self,
         name: &str,
@@ -110,27 +133,46 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<NewSession, SignInError> {
         let store = &self.store;
+        let secret = store
+            .server_secret(THROTTLE_KEY, auth::new_secret)
+            .await
+            .map_err(ServiceError::from)?;
+        let keys = ThrottleKeys::new(&secret, name, address);
+        let attempt = auth::new_secret();
+        let since = now - throttle.window;
+        store
+            .record_login_attempt(&attempt, &keys.all(), now, since)
+            .await
+            .map_err(ServiceError::from)?;
+        let failures = Failures {
+            account_and_address: store
+                .login_failures(&keys.account_and_address, since)
+                .await
+                .map_err(ServiceError::from)?,
+            account: store
+                .login_failures(&keys.account, since)
+                .await
+                .map_err(ServiceError::from)?,
+            address: store
+                .login_failures(&keys.address, since)
+                .await
+                .map_err(ServiceError::from)?,
+        };
         let stored = if user::check_name(name).is_ok() {
             store.user(name).await.map_err(ServiceError::from)?
         } else {
             None
         };
-        // Only a real user's name is kept or logged: someone who typed
-        // their password into the name field must not find it in a log or
-        // the database. Names of nobody share one account bucket.
+        // Only a real user's name is logged: someone who typed their
+        // password into the name field must not find it in a log.
         let shown = if stored.is_some() { name } else { "(unknown)" };
-        let account = account_key(if stored.is_some() { name } else { "?" });
-        let address = address_key(address);
-        let since = now - throttle.window;
-        let account_failures = store
-            .login_failures(&account, since)
-            .await
-            .map_err(ServiceError::from)?;
-        let address_failures = store
-            .login_failures(&address, since)
-            .await
-            .map_err(ServiceError::from)?;
-        if let Some(until) = throttle.held_until(&account_failures, &address_failures, now) {
+        if let Some(until) = throttle.held_until(&failures, now) {
+            // Refused unchecked: this attempt tested nothing, so it does
+            // not push the release time further out.
+            store
+                .forget_login_attempt(&attempt)
+                .await
+                .map_err(ServiceError::from)?;
             tracing::warn!(user = shown, %address, "sign-in throttled");
             return Err(SignInError::Throttled { until });
         }
@@ -143,15 +185,17 @@ impl Service {
             .await
             .unwrap_or(false);
         if !(matches && stored.is_some()) {
-            store
-                .record_login_failure(&[&account, &address], now, since)
-                .await
-                .map_err(ServiceError::from)?;
             tracing::warn!(user = shown, %address, "sign-in failed");
             return Err(SignInError::Wrong);
         }
+        // Right: the attempt was no failure, and the name's earlier ones
+        // are forgiven (the address's stay: it may be guessing others).
         store
-            .clear_login_failures(&account)
+            .forget_login_attempt(&attempt)
+            .await
+            .map_err(ServiceError::from)?;
+        store
+            .clear_login_failures(&[&keys.account_and_address, &keys.account])
             .await
             .map_err(ServiceError::from)?;
         let session = NewSession {
@@ -163,6 +207,7 @@ impl Service {
                 &auth::secret_hash(&session.id),
                 name,
                 "password",
+                None,
                 &session.csrf_token,
                 now,
                 limits,
@@ -171,6 +216,98 @@ impl Service {
             .map_err(ServiceError::from)?;
         tracing::info!(user = name, %address, "signed in");
         Ok(session)
+    }
+
+    /// Starts a sign-in through the identity provider; `next` is where to
+    /// go afterwards (a local path, already checked).
+    pub async fn begin_oidc(
+        &self,
+        provider: &crate::oidc::OidcProvider,
+        next: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OidcBegun, SignInError> {
+        let begun = provider.begin().await?;
+        let browser_secret = auth::new_secret();
+        let row = crate::store::OidcLoginRow {
+            state: begun.state,
+            browser_hash: auth::secret_hash(&browser_secret),
+            nonce: begun.nonce,
+            pkce_verifier: begun.pkce_verifier,
+            next_path: next.to_string(),
+            created_at: now,
+        };
+        self.store
+            .add_oidc_login(&row, now - OIDC_LOGIN_TTL)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(OidcBegun {
+            url: begun.url,
+            browser_secret,
+        })
+    }
+
+    /// Finishes a sign-in through the identity provider: the state must be
+    /// one this server began, unused, recent, and begun in this browser
+    /// (`browser_secret`, from its cookie); then the code is exchanged and
+    /// the ID token checked. Gives the new session, where to go next, and
+    /// who signed in.
+    pub async fn finish_oidc(
+        &self,
+        provider: &crate::oidc::OidcProvider,
+        state: &str,
+        code: &str,
+        browser_secret: Option<&str>,
+        limits: SessionLimits,
+        now: DateTime<Utc>,
+    ) -> Result<(NewSession, String, String), SignInError> {
+        let again = "sign in again";
+        // Taken (deleted) first: a replayed or raced callback finds nothing.
+        let login = self
+            .store
+            .take_oidc_login(state)
+            .await
+            .map_err(ServiceError::from)?
+            .ok_or_else(|| {
+                SignInError::OidcState(format!(
+                    "this sign-in link is unknown or was used already: {again}"
+                ))
+            })?;
+        if login.created_at < now - OIDC_LOGIN_TTL {
+            return Err(SignInError::OidcState(format!(
+                "this sign-in took longer than {} minutes: {again}",
+                OIDC_LOGIN_TTL.num_minutes()
+            )));
+        }
+        let same_browser = browser_secret
+            .is_some_and(|s| auth::secrets_equal(&auth::secret_hash(s), &login.browser_hash));
+        if !same_browser {
+            tracing::warn!("an OIDC callback came to a browser that did not begin it");
+            return Err(SignInError::OidcState(format!(
+                "this sign-in was begun in another browser: {again}"
+            )));
+        }
+        let (name, role) = provider
+            .finish(code, &login.nonce, &login.pkce_verifier)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "OIDC sign-in refused"))?;
+        let session = NewSession {
+            id: auth::new_secret(),
+            csrf_token: auth::new_secret(),
+        };
+        self.store
+            .create_session(
+                &auth::secret_hash(&session.id),
+                &name,
+                "oidc",
+                Some(role),
+                &session.csrf_token,
+                now,
+                limits,
+            )
+            .await
+            .map_err(ServiceError::from)?;
+        tracing::info!(user = %name, role = role.as_str(), "signed in through the identity provider");
+        Ok((session, login.next_path, name))
     }
 
     /// The live session with this cookie value, its last use recorded (at

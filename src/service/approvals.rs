@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{Ask, Done, Refusal, Service, ServiceError};
 use crate::audit::NewAuditEntry;
+use crate::domain::principal::Behind;
 use crate::domain::{Action, Outcome, Principal, RolloutId, text};
 use crate::rollout::{Command, Rollout};
 use crate::store::ApprovalRow;
@@ -156,9 +157,14 @@ impl Service {
             ))
             .into());
         }
-        if approve && a.requested_by == who.actor() {
+        if approve && self.same_person(&a.requested_by, who.actor()).await? {
+            let via = if a.requested_by == who.actor() {
+                String::new()
+            } else {
+                format!(" as {}", a.requested_by)
+            };
             return Err(ServiceError::Forbidden(format!(
-                "you ({}) asked for this approval: a second operator must approve it",
+                "you ({}) asked for this approval{via}: a second operator must approve it",
                 who.actor()
             )));
         }
@@ -206,5 +212,41 @@ impl Service {
             ..Ask::default()
         };
         self.command(who, id, Command::Advance, ask).await.map(Some)
+    }
+}
+
+impl Service {
+    /// Whether two actors may be one person for the two-person rule: the
+    /// same name however signed in, or one is a token the other made
+    /// (directly or through tokens it made). Tokens an admin made for two
+    /// different operators stay two people.
+    async fn same_person(&self, a: &str, b: &str) -> Result<bool, ServiceError> {
+        let (a_chain, b_chain) = (self.makers(a).await?, self.makers(b).await?);
+        Ok(a_chain.contains(&b_chain[0]) || b_chain.contains(&a_chain[0]))
+    }
+
+    /// The person (or token) behind an actor, then whoever made it, and so
+    /// on: `token:ci` made by `user:ada` gives `["token:ci", "ada"]`.
+    async fn makers(&self, actor: &str) -> Result<Vec<String>, ServiceError> {
+        let mut chain = Vec::new();
+        let mut actor = actor.to_string();
+        // A short chain, never a loop (a token's maker existed before it),
+        // but bounded all the same.
+        while chain.len() < 8 {
+            match Principal::behind(&actor) {
+                Behind::Person(name) => {
+                    chain.push(name.to_string());
+                    break;
+                }
+                Behind::Token(name) => {
+                    chain.push(actor.clone());
+                    match self.store.token_by_name(name).await? {
+                        Some(token) => actor = token.created_by,
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(chain)
     }
 }

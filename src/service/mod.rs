@@ -24,7 +24,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-pub use access::{NewSession, SignInError, TokenCheck, create_token};
+pub use access::{
+    NewSession, OIDC_LOGIN_TTL, OidcBegun, SignInError, TokenCheck, create_token, decoy_hash,
+};
 pub use errors::{Refusal, ServiceError};
 pub use read::Verification;
 pub use watch::FunctionRead;

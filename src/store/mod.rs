@@ -21,7 +21,7 @@ pub use approvals::ApprovalRow;
 pub use audit::{AuditFilter, MARKER_ACTIONS};
 pub use points::Sparkline;
 pub use rollouts::{Patch, PlanUse, RolloutFilter};
-pub use sign_in::{SessionRow, TokenRow};
+pub use sign_in::{OidcLoginRow, SessionRow, TokenRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

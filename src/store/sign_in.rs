@@ -22,6 +22,17 @@ pub struct SessionRow {
     pub last_seen_at: DateTime<Utc>,
 }
 
+/// An OIDC sign-in under way (see `oidc_logins`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcLoginRow {
+    pub state: String,
+    pub browser_hash: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub next_path: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A stored API token (its hash is not part of it).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenRow {
@@ -56,12 +67,15 @@ const TOKEN_COLUMNS: &str =
 
 impl Store {
     /// Stores a new session, and drops every session that can no longer be
-    /// used under `limits`.
+    /// used under `limits`. `role` is given for identity-provider sessions
+    /// only (a local user's role is read from `users` at each request).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_session(
         &self,
         id_hash: &str,
         user_name: &str,
         via: &str,
+        role: Option<Role>,
         csrf_token: &str,
         now: DateTime<Utc>,
         limits: SessionLimits,
@@ -73,12 +87,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO sessions (id_hash, user_name, via, csrf_token, created_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $5)",
+            "INSERT INTO sessions (id_hash, user_name, via, role, csrf_token, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
         .bind(id_hash)
         .bind(user_name)
         .bind(via)
+        .bind(role.map(|r| r.as_str()))
         .bind(csrf_token)
         .bind(timestamp(now))
         .execute(&mut *tx)
@@ -87,11 +102,14 @@ impl Store {
         Ok(())
     }
 
-    /// The session with this id hash, if its user still exists.
+    /// The session with this id hash, if its user still exists (a local
+    /// user; an identity provider's sessions carry their own role).
     pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.user_name, s.via, s.csrf_token, s.created_at, s.last_seen_at, u.role \
-             FROM sessions s JOIN users u ON u.name = s.user_name WHERE s.id_hash = $1",
+            "SELECT s.user_name, s.via, s.csrf_token, s.created_at, s.last_seen_at, \
+                    COALESCE(s.role, u.role) AS role \
+             FROM sessions s LEFT JOIN users u ON u.name = s.user_name AND s.role IS NULL \
+             WHERE s.id_hash = $1 AND (s.role IS NOT NULL OR u.name IS NOT NULL)",
         )
         .bind(id_hash)
         .fetch_optional(&self.pool)
@@ -156,6 +174,17 @@ impl Store {
         })?;
         audit::append(&mut w, vec![entry]).await?;
         w.commit().await
+    }
+
+    /// The token called `name`, revoked or not.
+    pub async fn token_by_name(&self, name: &str) -> Result<Option<TokenRow>, StoreError> {
+        // Only the constant column list is spliced in.
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE name = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| token_row(&r)).transpose()
     }
 
     /// The token whose secret has this hash, revoked or not.
@@ -228,10 +257,14 @@ impl Store {
             .collect()
     }
 
-    /// Records a failed login under each key, and forgets failures from
-    /// before `forget_before`.
-    pub async fn record_login_failure(
+    /// Records a sign-in attempt under each key before its password is
+    /// checked, so concurrent guesses all count against the limits; forgets
+    /// rows from before `forget_before`. An attempt that turns out right
+    /// (or is refused unchecked) takes its rows back with
+    /// [`Store::forget_login_attempt`].
+    pub async fn record_login_attempt(
         &self,
+        attempt: &str,
         keys: &[&str],
         at: DateTime<Utc>,
         forget_before: DateTime<Utc>,
@@ -242,22 +275,107 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for key in keys {
-            sqlx::query("INSERT INTO login_failures (throttle_key, at) VALUES ($1, $2)")
-                .bind(*key)
-                .bind(timestamp(at))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO login_failures (throttle_key, at, attempt) VALUES ($1, $2, $3)",
+            )
+            .bind(*key)
+            .bind(timestamp(at))
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Forgets an account's failures (after it signed in).
-    pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1")
-            .bind(key)
+    /// Takes back an attempt's rows.
+    pub async fn forget_login_attempt(&self, attempt: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE attempt = $1")
+            .bind(attempt)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Forgets the failures under these keys (an account's, after it
+    /// signed in).
+    pub async fn clear_login_failures(&self, keys: &[&str]) -> Result<(), StoreError> {
+        for key in keys {
+            sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1")
+                .bind(*key)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The server's secret called `name`, made with `make` the first time
+    /// anyone asks (several processes racing agree on the first one stored).
+    pub async fn server_secret(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(make())
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
+    /// Keeps an OIDC sign-in under way, and forgets those begun before
+    /// `forget_before` (never finished).
+    pub async fn add_oidc_login(
+        &self,
+        login: &OidcLoginRow,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM oidc_logins WHERE created_at < $1")
+            .bind(timestamp(forget_before))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oidc_logins (state, browser_hash, nonce, pkce_verifier, next_path, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&login.state)
+        .bind(&login.browser_hash)
+        .bind(&login.nonce)
+        .bind(&login.pkce_verifier)
+        .bind(&login.next_path)
+        .bind(timestamp(login.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes the OIDC sign-in with this state: it is gone afterwards, so a
+    /// state can be used once, by one process, however many race for it.
+    pub async fn take_oidc_login(&self, state: &str) -> Result<Option<OidcLoginRow>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM oidc_logins WHERE state = $1 \
+             RETURNING state, browser_hash, nonce, pkce_verifier, next_path, created_at",
+        )
+        .bind(state)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(OidcLoginRow {
+                state: r.try_get("state")?,
+                browser_hash: r.try_get("browser_hash")?,
+                nonce: r.try_get("nonce")?,
+                pkce_verifier: r.try_get("pkce_verifier")?,
+                next_path: r.try_get("next_path")?,
+                created_at: parse_time(&r.try_get::<String, _>("created_at")?)?,
+            })
+        })
+        .transpose()
     }
 }

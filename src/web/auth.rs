@@ -6,6 +6,7 @@
 //! the request.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -57,6 +58,22 @@ pub struct AuthConfig {
     /// Trust a user name in a header set by an authenticating reverse
     /// proxy, from these addresses only. Off by default.
     pub proxy: Option<ProxyTrust>,
+    /// Sign-in through the company's identity provider (OIDC), besides
+    /// local users. Off unless configured.
+    pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
+}
+
+impl AuthConfig {
+    /// A cookie's name: with `__Host-` in front over HTTPS, which browsers
+    /// accept only with Secure, Path=/ and no Domain, so no sibling
+    /// subdomain can plant a session or form-token cookie.
+    pub fn cookie_name(&self, base: &str) -> String {
+        if self.secure_cookies {
+            format!("__Host-{base}")
+        } else {
+            base.to_string()
+        }
+    }
 }
 
 /// An authenticating reverse proxy rollgate believes.
@@ -188,10 +205,44 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, whole site; `Secure`
 /// when configured; `max_age` seconds (0 clears it).
 pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    set_cookie_same_site(name, value, max_age, secure, "Strict")
+}
+
+/// [`set_cookie`] with another SameSite policy.
+pub fn set_cookie_same_site(
+    name: &str,
+    value: &str,
+    max_age: i64,
+    secure: bool,
+    same_site: &str,
+) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let text =
-        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let text = format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Whether a Host header names this machine without DNS: an IP address or
+/// localhost (with any port).
+pub fn names_this_machine(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<Ipv4Addr>().is_ok()
 }
 
 /// The client's address, for throttling (the socket's peer).
@@ -280,7 +331,7 @@ async fn identify(
             }
         };
     }
-    if let Some(id) = cookie(headers, SESSION_COOKIE) {
+    if let Some(id) = cookie(headers, &app.auth.cookie_name(SESSION_COOKIE)) {
         match app.service.session(&id, app.auth.limits, now).await {
             Ok(Some(s)) => {
                 return Ok((
@@ -312,11 +363,28 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
         .map_or_else(|| path.clone(), |p| p.as_str().to_string());
     let api = path.starts_with("/api/");
     let access = auth::required_access(method.as_str(), &path);
-    let had_session_cookie = cookie(req.headers(), SESSION_COOKIE).is_some();
+    let had_session_cookie = cookie(req.headers(), &app.auth.cookie_name(SESSION_COOKIE)).is_some();
     let peer = client_address(&req);
 
     let (identity, role, session_token) = match app.auth.mode {
-        AuthMode::None => (Identity::Open, Role::Admin, None),
+        AuthMode::None => {
+            let host = req
+                .headers()
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()));
+            if peer.is_loopback() && !host.is_none_or(names_this_machine) {
+                // DNS rebinding: a page at evil.example whose name now
+                // resolves to 127.0.0.1 could otherwise drive an open
+                // rollgate from the operator's own browser.
+                let message = "with sign-in off, rollgate answers only requests addressed to localhost or an IP address (a DNS-rebinding guard); use http://127.0.0.1:PORT";
+                if api {
+                    return ApiError::Forbidden(message.into()).into_response();
+                }
+                return (StatusCode::FORBIDDEN, message).into_response();
+            }
+            (Identity::Open, Role::Admin, None)
+        }
         AuthMode::Local => match identify(&app, req.headers(), peer).await {
             Ok(found) => found,
             Err(why) if access != Access::Public => {
@@ -346,7 +414,7 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
 
     let (form_token, new_form_cookie) = match session_token {
         Some(t) => (t, false),
-        None => match cookie(req.headers(), CSRF_COOKIE) {
+        None => match cookie(req.headers(), &app.auth.cookie_name(CSRF_COOKIE)) {
             Some(t) => (t, false),
             None => (auth::new_secret(), true),
         },
@@ -379,6 +447,9 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
                     .into_response();
                 }
             }
+        } else if path == "/logout" && caller.identity == Identity::Anonymous {
+            // Nothing to sign out of (the session expired): let the form
+            // through to clear the cookie rather than answer 403.
         } else {
             match checked_form(req, &caller.form_token).await {
                 Ok(r) => req = r,
@@ -393,10 +464,22 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
     let form_token = caller.form_token.clone();
     req.extensions_mut().insert(caller.clone());
     let mut resp = CURRENT.scope(caller, next.run(req)).await;
+    if access != Access::Public && app.auth.mode != AuthMode::None {
+        // What a signed-in user saw (a token's secret, the audit log) must
+        // not stay in a shared browser's or proxy's cache.
+        resp.headers_mut()
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
     if set_form_cookie {
         resp.headers_mut().append(
             header::SET_COOKIE,
-            set_cookie(CSRF_COOKIE, &form_token, 12 * 3600, secure),
+            set_cookie(
+                &app.auth.cookie_name(CSRF_COOKIE),
+                &form_token,
+                12 * 3600,
+                secure,
+            ),
         );
     }
     resp
@@ -433,6 +516,32 @@ mod tests {
             role: Role::Operator,
             form_token: String::new(),
             new_form_cookie: false,
+        }
+    }
+
+    #[test]
+    fn only_hosts_that_need_no_dns_name_this_machine() {
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "localhost:3000",
+            "LOCALHOST",
+            "app.localhost:1",
+            "[::1]:8080",
+            "[::1]",
+            "10.1.2.3:80",
+        ] {
+            assert!(names_this_machine(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "[evil]:80",
+            "",
+        ] {
+            assert!(!names_this_machine(bad), "{bad}");
         }
     }
 

@@ -160,19 +160,19 @@ async fn same_site_changes_only(
     use axum::http::Method;
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let headers = req.headers();
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site");
+        // HTTP/2 carries the host as :authority, which lands in the URI.
         let host = headers
             .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let foreign_origin = headers
-            .get(axum::http::header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .is_some_and(|origin| {
-                origin != "null" && host.is_some_and(|h| !(origin.ends_with(&format!("//{h}"))))
-            });
-        if cross_site || foreign_origin {
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let foreign = made_elsewhere(
+            headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+            headers
+                .get(axum::http::header::ORIGIN)
+                .and_then(|o| o.to_str().ok()),
+            host,
+        );
+        if foreign {
             let message = "changes are accepted only from rollgate's own pages and from clients that are not browsers";
             if req.uri().path().starts_with("/api/") {
                 return error::ApiError::Forbidden(message.into()).into_response();
@@ -181,6 +181,24 @@ async fn same_site_changes_only(
         }
     }
     next.run(req).await
+}
+
+/// Whether a browser says another site made this request. `Origin: null`
+/// (a sandboxed frame, a `data:` page) counts as another site; an origin
+/// that cannot be compared with the request's host does too. A request
+/// with neither header is from a client that is not a browser.
+fn made_elsewhere(fetch_site: Option<&str>, origin: Option<&str>, host: Option<&str>) -> bool {
+    if fetch_site.is_some_and(|s| s == "cross-site" || s == "same-site") {
+        return true;
+    }
+    let Some(origin) = origin else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    match (origin_host, host) {
+        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+        _ => true,
+    }
 }
 
 /// Prometheus text exposition.
@@ -231,4 +249,40 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::made_elsewhere;
+
+    #[test]
+    fn changes_made_by_other_sites_are_told_apart() {
+        let host = Some("127.0.0.1:8080");
+        // Not a browser, or a browser on rollgate's own page.
+        assert!(!made_elsewhere(None, None, host));
+        assert!(!made_elsewhere(
+            Some("same-origin"),
+            Some("http://127.0.0.1:8080"),
+            host
+        ));
+        assert!(!made_elsewhere(Some("none"), None, host));
+        assert!(!made_elsewhere(
+            None,
+            Some("https://Rollgate.Example"),
+            Some("rollgate.example")
+        ));
+        // Another site, by either header.
+        assert!(made_elsewhere(Some("cross-site"), None, host));
+        assert!(made_elsewhere(Some("same-site"), None, host));
+        assert!(made_elsewhere(None, Some("http://evil.example"), host));
+        assert!(made_elsewhere(None, Some("http://127.0.0.1:8081"), host));
+        assert!(made_elsewhere(
+            None,
+            Some("http://127.0.0.1:8080.evil.example"),
+            host
+        ));
+        // Origins that cannot be checked.
+        assert!(made_elsewhere(None, Some("null"), host));
+        assert!(made_elsewhere(None, Some("http://127.0.0.1:8080"), None));
+    }
 }

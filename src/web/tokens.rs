@@ -90,6 +90,15 @@ pub fn expiry(req: &NewToken, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>
     }
 }
 
+/// Why no token may be made now: with sign-in off nothing would ever check
+/// it, and a secret that opens nothing only invites being pasted around.
+pub fn tokens_unchecked(app: &AppState) -> Option<&'static str> {
+    (app.auth.mode == super::auth::AuthMode::None).then_some(
+        "sign-in is off (--auth none), so a token would never be checked; \
+         serve with --auth local to use tokens",
+    )
+}
+
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken,
     responses((status = 201, body = CreatedToken), (status = 400, body = super::api::ErrorBody),
         (status = 401, body = super::api::ErrorBody), (status = 403, body = super::api::ErrorBody), (status = 409, body = super::api::ErrorBody)))]
@@ -99,6 +108,9 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: NewToken = super::api::parse_body(&body)?;
+    if let Some(why) = tokens_unchecked(&app) {
+        return Err(ApiError::Conflict(why.into()));
+    }
     let role = Role::parse(&req.role).map_err(ApiError::BadRequest)?;
     let now = Utc::now();
     let expires_at = expiry(&req, now)?;

@@ -283,3 +283,56 @@ fn a_protected_phase_after_an_auto_phase_is_refused_with_its_place() {
         "{errors:?}"
     );
 }
+
+/// A token is its maker's hand: an admin cannot approve their own request
+/// through a token they made. Tokens an admin made for two operators are
+/// still two people (the main test above).
+async fn a_token_cannot_approve_its_makers_request(db: Db) {
+    let ops = spawn(db).await;
+    let app = &ops.app;
+    let ada = app.make_token("ada", Role::Admin).await;
+    let id = app.start_seed().await["id"].as_i64().unwrap();
+    let base = format!("/api/v1/rollouts/{id}");
+    assert_eq!(app.command(id, "advance", "prompts").await.0, 200);
+    let (s, a) = post(
+        app,
+        &ada,
+        &format!("{base}/approvals"),
+        json!({ "force": true, "reason": "ship tools" }),
+    )
+    .await;
+    assert_eq!(s, 201, "{a}");
+    let aid = a["id"].as_i64().unwrap();
+    let (s, made) = post(
+        app,
+        &ada,
+        "/api/v1/tokens",
+        json!({ "name": "ada-bot", "role": "operator" }),
+    )
+    .await;
+    assert_eq!(s, 201, "{made}");
+    let bot = made["secret"].as_str().unwrap().to_string();
+    let (s, body) = post(
+        app,
+        &bot,
+        &format!("{base}/approvals/{aid}/approve"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("token:ada-bot") && msg.contains("as token:ada"),
+        "{msg}"
+    );
+    app.assert_flag("USE_REFACTORED_TOOLS", "false").await;
+    let (s, r) = post(
+        app,
+        &ops.olga,
+        &format!("{base}/approvals/{aid}/approve"),
+        json!({}),
+    )
+    .await;
+    assert_eq!((s, r["phase_name"].as_str()), (200, Some("tools")), "{r}");
+}
+on_both_databases!(a_token_cannot_approve_its_makers_request);

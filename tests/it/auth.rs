@@ -28,6 +28,7 @@ async fn spawn_signed(db: Db, limits: SessionLimits, throttle: Throttle) -> Test
                 throttle,
                 secure_cookies: false,
                 proxy: None,
+                oidc: None,
             },
             ..Options::default()
         },
@@ -685,7 +686,8 @@ async fn sign_in_is_throttled_per_account_and_per_address(db: Db) {
         db,
         SessionLimits::default(),
         Throttle {
-            per_account: 3,
+            per_account_and_address: 3,
+            per_account: 10,
             per_address: 6,
             window: TimeDelta::minutes(15),
         },
@@ -734,7 +736,7 @@ async fn sign_in_is_throttled_per_account_and_per_address(db: Db) {
         .collect();
     assert!(
         keys.iter()
-            .all(|k| k.starts_with("user:") || k.starts_with("addr:")),
+            .all(|k| k.starts_with("pair:") || k.starts_with("name:") || k.starts_with("addr:")),
         "{keys:?}"
     );
     assert!(
@@ -743,11 +745,93 @@ async fn sign_in_is_throttled_per_account_and_per_address(db: Db) {
             .any(|k| k.contains("wrong") || k.contains("horse"))
     );
     assert!(
-        !keys.iter().any(|k| k.contains("nobody")),
-        "a name that is nobody's (a password typed there?) is not kept: {keys:?}"
+        !keys
+            .iter()
+            .any(|k| ["nobody", "otto", "ada"].iter().any(|n| k.contains(n))),
+        "no typed name (a password typed there?) is kept: {keys:?}"
     );
 }
 on_both_databases!(sign_in_is_throttled_per_account_and_per_address);
+
+/// Guesses from one address hold the name there only (the real user signs
+/// in from elsewhere) until the name's all-address limit; a name of nobody
+/// is throttled exactly like a real one, so the answer never tells which
+/// names exist; concurrent guesses all count.
+async fn throttling_holds_the_guesser_not_the_user_and_hides_which_names_exist(db: Db) {
+    use rollgate::service::SignInError;
+    let throttle = Throttle {
+        per_account_and_address: 2,
+        per_account: 4,
+        per_address: 100,
+        window: TimeDelta::minutes(15),
+    };
+    let app = spawn_signed(db, SessionLimits::default(), throttle).await;
+    let service = app.app.as_ref().unwrap().state.service.clone();
+    let limits = SessionLimits::default();
+    let now = chrono::Utc::now();
+    let attacker: std::net::IpAddr = "192.0.2.66".parse().unwrap();
+    let office: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let sign_in = |name: &'static str, password: &'static str, from| {
+        let service = service.clone();
+        async move {
+            service
+                .sign_in_password(name, password, from, limits, throttle, now)
+                .await
+        }
+    };
+    let kinds = |name: &'static str| {
+        let sign_in = &sign_in;
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                seen.push(match sign_in(name, "guess guess guess", attacker).await {
+                    Err(SignInError::Wrong) => "wrong",
+                    Err(SignInError::Throttled { .. }) => "held",
+                    other => panic!("{other:?}"),
+                });
+            }
+            seen
+        }
+    };
+    // A real name and a name of nobody: the same answers, in the same order.
+    assert_eq!(kinds("otto").await, ["wrong", "wrong", "held"]);
+    assert_eq!(kinds("nobody").await, ["wrong", "wrong", "held"]);
+    // Held from the attacker's address, even with the right password...
+    assert!(matches!(
+        sign_in("otto", PASSWORD, attacker).await,
+        Err(SignInError::Throttled { .. })
+    ));
+    // ...but not from the office.
+    assert!(sign_in("otto", PASSWORD, office).await.is_ok());
+    // Success forgave the name's failures. Guesses spread over addresses
+    // meet the name's own limit (4) even though no single address is held.
+    for i in 0..4 {
+        let from: std::net::IpAddr = format!("203.0.113.{i}").parse().unwrap();
+        assert!(matches!(
+            sign_in("ada", "spread guess", from).await,
+            Err(SignInError::Wrong)
+        ));
+    }
+    assert!(matches!(
+        sign_in("ada", PASSWORD, office).await,
+        Err(SignInError::Throttled { .. })
+    ));
+    // Ten concurrent guesses at a fresh name from one address: at most the
+    // limit (2) get their password checked.
+    let guesses = (0..10).map(|_| sign_in("vera", "racing guess", attacker));
+    let results = futures_util::future::join_all(guesses).await;
+    let checked = results
+        .iter()
+        .filter(|r| matches!(r, Err(SignInError::Wrong)))
+        .count();
+    assert!(checked <= 2, "{checked} concurrent guesses were checked");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(SignInError::Wrong | SignInError::Throttled { .. })))
+    );
+}
+on_both_databases!(throttling_holds_the_guesser_not_the_user_and_hides_which_names_exist);
 
 /// A form post without its form token (or with another session's) is
 /// refused and changes nothing; the same form with it works.

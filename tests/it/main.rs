@@ -16,6 +16,7 @@ mod hardening;
 mod kms;
 mod lifecycle;
 mod moto;
+mod oidc;
 mod plan_files;
 mod readiness;
 mod recovery;

@@ -27,6 +27,13 @@ pub struct LoginPage {
     pub name: String,
     pub notice: Option<String>,
     pub error: Option<String>,
+    /// Sign-in through the identity provider is offered.
+    pub oidc: bool,
+    /// Signed in through the identity provider: go on to this local path.
+    /// (A page, not a redirect: the session cookie is SameSite=Strict, and
+    /// a browser does not send it on a redirect that began at the
+    /// provider's site.)
+    pub continue_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,7 +72,154 @@ fn login_page(app: &AppState, next: &str, name: &str) -> LoginPage {
         name: name.to_string(),
         notice: None,
         error: None,
+        oidc: app.auth.oidc.is_some(),
+        continue_to: None,
     }
+}
+
+/// The status and the message shown for a failed sign-in; the cause of a
+/// failure on rollgate's side goes to the log only.
+fn failure(e: SignInError) -> (StatusCode, String) {
+    let status = match &e {
+        SignInError::Wrong => StatusCode::UNAUTHORIZED,
+        SignInError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        SignInError::OidcState(_) => StatusCode::BAD_REQUEST,
+        SignInError::Oidc(crate::oidc::OidcError::Provider(_)) => StatusCode::BAD_GATEWAY,
+        SignInError::Oidc(_) => StatusCode::FORBIDDEN,
+        SignInError::Service(se) => {
+            tracing::error!(error = %se, "sign-in failed");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let message = match e {
+        SignInError::Service(_) => {
+            "Signing in is not possible right now; the server log has the details.".into()
+        }
+        other => other.to_string(),
+    };
+    (status, message)
+}
+
+/// The cookie that ties an OIDC callback to the browser that began it.
+/// SameSite=Lax, not Strict: it must come back with the provider's
+/// redirect (a top-level GET from the provider's site).
+const OIDC_COOKIE: &str = "rollgate_oidc";
+
+/// `GET /login/oidc?next=…`: off to the identity provider.
+pub async fn oidc_begin(
+    State(app): State<AppState>,
+    q: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let Some(provider) = app.auth.oidc.clone() else {
+        return (StatusCode::NOT_FOUND, html(&login_page(&app, &q.next, ""))).into_response();
+    };
+    match app
+        .service
+        .begin_oidc(&provider, &local_path(&q.next), Utc::now())
+        .await
+    {
+        Ok(begun) => {
+            let mut resp = Redirect::to(&begun.url).into_response();
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                auth::set_cookie_same_site(
+                    &app.auth.cookie_name(OIDC_COOKIE),
+                    &begun.browser_secret,
+                    crate::service::OIDC_LOGIN_TTL.num_seconds(),
+                    app.auth.secure_cookies,
+                    "Lax",
+                ),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not begin an OIDC sign-in");
+            let (status, message) = failure(e);
+            let mut page = login_page(&app, &q.next, "");
+            page.error = Some(message);
+            (status, html(&page)).into_response()
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackQuery {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// `GET /login/oidc/callback?code=…&state=…`: back from the provider.
+pub async fn oidc_callback(State(app): State<AppState>, req: Request) -> Response {
+    let Some(provider) = app.auth.oidc.clone() else {
+        return (StatusCode::NOT_FOUND, html(&login_page(&app, "", ""))).into_response();
+    };
+    let q = Query::<CallbackQuery>::try_from_uri(req.uri())
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    let oidc_cookie = app.auth.cookie_name(OIDC_COOKIE);
+    let browser = auth::cookie(req.headers(), &oidc_cookie);
+    let clear_browser =
+        auth::set_cookie_same_site(&oidc_cookie, "", 0, app.auth.secure_cookies, "Lax");
+    let result = if !q.error.is_empty() {
+        Err(SignInError::Oidc(crate::oidc::OidcError::Refused(
+            format!("{} {}", q.error, q.error_description)
+                .trim()
+                .to_string(),
+        )))
+    } else if q.code.is_empty() || q.state.is_empty() {
+        Err(SignInError::OidcState(
+            "the identity provider sent no code and state: sign in again".into(),
+        ))
+    } else {
+        app.service
+            .finish_oidc(
+                &provider,
+                &q.state,
+                &q.code,
+                browser.as_deref(),
+                app.auth.limits,
+                Utc::now(),
+            )
+            .await
+    };
+    let old_session = auth::cookie(req.headers(), &app.auth.cookie_name(SESSION_COOKIE));
+    let mut resp = match result {
+        Ok((session, next, _name)) => {
+            if let Some(old) = old_session
+                && let Err(e) = app.service.sign_out(&old).await
+            {
+                tracing::warn!(error = %e, "could not end the session before a sign-in");
+            }
+            let mut page = login_page(&app, &next, "");
+            page.continue_to = Some(page.next.clone());
+            let mut resp = html(&page).into_response();
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                auth::set_cookie(
+                    &app.auth.cookie_name(SESSION_COOKIE),
+                    &session.id,
+                    app.auth.limits.absolute.num_seconds(),
+                    app.auth.secure_cookies,
+                ),
+            );
+            resp
+        }
+        Err(e) => {
+            let (status, message) = failure(e);
+            let mut page = login_page(&app, "", "");
+            page.error = Some(message);
+            (status, html(&page)).into_response()
+        }
+    };
+    resp.headers_mut().append(header::SET_COOKIE, clear_browser);
+    resp
 }
 
 pub async fn page(
@@ -78,7 +232,7 @@ pub async fn page(
 
 pub async fn sign_in(State(app): State<AppState>, req: Request) -> Response {
     let address = auth::client_address(&req);
-    let old_session = auth::cookie(req.headers(), SESSION_COOKIE);
+    let old_session = auth::cookie(req.headers(), &app.auth.cookie_name(SESSION_COOKIE));
     let form = axum::Form::<LoginForm>::from_request(req, &()).await;
     let f = match form {
         Ok(axum::Form(f)) => f,
@@ -111,7 +265,7 @@ pub async fn sign_in(State(app): State<AppState>, req: Request) -> Response {
             resp.headers_mut().append(
                 header::SET_COOKIE,
                 auth::set_cookie(
-                    SESSION_COOKIE,
+                    &app.auth.cookie_name(SESSION_COOKIE),
                     &session.id,
                     app.auth.limits.absolute.num_seconds(),
                     app.auth.secure_cookies,
@@ -120,28 +274,16 @@ pub async fn sign_in(State(app): State<AppState>, req: Request) -> Response {
             resp
         }
         Err(e) => {
-            let status = match &e {
-                SignInError::Wrong => StatusCode::UNAUTHORIZED,
-                SignInError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-                SignInError::Service(se) => {
-                    tracing::error!(error = %se, "sign-in failed");
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
+            let (status, message) = failure(e);
             let mut page = login_page(&app, &f.next, &name);
-            page.error = Some(match e {
-                SignInError::Service(_) => {
-                    "Signing in is not possible right now; the server log has the details.".into()
-                }
-                other => other.to_string(),
-            });
+            page.error = Some(message);
             (status, html(&page)).into_response()
         }
     }
 }
 
 pub async fn sign_out(State(app): State<AppState>, req: Request) -> Response {
-    if let Some(id) = auth::cookie(req.headers(), SESSION_COOKIE)
+    if let Some(id) = auth::cookie(req.headers(), &app.auth.cookie_name(SESSION_COOKIE))
         && let Err(e) = app.service.sign_out(&id).await
     {
         tracing::error!(error = %e, "could not end a session");
@@ -154,7 +296,12 @@ pub async fn sign_out(State(app): State<AppState>, req: Request) -> Response {
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        auth::set_cookie(SESSION_COOKIE, "", 0, app.auth.secure_cookies),
+        auth::set_cookie(
+            &app.auth.cookie_name(SESSION_COOKIE),
+            "",
+            0,
+            app.auth.secure_cookies,
+        ),
     );
     resp
 }

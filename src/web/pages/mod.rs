@@ -42,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/audit/verify", post(audit::verify_now))
         .route("/login", get(login::page).post(login::sign_in))
         .route("/logout", post(login::sign_out))
+        .route("/login/oidc", get(login::oidc_begin))
+        .route("/login/oidc/callback", get(login::oidc_callback))
         .route("/admin/tokens", get(tokens::page).post(tokens::create))
         .route("/admin/tokens/{name}/revoke", post(tokens::revoke))
         .route("/demo/bad", post(rollout::demo_bad))

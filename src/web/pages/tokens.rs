@@ -95,6 +95,9 @@ pub async fn create(
     };
     let now = Utc::now();
     let made = async {
+        if let Some(why) = crate::web::tokens::tokens_unchecked(&app) {
+            return Err(why.to_string());
+        }
         let role = Role::parse(&f.role)?;
         let req = NewToken {
             expires_in: Some(f.expires_in.trim().to_string()).filter(|s| !s.is_empty()),

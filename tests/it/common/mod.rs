@@ -119,6 +119,8 @@ pub struct Options {
     pub auth: rollgate::web::auth::AuthConfig,
     /// Serve HTTPS with these files.
     pub tls: Option<rollgate::app::TlsFiles>,
+    /// Listen here (default: a free loopback port picked at bind).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -134,6 +136,7 @@ impl Default for Options {
             lambda_budget: 10.0,
             auth: rollgate::web::auth::AuthConfig::default(),
             tls: None,
+            listen: None,
         }
     }
 }
@@ -266,7 +269,8 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
     demo::create_demo_function(&aws).await.unwrap();
     let database_url = fresh_database(db, &dir).await;
     let mut config = ServeConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
+        opts.listen
+            .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
         opts.plans_dir,
         database_url.clone(),
     );
