@@ -311,7 +311,7 @@ pub async fn token_create(
     let now = chrono::Utc::now();
     let expires_at = expires_in
         .map(|d| -> anyhow::Result<_> {
-            let d = plan::parse_duration(d).map_err(anyhow::Error::msg)?;
+            let d = plan::parse_any_duration(d).map_err(anyhow::Error::msg)?;
             Ok(now + chrono::TimeDelta::from_std(d)?)
         })
         .transpose()?;

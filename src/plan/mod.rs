@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use model::*;
-pub use parse::{MAX_DURATION, line_col, parse_duration};
+pub use parse::{MAX_DURATION, line_col, parse_any_duration, parse_duration};
 
 /// One problem found in a plan file, located by 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -62,8 +62,21 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// (a bake's end, a window's start), and none longer can be judged.
 pub const MAX_DURATION: Duration = Duration::from_secs(455 * 86_400);
 
-/// Parses a duration such as "90s", "5m", "48h", "7d" or "1h30m".
+/// Parses a plan duration such as "90s", "5m", "48h", "7d" or "1h30m", at
+/// most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_any_duration(s)?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {:?} is too long: at most 455d (CloudWatch keeps data for 455 days, so no bake, window or look-back can be longer)",
+            s.trim()
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration written as in plans, with no upper limit (a token's life).
+pub fn parse_any_duration(s: &str) -> Result<Duration, String> {
     let help = "expected a duration like \"90s\", \"5m\", \"48h\", \"7d\" or \"1h30m\"";
     let s = s.trim();
     if s.is_empty() {
@@ -100,11 +113,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     if total == 0 {
         return Err(format!("duration {s:?} must be greater than zero"));
-    }
-    if total > MAX_DURATION.as_secs() {
-        return Err(format!(
-            "duration {s:?} is too long: at most 455d (CloudWatch keeps data for 455 days, so no bake, window or look-back can be longer)"
-        ));
     }
     Ok(Duration::from_secs(total))
 }

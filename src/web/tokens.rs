@@ -78,7 +78,7 @@ pub fn expiry(req: &NewToken, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>
         )),
         (Some(at), None) => Ok(Some(*at)),
         (None, Some(d)) => {
-            let d = crate::plan::parse_duration(d)
+            let d = crate::plan::parse_any_duration(d)
                 .map_err(|e| ApiError::BadRequest(format!("expires_in: {e}")))?;
             let d = chrono::TimeDelta::from_std(d)
                 .map_err(|_| ApiError::BadRequest("expires_in is too long".into()))?;

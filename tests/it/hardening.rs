@@ -391,3 +391,45 @@ async fn serve_refuses_a_non_loopback_address_without_sign_in() {
             .is_ok()
     );
 }
+
+/// With sign-in off (loopback only), a request addressed to a DNS name is
+/// refused: a page at evil.example whose name is made to resolve to
+/// 127.0.0.1 (DNS rebinding) cannot drive rollgate from the operator's own
+/// browser. API tokens cannot be made either: nothing would check them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sign_in_off_only_requests_addressed_to_this_machine_are_answered() {
+    let app = spawn_app(Db::Sqlite).await;
+    let port = app.url.rsplit(':').next().unwrap().to_string();
+    for (host, want) in [
+        (format!("evil.example:{port}"), 403),
+        ("evil.example".to_string(), 403),
+        (format!("127.0.0.1.evil.example:{port}"), 403),
+        (format!("localhost:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("[::1]:{port}"), 200),
+    ] {
+        for path in ["/api/v1/rollouts", "/"] {
+            let r = app
+                .http
+                .get(format!("{}{path}", app.url))
+                .header("host", &host)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), want, "Host: {host} {path}");
+        }
+    }
+    let (status, body) = app
+        .post("/api/v1/tokens", json!({ "name": "ci", "role": "viewer" }))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sign-in is off"),
+        "{body}"
+    );
+    let (_, list) = app.get("/api/v1/tokens").await;
+    assert_eq!(list["tokens"], json!([]), "nothing was made");
+}

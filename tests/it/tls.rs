@@ -71,6 +71,46 @@ async fn rollgate_serves_https_and_the_cli_verifies_it() {
     );
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // Over HTTPS the cookies carry the __Host- prefix (no subdomain can
+    // plant them); a sign-in with them works end to end.
+    assert!(cookie.starts_with("__Host-rollgate_csrf="), "{cookie}");
+    let form_token = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    app.add_user("ada", Role::Admin, "correct horse battery staple")
+        .await;
+    let signed = https
+        .post(format!("{}/login", app.url))
+        .header("cookie", format!("__Host-rollgate_csrf={form_token}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={form_token}&name=ada&password=correct+horse+battery+staple&next=%2F"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let session = signed.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        session.starts_with("__Host-rollgate_session=") && session.contains("; Secure"),
+        "{session}"
+    );
+    let session = session.split(';').next().unwrap().to_string();
+    let me = https
+        .get(format!("{}/api/v1/me", app.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    let me: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(me["actor"], "user:ada");
     let denied = https
         .get(format!("{}/api/v1/rollouts", app.url))
         .send()
