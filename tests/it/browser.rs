@@ -234,3 +234,41 @@ async fn sign_in_in_headless_chromium() {
     app.token = Some(admin);
     assert_eq!(app.audit("?action=start").await[0]["actor"], "user:otto");
 }
+
+/// Sign-in through the identity provider in a real browser, the provider
+/// being another site (localhost) than rollgate (127.0.0.1): there and
+/// back, signed in where it started, acting as `oidc:otto`
+/// (`tests/browser/oidc_sign_in.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_in_headless_chromium() {
+    use rollgate::domain::user::Role;
+    require_browser_tools();
+    let port = common::free_port();
+    let idp = crate::oidc::start_idp_on(
+        "localhost",
+        &format!("http://127.0.0.1:{port}/login/oidc/callback"),
+    );
+    let mut app = crate::oidc::spawn_app_on(common::Db::Sqlite, &idp, port).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/oidc_sign_in.py");
+    let url = app.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .args(["--url", &url])
+            .env("PYTHONUNBUFFERED", "1")
+            .output()
+            .expect("run python3 tests/browser/oidc_sign_in.py")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/oidc_sign_in.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = app.make_token("check", Role::Viewer).await;
+    app.token = Some(check);
+    assert_eq!(app.audit("?action=start").await[0]["actor"], "oidc:otto");
+}

@@ -16,7 +16,7 @@ mod hardening;
 mod kms;
 mod lifecycle;
 mod moto;
-mod oidc;
+pub mod oidc;
 mod plan_files;
 mod readiness;
 mod recovery;

@@ -21,9 +21,9 @@ use crate::common::{Db, Options, TestApp, free_port, spawn_app_with};
 use crate::on_both_databases;
 
 /// The provider process, killed on drop.
-struct Idp {
+pub struct Idp {
     child: Child,
-    issuer: String,
+    pub issuer: String,
 }
 
 impl Drop for Idp {
@@ -35,6 +35,12 @@ impl Drop for Idp {
 
 /// Starts the provider with rollgate's client registered for `redirect`.
 fn start_idp(redirect: &str) -> Idp {
+    start_idp_on("127.0.0.1", redirect)
+}
+
+/// [`start_idp`] with the issuer named by `host` (e.g. "localhost": another
+/// site than rollgate on 127.0.0.1, for a browser).
+pub fn start_idp_on(host: &str, redirect: &str) -> Idp {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
@@ -42,6 +48,7 @@ fn start_idp(redirect: &str) -> Idp {
     );
     let mut child = Command::new("node")
         .arg("provider.mjs")
+        .env("ISSUER_HOST", host)
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -69,7 +76,7 @@ fn start_idp(redirect: &str) -> Idp {
     });
     Idp {
         child,
-        issuer: format!("http://127.0.0.1:{port}"),
+        issuer: format!("http://{host}:{port}"),
     }
 }
 
@@ -83,11 +90,19 @@ async fn spawn(db: Db) -> Setup {
     let port = free_port();
     let callback = format!("http://127.0.0.1:{port}/login/oidc/callback");
     let idp = start_idp(&callback);
+    let app = spawn_app_on(db, &idp, port).await;
+    Setup { app, idp, callback }
+}
+
+/// rollgate on `port` with `idp` as its identity provider (groups eng,
+/// rollgate-ops and rollgate-admins give viewer, operator and admin).
+pub async fn spawn_app_on(db: Db, idp: &Idp, port: u16) -> TestApp {
+    let callback = format!("http://127.0.0.1:{port}/login/oidc/callback");
     let provider = OidcProvider::new(OidcSettings {
         issuer: idp.issuer.clone(),
         client_id: "rollgate".into(),
         client_secret: Some("rollgate-test-secret".into()),
-        redirect_url: callback.clone(),
+        redirect_url: callback,
         audiences: vec!["rollgate-api".into()],
         scopes: vec!["profile".into(), "email".into()],
         roles_claim: "groups".into(),
@@ -99,7 +114,7 @@ async fn spawn(db: Db) -> Setup {
         name_claim: "preferred_username".into(),
     })
     .unwrap();
-    let app = spawn_app_with(
+    spawn_app_with(
         db,
         Options {
             auth: AuthConfig {
@@ -111,8 +126,7 @@ async fn spawn(db: Db) -> Setup {
             ..Options::default()
         },
     )
-    .await;
-    Setup { app, idp, callback }
+    .await
 }
 
 /// A browser without JavaScript: cookies by host (paths ignored, which

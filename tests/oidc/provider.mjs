@@ -1,7 +1,8 @@
 // A real OpenID Connect provider (node-oidc-provider) for rollgate's
 // sign-in tests. Started by tests/it/oidc.rs; talks over stdin/stdout:
 //
-//   -> "PORT <n>"                 listening on 127.0.0.1:<n> (issuer http://127.0.0.1:<n>)
+//   -> "PORT <n>"                 listening on 127.0.0.1:<n> (issuer http://$ISSUER_HOST:<n>,
+//                                 127.0.0.1 unless set)
 //   <- "CLIENT <redirect_uri>"    register rollgate's client with this redirect URI
 //   -> "READY"
 //
@@ -53,7 +54,9 @@ const lines = readline.createInterface({ input: process.stdin });
 lines.on('line', async (line) => {
   const [command, redirectUri] = line.trim().split(/\s+/);
   if (command !== 'CLIENT') return;
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+  // ISSUER_HOST=localhost makes the provider another site than a rollgate
+  // on 127.0.0.1 (as a company's provider is), for the browser test.
+  const issuer = `http://${process.env.ISSUER_HOST ?? '127.0.0.1'}:${server.address().port}`;
   provider = new Provider(issuer, {
     clients: [{
       client_id: 'rollgate',
