@@ -11,6 +11,7 @@ mod common;
 mod concurrency;
 mod dashboard;
 mod faults;
+mod fuzz;
 mod ha;
 mod hardening;
 mod kms;
