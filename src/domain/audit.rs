@@ -59,6 +59,10 @@ named_enum! {
         PlanUnreadable = "plan_unreadable",
         /// A user was added (name and role; never the password).
         UserAdded = "user_added",
+        /// An admin changed a user's role.
+        UserRoleChanged = "user_role_changed",
+        /// An admin removed a user (their sessions end with it).
+        UserRemoved = "user_removed",
         /// An API token was made (name, role, expiry; never the token).
         TokenCreated = "token_created",
         TokenRevoked = "token_revoked",

@@ -39,7 +39,10 @@ pub fn required_access(method: &str, path: &str) -> Access {
     if path == "/logout" {
         return Access::Public;
     }
-    if path.starts_with("/api/v1/tokens") || path.starts_with("/admin") {
+    if path.starts_with("/api/v1/tokens")
+        || path.starts_with("/api/v1/users")
+        || path.starts_with("/admin")
+    {
         return Access::Role(Role::Admin);
     }
     if read {
@@ -271,6 +274,10 @@ mod tests {
             ("GET", "/api/v1/tokens", Role(super::Role::Admin)),
             ("POST", "/api/v1/tokens", Role(super::Role::Admin)),
             ("DELETE", "/api/v1/tokens/ci", Role(super::Role::Admin)),
+            ("GET", "/api/v1/users", Role(super::Role::Admin)),
+            ("POST", "/api/v1/users", Role(super::Role::Admin)),
+            ("PUT", "/api/v1/users/otto", Role(super::Role::Admin)),
+            ("DELETE", "/api/v1/users/otto", Role(super::Role::Admin)),
             ("GET", "/admin/tokens", Role(super::Role::Admin)),
         ];
         for (method, path, want) in cases {

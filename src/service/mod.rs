@@ -13,6 +13,7 @@ mod approvals;
 mod errors;
 mod read;
 mod sparks;
+mod users;
 mod watch;
 mod writes;
 

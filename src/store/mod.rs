@@ -22,6 +22,7 @@ pub use audit::{AuditFilter, MARKER_ACTIONS};
 pub use points::Sparkline;
 pub use rollouts::{Patch, PlanUse, RolloutFilter};
 pub use sign_in::{OidcLoginRow, SessionRow, TokenRow};
+pub use users::UserRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -45,6 +46,12 @@ pub enum StoreError {
     Fenced { epoch: i64 },
     #[error("a user named {0:?} already exists")]
     UserExists(String),
+    #[error("there is no user named {0:?}")]
+    NoSuchUser(String),
+    #[error(
+        "that would leave no admin who signs in with a password (the only way back in is then `rollgate user add` on the database); make another admin first"
+    )]
+    LastAdmin,
     #[error("a token named {0:?} already exists (revoked tokens keep their names)")]
     TokenExists(String),
     #[error(

@@ -118,7 +118,9 @@ impl From<StoreError> for ApiError {
             | StoreError::FunctionBusy { .. }
             | StoreError::UserExists(_)
             | StoreError::TokenExists(_)
-            | StoreError::ApprovalPending { .. } => ApiError::Conflict(e.to_string()),
+            | StoreError::ApprovalPending { .. }
+            | StoreError::LastAdmin => ApiError::Conflict(e.to_string()),
+            StoreError::NoSuchUser(_) => ApiError::NotFound(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -10,6 +10,7 @@ pub mod hardening;
 pub mod health;
 pub mod pages;
 pub mod tokens;
+pub mod users;
 pub mod views;
 
 use std::sync::Arc;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
     let limited = Router::new()
         .merge(api::router())
         .merge(tokens::router())
+        .merge(users::router())
         .merge(approvals::router())
         .merge(pages::router())
         .layer(axum::middleware::from_fn(
@@ -126,7 +128,15 @@ pub fn layers(router: Router) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(hardening::secure))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                // The path only: a query can carry an identity provider's
+                // code and state, which no log should hold.
+                |req: &axum::http::Request<_>| {
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
 }
 
 fn on_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -375,6 +375,28 @@ fn routes() -> Vec<Route> {
             Some(Admin),
             404,
         ),
+        r("GET", "/api/v1/users", Value::Null, Some(Admin), 200),
+        r(
+            "POST",
+            "/api/v1/users",
+            json!({ "name": "x", "role": "root", "password": "long enough password" }),
+            Some(Admin),
+            400,
+        ),
+        r(
+            "PUT",
+            "/api/v1/users/no-such-user",
+            json!({ "role": "viewer" }),
+            Some(Admin),
+            404,
+        ),
+        r(
+            "DELETE",
+            "/api/v1/users/no-such-user",
+            Value::Null,
+            Some(Admin),
+            404,
+        ),
         // The pages.
         r("GET", "/", Value::Null, Some(Viewer), 200),
         r("GET", "/plans", Value::Null, Some(Viewer), 200),
@@ -840,6 +862,164 @@ async fn throttling_holds_the_guesser_not_the_user_and_hides_which_names_exist(d
     );
 }
 on_both_databases!(throttling_holds_the_guesser_not_the_user_and_hides_which_names_exist);
+
+/// Admins manage users through the API: added with a password (hashed,
+/// never shown), given another role (effective on the next request),
+/// removed (sessions end at once); every change audited with who made it;
+/// no change may leave rollgate without an admin; bad input changes nothing.
+async fn admins_manage_users_through_the_api(db: Db) {
+    let app = spawn_local(db).await;
+    let admin = bootstrap_admin_token(&app).await;
+    let call = |method: &str, path: &str, body: Value| {
+        let req = app
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", app.url),
+            )
+            .bearer_auth(&admin);
+        let req = if body.is_null() { req } else { req.json(&body) };
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let secret = "a long enough password for mo";
+    let (s, made) = call(
+        "POST",
+        "/api/v1/users",
+        json!({ "name": "mo", "role": "viewer", "password": secret }),
+    )
+    .await;
+    assert_eq!(s, 201, "{made}");
+    assert_eq!(
+        (made["name"].as_str(), made["role"].as_str()),
+        (Some("mo"), Some("viewer"))
+    );
+    for (body, want) in [
+        (
+            json!({ "name": "mo", "role": "viewer", "password": secret }),
+            409,
+        ),
+        (
+            json!({ "name": "Mo!", "role": "viewer", "password": secret }),
+            400,
+        ),
+        (
+            json!({ "name": "pat", "role": "viewer", "password": "short" }),
+            400,
+        ),
+        (
+            json!({ "name": "pat", "role": "root", "password": secret }),
+            400,
+        ),
+        (json!({ "name": "pat", "role": "viewer" }), 400),
+    ] {
+        assert_eq!(
+            call("POST", "/api/v1/users", body.clone()).await.0,
+            want,
+            "{body}"
+        );
+    }
+    let (_, list) = call("GET", "/api/v1/users", Value::Null).await;
+    let names: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ada", "mo", "otto", "vera"], "pat was never added");
+    assert!(!list.to_string().contains("argon2"), "no hashes listed");
+
+    // mo signs in, is promoted (at once, same session), then removed (the
+    // session ends with the user).
+    let mut mo = Browser::new(&app);
+    assert_eq!(mo.sign_in("mo", secret).await.status, 303);
+    let me = |b: &Browser| {
+        let http = b.http.clone();
+        let url = format!("{}/api/v1/me", b.base);
+        let cookies: Vec<String> = b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        async move {
+            let r = http
+                .get(url)
+                .header("cookie", cookies.join("; "))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(me(&mo).await.1["role"], "viewer");
+    assert_eq!(
+        call("PUT", "/api/v1/users/mo", json!({ "role": "operator" }))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(me(&mo).await.1["role"], "operator");
+    assert_eq!(
+        call("PUT", "/api/v1/users/mo", json!({ "role": "boss" }))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(call("DELETE", "/api/v1/users/mo", Value::Null).await.0, 204);
+    assert_eq!(me(&mo).await.0, 401, "removed: the session is gone");
+    assert_eq!(call("DELETE", "/api/v1/users/mo", Value::Null).await.0, 404);
+
+    // The only admin can be neither demoted nor removed.
+    let (s, body) = call("PUT", "/api/v1/users/ada", json!({ "role": "operator" })).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.to_string().contains("no admin"), "{body}");
+    assert_eq!(
+        call("DELETE", "/api/v1/users/ada", Value::Null).await.0,
+        409
+    );
+    assert_eq!(
+        call("PUT", "/api/v1/users/otto", json!({ "role": "admin" }))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        call("PUT", "/api/v1/users/ada", json!({ "role": "operator" }))
+            .await
+            .0,
+        204
+    );
+
+    let (_, audit) = call("GET", "/api/v1/audit?limit=100", Value::Null).await;
+    let entries = audit["entries"].as_array().unwrap().clone();
+    let by_action = |a: &str| -> Vec<Value> {
+        entries
+            .iter()
+            .filter(|e| e["action"] == a)
+            .cloned()
+            .collect()
+    };
+    let added = by_action("user_added");
+    assert!(
+        added
+            .iter()
+            .any(|e| e["detail"]["user"] == "mo" && e["actor"] == "token:bootstrap"),
+        "{added:?}"
+    );
+    assert_eq!(
+        by_action("user_role_changed").len(),
+        3,
+        "the refused change is not recorded"
+    );
+    assert_eq!(by_action("user_removed")[0]["detail"]["user"], "mo");
+    assert!(
+        !serde_json::to_string(&entries).unwrap().contains(secret),
+        "no password in the audit log"
+    );
+}
+on_both_databases!(admins_manage_users_through_the_api);
 
 /// A form post without its form token (or with another session's) is
 /// refused and changes nothing; the same form with it works.

@@ -1,0 +1,67 @@
+//! Users, managed by admins through the API (the first admin comes from
+//! `rollgate user add` on the database). Every change is audited with who
+//! made it; a password is hashed before anything is stored and never
+//! leaves this module; no change may leave rollgate without an admin.
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{Service, ServiceError};
+use crate::audit::NewAuditEntry;
+use crate::domain::user::{self, Role};
+use crate::domain::{Action, Outcome, Principal};
+use crate::store::UserRow;
+
+impl Service {
+    pub async fn users(&self) -> Result<Vec<UserRow>, ServiceError> {
+        Ok(self.store.users().await?)
+    }
+
+    /// Adds a user who signs in with `password` (checked, then hashed with
+    /// argon2id off the async threads).
+    pub async fn add_user(
+        &self,
+        who: &Principal,
+        name: &str,
+        role: Role,
+        password: String,
+    ) -> Result<UserRow, ServiceError> {
+        user::check_name(name).map_err(ServiceError::BadInput)?;
+        user::check_password(&password).map_err(ServiceError::BadInput)?;
+        let hash = tokio::task::spawn_blocking(move || user::hash_password(&password))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+            .map_err(ServiceError::Unavailable)?;
+        let now = Utc::now();
+        let entry = NewAuditEntry::new(who, Action::UserAdded, Outcome::Applied)
+            .detail(json!({ "user": name, "role": role.as_str() }));
+        self.store.add_user(name, role, &hash, now, entry).await?;
+        Ok(UserRow {
+            name: name.to_string(),
+            role,
+            created_at: now,
+        })
+    }
+
+    /// Gives a user another role; takes effect on their next request.
+    pub async fn set_user_role(
+        &self,
+        who: &Principal,
+        name: &str,
+        role: Role,
+    ) -> Result<(), ServiceError> {
+        let before = self.store.user(name).await?.map(|(r, _)| r);
+        let entry = NewAuditEntry::new(who, Action::UserRoleChanged, Outcome::Applied).detail(
+            json!({ "user": name, "role": role.as_str(), "was": before.map(Role::as_str) }),
+        );
+        Ok(self.store.change_user(name, Some(role), entry).await?)
+    }
+
+    /// Removes a user; their sessions end at once. Their API tokens stay
+    /// (revoke them separately: a token may serve a team's automation).
+    pub async fn remove_user(&self, who: &Principal, name: &str) -> Result<(), ServiceError> {
+        let entry = NewAuditEntry::new(who, Action::UserRemoved, Outcome::Applied)
+            .detail(json!({ "user": name }));
+        Ok(self.store.change_user(name, None, entry).await?)
+    }
+}
