@@ -418,6 +418,34 @@ fn routes() -> Vec<Route> {
             200,
         ),
         r("GET", "/admin/tokens", Value::Null, Some(Admin), 200),
+        r("GET", "/admin/users", Value::Null, Some(Admin), 200),
+        r(
+            "POST",
+            "/admin/users",
+            json!([
+                ["name", "x"],
+                ["role", "root"],
+                ["password", "long enough password"]
+            ]),
+            Some(Admin),
+            400,
+        ),
+        r(
+            "POST",
+            "/admin/users/no-such-user/role",
+            json!([["role", "viewer"]]),
+            Some(Admin),
+            404,
+        ),
+        r(
+            "POST",
+            "/admin/users/no-such-user/remove",
+            json!([]),
+            Some(Admin),
+            404,
+        ),
+        r("GET", "/login/oidc", Value::Null, None, 404),
+        r("GET", "/login/oidc/callback", Value::Null, None, 404),
         r("POST", "/audit/verify", json!([]), Some(Viewer), 303),
         r(
             "POST",
@@ -1020,6 +1048,58 @@ async fn admins_manage_users_through_the_api(db: Db) {
     );
 }
 on_both_databases!(admins_manage_users_through_the_api);
+
+/// The same through the dashboard's Users page (admins only): add, set a
+/// role, remove; the last admin stays; the password never shows.
+async fn admins_manage_users_on_the_dashboard(db: Db) {
+    let app = spawn_local(db).await;
+    let mut ada = signed_in(&app, "ada").await;
+    let page = ada.get("/admin/users").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("otto") && page.body.contains("Add a user"));
+    let secret = "a long enough password for kim";
+    let added = ada
+        .post(
+            "/admin/users",
+            &[("name", "kim"), ("role", "operator"), ("password", secret)],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(
+        added.body.contains("kim added as operator"),
+        "{}",
+        added.body
+    );
+    assert!(!added.body.contains(secret));
+    let short = ada
+        .post(
+            "/admin/users",
+            &[("name", "lee"), ("role", "viewer"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, 400);
+    assert!(short.body.contains("too short"), "{}", short.body);
+    let set = ada
+        .post("/admin/users/kim/role", &[("role", "viewer")])
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert!(set.body.contains("kim is now viewer"));
+    let mut kim = Browser::new(&app);
+    assert_eq!(kim.sign_in("kim", secret).await.status, 303);
+    kim.get("/").await;
+    assert_eq!(
+        kim.get("/admin/users").await.status,
+        403,
+        "viewers do not manage users"
+    );
+    let gone = ada.post("/admin/users/kim/remove", &[]).await;
+    assert_eq!((gone.status, gone.location.as_str()), (303, "/admin/users"));
+    assert_eq!(kim.get("/").await.status, 303, "kim's session ended");
+    let last = ada.post("/admin/users/ada/remove", &[]).await;
+    assert_eq!(last.status, 409, "{}", last.body);
+    assert!(last.body.contains("no admin"), "{}", last.body);
+}
+on_both_databases!(admins_manage_users_on_the_dashboard);
 
 /// A form post without its form token (or with another session's) is
 /// refused and changes nothing; the same form with it works.

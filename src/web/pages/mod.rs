@@ -12,6 +12,7 @@ mod plans;
 pub mod render;
 mod rollout;
 mod tokens;
+mod users;
 
 use askama::Template;
 use axum::Router;
@@ -21,6 +22,7 @@ use axum::routing::{get, post};
 
 use super::AppState;
 use crate::service::ServiceError;
+use crate::store::StoreError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -46,6 +48,9 @@ pub fn router() -> Router<AppState> {
         .route("/login/oidc/callback", get(login::oidc_callback))
         .route("/admin/tokens", get(tokens::page).post(tokens::create))
         .route("/admin/tokens/{name}/revoke", post(tokens::revoke))
+        .route("/admin/users", get(users::page).post(users::add))
+        .route("/admin/users/{name}/role", post(users::set_role))
+        .route("/admin/users/{name}/remove", post(users::remove))
         .route("/demo/bad", post(rollout::demo_bad))
         .route("/demo/good", post(rollout::demo_good))
         .route("/static/{*path}", get(assets::serve))
@@ -165,7 +170,20 @@ impl From<ServiceError> for PageError {
             ServiceError::Forbidden(m) => {
                 PageError::Status(StatusCode::FORBIDDEN, "Not yours to do".into(), m)
             }
-            ServiceError::Store(e) => PageError::Internal(e.to_string()),
+            ServiceError::Store(e) => match e {
+                StoreError::NoSuchUser(_) => PageError::not_found(e.to_string()),
+                StoreError::UserExists(_)
+                | StoreError::TokenExists(_)
+                | StoreError::ApprovalPending { .. }
+                | StoreError::LastAdmin
+                | StoreError::VersionConflict { .. }
+                | StoreError::FunctionBusy { .. } => PageError::Status(
+                    StatusCode::CONFLICT,
+                    "Not possible now".into(),
+                    e.to_string(),
+                ),
+                other => PageError::Internal(other.to_string()),
+            },
         }
     }
 }
