@@ -30,3 +30,18 @@ CREATE TABLE oidc_logins (
     next_path     TEXT NOT NULL,
     created_at    TEXT NOT NULL
 );
+CREATE INDEX login_failures_by_attempt ON login_failures (attempt);
+
+-- Who each identity-provider name belongs to: the provider's subject
+-- (`sub`: stable and unique, unlike a user name or an e-mail address) is
+-- bound to the name it first signed in with. A renamed user keeps that
+-- name in rollgate's audit log; a name once bound cannot become another
+-- subject's.
+CREATE TABLE oidc_identities (
+    issuer     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+CREATE UNIQUE INDEX oidc_identities_by_name ON oidc_identities (issuer, name);

@@ -271,6 +271,11 @@ struct ServeArgs {
     /// who reaches it can change flags. Only on a trusted network.
     #[arg(long, env = "ROLLGATE_INSECURE_LISTEN_WITHOUT_AUTH")]
     insecure_listen_without_auth: bool,
+    /// With --auth none: a DNS name requests may be addressed to besides
+    /// localhost and IP addresses (repeatable, or comma-separated), e.g.
+    /// the public name a proxy in front keeps in `Host`. Others get 403.
+    #[arg(long, env = "ROLLGATE_ALLOWED_HOST", value_delimiter = ',')]
+    allowed_host: Vec<String>,
     /// Who must sign in: "none" (names are claimed; loopback only unless
     /// forced), or "local" (users from `rollgate user add` sign in with
     /// passwords; automation uses API tokens).
@@ -700,6 +705,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                         from: a.trusted_proxy.clone(),
                     }),
                 oidc: oidc.map(std::sync::Arc::new),
+                allowed_hosts: a.allowed_host.clone(),
                 ..Default::default()
             };
             if config.auth.proxy.is_some() && a.auth != AuthArg::Local {

@@ -19,7 +19,6 @@ use openidconnect::{
 use serde_json::{Map, Value};
 
 use crate::domain::oidc::{self, ClaimsRefusal, OidcSettings};
-use crate::domain::user::Role;
 
 /// How long a discovery document (and its signing keys) is used before it
 /// is fetched again.
@@ -191,7 +190,7 @@ impl OidcProvider {
         code: &str,
         nonce: &str,
         pkce_verifier: &str,
-    ) -> Result<(String, Role), OidcError> {
+    ) -> Result<oidc::OidcIdentity, OidcError> {
         let client = self.client(self.metadata(false).await?)?;
         let http = self.http.clone();
         let call = move |req| send(http.clone(), req);
@@ -282,9 +281,21 @@ impl OidcProvider {
                 resp.status()
             )));
         }
-        let info: Map<String, Value> = resp
-            .json()
+        let mut body = Vec::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp
+            .chunk()
             .await
+            .map_err(|e| OidcError::Provider(format!("userinfo: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(OidcError::Provider(
+                    "userinfo: the answer is too large".into(),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let info: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| OidcError::Provider(format!("userinfo: {e}")))?;
         if info.get("sub") != claims.get("sub") {
             return Err(OidcError::BadToken(

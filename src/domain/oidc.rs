@@ -92,13 +92,38 @@ pub enum ClaimsRefusal {
         "your account is in none of the groups rollgate gives a role to (claim {claim:?}); ask an admin"
     )]
     NoRole { claim: String },
+    #[error("the identity provider's ID token has no subject (sub)")]
+    NoSubject,
+    #[error(
+        "the identity provider has not verified your e-mail address, which rollgate would name you by"
+    )]
+    UnverifiedEmail,
+}
+
+/// Who signed in, as the provider's claims say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcIdentity {
+    /// The provider's stable, unique id for the account (`sub`).
+    pub subject: String,
+    /// The name it gives now (rollgate keeps the first one it saw).
+    pub name: String,
+    pub role: Role,
 }
 
 /// Who an ID token's claims say signed in, and with which role.
 pub fn identity_from_claims(
     claims: &Map<String, Value>,
     settings: &OidcSettings,
-) -> Result<(String, Role), ClaimsRefusal> {
+) -> Result<OidcIdentity, ClaimsRefusal> {
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(ClaimsRefusal::NoSubject)?;
+    // An address anyone can type into a profile names nobody.
+    if settings.name_claim == "email" && claims.get("email_verified") != Some(&Value::Bool(true)) {
+        return Err(ClaimsRefusal::UnverifiedEmail);
+    }
     let name = claims
         .get(&settings.name_claim)
         .and_then(Value::as_str)
@@ -115,7 +140,8 @@ pub fn identity_from_claims(
     }
     let groups: Vec<&str> = match claims.get(&settings.roles_claim) {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        Some(Value::String(one)) => one.split_whitespace().collect(),
+        // One group ("Domain Admins" is one group, not two).
+        Some(Value::String(one)) => vec![one.as_str()],
         _ => Vec::new(),
     };
     let role = settings
@@ -127,7 +153,11 @@ pub fn identity_from_claims(
         .ok_or_else(|| ClaimsRefusal::NoRole {
             claim: settings.roles_claim.clone(),
         })?;
-    Ok((name.to_string(), role))
+    Ok(OidcIdentity {
+        subject: subject.to_string(),
+        name: name.to_string(),
+        role,
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +184,17 @@ mod tests {
     }
 
     fn claims(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+        let mut m = v.as_object().unwrap().clone();
+        m.entry("sub").or_insert(json!("sub-1"));
+        m
+    }
+
+    fn who(name: &str, role: Role) -> Result<OidcIdentity, ClaimsRefusal> {
+        Ok(OidcIdentity {
+            subject: "sub-1".into(),
+            name: name.into(),
+            role,
+        })
     }
 
     #[test]
@@ -162,15 +202,12 @@ mod tests {
         let s = settings();
         let c =
             claims(json!({ "preferred_username": "ada", "groups": ["eng", "rollgate-admins"] }));
-        assert_eq!(
-            identity_from_claims(&c, &s),
-            Ok(("ada".into(), Role::Admin))
-        );
-        let c = claims(json!({ "preferred_username": "otto", "groups": "eng rollgate-ops" }));
-        assert_eq!(
-            identity_from_claims(&c, &s),
-            Ok(("otto".into(), Role::Operator))
-        );
+        assert_eq!(identity_from_claims(&c, &s), who("ada", Role::Admin));
+        let c = claims(json!({ "preferred_username": "otto", "groups": "rollgate-ops" }));
+        assert_eq!(identity_from_claims(&c, &s), who("otto", Role::Operator));
+        // A lone string is one group, spaces and all.
+        let c = claims(json!({ "preferred_username": "otto", "groups": "eng rollgate-admins" }));
+        assert!(identity_from_claims(&c, &s).is_err());
         let c = claims(json!({ "preferred_username": "mia", "groups": ["marketing"] }));
         assert_eq!(
             identity_from_claims(&c, &s),
@@ -198,6 +235,26 @@ mod tests {
             identity_from_claims(&c, &s),
             Err(ClaimsRefusal::NoName("preferred_username".into()))
         );
+        let mut c = claims(json!({ "preferred_username": "ada", "groups": ["eng"] }));
+        c.remove("sub");
+        assert_eq!(identity_from_claims(&c, &s), Err(ClaimsRefusal::NoSubject));
+        // Named by e-mail: only a verified one.
+        let by_email = OidcSettings {
+            name_claim: "email".into(),
+            ..settings()
+        };
+        let c = claims(json!({ "email": "ada@example.com", "groups": ["eng"] }));
+        assert_eq!(
+            identity_from_claims(&c, &by_email),
+            Err(ClaimsRefusal::UnverifiedEmail)
+        );
+        let c = claims(
+            json!({ "email": "ada@example.com", "email_verified": true, "groups": ["eng"] }),
+        );
+        assert_eq!(
+            identity_from_claims(&c, &by_email),
+            who("ada@example.com", Role::Viewer)
+        );
         for bad in ["bad\u{0}name", "two\nlines", &"x".repeat(500)] {
             let c = claims(json!({ "preferred_username": bad, "groups": ["eng"] }));
             assert!(
@@ -211,7 +268,7 @@ mod tests {
         let c = claims(json!({ "preferred_username": "ada@example.com", "groups": ["eng"] }));
         assert_eq!(
             identity_from_claims(&c, &s),
-            Ok(("ada@example.com".into(), Role::Viewer))
+            who("ada@example.com", Role::Viewer)
         );
     }
 

@@ -12,7 +12,7 @@ use crate::audit::NewAuditEntry;
 use crate::domain::auth::{self, Failures, SessionLimits, Throttle, ThrottleKeys};
 use crate::domain::user::{self, Role};
 use crate::domain::{Action, Outcome, Principal};
-use crate::store::{SessionRow, TokenRow};
+use crate::store::{SessionRow, StoreError, TokenRow};
 
 /// Why a sign-in did not succeed. Wrong name and wrong password are one
 /// answer, so the form tells nobody which names exist.
@@ -39,6 +39,9 @@ pub struct OidcBegun {
     pub url: String,
     pub browser_secret: String,
 }
+
+/// At most this many OIDC sign-ins may be under way at once.
+const MAX_PENDING_OIDC: i64 = 10_000;
 
 /// How long a browser has to come back from the identity provider.
 pub const OIDC_LOGIN_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
@@ -226,6 +229,20 @@ impl Service {
         next: &str,
         now: DateTime<Utc>,
     ) -> Result<OidcBegun, SignInError> {
+        if self
+            .store
+            .oidc_logins_pending()
+            .await
+            .map_err(ServiceError::from)?
+            >= MAX_PENDING_OIDC
+        {
+            // Each visit to /login/oidc keeps a row for ten minutes: a
+            // loop on it must not grow the table without end.
+            return Err(ServiceError::Unavailable(
+                "too many sign-ins are under way; try again in a few minutes".into(),
+            )
+            .into());
+        }
         let begun = provider.begin().await?;
         let browser_secret = auth::new_secret();
         let row = crate::store::OidcLoginRow {
@@ -246,20 +263,39 @@ impl Service {
         })
     }
 
-    /// Finishes a sign-in through the identity provider: the state must be
-    /// one this server began, unused, recent, and begun in this browser
-    /// (`browser_secret`, from its cookie); then the code is exchanged and
-    /// the ID token checked. Gives the new session, where to go next, and
-    /// who signed in.
-    pub async fn finish_oidc(
+    /// The provider sent the browser back with an error instead of a code:
+    /// believed (and the sign-in used up) only for a state this browser
+    /// began, so nobody can put words on rollgate's page with a link; only
+    /// the error's code is shown, never its free text.
+    pub async fn abandon_oidc(
         &self,
-        provider: &crate::oidc::OidcProvider,
         state: &str,
-        code: &str,
+        error: &str,
         browser_secret: Option<&str>,
-        limits: SessionLimits,
         now: DateTime<Utc>,
-    ) -> Result<(NewSession, String, String), SignInError> {
+    ) -> SignInError {
+        if let Err(e) = self.take_own_oidc_login(state, browser_secret, now).await {
+            return e;
+        }
+        let code = if !error.is_empty()
+            && error.len() <= 64
+            && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            error
+        } else {
+            "an unknown error"
+        };
+        SignInError::Oidc(crate::oidc::OidcError::Refused(code.to_string()))
+    }
+
+    /// Takes (uses up) the pending sign-in with this state, if it is
+    /// recent and was begun in this browser.
+    async fn take_own_oidc_login(
+        &self,
+        state: &str,
+        browser_secret: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::OidcLoginRow, SignInError> {
         let again = "sign in again";
         // Taken (deleted) first: a replayed or raced callback finds nothing.
         let login = self
@@ -286,10 +322,47 @@ impl Service {
                 "this sign-in was begun in another browser: {again}"
             )));
         }
-        let (name, role) = provider
+        Ok(login)
+    }
+
+    /// Finishes a sign-in through the identity provider: the state must be
+    /// one this server began, unused, recent, and begun in this browser
+    /// (`browser_secret`, from its cookie); then the code is exchanged and
+    /// the ID token checked. Gives the new session, where to go next, and
+    /// who signed in.
+    pub async fn finish_oidc(
+        &self,
+        provider: &crate::oidc::OidcProvider,
+        state: &str,
+        code: &str,
+        browser_secret: Option<&str>,
+        limits: SessionLimits,
+        now: DateTime<Utc>,
+    ) -> Result<(NewSession, String, String), SignInError> {
+        let login = self.take_own_oidc_login(state, browser_secret, now).await?;
+        let who = provider
             .finish(code, &login.nonce, &login.pkce_verifier)
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "OIDC sign-in refused"))?;
+        let issuer = &provider.settings().issuer;
+        let name = match self
+            .store
+            .bind_oidc_identity(issuer, &who.subject, &who.name, now)
+            .await
+        {
+            Ok(name) => name,
+            Err(StoreError::OidcNameTaken(taken)) => {
+                tracing::warn!(name = %taken, "an identity-provider account asked for a name another account has");
+                return Err(SignInError::Oidc(crate::oidc::OidcError::Refused(
+                    StoreError::OidcNameTaken(taken).to_string(),
+                )));
+            }
+            Err(e) => return Err(ServiceError::from(e).into()),
+        };
+        if name != who.name {
+            tracing::info!(bound = %name, now = %who.name, "an identity-provider account signs in under the name it first had");
+        }
+        let role = who.role;
         let session = NewSession {
             id: auth::new_secret(),
             csrf_token: auth::new_secret(),

@@ -232,21 +232,27 @@ impl Service {
         let mut actor = actor.to_string();
         // A short chain, never a loop (a token's maker existed before it),
         // but bounded all the same.
-        while chain.len() < 8 {
+        loop {
+            if chain.len() >= 8 {
+                // Fail closed: whoever cannot be traced approves nothing.
+                return Err(ServiceError::Forbidden(format!(
+                    "cannot tell who is behind {}: its tokens were made by tokens too many times over",
+                    chain[0]
+                )));
+            }
             match Principal::behind(&actor) {
                 Behind::Person(name) => {
                     chain.push(name.to_string());
-                    break;
+                    return Ok(chain);
                 }
                 Behind::Token(name) => {
                     chain.push(actor.clone());
                     match self.store.token_by_name(name).await? {
                         Some(token) => actor = token.created_by,
-                        None => break,
+                        None => return Ok(chain),
                     }
                 }
             }
         }
-        Ok(chain)
     }
 }

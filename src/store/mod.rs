@@ -49,6 +49,10 @@ pub enum StoreError {
     #[error("there is no user named {0:?}")]
     NoSuchUser(String),
     #[error(
+        "the identity provider's name {0:?} already belongs to another of its accounts in rollgate; ask an admin"
+    )]
+    OidcNameTaken(String),
+    #[error(
         "that would leave no admin who signs in with a password (the only way back in is then `rollgate user add` on the database); make another admin first"
     )]
     LastAdmin,

@@ -378,4 +378,55 @@ impl Store {
         })
         .transpose()
     }
+
+    /// The name the provider's `subject` signs in as: the one it was first
+    /// seen with (`name` now, if it is new). Refused (`OidcNameTaken`) when
+    /// `name` is already another subject's.
+    pub async fn bind_oidc_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        if let Some(name) = self.oidc_name(issuer, subject).await? {
+            return Ok(name);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO oidc_identities (issuer, subject, name, first_seen) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .bind(name)
+        .bind(timestamp(now))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(name.to_string()),
+            Err(e) if is_unique_violation(&e) => match self.oidc_name(issuer, subject).await? {
+                // The same subject's first sign-in, racing this one.
+                Some(name) => Ok(name),
+                None => Err(StoreError::OidcNameTaken(name.to_string())),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn oidc_name(&self, issuer: &str, subject: &str) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT name FROM oidc_identities WHERE issuer = $1 AND subject = $2")
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get::<String, _>("name")).transpose()?)
+    }
+
+    /// How many OIDC sign-ins are under way (begun, not yet taken).
+    pub async fn oidc_logins_pending(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM oidc_logins")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
 }

@@ -61,6 +61,9 @@ pub struct AuthConfig {
     /// Sign-in through the company's identity provider (OIDC), besides
     /// local users. Off unless configured.
     pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
+    /// With sign-in off, DNS names requests may be addressed to besides
+    /// localhost and IP addresses (e.g. behind a proxy that keeps `Host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl AuthConfig {
@@ -245,11 +248,24 @@ pub fn names_this_machine(host: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost") || name.parse::<Ipv4Addr>().is_ok()
 }
 
-/// The client's address, for throttling (the socket's peer).
+/// Whether a Host header (with or without a port) is `name`.
+fn host_is(host: &str, name: &str) -> bool {
+    let bare = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    bare.trim_end_matches('.')
+        .eq_ignore_ascii_case(name.trim_end_matches('.'))
+}
+
+/// The client's address, for throttling (the socket's peer; an IPv4
+/// address on a dual-stack socket as plain IPv4).
 pub fn client_address(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| {
+            a.ip().to_canonical()
+        })
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -373,11 +389,15 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
                 .get(axum::http::header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .or_else(|| req.uri().authority().map(|a| a.as_str()));
-            if peer.is_loopback() && !host.is_none_or(names_this_machine) {
+            let allowed = host.is_none_or(|h| {
+                names_this_machine(h) || app.auth.allowed_hosts.iter().any(|a| host_is(h, a))
+            });
+            if !allowed {
                 // DNS rebinding: a page at evil.example whose name now
-                // resolves to 127.0.0.1 could otherwise drive an open
-                // rollgate from the operator's own browser.
-                let message = "with sign-in off, rollgate answers only requests addressed to localhost or an IP address (a DNS-rebinding guard); use http://127.0.0.1:PORT";
+                // resolves to this machine could otherwise drive an open
+                // rollgate from the operator's own browser (whatever the
+                // peer address: loopback, or the machine's LAN address).
+                let message = "with sign-in off, rollgate answers only requests addressed to localhost, an IP address or a name given with --allowed-host (a DNS-rebinding guard)";
                 if api {
                     return ApiError::Forbidden(message.into()).into_response();
                 }
@@ -517,6 +537,21 @@ mod tests {
             form_token: String::new(),
             new_form_cookie: false,
         }
+    }
+
+    #[test]
+    fn allowed_hosts_match_with_or_without_a_port() {
+        assert!(host_is("rollgate.example.com:8080", "rollgate.example.com"));
+        assert!(host_is("Rollgate.Example.com", "rollgate.example.com"));
+        assert!(host_is("rollgate.example.com.", "rollgate.example.com"));
+        assert!(!host_is(
+            "rollgate.example.com.evil",
+            "rollgate.example.com"
+        ));
+        assert!(!host_is(
+            "evil-rollgate.example.com",
+            "rollgate.example.com"
+        ));
     }
 
     #[test]

@@ -432,4 +432,27 @@ async fn with_sign_in_off_only_requests_addressed_to_this_machine_are_answered()
     );
     let (_, list) = app.get("/api/v1/tokens").await;
     assert_eq!(list["tokens"], json!([]), "nothing was made");
+
+    // Behind a proxy that keeps the public name in Host: --allowed-host.
+    let proxied = crate::common::spawn_app_with(
+        Db::Sqlite,
+        crate::common::Options {
+            auth: rollgate::web::auth::AuthConfig {
+                allowed_hosts: vec!["rollgate.example.com".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    for (host, want) in [("rollgate.example.com", 200), ("evil.example", 403)] {
+        let r = proxied
+            .http
+            .get(format!("{}/api/v1/rollouts", proxied.url))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "Host: {host}");
+    }
 }

@@ -333,14 +333,51 @@ async fn oidc_sign_in_end_to_end(db: Db) {
     );
     assert_eq!(replay.cookie(&s.app.url, session_cookie), None);
 
-    // A callback link planted in another browser signs nobody in.
+    // A callback link planted in another browser signs nobody in, even
+    // one with a sign-in of its own under way.
     let mut attacker = Browser::default();
     let planted = through_the_provider(&mut attacker, &s, "mia").await;
     let mut victim = Browser::default();
+    let own = victim.get(&format!("{}/login/oidc", s.app.url)).await;
+    assert_eq!(own.status, 303);
+    assert!(victim.cookie(&s.app.url, "rollgate_oidc").is_some());
     let refused = victim.get(&planted).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body.contains("another browser"), "{}", refused.body);
     assert_eq!(victim.cookie(&s.app.url, session_cookie), None);
+
+    // The provider's error answers: believed only for this browser's own
+    // sign-in, and shown by code only (no text of a link's choosing).
+    let mut c = Browser::default();
+    let spoof = c
+        .get(&format!(
+            "{}?error=access_denied&error_description=Call+IT+at+555&state=made-up",
+            s.callback
+        ))
+        .await;
+    assert_eq!(spoof.status, 400, "{}", spoof.body);
+    assert!(!spoof.body.contains("Call IT"), "{}", spoof.body);
+    let begun = c.get(&format!("{}/login/oidc", s.app.url)).await;
+    let state = url::Url::parse(begun.location.as_deref().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let denied = c
+        .get(&format!(
+            "{}?error=access_denied&error_description=Call+IT+at+555&state={state}",
+            s.callback
+        ))
+        .await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(
+        denied.body.contains("refused the sign-in: access_denied"),
+        "{}",
+        denied.body
+    );
+    assert!(!denied.body.contains("Call IT"), "{}", denied.body);
 
     // ID tokens for someone else, or for us and an audience not trusted:
     // refused. One also naming a trusted audience is fine.
@@ -368,6 +405,23 @@ async fn oidc_sign_in_end_to_end(db: Db) {
     tamper(&s, "nonce=not-the-one-we-sent").await;
     let a = c.get(&callback).await;
     assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("ID token was not accepted"), "{}", a.body);
+    assert_eq!(c.cookie(&s.app.url, session_cookie), None);
+
+    // A name is bound to the provider's account (sub) that first used it:
+    // otto renamed at the provider stays oidc:otto; another account that
+    // now calls itself otto is refused.
+    let mut c = Browser::default();
+    let callback = through_the_provider(&mut c, &s, "otto").await;
+    tamper(&s, "name=olga").await;
+    assert_eq!(c.get(&callback).await.status, 200);
+    assert_eq!(me(&c, &s).await.1["actor"], "oidc:otto");
+    let mut c = Browser::default();
+    let callback = through_the_provider(&mut c, &s, "vic").await;
+    tamper(&s, "name=otto").await;
+    let a = c.get(&callback).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("already belongs to another"), "{}", a.body);
     assert_eq!(c.cookie(&s.app.url, session_cookie), None);
 
     // mia's groups map to no role: not let in.

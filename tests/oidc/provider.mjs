@@ -11,9 +11,10 @@
 // groups come from ACCOUNTS below (other names have none).
 //
 // A test can ask for the next token answer to be tampered with, to check
-// that rollgate refuses it: GET /__test/tamper?aud=X or ?nonce=X re-signs
-// the next ID token with that audience or nonce (with the provider's own
-// key, so only the claim is wrong).
+// that rollgate refuses it: GET /__test/tamper?aud=X, ?nonce=X or ?name=X
+// re-signs the next ID token with that audience, nonce or
+// preferred_username (with the provider's own key, so only the claim is
+// wrong).
 import http from 'node:http';
 import readline from 'node:readline';
 import Provider from 'oidc-provider';
@@ -24,6 +25,7 @@ const ACCOUNTS = {
   otto: ['rollgate-ops'],
   vera: ['eng'],
   mia: ['marketing'],
+  vic: ['eng'],
 };
 
 const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
@@ -98,6 +100,7 @@ lines.on('line', async (line) => {
       const claims = jose.decodeJwt(ctx.body.id_token);
       if (tamper.aud) claims.aud = tamper.aud.split(',');
       if (tamper.nonce) claims.nonce = tamper.nonce;
+      if (tamper.name) claims.preferred_username = tamper.name;
       ctx.body.id_token = await new jose.SignJWT(claims)
         .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })
         .sign(privateKey);

@@ -151,8 +151,6 @@ pub struct CallbackQuery {
     state: String,
     #[serde(default)]
     error: String,
-    #[serde(default)]
-    error_description: String,
 }
 
 /// `GET /login/oidc/callback?code=…&state=…`: back from the provider.
@@ -168,11 +166,10 @@ pub async fn oidc_callback(State(app): State<AppState>, req: Request) -> Respons
     let clear_browser =
         auth::set_cookie_same_site(&oidc_cookie, "", 0, app.auth.secure_cookies, "Lax");
     let result = if !q.error.is_empty() {
-        Err(SignInError::Oidc(crate::oidc::OidcError::Refused(
-            format!("{} {}", q.error, q.error_description)
-                .trim()
-                .to_string(),
-        )))
+        Err(app
+            .service
+            .abandon_oidc(&q.state, &q.error, browser.as_deref(), Utc::now())
+            .await)
     } else if q.code.is_empty() || q.state.is_empty() {
         Err(SignInError::OidcState(
             "the identity provider sent no code and state: sign in again".into(),
@@ -219,6 +216,10 @@ pub async fn oidc_callback(State(app): State<AppState>, req: Request) -> Respons
         }
     };
     resp.headers_mut().append(header::SET_COOKIE, clear_browser);
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
