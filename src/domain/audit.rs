@@ -63,6 +63,8 @@ named_enum! {
         UserRoleChanged = "user_role_changed",
         /// An admin removed a user (their sessions end with it).
         UserRemoved = "user_removed",
+        /// An admin ended someone's sessions (signed out everywhere).
+        SessionsEnded = "sessions_ended",
         /// An API token was made (name, role, expiry; never the token).
         TokenCreated = "token_created",
         TokenRevoked = "token_revoked",

@@ -41,6 +41,7 @@ pub fn required_access(method: &str, path: &str) -> Access {
     }
     if path.starts_with("/api/v1/tokens")
         || path.starts_with("/api/v1/users")
+        || path.starts_with("/api/v1/sessions")
         || path.starts_with("/admin")
     {
         return Access::Role(Role::Admin);
@@ -278,6 +279,11 @@ mod tests {
             ("POST", "/api/v1/users", Role(super::Role::Admin)),
             ("PUT", "/api/v1/users/otto", Role(super::Role::Admin)),
             ("DELETE", "/api/v1/users/otto", Role(super::Role::Admin)),
+            (
+                "DELETE",
+                "/api/v1/sessions/oidc:otto",
+                Role(super::Role::Admin),
+            ),
             ("GET", "/admin/tokens", Role(super::Role::Admin)),
         ];
         for (method, path, want) in cases {

@@ -64,4 +64,30 @@ impl Service {
             .detail(json!({ "user": name }));
         Ok(self.store.change_user(name, None, entry).await?)
     }
+
+    /// Signs `actor` (`user:NAME` or `oidc:NAME`) out everywhere: every
+    /// session ends at once (for an identity-provider user removed from
+    /// its groups, the only way before their sessions expire). Their API
+    /// tokens are not touched. Gives how many sessions ended.
+    pub async fn end_sessions(&self, who: &Principal, actor: &str) -> Result<u64, ServiceError> {
+        let (via, name) = if let Some(n) = actor.strip_prefix("user:") {
+            ("password", n)
+        } else if let Some(n) = actor.strip_prefix("oidc:") {
+            ("oidc", n)
+        } else {
+            return Err(ServiceError::BadInput(format!(
+                "{actor:?}: name a signed-in person as user:NAME or oidc:NAME (tokens are revoked instead)"
+            )));
+        };
+        if name.is_empty() {
+            return Err(ServiceError::BadInput("the name is empty".into()));
+        }
+        Ok(self
+            .store
+            .end_sessions(name, via, |ended| {
+                NewAuditEntry::new(who, Action::SessionsEnded, Outcome::Applied)
+                    .detail(json!({ "user": actor, "sessions": ended }))
+            })
+            .await?)
+    }
 }

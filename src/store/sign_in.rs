@@ -429,4 +429,24 @@ impl Store {
             .await?;
         Ok(row.try_get("n")?)
     }
+
+    /// Ends every session of `user_name` signed in `via` ("password" or
+    /// "oidc"), with its audit entry; how many there were.
+    pub async fn end_sessions(
+        &self,
+        user_name: &str,
+        via: &str,
+        entry: impl FnOnce(u64) -> NewAuditEntry,
+    ) -> Result<u64, StoreError> {
+        let mut w = self.begin_write().await?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_name = $1 AND via = $2")
+            .bind(user_name)
+            .bind(via)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+        audit::append(&mut w, vec![entry(ended)]).await?;
+        w.commit().await?;
+        Ok(ended)
+    }
 }

@@ -54,6 +54,7 @@ use crate::store::{AuditFilter, RolloutFilter};
         super::users::add,
         super::users::change,
         super::users::remove,
+        super::users::end_sessions,
         super::approvals::list,
         super::approvals::request,
         super::approvals::approve,

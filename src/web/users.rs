@@ -19,6 +19,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/users", get(list).post(add))
         .route("/api/v1/users/{name}", put(change).delete(remove))
+        .route(
+            "/api/v1/sessions/{actor}",
+            axum::routing::delete(end_sessions),
+        )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -99,4 +103,24 @@ pub async fn remove(
     let who = caller.principal(None)?;
     app.service.remove_user(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionsEnded {
+    /// How many sessions ended.
+    pub ended: u64,
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{actor}",
+    params(("actor" = String, Path, description = "Whose sessions: user:NAME or oidc:NAME")),
+    responses((status = 200, body = SessionsEnded), (status = 400, body = super::api::ErrorBody),
+        (status = 401, body = super::api::ErrorBody), (status = 403, body = super::api::ErrorBody)))]
+pub async fn end_sessions(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(actor): Path<String>,
+) -> Result<axum::Json<SessionsEnded>, ApiError> {
+    let who = caller.principal(None)?;
+    let ended = app.service.end_sessions(&who, &actor).await?;
+    Ok(axum::Json(SessionsEnded { ended }))
 }

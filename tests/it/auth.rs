@@ -398,6 +398,13 @@ fn routes() -> Vec<Route> {
             Some(Admin),
             404,
         ),
+        r(
+            "DELETE",
+            "/api/v1/sessions/token:ci",
+            Value::Null,
+            Some(Admin),
+            400,
+        ),
         // The pages.
         r("GET", "/", Value::Null, Some(Viewer), 200),
         r("GET", "/plans", Value::Null, Some(Viewer), 200),

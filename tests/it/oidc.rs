@@ -459,6 +459,20 @@ async fn oidc_sign_in_end_to_end(db: Db) {
         .json(&json!({ "reason": "viewers may not" }));
     assert_eq!(vera.send(req, &url).await.status, 403);
 
+    // otto is dropped from rollgate-ops at the provider: an admin ends his
+    // sessions at once instead of waiting for them to expire.
+    let admin = s.app.make_token("admin", Role::Admin).await;
+    let r = http()
+        .delete(format!("{}/api/v1/sessions/oidc:otto", s.app.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ended: Value = r.json().await.unwrap();
+    assert!(ended["ended"].as_u64().unwrap() >= 1, "{ended}");
+    assert_eq!(me(&otto, &s).await.0, 401, "otto is signed out");
+    assert_eq!(me(&vera, &s).await.0, 200, "nobody else is");
     let auditor = s.app.make_token("auditor", Role::Viewer).await;
     s.app.token = Some(auditor);
     let entries = s.app.audit(&format!("?rollout={id}")).await;
@@ -467,6 +481,14 @@ async fn oidc_sign_in_end_to_end(db: Db) {
         .find(|e| e["action"] == "start")
         .expect("a start entry");
     assert_eq!(start["actor"], "oidc:otto");
+    let ended = s.app.audit("?action=sessions_ended").await;
+    assert_eq!(
+        (
+            ended[0]["actor"].as_str(),
+            ended[0]["detail"]["user"].as_str()
+        ),
+        (Some("token:admin"), Some("oidc:otto"))
+    );
 }
 on_both_databases!(oidc_sign_in_end_to_end);
 
