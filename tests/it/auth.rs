@@ -452,6 +452,13 @@ fn routes() -> Vec<Route> {
             Some(Admin),
             404,
         ),
+        r(
+            "POST",
+            "/admin/users/no-such-user/sign-out",
+            json!([]),
+            Some(Admin),
+            200,
+        ),
         r("GET", "/login/oidc", Value::Null, None, 404),
         r("GET", "/login/oidc/callback", Value::Null, None, 404),
         r("POST", "/audit/verify", json!([]), Some(Viewer), 303),
@@ -1101,6 +1108,17 @@ async fn admins_manage_users_on_the_dashboard(db: Db) {
         403,
         "viewers do not manage users"
     );
+    let out = ada.post("/admin/users/kim/sign-out", &[]).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(
+        out.body
+            .contains("kim is signed out everywhere; sessions ended: 1."),
+        "{}",
+        out.body
+    );
+    assert_eq!(kim.get("/").await.status, 303, "kim must sign in again");
+    assert_eq!(kim.sign_in("kim", secret).await.status, 303);
+    kim.get("/").await;
     let gone = ada.post("/admin/users/kim/remove", &[]).await;
     assert_eq!((gone.status, gone.location.as_str()), (303, "/admin/users"));
     assert_eq!(kim.get("/").await.status, 303, "kim's session ended");

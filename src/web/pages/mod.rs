@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users", get(users::page).post(users::add))
         .route("/admin/users/{name}/role", post(users::set_role))
         .route("/admin/users/{name}/remove", post(users::remove))
+        .route("/admin/users/{name}/sign-out", post(users::sign_out))
         .route("/demo/bad", post(rollout::demo_bad))
         .route("/demo/good", post(rollout::demo_good))
         .route("/static/{*path}", get(assets::serve))

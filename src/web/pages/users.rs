@@ -147,3 +147,31 @@ pub async fn remove(
         Err(e) => PageError::from(e).page(&app),
     }
 }
+
+/// Signs the user out everywhere (every session ends; tokens stay).
+pub async fn sign_out(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Response {
+    let who = match caller.principal(None) {
+        Ok(p) => p,
+        Err(e) => return PageError::bad_request(e.0).page(&app),
+    };
+    match app
+        .service
+        .end_sessions(&who, &format!("user:{name}"))
+        .await
+    {
+        Ok(n) => {
+            after(
+                &app,
+                Ok(format!(
+                    "{name} is signed out everywhere; sessions ended: {n}."
+                )),
+            )
+            .await
+        }
+        Err(e) => PageError::from(e).page(&app),
+    }
+}
