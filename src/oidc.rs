@@ -93,15 +93,20 @@ async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, H
     for (k, v) in resp.headers() {
         out = out.header(k, v);
     }
+    let body = read_capped(resp).await.map_err(HttpError)?;
+    out.body(body).map_err(|e| HttpError(e.to_string()))
+}
+
+/// A provider answer's body, at most [`MAX_ANSWER_BYTES`].
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    let mut resp = resp;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| HttpError(e.to_string()))? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(HttpError("the answer is too large".into()));
+            return Err("the answer is too large".into());
         }
         body.extend_from_slice(&chunk);
     }
-    out.body(body).map_err(|e| HttpError(e.to_string()))
+    Ok(body)
 }
 
 impl OidcProvider {
@@ -281,20 +286,9 @@ impl OidcProvider {
                 resp.status()
             )));
         }
-        let mut body = Vec::new();
-        let mut resp = resp;
-        while let Some(chunk) = resp
-            .chunk()
+        let body = read_capped(resp)
             .await
-            .map_err(|e| OidcError::Provider(format!("userinfo: {e}")))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(OidcError::Provider(
-                    "userinfo: the answer is too large".into(),
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| OidcError::Provider(format!("userinfo: {e}")))?;
         let info: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| OidcError::Provider(format!("userinfo: {e}")))?;
         if info.get("sub") != claims.get("sub") {

@@ -100,6 +100,31 @@ fn failure(e: SignInError) -> (StatusCode, String) {
     (status, message)
 }
 
+/// `resp` with the new session's cookie; the browser's session from
+/// before (if any) ends here.
+async fn signed_in(
+    app: &AppState,
+    old_session: Option<String>,
+    session: &crate::service::NewSession,
+    mut resp: Response,
+) -> Response {
+    if let Some(old) = old_session
+        && let Err(e) = app.service.sign_out(&old).await
+    {
+        tracing::warn!(error = %e, "could not end the session before a sign-in");
+    }
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        auth::set_cookie(
+            &app.auth.cookie_name(SESSION_COOKIE),
+            &session.id,
+            app.auth.limits.absolute.num_seconds(),
+            app.auth.secure_cookies,
+        ),
+    );
+    resp
+}
+
 /// The cookie that ties an OIDC callback to the browser that began it.
 /// SameSite=Lax, not Strict: it must come back with the provider's
 /// redirect (a top-level GET from the provider's site).
@@ -189,24 +214,9 @@ pub async fn oidc_callback(State(app): State<AppState>, req: Request) -> Respons
     let old_session = auth::cookie(req.headers(), &app.auth.cookie_name(SESSION_COOKIE));
     let mut resp = match result {
         Ok((session, next, _name)) => {
-            if let Some(old) = old_session
-                && let Err(e) = app.service.sign_out(&old).await
-            {
-                tracing::warn!(error = %e, "could not end the session before a sign-in");
-            }
             let mut page = login_page(&app, &next, "");
             page.continue_to = Some(page.next.clone());
-            let mut resp = html(&page).into_response();
-            resp.headers_mut().append(
-                header::SET_COOKIE,
-                auth::set_cookie(
-                    &app.auth.cookie_name(SESSION_COOKIE),
-                    &session.id,
-                    app.auth.limits.absolute.num_seconds(),
-                    app.auth.secure_cookies,
-                ),
-            );
-            resp
+            signed_in(&app, old_session, &session, html(&page).into_response()).await
         }
         Err(e) => {
             let (status, message) = failure(e);
@@ -256,23 +266,8 @@ pub async fn sign_in(State(app): State<AppState>, req: Request) -> Response {
         .await;
     match result {
         Ok(session) => {
-            // The browser's session from before (if any) ends here.
-            if let Some(old) = old_session
-                && let Err(e) = app.service.sign_out(&old).await
-            {
-                tracing::warn!(error = %e, "could not end the session before a sign-in");
-            }
-            let mut resp = Redirect::to(&local_path(&f.next)).into_response();
-            resp.headers_mut().append(
-                header::SET_COOKIE,
-                auth::set_cookie(
-                    &app.auth.cookie_name(SESSION_COOKIE),
-                    &session.id,
-                    app.auth.limits.absolute.num_seconds(),
-                    app.auth.secure_cookies,
-                ),
-            );
-            resp
+            let next = Redirect::to(&local_path(&f.next)).into_response();
+            signed_in(&app, old_session, &session, next).await
         }
         Err(e) => {
             let (status, message) = failure(e);
