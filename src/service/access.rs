@@ -136,30 +136,27 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<NewSession, SignInError> {
         let store = &self.store;
-        let secret = store
-            .server_secret(THROTTLE_KEY, auth::new_secret)
+        let secret = self
+            .throttle_key
+            .get_or_try_init(|| store.server_secret(THROTTLE_KEY, auth::new_secret))
             .await
             .map_err(ServiceError::from)?;
-        let keys = ThrottleKeys::new(&secret, name, address);
+        let keys = ThrottleKeys::new(secret, name, address);
         let attempt = auth::new_secret();
         let since = now - throttle.window;
         store
             .record_login_attempt(&attempt, &keys.all(), now, since)
             .await
             .map_err(ServiceError::from)?;
+        let mut by_key = store
+            .login_failures(&keys.all(), since)
+            .await
+            .map_err(ServiceError::from)?;
+        let mut take = |key: &str| by_key.remove(key).unwrap_or_default();
         let failures = Failures {
-            account_and_address: store
-                .login_failures(&keys.account_and_address, since)
-                .await
-                .map_err(ServiceError::from)?,
-            account: store
-                .login_failures(&keys.account, since)
-                .await
-                .map_err(ServiceError::from)?,
-            address: store
-                .login_failures(&keys.address, since)
-                .await
-                .map_err(ServiceError::from)?,
+            account_and_address: take(&keys.account_and_address),
+            account: take(&keys.account),
+            address: take(&keys.address),
         };
         let stored = if user::check_name(name).is_ok() {
             store.user(name).await.map_err(ServiceError::from)?
@@ -201,22 +198,9 @@ impl Service {
             .clear_login_failures(&[&keys.account_and_address, &keys.account])
             .await
             .map_err(ServiceError::from)?;
-        let session = NewSession {
-            id: auth::new_secret(),
-            csrf_token: auth::new_secret(),
-        };
-        store
-            .create_session(
-                &auth::secret_hash(&session.id),
-                name,
-                "password",
-                None,
-                &session.csrf_token,
-                now,
-                limits,
-            )
-            .await
-            .map_err(ServiceError::from)?;
+        let session = self
+            .open_session(name, "password", None, limits, now)
+            .await?;
         tracing::info!(user = name, %address, "signed in");
         Ok(session)
     }
@@ -328,8 +312,7 @@ impl Service {
     /// Finishes a sign-in through the identity provider: the state must be
     /// one this server began, unused, recent, and begun in this browser
     /// (`browser_secret`, from its cookie); then the code is exchanged and
-    /// the ID token checked. Gives the new session, where to go next, and
-    /// who signed in.
+    /// the ID token checked. Gives the new session and where to go next.
     pub async fn finish_oidc(
         &self,
         provider: &crate::oidc::OidcProvider,
@@ -338,7 +321,7 @@ impl Service {
         browser_secret: Option<&str>,
         limits: SessionLimits,
         now: DateTime<Utc>,
-    ) -> Result<(NewSession, String, String), SignInError> {
+    ) -> Result<(NewSession, String), SignInError> {
         let login = self.take_own_oidc_login(state, browser_secret, now).await?;
         let who = provider
             .finish(code, &login.nonce, &login.pkce_verifier)
@@ -362,7 +345,23 @@ impl Service {
         if name != who.name {
             tracing::info!(bound = %name, now = %who.name, "an identity-provider account signs in under the name it first had");
         }
-        let role = who.role;
+        let session = self
+            .open_session(&name, "oidc", Some(who.role), limits, now)
+            .await?;
+        tracing::info!(user = %name, role = who.role.as_str(), "signed in through the identity provider");
+        Ok((session, login.next_path))
+    }
+
+    /// A new session for `name` (a fresh id and form token; only the id's
+    /// hash is stored). `role` for identity-provider users only.
+    async fn open_session(
+        &self,
+        name: &str,
+        via: &str,
+        role: Option<Role>,
+        limits: SessionLimits,
+        now: DateTime<Utc>,
+    ) -> Result<NewSession, ServiceError> {
         let session = NewSession {
             id: auth::new_secret(),
             csrf_token: auth::new_secret(),
@@ -370,17 +369,15 @@ impl Service {
         self.store
             .create_session(
                 &auth::secret_hash(&session.id),
-                &name,
-                "oidc",
-                Some(role),
+                name,
+                via,
+                role,
                 &session.csrf_token,
                 now,
                 limits,
             )
-            .await
-            .map_err(ServiceError::from)?;
-        tracing::info!(user = %name, role = role.as_str(), "signed in through the identity provider");
-        Ok((session, login.next_path, name))
+            .await?;
+        Ok(session)
     }
 
     /// The live session with this cookie value, its last use recorded (at

@@ -94,6 +94,9 @@ pub struct Service {
     sparks: Mutex<sparks::SparkCache>,
     /// The valid plans' names, and when they were read.
     plan_names: Mutex<PlanNames>,
+    /// The key of sign-in throttle buckets (made once, kept in the
+    /// database so every process agrees; read from it once here).
+    throttle_key: tokio::sync::OnceCell<String>,
 }
 
 /// The valid plans' names as last read.
@@ -133,6 +136,7 @@ impl Service {
             verified: Mutex::default(),
             sparks: Mutex::default(),
             plan_names: Mutex::default(),
+            throttle_key: tokio::sync::OnceCell::new(),
         }
     }
 

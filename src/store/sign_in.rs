@@ -239,22 +239,37 @@ impl Store {
         Ok(())
     }
 
-    /// The failed logins since `since` under `key`, oldest first.
+    /// The failed logins since `since` under each of `keys`, oldest
+    /// first, by key (a key with none is absent).
     pub async fn login_failures(
         &self,
-        key: &str,
+        keys: &[&str],
         since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at FROM login_failures WHERE throttle_key = $1 AND at > $2 ORDER BY at",
-        )
-        .bind(key)
-        .bind(timestamp(since))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| parse_time(&r.try_get::<String, _>("at")?))
-            .collect()
+    ) -> Result<std::collections::HashMap<String, Vec<DateTime<Utc>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Default::default());
+        }
+        // One query for all the keys; only placeholders are spliced in.
+        let list: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT throttle_key, at FROM login_failures \
+             WHERE at > $1 AND throttle_key IN ({}) ORDER BY at",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(timestamp(since));
+        for key in keys {
+            query = query.bind(*key);
+        }
+        let mut by_key: std::collections::HashMap<String, Vec<DateTime<Utc>>> =
+            std::collections::HashMap::new();
+        for r in query.fetch_all(&self.pool).await? {
+            let at = parse_time(&r.try_get::<String, _>("at")?)?;
+            by_key
+                .entry(r.try_get("throttle_key")?)
+                .or_default()
+                .push(at);
+        }
+        Ok(by_key)
     }
 
     /// Records a sign-in attempt under each key before its password is

@@ -213,7 +213,7 @@ pub async fn oidc_callback(State(app): State<AppState>, req: Request) -> Respons
     };
     let old_session = auth::cookie(req.headers(), &app.auth.cookie_name(SESSION_COOKIE));
     let mut resp = match result {
-        Ok((session, next, _name)) => {
+        Ok((session, next)) => {
             let mut page = login_page(&app, &next, "");
             page.continue_to = Some(page.next.clone());
             signed_in(&app, old_session, &session, html(&page).into_response()).await
