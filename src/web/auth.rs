@@ -229,33 +229,40 @@ pub fn set_cookie_same_site(
 /// Whether a Host header names this machine without DNS: an IP address or
 /// localhost (with any port).
 pub fn names_this_machine(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => {
-            return v6
-                .split(']')
-                .next()
-                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
-        }
-        None => host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        }),
-    };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6
+            .split(']')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = without_port(host)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     name == "localhost" || name.ends_with(".localhost") || name.parse::<Ipv4Addr>().is_ok()
 }
 
 /// Whether a Host header (with or without a port) is `name`.
 fn host_is(host: &str, name: &str) -> bool {
-    let bare = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(h, _)| h);
-    bare.trim_end_matches('.')
+    without_port(host)
+        .trim_end_matches('.')
         .eq_ignore_ascii_case(name.trim_end_matches('.'))
+}
+
+/// A Host header's name without its `:PORT` (an IPv4 address or a DNS
+/// name; bracketed IPv6 is handled by the callers).
+fn without_port(host: &str) -> &str {
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name)
+}
+
+/// The host a request is addressed to: its `Host` header, or (HTTP/2)
+/// the `:authority` that lands in the URI.
+pub fn request_host(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 /// The client's address, for throttling (the socket's peer; an IPv4
@@ -384,12 +391,7 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
 
     let (identity, role, session_token) = match app.auth.mode {
         AuthMode::None => {
-            let host = req
-                .headers()
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri().authority().map(|a| a.as_str()));
-            let allowed = host.is_none_or(|h| {
+            let allowed = request_host(&req).is_none_or(|h| {
                 names_this_machine(h) || app.auth.allowed_hosts.iter().any(|a| host_is(h, a))
             });
             if !allowed {

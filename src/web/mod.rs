@@ -170,11 +170,7 @@ async fn same_site_changes_only(
     use axum::http::Method;
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let headers = req.headers();
-        // HTTP/2 carries the host as :authority, which lands in the URI.
-        let host = headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let host = auth::request_host(&req);
         let foreign = made_elsewhere(
             headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
             headers

@@ -100,6 +100,14 @@ fn failure(e: SignInError) -> (StatusCode, String) {
     (status, message)
 }
 
+/// The sign-in page again, saying why the sign-in failed.
+fn failed(app: &AppState, next: &str, name: &str, e: SignInError) -> Response {
+    let (status, message) = failure(e);
+    let mut page = login_page(app, next, name);
+    page.error = Some(message);
+    (status, html(&page)).into_response()
+}
+
 /// `resp` with the new session's cookie; the browser's session from
 /// before (if any) ends here.
 async fn signed_in(
@@ -160,10 +168,7 @@ pub async fn oidc_begin(
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not begin an OIDC sign-in");
-            let (status, message) = failure(e);
-            let mut page = login_page(&app, &q.next, "");
-            page.error = Some(message);
-            (status, html(&page)).into_response()
+            failed(&app, &q.next, "", e)
         }
     }
 }
@@ -218,12 +223,7 @@ pub async fn oidc_callback(State(app): State<AppState>, req: Request) -> Respons
             page.continue_to = Some(page.next.clone());
             signed_in(&app, old_session, &session, html(&page).into_response()).await
         }
-        Err(e) => {
-            let (status, message) = failure(e);
-            let mut page = login_page(&app, "", "");
-            page.error = Some(message);
-            (status, html(&page)).into_response()
-        }
+        Err(e) => failed(&app, "", "", e),
     };
     resp.headers_mut().append(header::SET_COOKIE, clear_browser);
     resp.headers_mut().insert(
@@ -269,12 +269,7 @@ pub async fn sign_in(State(app): State<AppState>, req: Request) -> Response {
             let next = Redirect::to(&local_path(&f.next)).into_response();
             signed_in(&app, old_session, &session, next).await
         }
-        Err(e) => {
-            let (status, message) = failure(e);
-            let mut page = login_page(&app, &f.next, &name);
-            page.error = Some(message);
-            (status, html(&page)).into_response()
-        }
+        Err(e) => failed(&app, &f.next, &name, e),
     }
 }
 
