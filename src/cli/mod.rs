@@ -252,20 +252,11 @@ pub async fn user_add(database: &str, name: &str, role: &str) -> anyhow::Result<
     user::check_name(name).map_err(anyhow::Error::msg)?;
     let role = user::Role::parse(role).map_err(anyhow::Error::msg)?;
     let password = read_new_password()?;
+    // Checked before the database is touched: bad input changes nothing.
     user::check_password(&password).map_err(anyhow::Error::msg)?;
-    let hash = user::hash_password(&password).map_err(anyhow::Error::msg)?;
-    drop(password);
     let principal = local_operator()?;
     let store = crate::store::Store::connect(database).await?;
-    let mut entry = crate::audit::NewAuditEntry::new(
-        &principal,
-        crate::domain::Action::UserAdded,
-        crate::domain::Outcome::Applied,
-    );
-    entry.detail = Some(serde_json::json!({ "user": name, "role": role.as_str() }));
-    let added = store
-        .add_user(name, role, &hash, chrono::Utc::now(), entry)
-        .await;
+    let added = crate::service::add_user(&store, &principal, name, role, password).await;
     store.close().await;
     added?;
     println!("user {name} added with role {}", role.as_str());

@@ -14,6 +14,7 @@ mod errors;
 mod read;
 mod sparks;
 mod users;
+pub use users::add_user;
 mod watch;
 mod writes;
 

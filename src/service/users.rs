@@ -10,15 +10,42 @@ use super::{Service, ServiceError};
 use crate::audit::NewAuditEntry;
 use crate::domain::user::{self, Role};
 use crate::domain::{Action, Outcome, Principal};
-use crate::store::UserRow;
+use crate::store::{Store, UserRow};
+
+/// Adds a user to `store` (the service's, or the database of `rollgate
+/// user add`, which makes the first admin): name and password checked, the
+/// password hashed with argon2id off the async threads, the user stored
+/// with its audit entry (never the password).
+pub async fn add_user(
+    store: &Store,
+    who: &Principal,
+    name: &str,
+    role: Role,
+    password: String,
+) -> Result<UserRow, ServiceError> {
+    user::check_name(name).map_err(ServiceError::BadInput)?;
+    user::check_password(&password).map_err(ServiceError::BadInput)?;
+    let hash = tokio::task::spawn_blocking(move || user::hash_password(&password))
+        .await
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+        .map_err(ServiceError::Unavailable)?;
+    let now = Utc::now();
+    let entry = NewAuditEntry::new(who, Action::UserAdded, Outcome::Applied)
+        .detail(json!({ "user": name, "role": role.as_str() }));
+    store.add_user(name, role, &hash, now, entry).await?;
+    Ok(UserRow {
+        name: name.to_string(),
+        role,
+        created_at: now,
+    })
+}
 
 impl Service {
     pub async fn users(&self) -> Result<Vec<UserRow>, ServiceError> {
         Ok(self.store.users().await?)
     }
 
-    /// Adds a user who signs in with `password` (checked, then hashed with
-    /// argon2id off the async threads).
+    /// Adds a user who signs in with `password` (see [`add_user`]).
     pub async fn add_user(
         &self,
         who: &Principal,
@@ -26,21 +53,7 @@ impl Service {
         role: Role,
         password: String,
     ) -> Result<UserRow, ServiceError> {
-        user::check_name(name).map_err(ServiceError::BadInput)?;
-        user::check_password(&password).map_err(ServiceError::BadInput)?;
-        let hash = tokio::task::spawn_blocking(move || user::hash_password(&password))
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
-            .map_err(ServiceError::Unavailable)?;
-        let now = Utc::now();
-        let entry = NewAuditEntry::new(who, Action::UserAdded, Outcome::Applied)
-            .detail(json!({ "user": name, "role": role.as_str() }));
-        self.store.add_user(name, role, &hash, now, entry).await?;
-        Ok(UserRow {
-            name: name.to_string(),
-            role,
-            created_at: now,
-        })
+        add_user(&self.store, who, name, role, password).await
     }
 
     /// Gives a user another role; takes effect on their next request.
