@@ -211,25 +211,7 @@ async fn sign_in_in_headless_chromium() {
     let password = "correct horse battery staple";
     app.add_user("otto", Role::Operator, password).await;
     app.add_user("vera", Role::Viewer, password).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/sign_in.py");
-    let url = app.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .args(["--url", &url, "--password", password])
-            .env("PYTHONUNBUFFERED", "1")
-            .output()
-            .expect("run python3 tests/browser/sign_in.py")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "tests/browser/sign_in.py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_browser_script("sign_in.py", &["--url", &app.url, "--password", password]).await;
     let admin = app.make_token("check", Role::Viewer).await;
     app.token = Some(admin);
     assert_eq!(app.audit("?action=start").await[0]["actor"], "user:otto");
@@ -249,15 +231,26 @@ async fn oidc_sign_in_in_headless_chromium() {
         &format!("http://127.0.0.1:{port}/login/oidc/callback"),
     );
     let mut app = crate::oidc::spawn_app_on(common::Db::Sqlite, &idp, port).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/oidc_sign_in.py");
-    let url = app.url.clone();
+    run_browser_script("oidc_sign_in.py", &["--url", &app.url]).await;
+    let check = app.make_token("check", Role::Viewer).await;
+    app.token = Some(check);
+    assert_eq!(app.audit("?action=start").await[0]["actor"], "oidc:otto");
+}
+
+/// Runs `tests/browser/SCRIPT` with `args` (Playwright for Python driving
+/// headless Chromium), prints what it said, and fails the test if it did.
+async fn run_browser_script(script: &str, args: &[&str]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
-            .arg(script)
-            .args(["--url", &url])
+            .arg(&path)
+            .args(&args)
             .env("PYTHONUNBUFFERED", "1")
             .output()
-            .expect("run python3 tests/browser/oidc_sign_in.py")
+            .unwrap_or_else(|e| panic!("run python3 {}: {e}", path.display()))
     })
     .await
     .unwrap();
@@ -265,10 +258,7 @@ async fn oidc_sign_in_in_headless_chromium() {
     println!("{stdout}");
     assert!(
         out.status.success(),
-        "tests/browser/oidc_sign_in.py failed:\n{stdout}\n{}",
+        "tests/browser/{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let check = app.make_token("check", Role::Viewer).await;
-    app.token = Some(check);
-    assert_eq!(app.audit("?action=start").await[0]["actor"], "oidc:otto");
 }
