@@ -51,13 +51,18 @@ fn headers() -> [(HeaderName, HeaderValue); 5] {
 /// Adds the security headers to every answer, and answers 503 when a
 /// handler has not answered within `HANDLER_TIMEOUT`.
 pub async fn secure(req: Request, next: Next) -> Response {
+    secure_within(HANDLER_TIMEOUT, req, next).await
+}
+
+/// [`secure`] with another time limit (tests use a short one).
+pub async fn secure_within(limit: Duration, req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
-    let mut resp = match tokio::time::timeout(HANDLER_TIMEOUT, next.run(req)).await {
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
             let message = format!(
                 "the server did not answer within {}s; a command it was running goes on in the background",
-                HANDLER_TIMEOUT.as_secs()
+                limit.as_secs_f64()
             );
             tracing::warn!(api, "{message}");
             super::error::ApiError::Unavailable(message).into_response()

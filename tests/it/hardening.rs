@@ -456,3 +456,45 @@ async fn with_sign_in_off_only_requests_addressed_to_this_machine_are_answered()
         assert_eq!(r.status().as_u16(), want, "Host: {host}");
     }
 }
+
+/// A handler that does not answer within the time limit gets a 503 with
+/// the usual error body and the security headers, on a real HTTP server
+/// (the production limit is 60 s; the same middleware with a short one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_does_not_answer_in_time_gets_a_503() {
+    use std::time::Duration;
+    let slow = Router::new()
+        .route(
+            "/api/v1/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "too late"
+            }),
+        )
+        .route("/api/v1/fast", get(|| async { "in time" }))
+        .layer(axum::middleware::from_fn(|req, next| {
+            rollgate::web::hardening::secure_within(Duration::from_millis(200), req, next)
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let http = reqwest::Client::new();
+    let fast = http.get(format!("{url}/api/v1/fast")).send().await.unwrap();
+    assert_eq!(fast.status(), 200);
+    let started = std::time::Instant::now();
+    let late = http.get(format!("{url}/api/v1/slow")).send().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cut off, not waited out"
+    );
+    assert_eq!(late.status(), 503);
+    assert_eq!(late.headers()["x-content-type-options"], "nosniff");
+    let body: Value = late.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 0.2s"),
+        "{body}"
+    );
+}
