@@ -77,8 +77,9 @@ enum Cmd {
         bad_flag: Vec<String>,
     },
     /// Measure time to rollback and watcher scale against the sandbox, or
-    /// (--dashboard) the dashboard and API under load (run with
-    /// --release); prints Markdown for BENCHMARKS.md.
+    /// (--dashboard) the dashboard and API under load, or (--canary) the
+    /// canary judge on simulated canaries (run with --release); prints
+    /// Markdown for BENCHMARKS.md.
     Bench {
         /// Time-to-rollback runs.
         #[arg(long, default_value_t = 50)]
@@ -122,6 +123,16 @@ enum Cmd {
         /// Dashboard: skip the data sets a tenth the size.
         #[arg(long)]
         no_scaling: bool,
+        /// Instead: the canary judge on simulated canaries, against the
+        /// fixed threshold rule (see BENCHMARKS.md, "Canary judge").
+        #[arg(long)]
+        canary: bool,
+        /// Canary: simulated canaries per scenario and rate.
+        #[arg(long, default_value_t = 1000)]
+        canary_runs: usize,
+        /// Canary: total invocations a second (canary and stable).
+        #[arg(long, value_delimiter = ',', default_value = "20,200,2000")]
+        canary_rates: Vec<f64>,
     },
     /// The dashboard benchmark's load generator (open loop, run as a
     /// process of its own); prints its figures as JSON.
@@ -757,6 +768,20 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            canary: true,
+            canary_runs,
+            canary_rates,
+            out,
+            ..
+        } => {
+            let text = rollgate::bench::canary::run(canary_runs, &canary_rates);
+            println!("{text}");
+            if let Some(out) = out {
+                std::fs::write(out, &text)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {

@@ -11,8 +11,12 @@
 //! - watcher scale: N active rollouts with 5 guardrail metrics each — calls
 //!   per tick against the minimum, tick wall time and CPU, process RSS;
 //! - the dashboard and JSON API under load (`--dashboard`, in `dashboard`),
-//!   with the open-loop load generator of `rollgate bench-load` (`load`).
+//!   with the open-loop load generator of `rollgate bench-load` (`load`);
+//! - the canary judge on simulated canaries (`--canary`, in `canary`):
+//!   false rollbacks, time to detect, early promotion, against the fixed
+//!   threshold rule (pure and seeded, no sandbox).
 
+pub mod canary;
 pub mod dashboard;
 pub mod load;
 pub mod periods;

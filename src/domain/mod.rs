@@ -6,8 +6,10 @@
 pub mod audit;
 pub mod auth;
 pub mod ids;
+pub mod judge;
 pub mod oidc;
 pub mod principal;
+pub mod sign_test;
 pub mod text;
 pub mod user;
 pub mod watch;
