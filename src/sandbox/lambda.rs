@@ -279,6 +279,51 @@ impl Function {
         n
     }
 
+    /// Where simulated callers' invocations go: through `alias` by its
+    /// weights (each version under its own environment) when the function
+    /// has it, with `outside_share` calling `$LATEST` unqualified; else
+    /// all to `$LATEST`.
+    pub(super) fn routes<'a>(
+        &'a self,
+        alias: &'a str,
+        outside_share: f64,
+    ) -> Vec<super::traffic::Route<'a>> {
+        use super::traffic::Route;
+        let latest = Route {
+            env: &self.env,
+            via: None,
+            share: 1.0,
+        };
+        let Some(a) = self.aliases.get(alias) else {
+            return vec![latest];
+        };
+        let env_of = |v: &str| match v.parse::<u64>().ok().and_then(|n| self.versions.get(&n)) {
+            Some((config, _)) => &config.env,
+            None => &self.env,
+        };
+        let outside = outside_share.clamp(0.0, 1.0);
+        let extra: f64 = a.weights.values().sum::<f64>().clamp(0.0, 1.0);
+        let mut routes = vec![Route {
+            env: env_of(&a.version),
+            via: Some((alias, a.version.clone())),
+            share: (1.0 - extra) * (1.0 - outside),
+        }];
+        for (v, w) in &a.weights {
+            routes.push(Route {
+                env: env_of(v),
+                via: Some((alias, v.clone())),
+                share: w * (1.0 - outside),
+            });
+        }
+        if outside > 0.0 {
+            routes.push(Route {
+                share: outside,
+                ..latest
+            });
+        }
+        routes
+    }
+
     pub(super) fn admin_view(&self) -> Value {
         json!({
             "name": self.name,
@@ -383,7 +428,7 @@ pub(super) fn router() -> Router<Shared> {
         )
         .route(
             "/2015-03-31/functions/{name}/versions",
-            post(publish_version),
+            post(publish_version).get(list_versions),
         )
         .route("/2015-03-31/functions/{name}/code", put(update_code))
         .route(
@@ -858,6 +903,44 @@ async fn publish_version(
     let n = f.publish(str_field(&body, "Description"));
     let out = f.configuration(Target::Version(n), EnvView::of(&w.faults, &name));
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+/// ListVersionsByFunction: `$LATEST`, then each version oldest first, at
+/// most 50 a page, `NextMarker` to continue (as Lambda).
+async fn list_versions(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<ListFunctionsQuery>,
+) -> Reply {
+    let (name, _) = resolve(&name);
+    let page = q.max_items.unwrap_or(50).clamp(1, 50);
+    let w = shared.lock();
+    let f = w
+        .functions
+        .get(&name)
+        .ok_or_else(|| function_not_found(&region(&headers), &name, None))?;
+    let view = EnvView::of(&w.faults, &name);
+    let all: Vec<Target> = std::iter::once(Target::Latest)
+        .chain(f.versions.keys().map(|n| Target::Version(*n)))
+        .collect();
+    let start = match q.marker.as_deref() {
+        None => 0,
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| invalid(format!("Invalid marker: {m}")))?,
+    };
+    let versions: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(page)
+        .map(|t| f.configuration(*t, view))
+        .collect();
+    let mut out = json!({ "Versions": versions });
+    if start + page < all.len() {
+        out["NextMarker"] = json!((start + page).to_string());
+    }
+    Ok(axum::Json(out).into_response())
 }
 
 /// `RoutingConfig.AdditionalVersionWeights`; `Some(empty)` for a

@@ -106,7 +106,10 @@
 //!   and so does a `Failed` status already reported).
 //! - `GET  /_sandbox/traffic`, `POST /_sandbox/traffic` — the traffic
 //!   simulator's knobs: `{"enabled": BOOL, "invocations_per_tick": N,
-//!   "bad_flags": ["FLAG", ...]}` (fields optional on POST).
+//!   "bad_flags": ["FLAG", ...], "alias": "live", "outside_share": 0.0}`
+//!   (fields optional on POST): callers invoke `alias` when the function
+//!   has it (by its weights, each version with its own environment), and
+//!   `outside_share` of them call `$LATEST` unqualified.
 //!
 //! Lambda errors carry AWS's status code, an `x-amzn-ErrorType` header and a
 //! `{"Type": ..., "message": ...}` body; every Lambda answer carries an
@@ -343,7 +346,15 @@ impl World {
             .noise
             .get_or_insert_with(|| traffic::Noise::new(0x5eed));
         for (name, f) in &self.functions {
-            traffic::emit(&mut self.cloudwatch, name, &f.env, &self.traffic, at, noise);
+            let routes = f.routes(&self.traffic.alias, self.traffic.outside_share);
+            traffic::emit(
+                &mut self.cloudwatch,
+                name,
+                &routes,
+                &self.traffic,
+                at,
+                noise,
+            );
         }
     }
 }
@@ -991,6 +1002,8 @@ struct TrafficRequest {
     invocations_per_tick: Option<u32>,
     /// Replaces the set of bad flags.
     bad_flags: Option<std::collections::BTreeSet<String>>,
+    alias: Option<String>,
+    outside_share: Option<f64>,
 }
 
 async fn get_traffic(State(shared): State<Shared>) -> impl IntoResponse {
@@ -1008,6 +1021,13 @@ async fn set_traffic(State(shared): State<Shared>, body: axum::body::Bytes) -> R
                 .into_response();
         }
     };
+    if req.outside_share.is_some_and(|o| !(0.0..=1.0).contains(&o)) {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "outside_share must be between 0.0 and 1.0" })),
+        )
+            .into_response();
+    }
     let mut w = shared.lock();
     if let Some(e) = req.enabled {
         w.traffic.enabled = e;
@@ -1017,6 +1037,12 @@ async fn set_traffic(State(shared): State<Shared>, body: axum::body::Bytes) -> R
     }
     if let Some(b) = req.bad_flags {
         w.traffic.bad_flags = b;
+    }
+    if let Some(a) = req.alias {
+        w.traffic.alias = a;
+    }
+    if let Some(o) = req.outside_share {
+        w.traffic.outside_share = o;
     }
     axum::Json(w.traffic.clone()).into_response()
 }

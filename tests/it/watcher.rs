@@ -24,6 +24,7 @@ pub(crate) fn bad(app: &TestApp, flags: &[&str], per_tick: u32) {
         enabled: false,
         invocations_per_tick: per_tick,
         bad_flags: flags.iter().map(|f| f.to_string()).collect(),
+        ..TrafficSettings::default()
     });
 }
 
@@ -1266,6 +1267,7 @@ consecutive = 3
             } else {
                 Default::default()
             },
+            ..TrafficSettings::default()
         });
         let report = sim.step(&app).await;
         assert!(report.decisions.is_empty(), "{report:?}");
