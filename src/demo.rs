@@ -13,9 +13,15 @@ use crate::app::{self, ServeConfig};
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 pub const DEMO_FUNCTION: &str = "dixon-smart-repair-handler";
+/// The canary example's function: published version 1 behind alias `live`.
+pub const DEMO_CANARY_FUNCTION: &str = "dixon-smart-repair-canary";
+pub const DEMO_ALIAS: &str = "live";
 const SEED_PLAN: &str = include_str!("../rollout-plans/dixon-smart-repair.toml");
+const CANARY_PLAN: &str = include_str!("../rollout-plans/dixon-smart-repair-canary.toml");
 /// The demo copy of the seed plan's name.
 pub const DEMO_PLAN: &str = "dixon-smart-repair-demo";
+/// The demo copy of the canary plan's name.
+pub const DEMO_CANARY_PLAN: &str = "dixon-smart-repair-canary-demo";
 
 /// The seed plan's shape with times a demo can show: bakes of 2 minutes,
 /// gates over the last 2 minutes, guardrails judging each minute and
@@ -29,6 +35,10 @@ pub fn demo_plan(seed: &str) -> String {
         let indent = &line[..line.len() - trimmed.len()];
         if trimmed.starts_with("bake = ") {
             out.push_str(&format!("{indent}bake = \"2m\"\n"));
+        } else if trimmed.starts_with("step_bake = ") {
+            out.push_str(&format!("{indent}step_bake = \"1m\"\n"));
+        } else if trimmed.starts_with("max_wait = ") {
+            out.push_str(&format!("{indent}max_wait = \"10m\"\n"));
         } else if trimmed.starts_with("lookback = ") {
             out.push_str(&format!("{indent}lookback = \"15m\"\n"));
         } else if trimmed.starts_with("window = ") {
@@ -36,7 +46,7 @@ pub fn demo_plan(seed: &str) -> String {
         } else if trimmed.starts_with("consecutive = ") {
             out.push_str(&format!("{indent}consecutive = 1\n"));
         } else if trimmed.starts_with("description = ") {
-            out.push_str("description = \"Demo copy of dixon-smart-repair: the same phases, flags, guardrails and gates, with bakes of minutes, not hours\"\n");
+            out.push_str("description = \"Demo copy: the same phases, flags, guardrails and gates, with bakes of minutes, not hours\"\n");
         } else {
             out.push_str(line);
             out.push('\n');
@@ -79,7 +89,10 @@ pub async fn sandbox_aws_config(endpoint: &str) -> aws_config::SdkConfig {
 
 /// Creates the demo function with its unrelated variables and baseline flags.
 pub async fn create_demo_function(aws: &aws_config::SdkConfig) -> anyhow::Result<()> {
-    let lambda = aws_sdk_lambda::Client::new(aws);
+    create_function_named(&aws_sdk_lambda::Client::new(aws), DEMO_FUNCTION).await
+}
+
+async fn create_function_named(lambda: &aws_sdk_lambda::Client, name: &str) -> anyhow::Result<()> {
     let vars: HashMap<String, String> = [
         ("TABLE_NAME", "dixon-sessions"),
         ("LOG_LEVEL", "INFO"),
@@ -94,7 +107,7 @@ pub async fn create_demo_function(aws: &aws_config::SdkConfig) -> anyhow::Result
     .collect();
     lambda
         .create_function()
-        .function_name(DEMO_FUNCTION)
+        .function_name(name)
         .runtime(Runtime::Python312)
         .role("arn:aws:iam::123456789012:role/dixon-smart-repair")
         .handler("strands_best_practices_handler.handler")
@@ -104,6 +117,26 @@ pub async fn create_demo_function(aws: &aws_config::SdkConfig) -> anyhow::Result
                 .build(),
         )
         .environment(Environment::builder().set_variables(Some(vars)).build())
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Creates the canary example's function: the same variables, published
+/// as version 1, with alias `live` (what callers invoke) pointing at it.
+pub async fn create_demo_canary_function(aws: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    create_function_named(&lambda, DEMO_CANARY_FUNCTION).await?;
+    let version = lambda
+        .publish_version()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .send()
+        .await?;
+    lambda
+        .create_alias()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .name(DEMO_ALIAS)
+        .function_version(version.version().unwrap_or("1"))
         .send()
         .await?;
     Ok(())
@@ -126,6 +159,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     });
     let aws = sandbox_aws_config(&sandbox.url()).await;
     create_demo_function(&aws).await?;
+    create_demo_canary_function(&aws).await?;
 
     let work = std::env::temp_dir().join(format!("rollgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -133,19 +167,30 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let plans_dir = work.join("rollout-plans");
     std::fs::create_dir_all(&plans_dir)?;
     let mut seed = SEED_PLAN.to_string();
+    let mut canary = CANARY_PLAN.to_string();
     if config.plans_dir.is_dir() {
         for f in crate::plan::load_dir(&config.plans_dir)? {
-            if f.name == "dixon-smart-repair" {
-                seed = f.text.clone();
+            match f.name.as_str() {
+                "dixon-smart-repair" => seed = f.text.clone(),
+                "dixon-smart-repair-canary" => canary = f.text.clone(),
+                _ => {}
             }
             std::fs::write(plans_dir.join(format!("{}.toml", f.name)), &f.text)?;
         }
     } else {
         std::fs::write(plans_dir.join("dixon-smart-repair.toml"), SEED_PLAN)?;
+        std::fs::write(
+            plans_dir.join("dixon-smart-repair-canary.toml"),
+            CANARY_PLAN,
+        )?;
     }
     std::fs::write(
         plans_dir.join(format!("{DEMO_PLAN}.toml")),
         demo_plan(&seed),
+    )?;
+    std::fs::write(
+        plans_dir.join(format!("{DEMO_CANARY_PLAN}.toml")),
+        demo_plan(&canary),
     )?;
     // Twenty minutes of traffic before now: baselines have data at once.
     let now = chrono::Utc::now();
@@ -170,6 +215,9 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     );
     println!(
         "                 become ready for approval, advance it, then press \"Demo: make this phase bad\""
+    );
+    println!(
+        "                 or start {DEMO_CANARY_PLAN}: each phase on 10 %, then 50 % of alias {DEMO_ALIAS}, judged against the stable version"
     );
     println!("  rollgate API   {url}/api/v1/rollouts");
     println!(

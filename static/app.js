@@ -249,6 +249,11 @@
       if (s.kind === "threshold") {
         return { ...common, stroke: color("--chart-threshold", "#cf222e"), width: 1.5, dash: [7, 5], points: { show: false } };
       }
+      if (s.kind === "stable") {
+        // the stable version over the same minutes, next to the canary's line
+        const c = color("--chart-observed-2", "#8250df");
+        return { ...common, stroke: c, width: 2, points: { show: d.x.length <= 400, size: 4, width: 1, fill: c, stroke: c } };
+      }
       if (s.kind === "baseline") {
         return { ...common, stroke: color("--chart-baseline", "#6e7781"), width: 2, dash: [1, 5], cap: "round", points: { show: false } };
       }

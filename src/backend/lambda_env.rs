@@ -73,7 +73,7 @@ pub enum Env {
 }
 
 impl Env {
-    fn from_sdk(env: Option<&EnvironmentResponse>) -> Env {
+    pub(super) fn from_sdk(env: Option<&EnvironmentResponse>) -> Env {
         let Some(env) = env else { return Env::Absent };
         if let Some(e) = env.error() {
             return Env::Error {
@@ -153,6 +153,10 @@ pub struct WriteReport {
     /// Why earlier cycles were retried (throttled, revision changed, …).
     pub retried_because: Vec<String>,
     pub revision_id: Option<String>,
+    /// `lambda-alias`: where the alias points now, and the calls that
+    /// took it there (published versions, alias updates), for the audit log.
+    pub routing: Option<crate::rollout::AliasRouting>,
+    pub steps: Vec<String>,
     /// Something worth knowing about a write that did land (e.g. Lambda
     /// reported the update Failed, but the read-back shows the values).
     pub note: Option<String>,
@@ -180,7 +184,7 @@ pub enum ApplyError {
 
 /// One cycle's failure: retry it, give up, or stop until the environment
 /// can be read again.
-enum Step {
+pub(super) enum Step {
     Retry(String),
     Reject(String),
     Unreadable(String),
@@ -202,10 +206,10 @@ impl From<Step> for ApplyError {
 /// Writes owned flags into Lambda functions' environments.
 #[derive(Clone)]
 pub struct LambdaEnvBackend {
-    client: aws_sdk_lambda::Client,
+    pub(super) client: aws_sdk_lambda::Client,
     /// Clients for plans that name a region other than the default one.
     regional: Arc<Mutex<HashMap<String, aws_sdk_lambda::Client>>>,
-    policy: RetryPolicy,
+    pub(super) policy: RetryPolicy,
 }
 
 impl LambdaEnvBackend {
@@ -401,6 +405,8 @@ impl LambdaEnvBackend {
                 retried_because: Vec::new(),
                 revision_id: cfg.revision_id,
                 note: None,
+                routing: None,
+                steps: Vec::new(),
             });
         }
         let merged = merge(&env, desired);
@@ -455,6 +461,8 @@ impl LambdaEnvBackend {
             retried_because: Vec::new(),
             revision_id: after.revision_id,
             note: None,
+            routing: None,
+            steps: Vec::new(),
         })
     }
 
@@ -485,11 +493,21 @@ impl LambdaEnvBackend {
         }
     }
 
-    async fn get(&self, function: &str) -> Result<FunctionConfig, Step> {
+    pub(super) async fn get(&self, function: &str) -> Result<FunctionConfig, Step> {
+        self.get_qualified(function, None).await
+    }
+
+    /// The configuration of one version (`None`: `$LATEST`).
+    pub(super) async fn get_qualified(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionConfig, Step> {
         let out = self
             .client
             .get_function_configuration()
             .function_name(function)
+            .set_qualifier(qualifier.map(str::to_string))
             .send()
             .await
             .map_err(|e| {
@@ -514,10 +532,10 @@ impl LambdaEnvBackend {
     }
 }
 
-struct FunctionConfig {
-    env: Env,
-    revision_id: Option<String>,
-    code_sha256: Option<String>,
+pub(super) struct FunctionConfig {
+    pub(super) env: Env,
+    pub(super) revision_id: Option<String>,
+    pub(super) code_sha256: Option<String>,
     status: Option<LastUpdateStatus>,
     status_reason: Option<String>,
     status_reason_code: Option<String>,
@@ -573,7 +591,7 @@ fn failed_update(failure: UpdateFailure) -> Step {
 /// codes alone: throttling, conflicts, stale revisions, 5xx, timeouts and
 /// credentials that expired or a clock that drifted (they refresh) retry;
 /// the rest (not found, invalid parameter, access denied) is final.
-fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Step {
+pub(super) fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Step {
     let message = message.map(redact);
     let text = match (code, message.as_deref()) {
         (Some(c), Some(m)) => format!("{c}: {m}"),

@@ -20,6 +20,8 @@ pub struct Observation {
 pub struct References {
     pub baseline: Option<f64>,
     pub previous_phase: Option<f64>,
+    /// The stable version over the same window (canary steps).
+    pub stable: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +48,10 @@ pub struct Evaluation {
     pub reference: Option<f64>,
     /// One line for people: "error_rate 7.20 > 3.00 (baseline 1.00 + 2.00)".
     pub explanation: String,
+    /// A sequential test's evidence: the test, its statistic, the samples
+    /// and the effect (`judge = "sequential"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<crate::domain::judge::Judgement>,
 }
 
 /// The limit a bound sets given its reference, and whether it is an upper one.
@@ -84,6 +90,7 @@ pub fn evaluate(
     let (reference, reference_name) = match condition.reference {
         Reference::Baseline => (references.baseline, "baseline"),
         Reference::PreviousPhase => (references.previous_phase, "previous phase"),
+        Reference::Stable => (references.stable, "stable"),
     };
     let relative = !matches!(condition.bound, Bound::Max(_) | Bound::Min(_));
     let reference = if relative { reference } else { None };
@@ -96,6 +103,7 @@ pub fn evaluate(
         threshold: limit.map(|(t, _)| t),
         reference,
         explanation: String::new(),
+        judgement: None,
     };
     let Some(value) = observation.value.filter(|v| v.is_finite()) else {
         evaluation.explanation = format!("{metric_name}: no data in the window");
@@ -180,6 +188,7 @@ mod tests {
             metric: MetricRef::ErrorRate,
             bound,
             reference,
+            judge: crate::plan::Judge::Threshold,
         }
     }
 
@@ -193,6 +202,7 @@ mod tests {
     const BASE: References = References {
         baseline: Some(1.0),
         previous_phase: Some(2.0),
+        stable: Some(1.5),
     };
 
     /// bound, reference, observation, min samples, references → verdict, threshold
@@ -295,6 +305,7 @@ mod tests {
             metric: MetricRef::Invocations,
             bound: Bound::Min(100.0),
             reference: Reference::Baseline,
+            judge: crate::plan::Judge::Threshold,
         };
         let quiet = Observation {
             value: Some(0.0),

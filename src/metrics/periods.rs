@@ -123,6 +123,22 @@ pub fn recent_span(window: i64, live_since: i64, complete_until: i64) -> Option<
     })
 }
 
+/// Minutes a sequential test reads at most: the latest day. (Dropping the
+/// oldest minutes keeps the test valid: it is the same test begun later.)
+pub const MAX_SEQUENTIAL_MINUTES: i64 = 1_440;
+
+/// Every complete minute since `live_since`, one bucket each (at most the
+/// latest `MAX_SEQUENTIAL_MINUTES`); `None` before the first is complete.
+pub fn minutes_since(live_since: i64, complete_until: i64) -> Option<Range> {
+    let end = floor_to(complete_until, MINUTE);
+    let start = ceil_to(live_since, MINUTE).max(end - MAX_SEQUENTIAL_MINUTES * MINUTE);
+    (end - start >= MINUTE).then_some(Range {
+        start,
+        end,
+        period: MINUTE,
+    })
+}
+
 /// The finest period CloudWatch returns for data that starts `age`
 /// seconds ago: 1 minute up to 15 days, 5 minutes up to 63, then an hour.
 pub fn granularity_for_age(age: i64) -> i64 {

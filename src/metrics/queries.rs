@@ -23,11 +23,43 @@ pub struct Series {
     pub stat: String,
 }
 
-fn lambda(name: &str, function: &str, stat: &str) -> Series {
+/// Which invocations a series counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every invocation of the function (`FunctionName` only).
+    Function(&'a str),
+    /// The invocations of `alias` that ran `version` (Lambda publishes
+    /// these with `Resource = function:alias` and `ExecutedVersion`).
+    Version {
+        function: &'a str,
+        alias: &'a str,
+        version: &'a str,
+    },
+}
+
+impl Scope<'_> {
+    fn lambda_dimensions(&self) -> BTreeMap<String, String> {
+        match self {
+            Scope::Function(f) => [("FunctionName".to_string(), f.to_string())].into(),
+            Scope::Version {
+                function,
+                alias,
+                version,
+            } => [
+                ("FunctionName".to_string(), function.to_string()),
+                ("Resource".to_string(), format!("{function}:{alias}")),
+                ("ExecutedVersion".to_string(), version.to_string()),
+            ]
+            .into(),
+        }
+    }
+}
+
+fn lambda(name: &str, scope: Scope<'_>, stat: &str) -> Series {
     Series {
         namespace: LAMBDA_NAMESPACE.into(),
         name: name.into(),
-        dimensions: [("FunctionName".to_string(), function.to_string())].into(),
+        dimensions: scope.lambda_dimensions(),
         stat: stat.into(),
     }
 }
@@ -39,6 +71,18 @@ pub fn series_for(
     function: &str,
     customs: &BTreeMap<String, CustomMetric>,
 ) -> Vec<Series> {
+    series_in(metric, Scope::Function(function), customs)
+}
+
+/// `series_for` over the invocations `scope` names. A custom metric has a
+/// version only through its `version_dimension`; without one it is read
+/// as declared.
+pub fn series_in(
+    metric: &MetricRef,
+    scope: Scope<'_>,
+    customs: &BTreeMap<String, CustomMetric>,
+) -> Vec<Series> {
+    let function = scope;
     let invocations = lambda("Invocations", function, "Sum");
     match metric {
         MetricRef::ErrorRate => vec![lambda("Errors", function, "Sum"), invocations],
@@ -50,10 +94,14 @@ pub fn series_for(
         MetricRef::Invocations => vec![invocations],
         MetricRef::Custom(name) => match customs.get(name) {
             Some(c) => {
+                let mut dimensions = c.dimensions.clone();
+                if let (Scope::Version { version, .. }, Some(d)) = (scope, &c.version_dimension) {
+                    dimensions.insert(d.clone(), version.to_string());
+                }
                 let base = Series {
                     namespace: c.namespace.clone(),
                     name: c.metric_name.clone(),
-                    dimensions: c.dimensions.clone(),
+                    dimensions,
                     stat: c.stat.clone(),
                 };
                 let count = Series {
@@ -74,7 +122,17 @@ pub fn observe(
     customs: &BTreeMap<String, CustomMetric>,
     values: &HashMap<Series, f64>,
 ) -> Observation {
-    let series = series_for(metric, function, customs);
+    observe_in(metric, Scope::Function(function), customs, values)
+}
+
+/// `observe` over the invocations `scope` names.
+pub fn observe_in(
+    metric: &MetricRef,
+    scope: Scope<'_>,
+    customs: &BTreeMap<String, CustomMetric>,
+    values: &HashMap<Series, f64>,
+) -> Observation {
+    let series = series_in(metric, scope, customs);
     let get = |i: usize| series.get(i).and_then(|s| values.get(s)).copied();
     match metric {
         MetricRef::ErrorRate => {
@@ -164,7 +222,7 @@ mod tests {
 
     #[test]
     fn ranges_are_separate_calls() {
-        let s = lambda("Invocations", "f", "Sum");
+        let s = lambda("Invocations", Scope::Function("f"), "Sum");
         let hour = Range {
             period: 3600,
             ..FIVE_MINUTES
@@ -180,8 +238,8 @@ mod tests {
     #[test]
     fn observations_from_values() {
         let mut v = HashMap::new();
-        v.insert(lambda("Errors", "f", "Sum"), 6.0);
-        v.insert(lambda("Invocations", "f", "Sum"), 200.0);
+        v.insert(lambda("Errors", Scope::Function("f"), "Sum"), 6.0);
+        v.insert(lambda("Invocations", Scope::Function("f"), "Sum"), 200.0);
         let o = observe(&MetricRef::ErrorRate, "f", &BTreeMap::new(), &v);
         assert_eq!(o.value, Some(3.0));
         assert_eq!(o.samples, 200);

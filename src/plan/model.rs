@@ -34,6 +34,56 @@ pub struct Plan {
     pub settle: Duration,
     /// Webhook URLs notified of breaches, rollbacks, drift and readiness.
     pub webhooks: Vec<String>,
+    /// How `judge = "sequential"` conditions decide, and how long a canary
+    /// step may stay inconclusive.
+    pub judge: JudgeSpec,
+}
+
+/// The plan's `[judge]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct JudgeSpec {
+    /// False-alarm level of each sequential test (0.01 = 1 %).
+    pub alpha: f64,
+    /// How long a position's sequential gates may stay inconclusive (from
+    /// when its flags took effect) before `on_inconclusive` decides.
+    #[serde(with = "opt_duration_secs")]
+    pub max_wait: Option<Duration>,
+    pub on_inconclusive: InconclusivePolicy,
+}
+
+impl Default for JudgeSpec {
+    fn default() -> Self {
+        JudgeSpec {
+            alpha: 0.01,
+            max_wait: None,
+            on_inconclusive: InconclusivePolicy::Pause,
+        }
+    }
+}
+
+/// What happens to a position whose sequential gates are still
+/// inconclusive at `max_wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InconclusivePolicy {
+    /// Freeze the rollout and tell the operators.
+    Pause,
+    /// Roll back as a breached guardrail would.
+    Rollback,
+    /// Count the inconclusive gates as passed ("no evidence of harm").
+    Promote,
+}
+
+/// How a condition turns data into a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judge {
+    /// The window's value against the bound, as it stands.
+    #[default]
+    Threshold,
+    /// An anytime-valid sequential test over every period since the
+    /// position went live (`domain::judge`).
+    Sequential,
 }
 
 /// What a guardrail does while its window has too few samples or no data.
@@ -66,6 +116,8 @@ pub struct Target {
     pub backend: BackendKind,
     /// Lambda function name or ARN.
     pub function: String,
+    /// `lambda-alias`: the alias callers invoke (never `$LATEST`).
+    pub alias: Option<String>,
     /// Optional AWS region override; otherwise the usual aws-config chain decides.
     pub region: Option<String>,
 }
@@ -73,12 +125,27 @@ pub struct Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
+    /// Flags in the function's (`$LATEST`) environment.
     LambdaEnv,
+    /// Flags in published versions behind a weighted alias: canary steps.
+    LambdaAlias,
 }
 
+/// One position of a rollout. A phase with `traffic = [10, 50]` is three
+/// positions: `NAME@10%` and `NAME@50%` (canary steps: the phase's flags
+/// serve that share of the alias's invocations, the stable flags the rest)
+/// and `NAME` (all traffic). Other phases are one position each.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Phase {
     pub name: String,
+    /// The phase as written in the file (`prompts` for `prompts@10%`).
+    pub stage: String,
+    /// Canary steps: the percentage of invocations the new flags serve.
+    pub traffic: Option<u32>,
+    /// The rollout index of the position whose flags serve the rest of the
+    /// traffic during a canary step, and that a `previous` rollback returns
+    /// to (the last full position before this phase).
+    pub stable: usize,
     /// Only the flags this phase itself sets (as written in the file).
     pub set: Flags,
     /// The complete desired values of every owned flag in this phase:
@@ -127,6 +194,10 @@ pub struct CustomMetric {
     pub dimensions: BTreeMap<String, String>,
     /// CloudWatch statistic: Average, Sum, SampleCount, Minimum, Maximum or pNN(.N).
     pub stat: String,
+    /// The dimension the handler adds with its version number
+    /// (`AWS_LAMBDA_FUNCTION_VERSION`), so canary and stable can be told
+    /// apart; without it the metric cannot be compared with the stable version.
+    pub version_dimension: Option<String>,
 }
 
 /// What a guardrail or gate measures.
@@ -163,6 +234,8 @@ pub enum Bound {
 pub enum Reference {
     Baseline,
     PreviousPhase,
+    /// The stable version over the same minutes (canary steps only).
+    Stable,
 }
 
 /// A condition on a metric: "`metric` stays within `bound` (relative to `reference`)".
@@ -171,6 +244,7 @@ pub struct Condition {
     pub metric: MetricRef,
     pub bound: Bound,
     pub reference: Reference,
+    pub judge: Judge,
 }
 
 /// What a breached guardrail does.
@@ -232,6 +306,29 @@ impl Plan {
         match index {
             0 => &self.flags,
             i => self.phases.get(i - 1).map_or(&self.flags, |p| &p.flags),
+        }
+    }
+}
+
+impl Plan {
+    /// Whether rollout position `index` is a canary step.
+    pub fn is_canary_step(&self, index: usize) -> bool {
+        index > 0
+            && self
+                .phases
+                .get(index - 1)
+                .is_some_and(|p| p.traffic.is_some())
+    }
+}
+
+mod opt_duration_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
         }
     }
 }

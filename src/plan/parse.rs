@@ -346,7 +346,8 @@ impl Checker<'_> {
         None
     }
 
-    /// Exactly one bound, in range; with its reference.
+    /// Exactly one bound, in range; with its reference and judge.
+    #[allow(clippy::too_many_arguments)]
     fn condition(
         &mut self,
         what: &str,
@@ -354,7 +355,9 @@ impl Checker<'_> {
         metric: Option<MetricRef>,
         bounds: BoundFields<'_>,
         compare_to: Option<&Spanned<String>>,
-        previous_allowed: bool,
+        judge: Option<&Spanned<String>>,
+        allowed: Allowed,
+        metrics: &BTreeMap<String, CustomMetric>,
     ) -> Option<Condition> {
         let mut set: Vec<(&str, &Spanned<f64>)> = bounds
             .iter()
@@ -426,19 +429,64 @@ impl Checker<'_> {
                     &[
                         ("baseline", Reference::Baseline),
                         ("previous_phase", Reference::PreviousPhase),
+                        ("stable", Reference::Stable),
                     ],
                     Reference::Baseline,
                 );
-                if r == Reference::PreviousPhase && !previous_allowed {
+                if r == Reference::PreviousPhase && !allowed.previous {
                     self.err(
                         c.span(),
                         format!("{what}: compare_to = \"previous_phase\" is only possible in a phase after the first"),
                     );
                     ok = false;
                 }
+                if r == Reference::Stable && !allowed.stable {
+                    self.err(
+                        c.span(),
+                        format!("{what}: compare_to = \"stable\" needs canary steps: backend = \"lambda-alias\" and, in a phase, traffic = [...]"),
+                    );
+                    ok = false;
+                }
+                if let (Reference::Stable, Some(MetricRef::Custom(m))) = (r, &metric)
+                    && metrics
+                        .get(m)
+                        .is_some_and(|m| m.version_dimension.is_none())
+                {
+                    self.err(
+                        c.span(),
+                        format!("{what}: metric {m:?} cannot be told apart by version; give [metrics.{m}] a version_dimension (the dimension the handler sets to AWS_LAMBDA_FUNCTION_VERSION)"),
+                    );
+                    ok = false;
+                }
                 r
             }
         };
+        let judge = self.choice(
+            judge,
+            "judge",
+            &[
+                ("threshold", Judge::Threshold),
+                ("sequential", Judge::Sequential),
+            ],
+            Judge::Threshold,
+        );
+        if judge == Judge::Sequential {
+            let problem = if !matches!(name, "max_delta" | "max_ratio") {
+                Some(format!(
+                    "{what}: judge = \"sequential\" tests whether the metric got worse than its reference allows, so it needs max_delta or max_ratio, not {name}"
+                ))
+            } else if matches!(metric, Some(MetricRef::Invocations | MetricRef::Throttles)) {
+                Some(format!(
+                    "{what}: judge = \"sequential\" works on error_rate, durations and custom metrics, not invocation or throttle counts"
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.err(span.clone(), problem);
+                ok = false;
+            }
+        }
         let bound = match name {
             "max" => Bound::Max(v),
             "min" => Bound::Min(v),
@@ -451,6 +499,7 @@ impl Checker<'_> {
             metric: metric?,
             bound,
             reference,
+            judge,
         })
         .filter(|_| ok)
     }
@@ -505,7 +554,7 @@ impl Checker<'_> {
         raw: &[Spanned<RawGuardrail>],
         metrics: &BTreeMap<String, CustomMetric>,
         taken: &mut BTreeSet<String>,
-        previous_allowed: bool,
+        allowed: Allowed,
     ) -> Vec<Guardrail> {
         let mut out = Vec::new();
         for (i, g) in raw.iter().enumerate() {
@@ -556,6 +605,7 @@ impl Checker<'_> {
                         .filter(|(_, v)| v.is_some())
                         .map(|(n, _)| *n)
                         .chain(g.compare_to.as_ref().map(|_| "compare_to"))
+                        .chain(g.judge.as_ref().map(|_| "judge"))
                         .collect();
                     if !extra.is_empty() {
                         self.err(
@@ -578,7 +628,9 @@ impl Checker<'_> {
                         m,
                         g.bound_fields(),
                         g.compare_to.as_ref(),
-                        previous_allowed,
+                        g.judge.as_ref(),
+                        allowed,
+                        metrics,
                     )
                     .map(GuardrailKind::Metric)
                 }
@@ -606,7 +658,7 @@ impl Checker<'_> {
         raw: &[Spanned<RawGate>],
         phase: &str,
         metrics: &BTreeMap<String, CustomMetric>,
-        previous_allowed: bool,
+        allowed: Allowed,
     ) -> Vec<Gate> {
         let mut taken = BTreeSet::new();
         let mut out = Vec::new();
@@ -636,7 +688,9 @@ impl Checker<'_> {
                 metric,
                 g.bound_fields(),
                 g.compare_to.as_ref(),
-                previous_allowed,
+                g.judge.as_ref(),
+                allowed,
+                metrics,
             );
             let window = self.minutes_or(g.window.as_ref(), "window", DEFAULT_GATE_WINDOW);
             let min_samples = self.count(
@@ -655,6 +709,75 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// A phase's canary steps: percentages, each above the last, below 100.
+    fn traffic(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<i64>>>>,
+        canary: bool,
+        label: &str,
+    ) -> Vec<u32> {
+        let Some(raw) = raw else { return Vec::new() };
+        if !canary {
+            self.err(
+                raw.span(),
+                format!("phase {label}: traffic needs backend = \"lambda-alias\" (canary steps run on a weighted alias)"),
+            );
+            return Vec::new();
+        }
+        if raw.get_ref().is_empty() {
+            self.err(
+                raw.span(),
+                format!("phase {label}: traffic lists no steps; leave it out to move all traffic at once"),
+            );
+        }
+        let mut out: Vec<u32> = Vec::new();
+        for w in raw.get_ref() {
+            let v = *w.get_ref();
+            match u32::try_from(v) {
+                Ok(v @ 1..=99) if out.last().is_none_or(|last| v > *last) => out.push(v),
+                Ok(1..=99) => self.err(
+                    w.span(),
+                    format!("phase {label}: traffic steps must rise ({v} does not follow {})", out.last().copied().unwrap_or(0)),
+                ),
+                _ => self.err(
+                    w.span(),
+                    format!("phase {label}: a traffic step is a percentage from 1 to 99, not {v} (all traffic follows the last step by itself)"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn judge_spec(&mut self, raw: Option<&RawJudge>) -> JudgeSpec {
+        let mut spec = JudgeSpec::default();
+        let Some(raw) = raw else { return spec };
+        if let Some(a) = &raw.alpha {
+            let v = *a.get_ref();
+            if (0.0001..=0.2).contains(&v) {
+                spec.alpha = v;
+            } else {
+                self.err(
+                    a.span(),
+                    format!(
+                        "judge.alpha is a false-alarm probability between 0.0001 and 0.2, not {v}"
+                    ),
+                );
+            }
+        }
+        spec.max_wait = raw.max_wait.as_ref().and_then(|w| self.duration(w));
+        spec.on_inconclusive = self.choice(
+            raw.on_inconclusive.as_ref(),
+            "judge.on_inconclusive",
+            &[
+                ("pause", InconclusivePolicy::Pause),
+                ("rollback", InconclusivePolicy::Rollback),
+                ("promote", InconclusivePolicy::Promote),
+            ],
+            InconclusivePolicy::Pause,
+        );
+        spec
     }
 
     fn custom_metrics(
@@ -706,6 +829,21 @@ impl Checker<'_> {
                 }
                 Some(s) => Some(s.get_ref().as_str()),
             };
+            let version_dimension = match &m.version_dimension {
+                Some(d) if d.get_ref().trim().is_empty() => {
+                    self.err(d.span(), "version_dimension must name a dimension");
+                    None
+                }
+                Some(d) if m.dimensions.contains_key(d.get_ref()) => {
+                    self.err(
+                        d.span(),
+                        format!("version_dimension {:?} is also in dimensions; rollgate sets it to each version's number", d.get_ref()),
+                    );
+                    None
+                }
+                Some(d) => Some(d.get_ref().as_str()),
+                None => None,
+            };
             // Declared even when invalid, so guardrails that use it are not
             // also reported as using an unknown metric.
             metrics.insert(
@@ -715,11 +853,34 @@ impl Checker<'_> {
                     metric_name: metric_name.unwrap_or_default().to_string(),
                     dimensions: m.dimensions.clone(),
                     stat: stat.unwrap_or_default().to_string(),
+                    version_dimension: version_dimension.map(str::to_string),
                 },
             );
         }
         metrics
     }
+}
+
+/// Which references a condition may use where it is written.
+#[derive(Debug, Clone, Copy)]
+struct Allowed {
+    /// In a phase after the first.
+    previous: bool,
+    /// Where canary steps exist (plan-wide on a `lambda-alias` plan, or in
+    /// a phase with `traffic`).
+    stable: bool,
+}
+
+const DEFAULT_STEP_BAKE: Duration = Duration::from_secs(600);
+
+/// An alias name Lambda accepts that is not a version: letters, digits,
+/// '-' and '_', not all digits, at most 128 characters.
+fn valid_alias(a: &str) -> bool {
+    !a.is_empty()
+        && a.len() <= 128
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        && !a.chars().all(|c| c.is_ascii_digit())
 }
 
 /// Parses and validates plan text.
@@ -734,6 +895,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     let mut target = Target {
         backend: BackendKind::LambdaEnv,
         function: String::new(),
+        alias: None,
         region: None,
     };
     match &raw.target {
@@ -746,9 +908,32 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
             target.backend = c.choice(
                 t.backend.as_ref(),
                 "target.backend",
-                &[("lambda-env", BackendKind::LambdaEnv)],
+                &[
+                    ("lambda-env", BackendKind::LambdaEnv),
+                    ("lambda-alias", BackendKind::LambdaAlias),
+                ],
                 BackendKind::LambdaEnv,
             );
+            match (&t.alias, target.backend) {
+                (None, BackendKind::LambdaAlias) => c.err(
+                    span.clone(),
+                    "backend = \"lambda-alias\" needs alias = \"...\": the alias callers invoke (e.g. \"live\")",
+                ),
+                (Some(a), BackendKind::LambdaEnv) => c.err(
+                    a.span(),
+                    "alias applies to backend = \"lambda-alias\"; lambda-env writes the function's own environment",
+                ),
+                (Some(a), _) if a.get_ref() == "$LATEST" => c.err(
+                    a.span(),
+                    "alias must not be \"$LATEST\": an unqualified function has no weights and no frozen environment; name the alias callers invoke",
+                ),
+                (Some(a), _) if !valid_alias(a.get_ref()) => c.err(
+                    a.span(),
+                    format!("alias {:?} is not a Lambda alias name (letters, digits, '-' and '_', not all digits, at most 128)", a.get_ref()),
+                ),
+                (Some(a), _) => target.alias = Some(a.get_ref().clone()),
+                (None, _) => {}
+            }
             target.function = c
                 .required(
                     t.function.as_ref(),
@@ -832,6 +1017,14 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     let default_bake = defaults
         .and_then(|d| d.bake.as_ref())
         .and_then(|b| c.duration(b));
+    let default_step_bake = c
+        .duration_or(
+            defaults.and_then(|d| d.step_bake.as_ref()),
+            DEFAULT_STEP_BAKE,
+        )
+        .unwrap_or(DEFAULT_STEP_BAKE);
+    let judge = c.judge_spec(raw.judge.as_ref());
+    let canary = target.backend == BackendKind::LambdaAlias;
     let default_approval = c.choice(
         defaults.and_then(|d| d.approval.as_ref()),
         "approval",
@@ -882,7 +1075,15 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     }
 
     let mut plan_guardrail_names = BTreeSet::new();
-    let guardrails = c.guardrails(&raw.guardrails, &metrics, &mut plan_guardrail_names, false);
+    let guardrails = c.guardrails(
+        &raw.guardrails,
+        &metrics,
+        &mut plan_guardrail_names,
+        Allowed {
+            previous: false,
+            stable: canary,
+        },
+    );
 
     // Phases.
     let raw_phases = raw.phases.as_deref().unwrap_or_default();
@@ -890,6 +1091,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         c.err_at_start("the plan needs at least one [[phases]] entry");
     }
     let mut phases: Vec<Phase> = Vec::new();
+    // The rollout index of the last position with all traffic.
+    let mut last_full = 0;
     let mut phase_names = BTreeSet::new();
     let mut current = flags.clone();
     for (index, p) in raw_phases.iter().enumerate() {
@@ -997,19 +1200,65 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
                 ),
             );
         }
+        let traffic = c.traffic(p.traffic.as_ref(), canary, &label);
+        let step_bake = c
+            .duration_or(p.step_bake.as_ref(), default_step_bake)
+            .unwrap_or(default_step_bake);
+        if let (Some(b), true) = (&p.step_bake, traffic.is_empty()) {
+            c.err(
+                b.span(),
+                format!(
+                    "phase {label} has no canary steps (traffic = [...]) for step_bake to apply to"
+                ),
+            );
+        }
+        let allowed = Allowed {
+            previous: index > 0,
+            stable: !traffic.is_empty(),
+        };
         let mut names = plan_guardrail_names.clone();
-        let phase_guardrails = c.guardrails(&p.guardrails, &metrics, &mut names, index > 0);
-        let gates = c.gates(&p.gates, &label, &metrics, index > 0);
+        let phase_guardrails = c.guardrails(&p.guardrails, &metrics, &mut names, allowed);
+        let gates = c.gates(&p.gates, &label, &metrics, allowed);
+        let name = pname.unwrap_or_default();
+        for (i, weight) in traffic.iter().enumerate() {
+            phases.push(Phase {
+                name: format!("{name}@{weight}%"),
+                stage: name.clone(),
+                traffic: Some(*weight),
+                stable: last_full,
+                set: set.clone(),
+                flags: current.clone(),
+                bake: step_bake,
+                // Steps promote themselves once they pass; entering the
+                // phase (its first step) is what needs the approval.
+                approval: Approval::Auto,
+                protected: protected && i == 0,
+                guardrails: phase_guardrails.clone(),
+                gates: gates.clone(),
+            });
+        }
         phases.push(Phase {
-            name: pname.unwrap_or_default(),
+            name: name.clone(),
+            stage: name,
+            traffic: None,
+            stable: last_full,
             set,
             flags: current.clone(),
             bake: bake.unwrap_or_default(),
             approval,
-            protected,
-            guardrails: phase_guardrails,
-            gates,
+            protected: protected && traffic.is_empty(),
+            // With all traffic on the new flags there is no stable version
+            // to compare with: those conditions were settled by the steps.
+            guardrails: phase_guardrails
+                .into_iter()
+                .filter(|g| !matches!(&g.kind, GuardrailKind::Metric(c) if c.reference == Reference::Stable))
+                .collect(),
+            gates: gates
+                .into_iter()
+                .filter(|g| g.condition.reference != Reference::Stable)
+                .collect(),
         });
+        last_full = phases.len();
     }
 
     if !c.errors.is_empty() {
@@ -1030,6 +1279,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         insufficient_data,
         settle,
         webhooks,
+        judge,
     })
 }
 

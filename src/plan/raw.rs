@@ -45,6 +45,8 @@ pub struct RawPlan {
     pub cloudwatch: Option<RawCloudWatch>,
     /// Who is told about breaches, rollbacks, drift and phases ready for approval.
     pub notify: Option<RawNotify>,
+    /// How `judge = "sequential"` guardrails and gates decide.
+    pub judge: Option<RawJudge>,
     /// Custom CloudWatch metrics, by the name guardrails and gates use for them.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawMetric>")]
@@ -62,12 +64,17 @@ pub struct RawPlan {
 #[serde(deny_unknown_fields, expecting = "a [target] table")]
 #[schemars(rename = "Target")]
 pub struct RawTarget {
-    /// Where flags are written. Only "lambda-env" today (the default).
+    /// Where flags are written: "lambda-env" (the default: the function's
+    /// environment) or "lambda-alias" (published versions behind `alias`,
+    /// which allows canary steps).
     #[schemars(with = "Option<BackendName>")]
     pub backend: Option<S<String>>,
     /// Lambda function name or ARN.
     #[schemars(with = "String", length(min = 1))]
     pub function: Option<S<String>>,
+    /// "lambda-alias": the alias callers invoke, e.g. "live" (required there; never "$LATEST").
+    #[schemars(with = "Option<String>")]
+    pub alias: Option<S<String>>,
     /// AWS region; by default the usual AWS configuration chain decides.
     #[schemars(with = "Option<String>")]
     pub region: Option<S<String>>,
@@ -102,6 +109,47 @@ pub struct RawDefaults {
     /// Approval mode of every phase that gives none. Default "manual".
     #[schemars(with = "Option<ApprovalName>")]
     pub approval: Option<S<String>>,
+    /// Bake time of each canary step (`traffic`) of every phase that gives none. Default "10m".
+    #[schemars(with = "Option<DurationText>")]
+    pub step_bake: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a [judge] table")]
+#[schemars(rename = "Judge")]
+pub struct RawJudge {
+    /// False-alarm level of each sequential test, between 0.0001 and 0.2. Default 0.01.
+    #[schemars(with = "Option<f64>")]
+    pub alpha: Option<S<f64>>,
+    /// How long a position's sequential gates may stay inconclusive after its
+    /// flags took effect before `on_inconclusive` decides. Default: no limit.
+    #[schemars(with = "Option<DurationText>")]
+    pub max_wait: Option<S<String>>,
+    /// "pause" (default), "rollback" or "promote" (count them as passed).
+    #[schemars(with = "Option<InconclusiveName>")]
+    pub on_inconclusive: Option<S<String>>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum InconclusiveName {
+    /// Freeze the rollout and notify.
+    Pause,
+    /// Roll back.
+    Rollback,
+    /// Count as passed.
+    Promote,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum JudgeName {
+    /// The window's value against the bound (default).
+    Threshold,
+    /// An anytime-valid sequential test over every period since the position went live.
+    Sequential,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -177,6 +225,11 @@ pub struct RawMetric {
     /// The statistic read from CloudWatch.
     #[schemars(with = "StatName")]
     pub stat: Option<S<String>>,
+    /// The dimension the handler adds with its version number
+    /// (AWS_LAMBDA_FUNCTION_VERSION), e.g. "FunctionVersion"; needed to
+    /// compare this metric between canary and stable versions.
+    #[schemars(with = "Option<String>")]
+    pub version_dimension: Option<S<String>>,
 }
 
 /// A rollback trigger: a metric condition with exactly one bound, or a
@@ -215,6 +268,9 @@ pub struct RawGuardrail {
     /// The reference of a delta or ratio bound. Default "baseline".
     #[schemars(with = "Option<CompareTo>")]
     pub compare_to: Option<S<String>>,
+    /// "threshold" (default) or "sequential" (a statistical test; delta and ratio upper bounds).
+    #[schemars(with = "Option<JudgeName>")]
+    pub judge: Option<S<String>>,
     /// Evaluation window. Default "5m".
     #[schemars(with = "Option<DurationText>")]
     pub window: Option<S<String>>,
@@ -261,6 +317,9 @@ pub struct RawGate {
     /// The reference of a delta or ratio bound. Default "baseline".
     #[schemars(with = "Option<CompareTo>")]
     pub compare_to: Option<S<String>>,
+    /// "threshold" (default) or "sequential" (a statistical test; delta and ratio upper bounds).
+    #[schemars(with = "Option<JudgeName>")]
+    pub judge: Option<S<String>>,
     /// Evaluation window. Default "1h".
     #[schemars(with = "Option<DurationText>")]
     pub window: Option<S<String>>,
@@ -286,6 +345,14 @@ pub struct RawPhase {
     /// Default: defaults.approval.
     #[schemars(with = "Option<ApprovalName>")]
     pub approval: Option<S<String>>,
+    /// "lambda-alias" only: canary steps, in percent of the alias's
+    /// invocations, each higher than the last and below 100, e.g. [10, 50];
+    /// all traffic follows. Default: all traffic at once.
+    #[schemars(with = "Option<Vec<u32>>")]
+    pub traffic: Option<S<Vec<S<i64>>>>,
+    /// Bake time of each canary step. Default: defaults.step_bake, else "10m".
+    #[schemars(with = "Option<DurationText>")]
+    pub step_bake: Option<S<String>>,
     /// Two-person rule: advancing into this phase needs a second
     /// operator's approval. Default false.
     #[schemars(with = "Option<bool>")]
@@ -443,6 +510,8 @@ impl JsonSchema for WebhookUrl {
 enum BackendName {
     /// Merge the flags into the function's environment variables.
     LambdaEnv,
+    /// Publish versions with the flags and shift a weighted alias to them.
+    LambdaAlias,
 }
 
 #[derive(JsonSchema)]
@@ -483,6 +552,8 @@ enum CompareTo {
     Baseline,
     /// The metrics of the previous phase (not allowed in the first phase or plan-wide).
     PreviousPhase,
+    /// The stable version over the same minutes ("lambda-alias" canary steps).
+    Stable,
 }
 
 #[derive(JsonSchema)]

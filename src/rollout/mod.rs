@@ -21,15 +21,50 @@ pub struct PhaseFlags {
     pub name: String,
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub flags: Flags,
+    /// A canary step: the percentage of the alias's invocations these
+    /// flags serve (the rest run the `stable` position's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<u32>,
+    /// The last position with all traffic before this one's phase: what
+    /// serves the rest during a canary step and what `previous` returns to.
+    #[serde(default)]
+    pub stable: Option<usize>,
+}
+
+/// What a `lambda-alias` rollout's alias points at, as last confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AliasRouting {
+    /// The version serving all traffic but the canary's share.
+    pub stable_version: String,
+    /// The version with the canary flags, and its share in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<u32>,
+}
+
+/// What the backend should make the target look like for one position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired<'a> {
+    /// `lambda-env`: the flags. `lambda-alias`: the stable flags, all
+    /// traffic but the canary's.
+    pub flags: &'a Flags,
+    /// `lambda-alias` canary step: the canary's flags and percentage.
+    pub canary: Option<(&'a Flags, u32)>,
 }
 
 /// Every phase's flags of `plan`, baseline first: kept with the rollout so
 /// it can be rolled back even if its plan snapshot stops parsing.
 pub fn phase_flags(plan: &Plan) -> Vec<PhaseFlags> {
     (0..plan.phase_count())
-        .map(|i| PhaseFlags {
-            name: plan.phase_name(i).to_string(),
-            flags: plan.flags_at(i).clone(),
+        .map(|i| {
+            let phase = i.checked_sub(1).and_then(|p| plan.phases.get(p));
+            PhaseFlags {
+                name: plan.phase_name(i).to_string(),
+                flags: plan.flags_at(i).clone(),
+                traffic: phase.and_then(|p| p.traffic),
+                stable: phase.map(|p| p.stable),
+            }
         })
         .collect()
 }
@@ -95,9 +130,41 @@ pub struct Rollout {
     /// When the live phase's flags took effect (their write was confirmed):
     /// the watcher judges a phase only on data from then on.
     pub live_since: Option<DateTime<Utc>>,
+    /// `lambda-alias`: the alias callers invoke; `None` for `lambda-env`.
+    pub alias: Option<String>,
+    /// `lambda-alias`: the routing the last confirmed write left.
+    pub routing: Option<AliasRouting>,
 }
 
 impl Rollout {
+    /// The canary percentage of position `index`, if it is a canary step.
+    pub fn traffic_at(&self, index: usize) -> Option<u32> {
+        self.phases.get(index).and_then(|p| p.traffic)
+    }
+
+    /// The position whose flags serve all traffic but a canary step's, and
+    /// that a `previous` rollback from `index` returns to.
+    pub fn stable_of(&self, index: usize) -> usize {
+        self.phases
+            .get(index)
+            .and_then(|p| p.stable)
+            .unwrap_or(index.saturating_sub(1))
+    }
+
+    /// What the target should look like now.
+    pub fn desired(&self) -> Desired<'_> {
+        match (&self.alias, self.traffic_at(self.phase_index)) {
+            (Some(_), Some(weight)) => Desired {
+                flags: self.flags_at(self.stable_of(self.phase_index)),
+                canary: Some((&self.desired_flags, weight)),
+            },
+            _ => Desired {
+                flags: &self.desired_flags,
+                canary: None,
+            },
+        }
+    }
+
     pub fn phase_count(&self) -> usize {
         self.phases.len().max(1)
     }
@@ -108,6 +175,7 @@ impl Rollout {
             phase: self.phase_index,
             phase_count: self.phase_count(),
             write_pending: self.write_pending(),
+            previous: self.stable_of(self.phase_index),
         }
     }
 

@@ -119,6 +119,7 @@ mod tests {
                 threshold: None,
                 reference: None,
                 explanation: explanation.into(),
+                judgement: None,
             },
         }
     }

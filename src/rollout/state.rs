@@ -110,6 +110,9 @@ pub struct Position {
     pub phase_count: usize,
     /// A flag write has been recorded but not yet confirmed.
     pub write_pending: bool,
+    /// Where a `previous` rollback returns to: the last position with all
+    /// traffic before this phase (the phase before, without canary steps).
+    pub previous: usize,
 }
 
 /// The new position, whether the flags must be written for it, and whether
@@ -188,8 +191,8 @@ pub fn decide(
     match command {
         Command::Rollback { to: target } => {
             let target = target.unwrap_or(plan_rollback);
-            if target == RollbackTarget::Previous && pos.phase > 1 {
-                Ok(to(Paused, pos.phase - 1, true))
+            if target == RollbackTarget::Previous && pos.previous > 0 && pos.previous < pos.phase {
+                Ok(to(Paused, pos.previous, true))
             } else {
                 Ok(to(RolledBack, 0, true))
             }
@@ -231,6 +234,7 @@ mod tests {
             phase,
             phase_count: 4,
             write_pending: false,
+            previous: phase.saturating_sub(1),
         }
     }
 

@@ -70,6 +70,9 @@ pub fn after_write(
             next.pending_write = None;
             next.observed_flags = Some(report.after.clone());
             next.observed_at = Some(now);
+            if report.routing.is_some() {
+                next.routing = report.routing.clone();
+            }
             next.last_error = None;
             next.state = match (current.state, intent.and_then(|i| i.target_state)) {
                 (State::Pending, _) => State::Active,
@@ -91,6 +94,8 @@ pub fn after_write(
                     "retried_because": report.retried_because,
                     "revision_id": report.revision_id,
                     "note": report.note,
+                    "routing": report.routing,
+                    "steps": report.steps,
                 })),
                 record: true,
                 alert: None,
@@ -230,10 +235,14 @@ mod tests {
                 PhaseFlags {
                     name: "baseline".into(),
                     flags: flags("off"),
+                    traffic: None,
+                    stable: None,
                 },
                 PhaseFlags {
                     name: "on".into(),
                     flags: flags("on"),
+                    traffic: None,
+                    stable: None,
                 },
             ],
             rollback_to: RollbackTarget::Baseline,
@@ -271,6 +280,8 @@ mod tests {
             phase_stats: PhaseStats::default(),
             function_error: None,
             live_since: None,
+            alias: None,
+            routing: None,
         }
     }
 
@@ -283,6 +294,8 @@ mod tests {
             retried_because: vec![],
             revision_id: None,
             note: None,
+            routing: None,
+            steps: vec![],
         }
     }
 

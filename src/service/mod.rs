@@ -306,6 +306,27 @@ impl Service {
                     ServiceError::Unavailable(format!("cannot read function {function}: {e}"))
                 }
             })?;
+        // A lambda-alias rollout starts from what the alias serves; an alias
+        // that does not exist or points at $LATEST is refused here.
+        let mut observed = observed;
+        if let Some(alias) = &plan.target.alias {
+            let (_, flags) = crate::backend::LambdaAliasBackend::new(backend.clone())
+                .check(&function, alias, &plan.flags)
+                .await
+                .map_err(|e| match e {
+                    ApplyError::Rejected(m) | ApplyError::Unreadable(m) => {
+                        ServiceError::Unprocessable(format!(
+                            "cannot start on function {function}: {m}"
+                        ))
+                    }
+                    ApplyError::Unavailable { .. } | ApplyError::Superseded => {
+                        ServiceError::Unavailable(format!(
+                            "cannot read alias {alias} of function {function}: {e}"
+                        ))
+                    }
+                })?;
+            observed.flags = flags;
+        }
         // One function, however the plan spells it (name, ARN, partial ARN).
         let function_arn = observed
             .function_arn
@@ -364,6 +385,8 @@ impl Service {
             phase_stats: Default::default(),
             function_error: None,
             live_since: None,
+            alias: plan.target.alias.clone(),
+            routing: None,
         };
         let entry = NewAuditEntry::new(who, Action::Start, Outcome::Accepted)
             .flags(Some(observed.flags.clone()), Some(plan.flags.clone()))

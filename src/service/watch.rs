@@ -22,10 +22,14 @@ use crate::store::{Patch, StoreError};
 /// What reading a rollout's function found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FunctionRead {
-    /// The owned flags as they are, and the code hash.
+    /// The owned flags as they are, and the code hash. `lambda-alias`:
+    /// the flags the position's traffic runs, and where the alias points
+    /// (no code hash: versions are immutable; a deploy to `$LATEST`
+    /// reaches no caller of the alias).
     Seen {
         flags: Flags,
         code_sha256: Option<String>,
+        routing: Option<crate::rollout::AliasRouting>,
     },
     /// The environment cannot be read whole (e.g. KMS access lost): why.
     Unreadable(String),
@@ -40,6 +44,7 @@ impl FunctionRead {
             Ok(env) => FunctionRead::Seen {
                 flags: crate::backend::merge::owned_values(&env, &r.desired_flags),
                 code_sha256: listed.code_sha256.clone(),
+                routing: None,
             },
             Err(why) => FunctionRead::Unreadable(why),
         }
@@ -68,17 +73,51 @@ impl Service {
             .map_err(|e| ServiceError::Unavailable(e.to_string()))
     }
 
-    /// Reads the rollout's function: owned flags and code hash.
+    /// Reads the rollout's function: owned flags and code hash (an
+    /// alias rollout: its alias, and the flags of the version serving the
+    /// position when the alias is not where rollgate left it).
     pub async fn read_function(&self, r: &Rollout) -> FunctionRead {
-        match self
-            .backend
-            .in_region(r.write_region().as_deref())
+        let backend = self.backend.in_region(r.write_region().as_deref());
+        if let Some(alias) = &r.alias {
+            let alias_backend = crate::backend::LambdaAliasBackend::new(backend);
+            let state = match alias_backend.alias(&r.target_function, alias).await {
+                Ok(s) => s,
+                Err(ApplyError::Unreadable(why)) => return FunctionRead::Unreadable(why),
+                Err(e) => return FunctionRead::Failed(e.to_string()),
+            };
+            let routing = state.routing();
+            if r.routing.as_ref() == Some(&routing) {
+                return FunctionRead::Seen {
+                    flags: r.desired_flags.clone(),
+                    code_sha256: None,
+                    routing: Some(routing),
+                };
+            }
+            let serving = match (r.traffic_at(r.phase_index), &routing.canary_version) {
+                (Some(_), Some(canary)) => canary.clone(),
+                _ => routing.stable_version.clone(),
+            };
+            return match alias_backend
+                .version_flags(&r.target_function, &serving, &r.desired_flags)
+                .await
+            {
+                Ok(flags) => FunctionRead::Seen {
+                    flags,
+                    code_sha256: None,
+                    routing: Some(routing),
+                },
+                Err(ApplyError::Unreadable(why)) => FunctionRead::Unreadable(why),
+                Err(e) => FunctionRead::Failed(e.to_string()),
+            };
+        }
+        match backend
             .read(&r.target_function, &r.desired_flags, r.expects_variables())
             .await
         {
             Ok(o) => FunctionRead::Seen {
                 flags: o.flags,
                 code_sha256: o.code_sha256,
+                routing: None,
             },
             Err(ApplyError::Unreadable(why)) => FunctionRead::Unreadable(why),
             Err(e) => FunctionRead::Failed(e.to_string()),

@@ -209,16 +209,30 @@ impl Service {
         };
         let region = current.write_region();
         let expect_variables = current.expects_variables();
-        let result = self
-            .backend
-            .in_region(region.as_deref())
-            .apply(
-                &current.target_function,
-                &current.desired_flags,
-                expect_variables,
-                &token,
-            )
-            .await;
+        let backend = self.backend.in_region(region.as_deref());
+        let result = match &current.alias {
+            None => {
+                backend
+                    .apply(
+                        &current.target_function,
+                        &current.desired_flags,
+                        expect_variables,
+                        &token,
+                    )
+                    .await
+            }
+            Some(alias) => {
+                crate::backend::LambdaAliasBackend::new(backend)
+                    .apply(
+                        &current.target_function,
+                        alias,
+                        current.desired(),
+                        expect_variables,
+                        &token,
+                    )
+                    .await
+            }
+        };
         done.cancel();
         let _ = poll.await;
         self.end_write(current.id, current.generation);

@@ -21,10 +21,10 @@ const COLUMNS: &str = "id, plan_name, plan_hash, plan_text, target_function, fun
     function_name, phases, rollback_to, region, webhooks, active_target, state, phase_index, \
     phase_name, desired_flags, observed_flags, observed_at, generation, applied_generation, \
     pending_write, last_error, version, created_at, updated_at, baseline, baseline_at, \
-    bake_started_at, readiness, phase_stats, function_error, live_since";
+    bake_started_at, readiness, phase_stats, function_error, live_since, alias, routing";
 
 /// How many columns `COLUMNS` lists.
-const COLUMN_COUNT: usize = 32;
+const COLUMN_COUNT: usize = 34;
 
 /// Which rollouts to list, and which page of them.
 #[derive(Debug, Clone, Default)]
@@ -458,6 +458,8 @@ fn column_values(r: &Rollout) -> Vec<(&'static str, Val)> {
         ("phase_stats", Text(to_json(&r.phase_stats))),
         ("function_error", OptText(r.function_error.clone())),
         ("live_since", OptText(r.live_since.map(timestamp))),
+        ("alias", OptText(r.alias.clone())),
+        ("routing", OptText(r.routing.as_ref().map(to_json))),
     ];
     debug_assert_eq!(values.len(), COLUMN_COUNT);
     values
@@ -553,5 +555,7 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
         phase_stats: opt_json(row, "phase_stats")?.unwrap_or_default(),
         function_error: row.try_get("function_error")?,
         live_since: opt_time(row, "live_since")?,
+        alias: row.try_get("alias")?,
+        routing: opt_json(row, "routing")?,
     })
 }

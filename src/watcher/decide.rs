@@ -9,16 +9,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use crate::domain::judge::{self as stats, CountReference, Counts, JudgeVerdict, Tolerance};
 use crate::domain::{
     Baseline, GateResult, MetricPoint, MetricValue, PointKind, Readiness, WatchMemory,
 };
 use crate::metrics::cloudwatch::Fetched;
 use crate::metrics::eval::{self, Evaluation, Observation, References, Verdict, min_samples_for};
 use crate::metrics::periods::{self, Range, Span};
-use crate::metrics::queries::{self, Series};
+use crate::metrics::queries::{self, Scope, Series};
 use crate::plan::{
-    Approval, DriftPolicy, Flags, Guardrail, GuardrailAction, GuardrailKind, InsufficientData,
-    MetricRef, NoDataPolicy, Phase, Plan,
+    Approval, Bound, Condition, DriftPolicy, Flags, Guardrail, GuardrailAction, GuardrailKind,
+    InconclusivePolicy, InsufficientData, Judge, MetricRef, NoDataPolicy, Phase, Plan, Reference,
 };
 use crate::rollout::readiness::{self, Freshness};
 use crate::rollout::{Rollout, State};
@@ -45,13 +46,84 @@ impl Readings {
         plan: &Plan,
         span: Span,
     ) -> Option<Observation> {
+        self.observe_in(metric, Scope::Function(function), plan, span)
+    }
+
+    /// `metric` over `span` for the invocations `scope` names.
+    pub fn observe_in(
+        &self,
+        metric: &MetricRef,
+        scope: Scope<'_>,
+        plan: &Plan,
+        span: Span,
+    ) -> Option<Observation> {
+        let present = self.present(metric, scope, plan, span)?;
+        Some(queries::observe_in(metric, scope, &plan.metrics, &present))
+    }
+
+    /// The values behind `metric` over `span` (a missing one: no datapoint);
+    /// `None` when a series could not be read.
+    fn present(
+        &self,
+        metric: &MetricRef,
+        scope: Scope<'_>,
+        plan: &Plan,
+        span: Span,
+    ) -> Option<HashMap<Series, f64>> {
         let mut present = HashMap::new();
-        for s in queries::series_for(metric, function, &plan.metrics) {
+        for s in queries::series_in(metric, scope, &plan.metrics) {
             if let Some(v) = self.values.get(&(s.clone(), span))? {
                 present.insert(s, *v);
             }
         }
-        Some(queries::observe(metric, function, &plan.metrics, &present))
+        Some(present)
+    }
+
+    /// Errors and invocations of `scope` over `span`; `None` when unread.
+    fn counts(&self, scope: Scope<'_>, plan: &Plan, span: Span) -> Option<Counts> {
+        let metric = MetricRef::ErrorRate;
+        let present = self.present(&metric, scope, plan, span)?;
+        let series = queries::series_in(&metric, scope, &plan.metrics);
+        let get = |i: usize| series.get(i).and_then(|s| present.get(s)).copied();
+        // No datapoint for a count is zero (Lambda publishes none).
+        let whole = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0) as u64;
+        Some(Counts {
+            events: whole(get(0)),
+            trials: whole(get(1)),
+        })
+    }
+}
+
+/// The invocations a position is judged on, and the stable version's.
+#[derive(Debug, Clone, Copy)]
+pub struct Scopes<'a> {
+    pub subject: Scope<'a>,
+    pub stable: Option<Scope<'a>>,
+}
+
+/// A canary step of an alias rollout is judged on the canary version's
+/// invocations (and compares with the stable version's); everything else
+/// on the whole function's.
+pub fn scopes_of(r: &Rollout, position: usize) -> Scopes<'_> {
+    if let (Some(alias), Some(_), Some(routing)) = (&r.alias, r.traffic_at(position), &r.routing)
+        && let Some(canary) = &routing.canary_version
+    {
+        return Scopes {
+            subject: Scope::Version {
+                function: &r.function_name,
+                alias,
+                version: canary,
+            },
+            stable: Some(Scope::Version {
+                function: &r.function_name,
+                alias,
+                version: &routing.stable_version,
+            }),
+        };
+    }
+    Scopes {
+        subject: Scope::Function(&r.function_name),
+        stable: None,
     }
 }
 
@@ -79,6 +151,12 @@ impl Clock {
             judged_until,
             self.complete_until,
         )
+    }
+
+    /// Every complete minute since the live flags took effect (at most
+    /// the latest day): what a sequential test reads.
+    fn minutes(&self) -> Option<Range> {
+        periods::minutes_since(self.live_since, self.complete_until)
     }
 
     /// The recent span a gate (or a phase statistic) of `window` reads.
@@ -112,28 +190,76 @@ pub fn reads(
 ) -> Vec<(Range, Series)> {
     let clock = Clock::of(r, plan, now);
     let mut out = Vec::new();
-    let mut add = |range: Range, metric: &MetricRef| {
+    let mut add = |range: Range, metric: &MetricRef, scope: Scope<'_>| {
         out.extend(
-            queries::series_for(metric, &r.function_name, &plan.metrics)
+            queries::series_in(metric, scope, &plan.metrics)
                 .into_iter()
                 .map(|s| (range, s)),
         )
     };
+    let live = scopes_of(r, live_phase(r));
     for g in guardrails_at(plan, live_phase(r)) {
-        if let GuardrailKind::Metric(c) = &g.kind
-            && let Some(range) = clock.due(g.window.as_secs(), judged_until(memory, r, &g.name))
-        {
-            add(range, &c.metric);
+        let GuardrailKind::Metric(c) = &g.kind else {
+            continue;
+        };
+        let due = match c.judge {
+            Judge::Threshold => clock.due(g.window.as_secs(), judged_until(memory, r, &g.name)),
+            // A new minute is due: every minute since the flags went live.
+            Judge::Sequential => clock
+                .due(periods::MINUTE as u64, judged_until(memory, r, &g.name))
+                .and_then(|_| clock.minutes()),
+        };
+        if let Some(range) = due {
+            add_condition(&mut add, range, c, live);
         }
     }
     if judges_phase(r) {
+        let scopes = scopes_of(r, r.phase_index);
         for (window, metric) in phase_reads(plan, r.phase_index) {
             if let Some(span) = clock.recent(window) {
-                add(Range::single(span), &metric);
+                add(Range::single(span), &metric, scopes.subject);
+            }
+        }
+        for g in phase_at(plan, r.phase_index)
+            .into_iter()
+            .flat_map(|p| &p.gates)
+        {
+            let range = match g.condition.judge {
+                Judge::Threshold => clock.recent(g.window.as_secs()).map(Range::single),
+                Judge::Sequential => clock.minutes(),
+            };
+            if let Some(range) = range {
+                add_condition(&mut add, range, &g.condition, scopes);
+            }
+        }
+        // Traffic that reaches the function outside the alias.
+        if let (Some(stable), Some(span)) = (scopes.stable, clock.recent(OUTSIDE_WINDOW)) {
+            let range = Range::single(span);
+            for scope in [Scope::Function(&r.function_name), scopes.subject, stable] {
+                add(range, &MetricRef::Invocations, scope);
             }
         }
     }
     out
+}
+
+/// How far back traffic outside the alias is counted.
+const OUTSIDE_WINDOW: u64 = 300;
+
+/// The series a condition reads over `range`: the subject's, and the
+/// stable version's when it compares with it.
+fn add_condition(
+    add: &mut impl FnMut(Range, &MetricRef, Scope<'_>),
+    range: Range,
+    c: &Condition,
+    scopes: Scopes<'_>,
+) {
+    add(range, &c.metric, scopes.subject);
+    if c.reference == Reference::Stable
+        && let Some(stable) = scopes.stable
+    {
+        add(range, &c.metric, stable);
+    }
 }
 
 /// The name a metric is stored under in baselines and statistics.
@@ -154,11 +280,22 @@ pub fn phase_at(plan: &Plan, phase: usize) -> Option<&Phase> {
 }
 
 /// Guardrails in force in rollout phase `phase` (none at the baseline).
+/// Guardrails that compare with the stable version apply to canary steps only.
 pub fn guardrails_at(plan: &Plan, phase: usize) -> Vec<&Guardrail> {
+    let canary = plan.is_canary_step(phase);
     match phase_at(plan, phase) {
-        Some(p) => plan.guardrails.iter().chain(&p.guardrails).collect(),
+        Some(p) => plan
+            .guardrails
+            .iter()
+            .chain(&p.guardrails)
+            .filter(|g| canary || !compares_with_stable(g))
+            .collect(),
         None => Vec::new(),
     }
+}
+
+fn compares_with_stable(g: &Guardrail) -> bool {
+    matches!(&g.kind, GuardrailKind::Metric(c) if c.reference == Reference::Stable)
 }
 
 /// The phase whose flags are live: while a write is pending, the one it
@@ -258,6 +395,11 @@ pub struct DriftEvidence {
     pub observed: Flags,
     pub desired: Flags,
     pub policy: DriftPolicy,
+    /// `lambda-alias`: where the alias points, and where rollgate left it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_routing: Option<crate::rollout::AliasRouting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_routing: Option<crate::rollout::AliasRouting>,
 }
 
 /// Something the service should do about a rollout.
@@ -430,7 +572,11 @@ pub fn judge(input: &Input<'_>) -> Judgement {
                 decisions.push(Decision::FunctionUnreadable(cause.clone()));
             }
         }
-        Some(FunctionRead::Seen { flags, code_sha256 }) => {
+        Some(FunctionRead::Seen {
+            flags,
+            code_sha256,
+            routing,
+        }) => {
             if r.function_error.is_some() {
                 decisions.push(Decision::FunctionReadable);
             }
@@ -447,11 +593,16 @@ pub fn judge(input: &Input<'_>) -> Judgement {
                 }
                 memory.code_sha256 = Some(sha.clone());
             }
-            if *flags != r.desired_flags {
+            // An alias moved (version or weights) is drift like a flag
+            // changed: the versions behind it are no longer rollgate's.
+            let moved = routing.is_some() && r.routing.is_some() && *routing != r.routing;
+            if *flags != r.desired_flags || moved {
                 let evidence = DriftEvidence {
                     observed: flags.clone(),
                     desired: r.desired_flags.clone(),
                     policy: input.plan.drift,
+                    observed_routing: routing.clone().filter(|_| moved),
+                    desired_routing: r.routing.clone().filter(|_| moved),
                 };
                 match (input.plan.drift, r.state) {
                     (DriftPolicy::Revert, _) => decisions.push(Decision::RevertDrift(evidence)),
@@ -476,6 +627,10 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         .filter(|g| judged_until(&memory, r, &g.name).is_none())
         .map(|g| g.name.clone())
         .collect();
+    if let Some(decision) = after_max_wait(input, phase, &mut readiness) {
+        decisions.push(decision);
+        return Judgement { decisions, memory };
+    }
     let refresh = if phase.gates.is_empty() {
         STATS_REFRESH
     } else {
@@ -544,6 +699,79 @@ pub fn judge(input: &Input<'_>) -> Judgement {
     Judgement { decisions, memory }
 }
 
+/// A position whose sequential gates are still inconclusive `max_wait`
+/// after its flags took effect: the plan's `on_inconclusive` decides. A
+/// pause or rollback is returned; "promote" counts those gates as passed.
+fn after_max_wait(input: &Input<'_>, phase: &Phase, readiness: &mut Readiness) -> Option<Decision> {
+    let r = input.rollout;
+    let spec = input.plan.judge;
+    let max_wait = TimeDelta::from_std(spec.max_wait?).ok()?;
+    if r.state != State::Active || input.now - r.live_since() < max_wait {
+        return None;
+    }
+    let waiting: Vec<usize> = phase
+        .gates
+        .iter()
+        .zip(&readiness.gates)
+        .enumerate()
+        .filter(|(_, (g, result))| {
+            g.condition.judge == Judge::Sequential && result.verdict == Verdict::InsufficientData
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let first = *waiting.first()?;
+    let names: Vec<&str> = waiting
+        .iter()
+        .map(|i| readiness.gates[*i].name.as_str())
+        .collect();
+    let reason = format!(
+        "gate{} {} still inconclusive {} after phase {} went live (judge.max_wait)",
+        if names.len() > 1 { "s" } else { "" },
+        names.join(", "),
+        humanize(max_wait),
+        phase.name
+    );
+    let evidence = |action| GuardrailEvidence {
+        guardrail: "judge.max_wait".into(),
+        action,
+        window_secs: max_wait.num_seconds().max(0) as u64,
+        consecutive: 1,
+        evaluation: readiness.gates[first].evaluation.clone(),
+    };
+    match spec.on_inconclusive {
+        InconclusivePolicy::Pause => Some(Decision::Pause {
+            reason: format!("{reason}; paused for an operator to decide"),
+            evidence: evidence(GuardrailAction::Pause),
+        }),
+        InconclusivePolicy::Rollback => Some(Decision::Rollback {
+            reason: format!("{reason}; rolling back"),
+            evidence: evidence(GuardrailAction::Rollback),
+        }),
+        InconclusivePolicy::Promote => {
+            for i in waiting {
+                let gate = &mut readiness.gates[i];
+                gate.verdict = Verdict::Pass;
+                gate.evaluation.verdict = Verdict::Pass;
+                gate.explanation = format!(
+                    "{} — inconclusive after judge.max_wait, which this plan counts as passed",
+                    gate.explanation
+                );
+                gate.evaluation.explanation = gate.explanation.clone();
+            }
+            None
+        }
+    }
+}
+
+fn humanize(d: TimeDelta) -> String {
+    let s = d.num_seconds();
+    match s {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Evaluates every guardrail in force, updating streaks, judged periods
 /// and silence clocks in `memory`; returns what the first guardrail that
 /// must act does (a rollback before a pause before an observation), whether
@@ -560,6 +788,7 @@ fn judge_guardrails(
     let phase = live_phase(r);
     let previous = phase.checked_sub(1).map(|i| r.phase_name_at(i).to_string());
     let clock = Clock::of(r, plan, input.now);
+    let scopes = scopes_of(r, phase);
     let mut acting: Vec<(&Guardrail, Evaluation, bool)> = Vec::new();
     let mut unjudged = false;
     let mut points = Vec::new();
@@ -579,28 +808,77 @@ fn judge_guardrails(
                     continue;
                 }
             },
+            GuardrailKind::Metric(c) if c.judge == Judge::Sequential => {
+                let Some(due) = clock.due(periods::MINUTE as u64, judged_until(memory, r, &g.name))
+                else {
+                    continue;
+                };
+                let Some(minutes) = clock.minutes() else {
+                    continue;
+                };
+                let label = metric_label(&c.metric);
+                let fixed = fixed_reference(r, baseline, previous.as_deref(), &label);
+                let Some(e) = sequential(input, c, &label, minutes, scopes, fixed) else {
+                    unjudged = true;
+                    continue;
+                };
+                let at = DateTime::from_timestamp(due.end, 0).unwrap_or(input.now);
+                points.push(MetricPoint::of(
+                    PointKind::Guardrail,
+                    &g.name,
+                    &label,
+                    at,
+                    Some(periods::MINUTE as u64),
+                    &e,
+                ));
+                memory.judged_until.insert(g.name.clone(), at);
+                let streak = eval::next_streak(memory.streak(&g.name), e.verdict);
+                memory.set_streak(&g.name, streak);
+                if e.verdict != Verdict::Breach {
+                    continue;
+                }
+                // The test already weighs every minute: it acts at once.
+                (e, 1)
+            }
             GuardrailKind::Metric(c) => {
                 let Some(range) = clock.due(g.window.as_secs(), judged_until(memory, r, &g.name))
                 else {
                     continue; // no new complete period: the streak stands
                 };
                 let label = metric_label(&c.metric);
-                let references = References {
+                let mut references = References {
                     baseline: baseline.and_then(|b| b.value(&label)),
                     previous_phase: previous
                         .as_deref()
                         .and_then(|p| r.phase_stats.value(p, &label)),
+                    stable: None,
                 };
                 let mut last_breach = None;
                 for span in range.spans() {
                     let Some(observation) =
                         input
                             .readings
-                            .observe(&c.metric, &r.function_name, plan, span)
+                            .observe_in(&c.metric, scopes.subject, plan, span)
                     else {
                         unjudged = true;
                         break;
                     };
+                    if c.reference == Reference::Stable {
+                        let Some(stable) = scopes
+                            .stable
+                            .map(|st| input.readings.observe_in(&c.metric, st, plan, span))
+                        else {
+                            // No stable version known (yet): nothing to compare.
+                            break;
+                        };
+                        let Some(stable) = stable else {
+                            unjudged = true;
+                            break;
+                        };
+                        references.stable = stable.value.filter(|_| {
+                            stable.samples >= min_samples_for(&c.metric, g.min_samples)
+                        });
+                    }
                     let e = eval::evaluate(
                         &label,
                         c,
@@ -682,6 +960,7 @@ fn alarm_evaluation(alarm: &str, firing: bool) -> Evaluation {
             "CloudWatch alarm {alarm} is {}",
             if firing { "in ALARM" } else { "not in ALARM" }
         ),
+        judgement: None,
     }
 }
 
@@ -724,17 +1003,39 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
         .phase_index
         .checked_sub(1)
         .map(|i| r.phase_name_at(i).to_string());
-    let observe = |window: u64, metric: &MetricRef| {
+    let scopes = scopes_of(r, r.phase_index);
+    let observe_in = |window: u64, metric: &MetricRef, scope: Scope<'_>| {
         let span = clock.recent(window).ok_or(Unread::NotYet)?;
         input
             .readings
-            .observe(metric, &r.function_name, plan, span)
+            .observe_in(metric, scope, plan, span)
             .ok_or(Unread::Failed)
     };
+    let observe = |window: u64, metric: &MetricRef| observe_in(window, metric, scopes.subject);
     let mut observed = BTreeMap::new();
     for (window, metric) in phase_reads(plan, r.phase_index) {
         if let Ok(o) = observe(window, &metric) {
             observed.entry(metric_label(&metric)).or_insert(o.value);
+        }
+    }
+    // Invocations that reached the function outside the alias (callers of
+    // `$LATEST` or of a version): they run neither the canary nor the stable.
+    if let (Some(stable), Some(span)) = (scopes.stable, clock.recent(OUTSIDE_WINDOW)) {
+        let count = |scope| {
+            input
+                .readings
+                .observe_in(&MetricRef::Invocations, scope, plan, span)
+                .and_then(|o| o.value)
+        };
+        if let (Some(all), Some(canary), Some(stable)) = (
+            count(Scope::Function(&r.function_name)),
+            count(scopes.subject),
+            count(stable),
+        ) {
+            observed.insert(
+                "outside_alias_invocations".to_string(),
+                Some((all - canary - stable).max(0.0)),
+            );
         }
     }
     let gates = phase
@@ -742,20 +1043,47 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
         .iter()
         .map(|g| {
             let label = metric_label(&g.condition.metric);
-            let references = References {
+            let mut references = References {
                 baseline: baseline.and_then(|b| b.value(&label)),
                 previous_phase: previous
                     .as_deref()
                     .and_then(|p| r.phase_stats.value(p, &label)),
+                stable: None,
             };
-            let e = match observe(g.window.as_secs(), &g.condition.metric) {
-                Ok(o) => eval::evaluate(
-                    &label,
-                    &g.condition,
-                    o,
-                    min_samples_for(&g.condition.metric, g.min_samples),
-                    references,
-                ),
+            let e = if g.condition.judge == Judge::Sequential {
+                let fixed = fixed_reference(r, baseline, previous.as_deref(), &label);
+                match clock.minutes() {
+                    None => Err(Unread::NotYet),
+                    Some(minutes) => {
+                        sequential(input, &g.condition, &label, minutes, scopes, fixed)
+                            .ok_or(Unread::Failed)
+                    }
+                }
+            } else {
+                let stable = match (g.condition.reference, scopes.stable) {
+                    (Reference::Stable, Some(st)) => {
+                        observe_in(g.window.as_secs(), &g.condition.metric, st).map(Some)
+                    }
+                    _ => Ok(None),
+                };
+                stable.and_then(|stable| {
+                    if let Some(st) = stable {
+                        references.stable = st.value.filter(|_| {
+                            st.samples >= min_samples_for(&g.condition.metric, g.min_samples)
+                        });
+                    }
+                    let o = observe(g.window.as_secs(), &g.condition.metric)?;
+                    Ok(eval::evaluate(
+                        &label,
+                        &g.condition,
+                        o,
+                        min_samples_for(&g.condition.metric, g.min_samples),
+                        references,
+                    ))
+                })
+            };
+            let e = match e {
+                Ok(e) => e,
                 Err(why) => Evaluation {
                     verdict: Verdict::InsufficientData,
                     observed: None,
@@ -770,6 +1098,7 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
                         ),
                         Unread::Failed => format!("{label}: CloudWatch could not be read this tick"),
                     },
+                    judgement: None,
                 },
             };
             GateResult {
@@ -786,6 +1115,240 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
         gates,
         observed,
         unjudged_guardrails: Vec::new(),
+    }
+}
+
+/// A fixed reference of a sequential test (the baseline, or the previous
+/// phase): its value and, for the baseline, the invocations behind it.
+#[derive(Debug, Clone, Copy)]
+struct Fixed {
+    value: Option<f64>,
+    samples: Option<u64>,
+}
+
+fn fixed_reference(
+    r: &Rollout,
+    baseline: Option<&Baseline>,
+    previous: Option<&str>,
+    label: &str,
+) -> [Fixed; 2] {
+    let from_baseline = baseline.and_then(|b| b.0.get(label));
+    [
+        Fixed {
+            value: from_baseline.and_then(|m| m.value),
+            samples: from_baseline.map(|m| m.samples),
+        },
+        Fixed {
+            value: previous.and_then(|p| r.phase_stats.value(p, label)),
+            samples: None,
+        },
+    ]
+}
+
+/// A fixed reference known only as a rate is taken as known exactly: a
+/// million notional trials.
+const KNOWN_RATE_TRIALS: u64 = 1_000_000;
+
+/// A `judge = "sequential"` condition over every minute since the flags
+/// went live. `None` when a minute's data could not be read this tick.
+fn sequential(
+    input: &Input<'_>,
+    c: &Condition,
+    label: &str,
+    minutes: Range,
+    scopes: Scopes<'_>,
+    fixed: [Fixed; 2],
+) -> Option<Evaluation> {
+    let plan = input.plan;
+    let config = stats::JudgeConfig {
+        alpha: plan.judge.alpha,
+        ..stats::JudgeConfig::default()
+    };
+    let tolerance = match c.bound {
+        Bound::MaxDelta(d) => Tolerance::Delta(d),
+        Bound::MaxRatio(k) => Tolerance::Ratio(k),
+        // Refused by plan validation.
+        _ => {
+            return Some(inconclusive(
+                label,
+                "judge = \"sequential\" needs max_delta or max_ratio",
+            ));
+        }
+    };
+    let reference = match c.reference {
+        Reference::Stable => None,
+        Reference::Baseline => Some(fixed[0]),
+        Reference::PreviousPhase => Some(fixed[1]),
+    };
+    if c.reference == Reference::Stable && scopes.stable.is_none() {
+        return Some(inconclusive(
+            label,
+            "no stable version serves traffic to compare with",
+        ));
+    }
+    let mut too_few = None;
+    let (judgement, subject_value, reference_value) = if c.metric == MetricRef::ErrorRate {
+        let subject: Vec<Counts> = minutes
+            .spans()
+            .map(|span| input.readings.counts(scopes.subject, plan, span))
+            .collect::<Option<_>>()?;
+        let rate = |counts: &[Counts]| {
+            let (e, t) = counts
+                .iter()
+                .fold((0u64, 0u64), |(e, t), c| (e + c.events, t + c.trials));
+            eval::error_rate_percent(e as f64, t as f64)
+        };
+        match (reference, scopes.stable) {
+            (None, Some(stable)) => {
+                let stable: Vec<Counts> = minutes
+                    .spans()
+                    .map(|span| input.readings.counts(stable, plan, span))
+                    .collect::<Option<_>>()?;
+                (
+                    stats::judge_counts(
+                        label,
+                        &subject,
+                        CountReference::Concurrent(&stable),
+                        tolerance,
+                        &config,
+                    ),
+                    rate(&subject),
+                    rate(&stable),
+                )
+            }
+            (
+                Some(Fixed {
+                    value: Some(value),
+                    samples,
+                }),
+                _,
+            ) => {
+                let trials = samples.filter(|s| *s > 0).unwrap_or(KNOWN_RATE_TRIALS);
+                let events = (value / 100.0 * trials as f64).round().max(0.0) as u64;
+                (
+                    stats::judge_counts(
+                        label,
+                        &subject,
+                        CountReference::Fixed(Counts { events, trials }),
+                        tolerance,
+                        &config,
+                    ),
+                    rate(&subject),
+                    Some(value),
+                )
+            }
+            _ => return Some(inconclusive(label, "no reference value to compare with")),
+        }
+    } else {
+        let values_in = |scope: Scope<'_>| -> Option<Vec<(f64, u64)>> {
+            let mut out = Vec::new();
+            for span in minutes.spans() {
+                let o = input.readings.observe_in(&c.metric, scope, plan, span)?;
+                if let Some(v) = o.value.filter(|v| v.is_finite() && o.samples > 0) {
+                    out.push((v, o.samples));
+                }
+            }
+            Some(out)
+        };
+        let with_samples = values_in(scopes.subject)?;
+        let subject: Vec<f64> = with_samples.iter().map(|(v, _)| *v).collect();
+        too_few = percentile_too_thin(&c.metric, &with_samples);
+        let values_in =
+            |scope| values_in(scope).map(|v| v.into_iter().map(|(v, _)| v).collect::<Vec<f64>>());
+        match (reference, scopes.stable) {
+            (None, Some(stable)) => {
+                let stable = values_in(stable)?;
+                (
+                    stats::judge_values(label, &subject, &stable, tolerance, &config),
+                    median(&subject),
+                    median(&stable),
+                )
+            }
+            (Some(Fixed { value: Some(v), .. }), _) => (
+                crate::domain::sign_test::judge_values_fixed(
+                    label, &subject, v, tolerance, &config,
+                ),
+                median(&subject),
+                Some(v),
+            ),
+            _ => return Some(inconclusive(label, "no reference value to compare with")),
+        }
+    };
+    let judgement = match too_few {
+        Some(why) if judgement.verdict == JudgeVerdict::NoRegression => stats::Judgement {
+            verdict: JudgeVerdict::Inconclusive,
+            explanation: format!("{} — but {why}", judgement.explanation),
+            ..judgement
+        },
+        _ => judgement,
+    };
+    Some(evaluation_of(judgement, subject_value, reference_value))
+}
+
+/// A percentile of a minute with few invocations reads low (the
+/// nearest-rank p99 of 120 invocations is below the true p99 more often
+/// than not), which would let a canary look as fast as it is not. Below
+/// ten invocations past the percentile a minute, it may still show a
+/// regression but never vouch for its absence.
+fn percentile_too_thin(metric: &MetricRef, datapoints: &[(f64, u64)]) -> Option<String> {
+    let MetricRef::DurationPercentile(p) = metric else {
+        return None;
+    };
+    let needed = (10.0 / (1.0 - p / 100.0)).ceil().max(1.0) as u64;
+    let mut samples: Vec<u64> = datapoints.iter().map(|(_, n)| *n).collect();
+    samples.sort_unstable();
+    let typical = samples.get(samples.len() / 2).copied().unwrap_or(0);
+    (typical < needed).then(|| {
+        format!(
+            "a minute's p{p} from {typical} invocations reads low; \"no regression\" needs {needed} a minute"
+        )
+    })
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    })
+}
+
+/// A sequential verdict as the audit log and charts record evaluations:
+/// the subject's pooled value (error rate over every minute, or the median
+/// minute) against the reference's.
+fn evaluation_of(j: stats::Judgement, observed: Option<f64>, reference: Option<f64>) -> Evaluation {
+    Evaluation {
+        verdict: match j.verdict {
+            JudgeVerdict::Regression => Verdict::Breach,
+            JudgeVerdict::NoRegression => Verdict::Pass,
+            JudgeVerdict::Inconclusive => Verdict::InsufficientData,
+        },
+        observed,
+        samples: j.subject_samples,
+        min_samples: 0,
+        threshold: None,
+        reference,
+        explanation: j.explanation.clone(),
+        judgement: Some(j),
+    }
+}
+
+fn inconclusive(label: &str, why: &str) -> Evaluation {
+    Evaluation {
+        verdict: Verdict::InsufficientData,
+        observed: None,
+        samples: 0,
+        min_samples: 0,
+        threshold: None,
+        reference: None,
+        explanation: format!("{label}: {why}"),
+        judgement: None,
     }
 }
 

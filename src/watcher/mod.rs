@@ -371,7 +371,11 @@ impl Watcher {
         } else {
             // Listed functions are keyed by ARN: one of another region is
             // not in the default region's listing and is read on its own.
-            let listed = seen.listing.and_then(|l| l.get(&r.function_arn));
+            // An alias rollout reads its alias (GetAlias), never a listing.
+            let listed = seen
+                .listing
+                .filter(|_| r.alias.is_none())
+                .and_then(|l| l.get(&r.function_arn));
             Some(match listed {
                 Some(listed) => FunctionRead::from_listing(listed, r),
                 None => self.service.read_function(r).await,

@@ -68,6 +68,13 @@ pub struct RolloutView {
     pub readiness: Option<Readiness>,
     /// Metrics of finished phases by name.
     pub phase_stats: PhaseStats,
+    /// `lambda-alias`: the alias callers invoke.
+    pub alias: Option<String>,
+    /// `lambda-alias`: where the alias points, as last confirmed.
+    pub routing: Option<crate::rollout::AliasRouting>,
+    /// A canary step: the percentage of the alias's invocations the
+    /// phase's flags serve (the stable version serves the rest).
+    pub traffic: Option<u32>,
 }
 
 impl RolloutView {
@@ -127,6 +134,9 @@ impl RolloutView {
             blockers,
             readiness: r.readiness.clone(),
             phase_stats: r.phase_stats.clone(),
+            alias: r.alias.clone(),
+            routing: r.routing.clone(),
+            traffic: r.traffic_at(r.phase_index),
         }
     }
 }

@@ -6,6 +6,7 @@ mod audit_log;
 mod auth;
 mod aws_cli;
 mod browser;
+mod canary;
 mod cli;
 mod common;
 mod concurrency;

@@ -169,6 +169,224 @@ fn the_seed_plan_is_the_deployment_guide() {
     assert!(gates(2).is_empty());
 }
 
+const CANARY: &str = include_str!("../../rollout-plans/dixon-smart-repair-canary.toml");
+
+/// A phase with `traffic = [10, 50]` is three positions: two canary steps
+/// that promote themselves and compare with the stable version, then all
+/// traffic, where the stable comparisons no longer apply.
+#[test]
+fn the_canary_plan_runs_each_phase_at_10_then_50_then_100_percent() {
+    use rollgate::plan::{BackendKind, InconclusivePolicy, Judge};
+    let plan = Plan::parse("dixon-smart-repair-canary", CANARY).unwrap();
+    assert_eq!(plan.target.backend, BackendKind::LambdaAlias);
+    assert_eq!(plan.target.alias.as_deref(), Some("live"));
+    let names: Vec<&str> = (0..plan.phase_count())
+        .map(|i| plan.phase_name(i))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "baseline",
+            "prompts@10%",
+            "prompts@50%",
+            "prompts",
+            "tools@10%",
+            "tools@50%",
+            "tools",
+            "full@10%",
+            "full@50%",
+            "full"
+        ]
+    );
+    let traffic: Vec<Option<u32>> = plan.phases.iter().map(|p| p.traffic).collect();
+    assert_eq!(
+        traffic,
+        [
+            Some(10),
+            Some(50),
+            None,
+            Some(10),
+            Some(50),
+            None,
+            Some(10),
+            Some(50),
+            None
+        ]
+    );
+    let stable: Vec<usize> = plan.phases.iter().map(|p| p.stable).collect();
+    assert_eq!(stable, [0, 0, 0, 3, 3, 3, 6, 6, 6]);
+    let prompts10 = &plan.phases[0];
+    assert_eq!(prompts10.stage, "prompts");
+    assert_eq!(prompts10.bake, Duration::from_secs(30 * 60), "step_bake");
+    assert_eq!(
+        prompts10.approval,
+        Approval::Auto,
+        "steps promote themselves"
+    );
+    assert_eq!(
+        plan.phases[2].approval,
+        Approval::Manual,
+        "the phase keeps its approval"
+    );
+    assert_eq!(plan.phases[2].bake, Duration::from_secs(48 * 3600));
+    assert_eq!(prompts10.flags, plan.phases[2].flags);
+    // Canary-vs-stable gates in the steps, none at 100 %.
+    assert!(
+        prompts10
+            .gates
+            .iter()
+            .all(|g| g.condition.reference == Reference::Stable)
+    );
+    assert!(
+        prompts10
+            .gates
+            .iter()
+            .all(|g| g.condition.judge == Judge::Sequential)
+    );
+    assert_eq!(prompts10.gates.len(), 3);
+    assert!(plan.phases[2].gates.is_empty());
+    let tools = &plan.phases[5];
+    assert_eq!(
+        tools
+            .gates
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>(),
+        ["faster-than-baseline", "fewer-tokens-than-baseline"]
+    );
+    assert_eq!(plan.judge.max_wait, Some(Duration::from_secs(6 * 3600)));
+    assert_eq!(plan.judge.on_inconclusive, InconclusivePolicy::Pause);
+    assert_eq!(plan.judge.alpha, 0.01);
+    assert_eq!(
+        plan.metrics["tokens_per_request"]
+            .version_dimension
+            .as_deref(),
+        Some("FunctionVersion")
+    );
+    assert!(plan.is_canary_step(1) && !plan.is_canary_step(3) && !plan.is_canary_step(0));
+}
+
+#[test]
+fn canary_fields_are_checked() {
+    let alias = |body: &str| {
+        format!(
+            "[target]\nbackend = \"lambda-alias\"\nfunction = \"f\"\nalias = \"live\"\n[flags]\nUSE_X = \"false\"\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ USE_X = \"true\" }}\n{body}"
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "alias backend without an alias",
+            MINIMAL.replace(
+                "function = \"f\"",
+                "backend = \"lambda-alias\"\nfunction = \"f\"",
+            ),
+            "1:1: backend = \"lambda-alias\" needs alias = \"...\": the alias callers invoke (e.g. \"live\")",
+        ),
+        (
+            "alias $LATEST",
+            alias("").replace("alias = \"live\"", "alias = \"$LATEST\""),
+            "4:9: alias must not be \"$LATEST\": an unqualified function has no weights and no frozen environment; name the alias callers invoke",
+        ),
+        (
+            "alias that is a version",
+            alias("").replace("alias = \"live\"", "alias = \"7\""),
+            "4:9: alias \"7\" is not a Lambda alias name (letters, digits, '-' and '_', not all digits, at most 128)",
+        ),
+        (
+            "alias on lambda-env",
+            MINIMAL.replace("function = \"f\"", "function = \"f\"\nalias = \"live\""),
+            "3:9: alias applies to backend = \"lambda-alias\"; lambda-env writes the function's own environment",
+        ),
+        (
+            "traffic on lambda-env",
+            format!("{MINIMAL}traffic = [10]\n"),
+            "10:11: phase \"on\": traffic needs backend = \"lambda-alias\" (canary steps run on a weighted alias)",
+        ),
+        (
+            "traffic not rising",
+            alias("traffic = [50, 10]\n"),
+            "12:16: phase \"on\": traffic steps must rise (10 does not follow 50)",
+        ),
+        (
+            "traffic of 100",
+            alias("traffic = [10, 100]\n"),
+            "12:16: phase \"on\": a traffic step is a percentage from 1 to 99, not 100 (all traffic follows the last step by itself)",
+        ),
+        (
+            "step_bake without steps",
+            alias("step_bake = \"5m\"\n"),
+            "12:13: phase \"on\" has no canary steps (traffic = [...]) for step_bake to apply to",
+        ),
+        (
+            "stable outside canary steps",
+            alias(
+                "[[phases.gates]]\nname = \"g\"\nmetric = \"error_rate\"\nmax_delta = 1.0\ncompare_to = \"stable\"\n",
+            ),
+            "16:14: gate \"g\": compare_to = \"stable\" needs canary steps: backend = \"lambda-alias\" and, in a phase, traffic = [...]",
+        ),
+        (
+            "sequential with an absolute bound",
+            alias(
+                "traffic = [10]\n[[phases.gates]]\nname = \"g\"\nmetric = \"error_rate\"\nmax = 1.0\njudge = \"sequential\"\n",
+            ),
+            "13:1: gate \"g\": judge = \"sequential\" tests whether the metric got worse than its reference allows, so it needs max_delta or max_ratio, not max",
+        ),
+        (
+            "sequential on invocations",
+            alias(
+                "traffic = [10]\n[[phases.gates]]\nname = \"g\"\nmetric = \"invocations\"\nmax_ratio = 2.0\njudge = \"sequential\"\n",
+            ),
+            "13:1: gate \"g\": judge = \"sequential\" works on error_rate, durations and custom metrics, not invocation or throttle counts",
+        ),
+        (
+            "unknown judge",
+            alias(
+                "traffic = [10]\n[[phases.gates]]\nname = \"g\"\nmetric = \"error_rate\"\nmax_delta = 2.0\njudge = \"bayes\"\n",
+            ),
+            "17:9: judge must be one of \"threshold\", \"sequential\", not \"bayes\"",
+        ),
+        (
+            "custom metric without a version dimension vs stable",
+            alias(
+                "traffic = [10]\n[[phases.gates]]\nname = \"g\"\nmetric = \"tokens\"\nmax_ratio = 1.0\ncompare_to = \"stable\"\n[metrics.tokens]\nnamespace = \"N\"\nmetric_name = \"T\"\nstat = \"Average\"\n",
+            ),
+            "17:14: gate \"g\": metric \"tokens\" cannot be told apart by version; give [metrics.tokens] a version_dimension (the dimension the handler sets to AWS_LAMBDA_FUNCTION_VERSION)",
+        ),
+        (
+            "judge alpha out of range",
+            format!("{}[judge]\nalpha = 0.5\n", alias("")),
+            "13:9: judge.alpha is a false-alarm probability between 0.0001 and 0.2, not 0.5",
+        ),
+        (
+            "judge policy",
+            format!("{}[judge]\non_inconclusive = \"shrug\"\n", alias("")),
+            "13:19: judge.on_inconclusive must be one of \"pause\", \"rollback\", \"promote\", not \"shrug\"",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, want) in &cases {
+        let got: Vec<String> = match Plan::parse("bad", text) {
+            Ok(_) => vec!["(parsed without error)".into()],
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        };
+        if got.as_slice() != [want.to_string()] {
+            failures.push(format!(
+                "{what}:\n  want {want:?}\n  got  {got:?}\n---\n{text}---"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // And what is allowed: a canary plan-wide guardrail vs stable.
+    let ok = alias("traffic = [5, 25, 75]\nstep_bake = \"2m\"\n");
+    let ok = ok.replace(
+        "[[phases]]",
+        "[[guardrails]]\nname = \"e\"\nmetric = \"error_rate\"\nmax_delta = 1.0\ncompare_to = \"stable\"\njudge = \"sequential\"\n[[phases]]",
+    );
+    let plan = Plan::parse("ok", &ok).unwrap_or_else(|e| panic!("{e:?}\n{ok}"));
+    assert_eq!(plan.phase_count(), 5);
+    assert_eq!(plan.phases[0].bake, Duration::from_secs(120));
+}
+
 #[test]
 fn every_shipped_plan_validates() {
     let files = rollgate::plan::load_dir(&manifest_dir().join("rollout-plans")).unwrap();
@@ -367,7 +585,7 @@ fn malformed_plans_are_reported_with_line_and_column() {
         (
             "unknown target field",
             MINIMAL.replace("function = \"f\"", "function = \"f\"\nfunktion = 1"),
-            "3:1: unknown field `funktion`, expected one of `backend`, `function`, `region`",
+            "3:1: unknown field `funktion`, expected one of `backend`, `function`, `alias`, `region`",
         ),
         (
             "unknown guardrail field",
@@ -606,7 +824,7 @@ fn malformed_plans_are_reported_with_line_and_column() {
         (
             "bad backend",
             MINIMAL.replace("function = \"f\"", "function = \"f\"\nbackend = \"s3\""),
-            "3:11: target.backend must be one of \"lambda-env\", not \"s3\"",
+            "3:11: target.backend must be one of \"lambda-env\", \"lambda-alias\", not \"s3\"",
         ),
         (
             "bad action",
@@ -616,7 +834,7 @@ fn malformed_plans_are_reported_with_line_and_column() {
         (
             "bad compare_to",
             guardrail("metric = \"error_rate\"\nmax_delta = 5\ncompare_to = \"yesterday\"\n"),
-            "14:14: compare_to must be one of \"baseline\", \"previous_phase\", not \"yesterday\"",
+            "14:14: compare_to must be one of \"baseline\", \"previous_phase\", \"stable\", not \"yesterday\"",
         ),
         (
             "bad drift policy",
@@ -892,6 +1110,7 @@ fn the_schema_describes_the_format() {
         "insufficient_data",
         "cloudwatch",
         "notify",
+        "judge",
         "metrics",
         "guardrails",
         "phases",
@@ -906,7 +1125,7 @@ fn the_schema_describes_the_format() {
     }
     assert_eq!(
         properties.len(),
-        13,
+        14,
         "a field of the format is not listed above"
     );
     assert_eq!(

@@ -100,6 +100,8 @@ fn rollout(plan: &Plan, phase: usize, state: State) -> Rollout {
         phase_stats: PhaseStats::default(),
         function_error: None,
         live_since: None,
+        alias: None,
+        routing: None,
     }
 }
 
@@ -135,6 +137,7 @@ impl<'a> Case<'a> {
             function: Some(FunctionRead::Seen {
                 flags: rollout.desired_flags.clone(),
                 code_sha256: Some("code-1".into()),
+                routing: None,
             }),
             // The first five-minute period since t0 has just settled.
             now: t0() + TimeDelta::minutes(7),
@@ -386,6 +389,7 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
     case.function = Some(FunctionRead::Seen {
         flags: flags("off", "off"),
         code_sha256: None,
+        routing: None,
     });
     assert_eq!(actions(&case.judge()), ["drift_revert"]);
 
@@ -395,6 +399,7 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
     case.function = Some(FunctionRead::Seen {
         flags: flags("off", "off"),
         code_sha256: None,
+        routing: None,
     });
     assert_eq!(actions(&case.judge()), ["drift_pause"]);
     let paused = rollout(&pause, 1, State::Paused);
@@ -414,6 +419,7 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
     case.function = Some(FunctionRead::Seen {
         flags: known.desired_flags.clone(),
         code_sha256: None,
+        routing: None,
     });
     assert_eq!(actions(&case.judge()), ["function_readable"]);
 }

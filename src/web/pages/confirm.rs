@@ -108,10 +108,20 @@ fn preview(app: &AppState, r: &Rollout, command: Command) -> ConfirmPage {
                 (
                     format!("Advance rollout #{id} to {}", next.name),
                     render::flag_changes(&r.desired_flags, &next.flags),
-                    format!(
-                        "Phase {} begins: its flags are written to {function}, and its bake clock starts.",
-                        next.name
-                    ),
+                    match (&r.alias, next.traffic) {
+                        (Some(alias), Some(w)) => format!(
+                            "Canary step {} begins: a version of {function} with its flags serves {w} % of alias {alias}'s invocations (the stable version the rest), and its bake clock starts.",
+                            next.name
+                        ),
+                        (Some(alias), None) => format!(
+                            "Phase {} begins: alias {alias} of {function} points at a version with its flags, for all traffic, and its bake clock starts.",
+                            next.name
+                        ),
+                        (None, _) => format!(
+                            "Phase {} begins: its flags are written to {function}, and its bake clock starts.",
+                            next.name
+                        ),
+                    },
                     blockers.clone(),
                     !blockers.is_empty(),
                 )

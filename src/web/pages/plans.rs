@@ -73,6 +73,7 @@ fn reference_word(r: Reference) -> &'static str {
     match r {
         Reference::Baseline => "baseline",
         Reference::PreviousPhase => "previous phase",
+        Reference::Stable => "stable version",
     }
 }
 

@@ -164,7 +164,7 @@ pub struct ChartData {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChartSeries {
     pub label: String,
-    /// observed | threshold | baseline
+    /// observed | stable | threshold | baseline
     pub kind: &'static str,
     pub values: Vec<Option<f64>>,
 }
@@ -240,6 +240,18 @@ pub fn charts(
     baseline: Option<&Baseline>,
     markers: &[ChartMarker],
 ) -> Vec<ChartData> {
+    charts_against_stable(points, baseline, markers, &BTreeSet::new())
+}
+
+/// `charts`, where the guardrails and gates named in `stable` compare a
+/// canary with the stable version: their references are drawn as the
+/// stable version's line, next to the canary's observed one, on one chart.
+pub fn charts_against_stable(
+    points: &[MetricPoint],
+    baseline: Option<&Baseline>,
+    markers: &[ChartMarker],
+    stable: &BTreeSet<String>,
+) -> Vec<ChartData> {
     let mut by_label: BTreeMap<&str, Vec<&MetricPoint>> = BTreeMap::new();
     for p in points {
         by_label.entry(p.label.as_str()).or_default().push(p);
@@ -258,6 +270,7 @@ pub fn charts(
                 }
             }
             let mut observed = vec![None; x.len()];
+            let mut stable_line = vec![None; x.len()];
             let mut series = Vec::new();
             let first = names.first().copied();
             for (kind, name) in &names {
@@ -265,6 +278,9 @@ pub fn charts(
                 for p in pts.iter().filter(|p| p.kind == *kind && p.name == *name) {
                     if let Some(i) = index(p.at.timestamp()) {
                         threshold[i] = p.threshold;
+                        if stable.contains(*name) {
+                            stable_line[i] = stable_line[i].or(p.reference);
+                        }
                         if first == Some((*kind, *name)) || observed[i].is_none() {
                             observed[i] = observed[i].or(p.value);
                         }
@@ -278,14 +294,29 @@ pub fn charts(
                     });
                 }
             }
+            let against_stable = stable_line.iter().any(Option::is_some);
             series.insert(
                 0,
                 ChartSeries {
-                    label: "observed".into(),
+                    label: if against_stable {
+                        "observed (the canary during canary steps)".into()
+                    } else {
+                        "observed".into()
+                    },
                     kind: "observed",
                     values: observed,
                 },
             );
+            if against_stable {
+                series.insert(
+                    1,
+                    ChartSeries {
+                        label: "stable version".into(),
+                        kind: "stable",
+                        values: stable_line,
+                    },
+                );
+            }
             if let Some(b) = baseline.and_then(|b| b.value(label)) {
                 series.push(ChartSeries {
                     label: "baseline".into(),

@@ -131,6 +131,8 @@ pub struct RolloutPage {
     pub audit_href: String,
     /// Demo only: the flags "make this phase bad" turns bad.
     pub demo_flags: Vec<String>,
+    /// `lambda-alias`: how the alias splits traffic now, in words.
+    pub traffic: Option<String>,
     pub flash: Option<String>,
 }
 
@@ -283,6 +285,7 @@ fn gate_rows(r: &Rollout, plan: Option<&Plan>) -> Vec<GateRow> {
                     let reference = match gate.condition.reference {
                         crate::plan::Reference::Baseline => "baseline",
                         crate::plan::Reference::PreviousPhase => "previous phase",
+                        crate::plan::Reference::Stable => "stable version",
                     };
                     let words = bound_words(gate.condition.bound, reference);
                     match e.threshold {
@@ -436,6 +439,53 @@ fn chart_views(charts: Vec<ChartData>) -> Vec<ChartView> {
         .collect()
 }
 
+/// The guardrails and gates that compare with the stable version.
+fn stable_conditions(plan: &Plan) -> std::collections::BTreeSet<String> {
+    let guardrails = plan
+        .guardrails
+        .iter()
+        .chain(plan.phases.iter().flat_map(|p| &p.guardrails))
+        .filter(|g| matches!(&g.kind, crate::plan::GuardrailKind::Metric(c) if c.reference == crate::plan::Reference::Stable))
+        .map(|g| g.name.clone());
+    let gates = plan
+        .phases
+        .iter()
+        .flat_map(|p| &p.gates)
+        .filter(|g| g.condition.reference == crate::plan::Reference::Stable)
+        .map(|g| g.name.clone());
+    guardrails.chain(gates).collect()
+}
+
+/// "10 % to version 2 (canary), 90 % to version 1 (stable) on alias live".
+fn traffic_words(r: &Rollout) -> Option<String> {
+    let alias = r.alias.as_deref()?;
+    let Some(routing) = &r.routing else {
+        return Some(format!("alias {alias}: not written yet"));
+    };
+    let mut words = match (&routing.canary_version, routing.canary_weight) {
+        (Some(canary), Some(w)) => format!(
+            "{w} % to version {canary} (canary), {} % to version {} (stable) on alias {alias}",
+            100u32.saturating_sub(w),
+            routing.stable_version
+        ),
+        _ => format!(
+            "100 % to version {} on alias {alias}",
+            routing.stable_version
+        ),
+    };
+    if let Some(Some(outside)) = r
+        .readiness
+        .as_ref()
+        .and_then(|x| x.observed.get("outside_alias_invocations"))
+        && *outside > 0.0
+    {
+        words.push_str(&format!(
+            "; {outside:.0} invocations in the last 5 minutes reached the function outside the alias"
+        ));
+    }
+    Some(words)
+}
+
 async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPage, PageError> {
     let service = &app.service;
     let r = service.rollout(id).await?;
@@ -494,7 +544,13 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
     // Ticks are sampled before their JSON is decoded; a tick holds every
     // metric, so each chart keeps the same times as if sampled after.
     let points = service.chart_points(id, render::chart_indices).await?;
-    let charts = render::charts(&points, r.baseline.as_ref(), &render::markers(&marks));
+    let stable_names = plan_ref.map(stable_conditions).unwrap_or_default();
+    let charts = render::charts_against_stable(
+        &points,
+        r.baseline.as_ref(),
+        &render::markers(&marks),
+        &stable_names,
+    );
     let demo_flags = match (&app.demo, plan_ref) {
         (Some(_), Some(p)) if !r.state.is_terminal() => r
             .phase_index
@@ -576,6 +632,7 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
             .collect(),
         audit_href: format!("/audit?rollout={id}"),
         demo_flags,
+        traffic: traffic_words(&r),
         flash,
     })
 }
