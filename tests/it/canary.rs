@@ -376,7 +376,10 @@ async fn a_healthy_canary_step_promotes_itself() {
         html.contains("50 % to version 2 (canary), 50 % to version 1 (stable) on alias live"),
         "{html}"
     );
-    assert!(html.contains(r#""kind":"stable""#), "no stable line in a chart: {html}");
+    assert!(
+        html.contains(r#""kind":"stable""#),
+        "no stable line in a chart: {html}"
+    );
     let advanced = app.audit(&format!("?rollout={id}&action=advance")).await;
     let gates = advanced.last().unwrap()["detail"].to_string();
     assert!(
