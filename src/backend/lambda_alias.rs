@@ -29,7 +29,9 @@ use aws_sdk_lambda::types::AliasRoutingConfiguration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
-use super::lambda_env::{ApplyError, Env, LambdaEnvBackend, Step, WriteReport, classify};
+use super::lambda_env::{
+    ApplyError, Env, LambdaEnvBackend, RetryPolicy, Step, WriteReport, classify,
+};
 use super::merge::{owned_values, satisfies};
 use crate::plan::Flags;
 use crate::rollout::{AliasRouting, Desired};
@@ -57,6 +59,7 @@ impl AliasState {
             stable_version: self.version.clone(),
             canary_version: canary.map(|(v, _)| v.clone()),
             canary_weight: canary.map(|(_, w)| percent(*w)),
+            positions: BTreeMap::new(),
         }
     }
 }
@@ -73,11 +76,13 @@ pub fn wanted_routing(stable: &str, canary: Option<(&str, u32)>) -> AliasRouting
             stable_version: stable.to_string(),
             canary_version: Some(v.to_string()),
             canary_weight: Some(w.min(100)),
+            positions: BTreeMap::new(),
         },
         _ => AliasRouting {
             stable_version: stable.to_string(),
             canary_version: None,
             canary_weight: None,
+            positions: BTreeMap::new(),
         },
     }
 }
@@ -88,6 +93,7 @@ struct Version {
     number: String,
     env: BTreeMap<String, String>,
     code_sha256: Option<String>,
+    settings: String,
 }
 
 impl Version {
@@ -100,6 +106,64 @@ impl Version {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
+}
+
+/// What one write cycle learnt and did.
+#[derive(Default)]
+struct Work {
+    /// The alias's version, read once it is needed.
+    primary: Option<Version>,
+    /// Versions known with their environments.
+    candidates: Vec<Version>,
+    /// `ListVersionsByFunction` was read this cycle.
+    listed: bool,
+    /// `$LATEST` was written this cycle.
+    latest_touched: bool,
+    steps: Vec<String>,
+}
+
+/// Only reached if a version was recorded as read and was not: a version
+/// that matches nothing, so nothing is taken for a substitute of it.
+fn unreachable_version(state: &AliasState) -> Version {
+    Version {
+        number: state.version.clone(),
+        env: BTreeMap::new(),
+        code_sha256: None,
+        settings: String::new(),
+    }
+}
+
+/// What `candidate` has that `base` does not, besides the owned `flags`:
+/// other code, other settings, other variables (named, values never shown:
+/// they may be secrets).
+fn unpublished_changes(candidate: &Version, base: &Version, flags: &Flags) -> Option<String> {
+    if candidate.code_sha256 != base.code_sha256 {
+        return Some(format!(
+            "its code ({} instead of {})",
+            candidate.code_sha256.as_deref().unwrap_or("?"),
+            base.code_sha256.as_deref().unwrap_or("?")
+        ));
+    }
+    if candidate.settings != base.settings {
+        return Some(format!(
+            "its settings ({} instead of {})",
+            candidate.settings, base.settings
+        ));
+    }
+    let (a, b) = (candidate.others(flags), base.others(flags));
+    if a != b {
+        let keys: std::collections::BTreeSet<&String> = a
+            .iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .chain(b.keys().filter(|k| !a.contains_key(*k)))
+            .collect();
+        return Some(format!(
+            "other environment variables ({})",
+            keys.into_iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    None
 }
 
 impl LambdaAliasBackend {
@@ -139,18 +203,22 @@ impl LambdaAliasBackend {
 
     /// Converges the alias to `desired`. Stops at once (`Superseded`) when
     /// `cancel` fires. `expect_variables`: see [`Env::whole`].
+    /// `hints`: versions this rollout published or recorded, by the flags
+    /// they hold; used without reading them (versions are immutable), so a
+    /// rollback to one is one `UpdateAlias` even when KMS cannot decrypt it.
     pub async fn apply(
         &self,
         function: &str,
         alias: &str,
         desired: Desired<'_>,
+        hints: &[(Flags, String)],
         expect_variables: bool,
         cancel: &CancellationToken,
     ) -> Result<WriteReport, ApplyError> {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(ApplyError::Superseded),
-            result = self.apply_retrying(function, alias, &desired, expect_variables, cancel) => result,
+            result = self.apply_retrying(function, alias, &desired, hints, expect_variables, cancel) => result,
         }
     }
 
@@ -159,6 +227,7 @@ impl LambdaAliasBackend {
         function: &str,
         alias: &str,
         desired: &Desired<'_>,
+        hints: &[(Flags, String)],
         expect_variables: bool,
         cancel: &CancellationToken,
     ) -> Result<WriteReport, ApplyError> {
@@ -170,15 +239,24 @@ impl LambdaAliasBackend {
             .with_jitter()
             .build();
         let mut retried_because = Vec::new();
+        let mut hints = hints;
         loop {
             match self
-                .apply_once(function, alias, desired, expect_variables, cancel)
+                .apply_once(function, alias, desired, hints, expect_variables, cancel)
                 .await
             {
                 Ok(mut report) => {
                     report.attempts = retried_because.len() + 1;
                     report.retried_because = retried_because;
                     return Ok(report);
+                }
+                // A recorded version may have been deleted since: once
+                // more, finding the versions afresh.
+                Err(Step::Reject(m)) if !hints.is_empty() => {
+                    retried_because.push(format!(
+                        "{m}; trying again without the versions this rollout recorded"
+                    ));
+                    hints = &[];
                 }
                 Err(Step::Reject(m)) => return Err(ApplyError::Rejected(m)),
                 Err(Step::Unreadable(m)) => return Err(ApplyError::Unreadable(m)),
@@ -199,45 +277,103 @@ impl LambdaAliasBackend {
         }
     }
 
+    /// One cycle: move the alias, then give `$LATEST` the stable flags back
+    /// whatever happened (a refused publish may have left it with the
+    /// canary's), then read the alias back.
     async fn apply_once(
         &self,
         function: &str,
         alias: &str,
         desired: &Desired<'_>,
+        hints: &[(Flags, String)],
         expect_variables: bool,
         cancel: &CancellationToken,
     ) -> Result<WriteReport, Step> {
-        let owned = owned_keys(desired);
         let state = self.get_alias(function, alias).await?;
-        let primary = self.version(function, &state.version).await?;
-        let additional = match state.weights.keys().next() {
-            Some(v) => Some(self.version(function, v).await?),
-            None => None,
+        let mut work = Work::default();
+        let moved = self
+            .move_alias(
+                function,
+                alias,
+                desired,
+                hints,
+                &state,
+                expect_variables,
+                cancel,
+                &mut work,
+            )
+            .await;
+        let note = match (&moved, work.latest_touched) {
+            // Nothing was written and nothing moved: nothing to put back.
+            (Err(_), false) => None,
+            _ => {
+                self.restore_latest(
+                    function,
+                    desired.flags,
+                    expect_variables,
+                    cancel,
+                    &mut work.steps,
+                )
+                .await
+            }
         };
-        // What the position's traffic ran before: the canary's version
-        // when there is one, else the primary.
-        let serving_before = match (&desired.canary, &additional) {
-            (Some(_), Some(a)) => a,
-            _ => &primary,
+        let (want, before) = moved?;
+        let after_state = self.get_alias(function, alias).await?;
+        if !after_state.routing().same_split(&want) {
+            return Err(Step::Retry(format!(
+                "read-back of alias {alias} shows {} instead of {}",
+                describe(&after_state.routing()),
+                describe(&want)
+            )));
+        }
+        let serving = desired.canary.map_or(desired.flags, |(f, _)| f);
+        Ok(WriteReport {
+            before,
+            after: serving.clone(),
+            wrote: !work.steps.is_empty(),
+            attempts: 1,
+            retried_because: Vec::new(),
+            revision_id: after_state.revision_id,
+            note,
+            routing: Some(want),
+            steps: work.steps,
+        })
+    }
+
+    /// Finds (or publishes) the versions and updates the alias; returns
+    /// the routing it wants and the owned flags the position's traffic ran
+    /// before (best effort: empty when that version cannot be read).
+    #[allow(clippy::too_many_arguments)]
+    async fn move_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        desired: &Desired<'_>,
+        hints: &[(Flags, String)],
+        state: &AliasState,
+        expect_variables: bool,
+        cancel: &CancellationToken,
+        work: &mut Work,
+    ) -> Result<(AliasRouting, Flags), Step> {
+        let owned = owned_keys(desired);
+        let serving_before = match (&desired.canary, state.weights.keys().next()) {
+            (Some(_), Some(canary)) => canary.clone(),
+            _ => state.version.clone(),
         };
-        let before = owned_values(&serving_before.env, &owned);
-        let mut steps = Vec::new();
-        let mut latest_touched = false;
-        let mut candidates: Vec<Version> = std::iter::once(primary.clone())
-            .chain(additional.clone())
-            .collect();
-        let mut listed = false;
+        let before = match self.version(function, &serving_before).await {
+            Ok(v) => owned_values(&v.env, &owned),
+            Err(Step::Unreadable(_)) => Flags::new(),
+            Err(e) => return Err(e),
+        };
         let stable = self
             .version_with(
                 function,
                 desired.flags,
-                &primary,
-                &mut candidates,
-                &mut listed,
+                hints,
+                state,
                 expect_variables,
-                &mut steps,
-                &mut latest_touched,
                 cancel,
+                work,
             )
             .await?;
         let canary = match desired.canary {
@@ -245,13 +381,11 @@ impl LambdaAliasBackend {
                 self.version_with(
                     function,
                     flags,
-                    &primary,
-                    &mut candidates,
-                    &mut listed,
+                    hints,
+                    state,
                     expect_variables,
-                    &mut steps,
-                    &mut latest_touched,
                     cancel,
+                    work,
                 )
                 .await?,
                 weight,
@@ -259,115 +393,117 @@ impl LambdaAliasBackend {
             None => None,
         };
         let want = wanted_routing(&stable, canary.as_ref().map(|(v, w)| (v.as_str(), *w)));
-        let moved = state.routing() != want;
-        if moved {
+        if !state.routing().same_split(&want) {
             self.update_alias(function, alias, &want, state.revision_id.as_deref())
                 .await?;
-            steps.push(format!("UpdateAlias {alias}: {}", describe(&want)));
+            work.steps
+                .push(format!("UpdateAlias {alias}: {}", describe(&want)));
         }
-        // `$LATEST` keeps the stable flags. Not on the critical path: the
-        // alias has moved, so a failure here is a note, not a failed write.
-        let mut note = None;
-        if latest_touched
-            || self
-                .env
-                .get(function)
-                .await
-                .ok()
-                .and_then(|c| c.env.whole(expect_variables).ok())
-                .is_some_and(|env| !satisfies(&env, desired.flags))
-        {
-            match self
-                .env
-                .apply(function, desired.flags, expect_variables, cancel)
-                .await
-            {
-                Ok(r) if r.wrote => steps.push("$LATEST given the stable flags back".into()),
-                Ok(_) => {}
-                Err(ApplyError::Superseded) => {
-                    return Err(Step::Retry("superseded".into()));
-                }
-                Err(e) => {
-                    note = Some(format!(
-                        "the alias is in place, but $LATEST could not be given the stable flags back: {e}"
-                    ))
-                }
-            }
-        }
-        let after_state = self.get_alias(function, alias).await?;
-        if after_state.routing() != want {
-            return Err(Step::Retry(format!(
-                "read-back of alias {alias} shows {} instead of {}",
-                describe(&after_state.routing()),
-                describe(&want)
-            )));
-        }
-        let serving = match &canary {
-            Some((_, _)) => desired.canary.map(|(f, _)| f).unwrap_or(desired.flags),
-            None => desired.flags,
-        };
-        Ok(WriteReport {
-            before,
-            after: serving.clone(),
-            wrote: moved || !steps.is_empty(),
-            attempts: 1,
-            retried_because: Vec::new(),
-            revision_id: after_state.revision_id,
-            note,
-            routing: Some(want),
-            steps,
-        })
+        Ok((want, before))
     }
 
-    /// A version holding `flags`: one already known, an older one with the
-    /// same code and other variables as `primary`, or a newly published one.
+    /// `$LATEST` gets the stable flags (a best-effort write with a short
+    /// retry budget: the alias has moved already, so this never holds up a
+    /// rollback for long). A failure is a note; the watcher sees a
+    /// `$LATEST` left with other flags and converges again.
+    async fn restore_latest(
+        &self,
+        function: &str,
+        stable: &Flags,
+        expect_variables: bool,
+        cancel: &CancellationToken,
+        steps: &mut Vec<String>,
+    ) -> Option<String> {
+        let quick = self.env.with_policy(RetryPolicy {
+            max_attempts: 3,
+            settle_timeout: std::time::Duration::from_secs(30),
+            ..self.env.policy.clone()
+        });
+        match quick
+            .apply(function, stable, expect_variables, cancel)
+            .await
+        {
+            Ok(r) if r.wrote => {
+                steps.push("$LATEST given the stable flags back".into());
+                None
+            }
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "$LATEST could not be given the stable flags back ({e}); the watcher tries again"
+            )),
+        }
+    }
+
+    /// A version holding `flags`: one this rollout recorded (versions are
+    /// immutable, so it is trusted without a read), one of the alias's,
+    /// an older one with the same code, settings and other variables as
+    /// the alias's version, or a newly published one.
     #[allow(clippy::too_many_arguments)]
     async fn version_with(
         &self,
         function: &str,
         flags: &Flags,
-        primary: &Version,
-        candidates: &mut Vec<Version>,
-        listed: &mut bool,
+        hints: &[(Flags, String)],
+        state: &AliasState,
         expect_variables: bool,
-        steps: &mut Vec<String>,
-        latest_touched: &mut bool,
         cancel: &CancellationToken,
+        work: &mut Work,
     ) -> Result<String, Step> {
+        if let Some((_, v)) = hints.iter().find(|(f, _)| f == flags) {
+            return Ok(v.clone());
+        }
+        if work.primary.is_none() {
+            let primary = self.version(function, &state.version).await?;
+            work.candidates.push(primary.clone());
+            if let Some(extra) = state.weights.keys().next() {
+                // An unreadable additional version is simply no candidate.
+                if let Ok(v) = self.version(function, extra).await {
+                    work.candidates.push(v);
+                }
+            }
+            work.primary = Some(primary);
+        }
+        let primary = work
+            .primary
+            .clone()
+            .unwrap_or_else(|| unreachable_version(state));
         let substitute = |v: &Version| {
             satisfies(&v.env, flags)
                 && v.code_sha256 == primary.code_sha256
+                && v.settings == primary.settings
                 && v.others(flags) == primary.others(flags)
         };
-        if let Some(v) = candidates.iter().find(|v| substitute(v)) {
+        if let Some(v) = work.candidates.iter().find(|v| substitute(v)) {
             return Ok(v.number.clone());
         }
-        if !*listed {
-            *listed = true;
+        if !work.listed {
+            work.listed = true;
             let mut older = self.list_versions(function).await?;
             // Newest first: the most recent equal version is reused.
             older.sort_by_key(|v| std::cmp::Reverse(v.number.parse::<u64>().unwrap_or(0)));
-            candidates.extend(older);
-            if let Some(v) = candidates.iter().find(|v| substitute(v)) {
+            work.candidates.extend(older);
+            if let Some(v) = work.candidates.iter().find(|v| substitute(v)) {
                 return Ok(v.number.clone());
             }
         }
         let published = self
-            .publish(function, flags, primary, expect_variables, cancel)
+            .publish(function, flags, &primary, expect_variables, cancel, work)
             .await?;
-        *latest_touched = true;
-        steps.push(format!(
+        work.steps.push(format!(
             "PublishVersion {} ({})",
             published.number,
             flag_summary(flags)
         ));
         let number = published.number.clone();
-        candidates.push(published);
+        work.candidates.push(published);
         Ok(number)
     }
 
-    /// Merges `flags` into `$LATEST` and publishes it, on the precondition
-    /// that `$LATEST` is still the revision written and runs `primary`'s code.
+    /// Merges `flags` into `$LATEST` and publishes it. Refused before
+    /// anything is written when `$LATEST` differs from the alias's version
+    /// in anything but the owned flags (code, settings, other variables):
+    /// publishing would ship that too. The publish itself is conditional on
+    /// the `RevisionId` written and the version's `CodeSha256`.
     async fn publish(
         &self,
         function: &str,
@@ -375,7 +511,30 @@ impl LambdaAliasBackend {
         primary: &Version,
         expect_variables: bool,
         cancel: &CancellationToken,
+        work: &mut Work,
     ) -> Result<Version, Step> {
+        let latest = self.env.get(function).await?;
+        let latest_env = latest
+            .env
+            .whole(expect_variables)
+            .map_err(Step::Unreadable)?;
+        let unpublished = unpublished_changes(
+            &Version {
+                number: "$LATEST".into(),
+                env: latest_env,
+                code_sha256: latest.code_sha256.clone(),
+                settings: latest.settings.clone(),
+            },
+            primary,
+            flags,
+        );
+        if let Some(what) = unpublished {
+            return Err(Step::Reject(format!(
+                "$LATEST differs from version {} (which alias traffic runs) in {what}: publishing would ship that with the flags; publish or revert it first",
+                primary.number
+            )));
+        }
+        work.latest_touched = true;
         match self
             .env
             .apply(function, flags, expect_variables, cancel)
@@ -388,14 +547,6 @@ impl LambdaAliasBackend {
             Err(ApplyError::Superseded) => return Err(Step::Retry("superseded".into())),
         }
         let latest = self.env.get(function).await?;
-        if let (Some(code), Some(want)) = (&latest.code_sha256, &primary.code_sha256)
-            && code != want
-        {
-            return Err(Step::Reject(format!(
-                "$LATEST runs code {code} but the alias's version {} runs {want}: publishing would ship that code with the flags; publish or revert the code first",
-                primary.number
-            )));
-        }
         let mut request = self
             .env
             .client
@@ -416,7 +567,7 @@ impl LambdaAliasBackend {
             );
             match (e.code(), step) {
                 // Lambda says "CodeSHA256 ... is different": someone
-                // deployed between the read and the publish.
+                // deployed between the check and the publish.
                 (Some("InvalidParameterValueException"), Step::Reject(m))
                     if m.contains("CodeSHA256") =>
                 {
@@ -436,9 +587,11 @@ impl LambdaAliasBackend {
         let version = self.version(function, &number).await?;
         // A concurrent edit of `$LATEST` between write and publish fails
         // the RevisionId precondition; this catches an emulator without it.
-        if !satisfies(&version.env, flags) {
+        if !satisfies(&version.env, flags)
+            || unpublished_changes(&version, primary, flags).is_some()
+        {
             return Err(Step::Retry(format!(
-                "published version {} does not hold the flags; publishing again",
+                "published version {} is not the stable version with the flags; publishing again",
                 version.number
             )));
         }
@@ -493,6 +646,7 @@ impl LambdaAliasBackend {
             number: number.to_string(),
             env,
             code_sha256: cfg.code_sha256,
+            settings: cfg.settings,
         })
     }
 
@@ -524,6 +678,14 @@ impl LambdaAliasBackend {
                         number: number.to_string(),
                         env,
                         code_sha256: v.code_sha256().map(str::to_string),
+                        settings: super::lambda_env::settings(
+                            v.runtime(),
+                            v.handler(),
+                            v.role(),
+                            v.memory_size(),
+                            v.timeout(),
+                            v.layers(),
+                        ),
                     });
                 }
             }

@@ -528,14 +528,56 @@ impl LambdaEnvBackend {
                 .map(|c| c.as_str().to_string()),
             arn: out.function_arn().map(function_identity),
             name: out.function_name().map(str::to_string),
+            settings: settings(
+                out.runtime(),
+                out.handler(),
+                out.role(),
+                out.memory_size(),
+                out.timeout(),
+                out.layers(),
+            ),
         })
     }
+
+    /// This backend with another retry policy (a best-effort write that
+    /// must not hold up the caller for long).
+    pub(super) fn with_policy(&self, policy: RetryPolicy) -> LambdaEnvBackend {
+        LambdaEnvBackend {
+            client: self.client.clone(),
+            regional: self.regional.clone(),
+            policy,
+        }
+    }
+}
+
+/// A configuration's settings a version freezes besides code and
+/// environment, in words (equal words: the same behaviour).
+pub(super) fn settings(
+    runtime: Option<&aws_sdk_lambda::types::Runtime>,
+    handler: Option<&str>,
+    role: Option<&str>,
+    memory: Option<i32>,
+    timeout: Option<i32>,
+    layers: &[aws_sdk_lambda::types::Layer],
+) -> String {
+    format!(
+        "runtime {:?}, handler {:?}, role {:?}, memory {:?} MB, timeout {:?} s, layers {:?}",
+        runtime.map(|r| r.as_str()),
+        handler,
+        role,
+        memory,
+        timeout,
+        layers.iter().filter_map(|l| l.arn()).collect::<Vec<_>>(),
+    )
 }
 
 pub(super) struct FunctionConfig {
     pub(super) env: Env,
     pub(super) revision_id: Option<String>,
     pub(super) code_sha256: Option<String>,
+    /// What a published version freezes besides code and environment, in
+    /// words: two configurations with equal settings ship the same.
+    pub(super) settings: String,
     status: Option<LastUpdateStatus>,
     status_reason: Option<String>,
     status_reason_code: Option<String>,

@@ -200,6 +200,10 @@ pub struct WatchMemory {
     /// The end of the last period each metric guardrail judged: every
     /// period is judged once.
     pub judged_until: BTreeMap<String, DateTime<Utc>>,
+    /// The live flags (by when they took effect) whose `judge.max_wait`
+    /// already paused or rolled back: once per position, so an operator
+    /// who resumes is not paused again.
+    pub max_wait_acted: Option<DateTime<Utc>>,
 }
 
 impl WatchMemory {

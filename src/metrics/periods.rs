@@ -123,15 +123,16 @@ pub fn recent_span(window: i64, live_since: i64, complete_until: i64) -> Option<
     })
 }
 
-/// Minutes a sequential test reads at most: the latest day. (Dropping the
-/// oldest minutes keeps the test valid: it is the same test begun later.)
+/// Minutes a sequential test reads at most: the first day of a position.
+/// A test stops there and its last verdict stands (sliding the window on
+/// would be a new test at every minute, and false alarms would add up).
 pub const MAX_SEQUENTIAL_MINUTES: i64 = 1_440;
 
-/// Every complete minute since `live_since`, one bucket each (at most the
-/// latest `MAX_SEQUENTIAL_MINUTES`); `None` before the first is complete.
+/// Every complete minute since `live_since`, one bucket each, up to
+/// `MAX_SEQUENTIAL_MINUTES` after it; `None` before the first is complete.
 pub fn minutes_since(live_since: i64, complete_until: i64) -> Option<Range> {
-    let end = floor_to(complete_until, MINUTE);
-    let start = ceil_to(live_since, MINUTE).max(end - MAX_SEQUENTIAL_MINUTES * MINUTE);
+    let start = ceil_to(live_since, MINUTE);
+    let end = floor_to(complete_until, MINUTE).min(start + MAX_SEQUENTIAL_MINUTES * MINUTE);
     (end - start >= MINUTE).then_some(Range {
         start,
         end,

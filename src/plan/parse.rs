@@ -447,20 +447,23 @@ impl Checker<'_> {
                     );
                     ok = false;
                 }
-                if let (Reference::Stable, Some(MetricRef::Custom(m))) = (r, &metric)
-                    && metrics
-                        .get(m)
-                        .is_some_and(|m| m.version_dimension.is_none())
-                {
-                    self.err(
-                        c.span(),
-                        format!("{what}: metric {m:?} cannot be told apart by version; give [metrics.{m}] a version_dimension (the dimension the handler sets to AWS_LAMBDA_FUNCTION_VERSION)"),
-                    );
-                    ok = false;
-                }
                 r
             }
         };
+        // In a canary step every condition is judged on the canary
+        // version's invocations: a custom metric read for the whole
+        // function would dilute a bad canary in the stable traffic.
+        if let (true, Some(MetricRef::Custom(m))) = (allowed.stable, &metric)
+            && metrics
+                .get(m)
+                .is_some_and(|m| m.version_dimension.is_none())
+        {
+            self.err(
+                span.clone(),
+                format!("{what}: metric {m:?} applies in canary steps but cannot be told apart by version; give [metrics.{m}] a version_dimension (the dimension the handler sets to AWS_LAMBDA_FUNCTION_VERSION)"),
+            );
+            ok = false;
+        }
         let judge = self.choice(
             judge,
             "judge",
@@ -1075,13 +1078,20 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     }
 
     let mut plan_guardrail_names = BTreeSet::new();
+    // Plan-wide conditions meet canary steps only if some phase has them.
+    let any_steps = canary
+        && raw
+            .phases
+            .iter()
+            .flatten()
+            .any(|p| p.get_ref().traffic.is_some());
     let guardrails = c.guardrails(
         &raw.guardrails,
         &metrics,
         &mut plan_guardrail_names,
         Allowed {
             previous: false,
-            stable: canary,
+            stable: any_steps,
         },
     );
 

@@ -8,6 +8,8 @@ pub mod readiness;
 pub mod state;
 pub mod write;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,21 @@ pub struct AliasRouting {
     pub canary_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<u32>,
+    /// The version that served each position so far (position index →
+    /// version): a rollback to one of them is one `UpdateAlias`, without
+    /// reading or publishing anything.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub positions: BTreeMap<usize, String>,
+}
+
+impl AliasRouting {
+    /// The same versions and weights (what `positions` remembers aside).
+    pub fn same_split(&self, other: &AliasRouting) -> bool {
+        self.stable_version == other.stable_version
+            && self.canary_version == other.canary_version
+            && self.canary_weight == other.canary_weight
+    }
 }
 
 /// What the backend should make the target look like for one position.
@@ -149,6 +166,43 @@ impl Rollout {
             .get(index)
             .and_then(|p| p.stable)
             .unwrap_or(index.saturating_sub(1))
+    }
+
+    /// Versions known to hold positions' flags (published or recorded by
+    /// this rollout), for the alias backend to use without a read.
+    pub fn version_hints(&self) -> Vec<(Flags, String)> {
+        self.routing
+            .iter()
+            .flat_map(|r| &r.positions)
+            .filter(|(i, _)| **i < self.phases.len())
+            .map(|(i, v)| (self.flags_at(*i).clone(), v.clone()))
+            .collect()
+    }
+
+    /// The routing a confirmed write left, with the versions of the
+    /// positions it served recorded.
+    pub fn routing_after(&self, written: &AliasRouting) -> AliasRouting {
+        let mut next = written.clone();
+        next.positions = self
+            .routing
+            .as_ref()
+            .map(|r| r.positions.clone())
+            .unwrap_or_default();
+        next.positions.extend(written.positions.clone());
+        match (&written.canary_version, self.traffic_at(self.phase_index)) {
+            (Some(canary), Some(_)) => {
+                next.positions.insert(self.phase_index, canary.clone());
+                next.positions.insert(
+                    self.stable_of(self.phase_index),
+                    written.stable_version.clone(),
+                );
+            }
+            _ => {
+                next.positions
+                    .insert(self.phase_index, written.stable_version.clone());
+            }
+        }
+        next
     }
 
     /// What the target should look like now.

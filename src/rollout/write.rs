@@ -70,8 +70,8 @@ pub fn after_write(
             next.pending_write = None;
             next.observed_flags = Some(report.after.clone());
             next.observed_at = Some(now);
-            if report.routing.is_some() {
-                next.routing = report.routing.clone();
+            if let Some(routing) = &report.routing {
+                next.routing = Some(current.routing_after(routing));
             }
             next.last_error = None;
             next.state = match (current.state, intent.and_then(|i| i.target_state)) {

@@ -30,6 +30,9 @@ pub enum FunctionRead {
         flags: Flags,
         code_sha256: Option<String>,
         routing: Option<crate::rollout::AliasRouting>,
+        /// `lambda-alias`: `$LATEST`'s owned flags, which should be the
+        /// stable ones (an unqualified invoke runs them).
+        latest: Option<Flags>,
     },
     /// The environment cannot be read whole (e.g. KMS access lost): why.
     Unreadable(String),
@@ -45,10 +48,24 @@ impl FunctionRead {
                 flags: crate::backend::merge::owned_values(&env, &r.desired_flags),
                 code_sha256: listed.code_sha256.clone(),
                 routing: None,
+                latest: None,
             },
             Err(why) => FunctionRead::Unreadable(why),
         }
     }
+}
+
+/// `$LATEST`'s values of `stable`'s keys.
+async fn backend_latest(
+    backend: &crate::backend::LambdaEnvBackend,
+    r: &Rollout,
+    stable: &Flags,
+) -> Result<Flags, ApplyError> {
+    backend
+        .in_region(r.write_region().as_deref())
+        .read(&r.target_function, stable, r.expects_variables())
+        .await
+        .map(|o| o.flags)
 }
 
 impl Service {
@@ -86,11 +103,23 @@ impl Service {
                 Err(e) => return FunctionRead::Failed(e.to_string()),
             };
             let routing = state.routing();
-            if r.routing.as_ref() == Some(&routing) {
+            // `$LATEST`, which a refused or interrupted write may have left
+            // with other flags (an unreadable one is not held against it).
+            let stable = r.desired().flags.clone();
+            let latest = match backend_latest(&self.backend, r, &stable).await {
+                Ok(flags) => Some(flags),
+                Err(ApplyError::Unreadable(_)) => None,
+                Err(e) => return FunctionRead::Failed(e.to_string()),
+            };
+            if r.routing
+                .as_ref()
+                .is_some_and(|known| known.same_split(&routing))
+            {
                 return FunctionRead::Seen {
                     flags: r.desired_flags.clone(),
                     code_sha256: None,
-                    routing: Some(routing),
+                    routing: r.routing.clone(),
+                    latest,
                 };
             }
             let serving = match (r.traffic_at(r.phase_index), &routing.canary_version) {
@@ -105,6 +134,7 @@ impl Service {
                     flags,
                     code_sha256: None,
                     routing: Some(routing),
+                    latest,
                 },
                 Err(ApplyError::Unreadable(why)) => FunctionRead::Unreadable(why),
                 Err(e) => FunctionRead::Failed(e.to_string()),
@@ -118,6 +148,7 @@ impl Service {
                 flags: o.flags,
                 code_sha256: o.code_sha256,
                 routing: None,
+                latest: None,
             },
             Err(ApplyError::Unreadable(why)) => FunctionRead::Unreadable(why),
             Err(e) => FunctionRead::Failed(e.to_string()),

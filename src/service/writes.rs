@@ -227,6 +227,7 @@ impl Service {
                         &current.target_function,
                         alias,
                         current.desired(),
+                        &current.version_hints(),
                         expect_variables,
                         &token,
                     )

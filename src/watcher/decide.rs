@@ -400,6 +400,9 @@ pub struct DriftEvidence {
     pub observed_routing: Option<crate::rollout::AliasRouting>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_routing: Option<crate::rollout::AliasRouting>,
+    /// `lambda-alias`: `$LATEST`'s owned flags, when not the stable ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest: Option<Flags>,
 }
 
 /// Something the service should do about a rollout.
@@ -576,6 +579,7 @@ pub fn judge(input: &Input<'_>) -> Judgement {
             flags,
             code_sha256,
             routing,
+            latest,
         }) => {
             if r.function_error.is_some() {
                 decisions.push(Decision::FunctionReadable);
@@ -595,14 +599,20 @@ pub fn judge(input: &Input<'_>) -> Judgement {
             }
             // An alias moved (version or weights) is drift like a flag
             // changed: the versions behind it are no longer rollgate's.
-            let moved = routing.is_some() && r.routing.is_some() && *routing != r.routing;
-            if *flags != r.desired_flags || moved {
+            let moved = match (routing, &r.routing) {
+                (Some(seen), Some(known)) => !seen.same_split(known),
+                _ => false,
+            };
+            // `$LATEST` must keep the stable flags (an unqualified invoke).
+            let latest_off = latest.as_ref().is_some_and(|l| l != r.desired().flags);
+            if *flags != r.desired_flags || moved || latest_off {
                 let evidence = DriftEvidence {
                     observed: flags.clone(),
                     desired: r.desired_flags.clone(),
                     policy: input.plan.drift,
                     observed_routing: routing.clone().filter(|_| moved),
                     desired_routing: r.routing.clone().filter(|_| moved),
+                    latest: latest.clone().filter(|_| latest_off),
                 };
                 match (input.plan.drift, r.state) {
                     (DriftPolicy::Revert, _) => decisions.push(Decision::RevertDrift(evidence)),
@@ -627,7 +637,7 @@ pub fn judge(input: &Input<'_>) -> Judgement {
         .filter(|g| judged_until(&memory, r, &g.name).is_none())
         .map(|g| g.name.clone())
         .collect();
-    if let Some(decision) = after_max_wait(input, phase, &mut readiness) {
+    if let Some(decision) = after_max_wait(input, phase, &mut readiness, &mut memory) {
         decisions.push(decision);
         return Judgement { decisions, memory };
     }
@@ -702,20 +712,34 @@ pub fn judge(input: &Input<'_>) -> Judgement {
 /// A position whose sequential gates are still inconclusive `max_wait`
 /// after its flags took effect: the plan's `on_inconclusive` decides. A
 /// pause or rollback is returned; "promote" counts those gates as passed.
-fn after_max_wait(input: &Input<'_>, phase: &Phase, readiness: &mut Readiness) -> Option<Decision> {
+fn after_max_wait(
+    input: &Input<'_>,
+    phase: &Phase,
+    readiness: &mut Readiness,
+    memory: &mut WatchMemory,
+) -> Option<Decision> {
     let r = input.rollout;
     let spec = input.plan.judge;
     let max_wait = TimeDelta::from_std(spec.max_wait?).ok()?;
     if r.state != State::Active || input.now - r.live_since() < max_wait {
         return None;
     }
+    let acted = memory.max_wait_acted == Some(r.live_since());
     let waiting: Vec<usize> = phase
         .gates
         .iter()
         .zip(&readiness.gates)
         .enumerate()
+        // Inconclusive by the judge's own verdict: a gate that could not be
+        // read this tick, or has nothing to compare with, is not "waited out".
         .filter(|(_, (g, result))| {
-            g.condition.judge == Judge::Sequential && result.verdict == Verdict::InsufficientData
+            g.condition.judge == Judge::Sequential
+                && result.verdict == Verdict::InsufficientData
+                && result
+                    .evaluation
+                    .judgement
+                    .as_ref()
+                    .is_some_and(|j| j.verdict == JudgeVerdict::Inconclusive)
         })
         .map(|(i, _)| i)
         .collect();
@@ -738,6 +762,13 @@ fn after_max_wait(input: &Input<'_>, phase: &Phase, readiness: &mut Readiness) -
         consecutive: 1,
         evaluation: readiness.gates[first].evaluation.clone(),
     };
+    if acted && spec.on_inconclusive != InconclusivePolicy::Promote {
+        // Paused once already for these flags: an operator resumed it.
+        return None;
+    }
+    if spec.on_inconclusive != InconclusivePolicy::Promote {
+        memory.max_wait_acted = Some(r.live_since());
+    }
     match spec.on_inconclusive {
         InconclusivePolicy::Pause => Some(Decision::Pause {
             reason: format!("{reason}; paused for an operator to decide"),
@@ -786,7 +817,7 @@ fn judge_guardrails(
     let r = input.rollout;
     let plan = input.plan;
     let phase = live_phase(r);
-    let previous = phase.checked_sub(1).map(|i| r.phase_name_at(i).to_string());
+    let previous = previous_phase(r, phase);
     let clock = Clock::of(r, plan, input.now);
     let scopes = scopes_of(r, phase);
     let mut acting: Vec<(&Guardrail, Evaluation, bool)> = Vec::new();
@@ -999,10 +1030,7 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
     let r = input.rollout;
     let plan = input.plan;
     let clock = Clock::of(r, plan, input.now);
-    let previous = r
-        .phase_index
-        .checked_sub(1)
-        .map(|i| r.phase_name_at(i).to_string());
+    let previous = previous_phase(r, r.phase_index);
     let scopes = scopes_of(r, r.phase_index);
     let observe_in = |window: u64, metric: &MetricRef, scope: Scope<'_>| {
         let span = clock.recent(window).ok_or(Unread::NotYet)?;
@@ -1116,6 +1144,13 @@ fn evaluate_phase(input: &Input<'_>, phase: &Phase, baseline: Option<&Baseline>)
         observed,
         unjudged_guardrails: Vec::new(),
     }
+}
+
+/// The position `previous_phase` refers to from `position`: the phase
+/// before (for a canary phase's steps and its 100 % position alike, the
+/// last full position before the phase, not its own earlier step).
+fn previous_phase(r: &Rollout, position: usize) -> Option<String> {
+    (position > 0).then(|| r.phase_name_at(r.stable_of(position)).to_string())
 }
 
 /// A fixed reference of a sequential test (the baseline, or the previous

@@ -143,9 +143,14 @@ async fn steps_shift_the_alias(aws: Aws) {
 
     let r = advance(&app, id, "prompts@10%").await;
     assert_eq!(r["traffic"], 10, "{r}");
+    assert_eq!(r["routing"]["stable_version"], "1", "{r}");
+    assert_eq!(r["routing"]["canary_version"], "2", "{r}");
+    assert_eq!(r["routing"]["canary_weight"], 10, "{r}");
+    // The versions each position ran, for rollbacks without a lookup.
     assert_eq!(
-        r["routing"],
-        json!({ "stable_version": "1", "canary_version": "2", "canary_weight": 10 })
+        r["routing"]["positions"],
+        json!({ "0": "1", "1": "2" }),
+        "{r}"
     );
     assert_eq!(alias(&app).await, ("1".into(), weights(&[("2", 0.1)])));
     assert_flags(&app, "2", ["true", "false", "false"]).await;
@@ -217,6 +222,47 @@ async fn canary_steps_on_the_sandbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_steps_on_moto() {
     steps_shift_the_alias(Aws::Moto).await;
+}
+
+/// Code uploaded to `$LATEST` but not published: a step that needs a new
+/// version is refused before `$LATEST` is touched (publishing would ship
+/// the code with the flags), the advance is undone, and a rollback still
+/// needs only the alias.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpublished_code_on_latest_is_never_shipped() {
+    let app = app_on(Aws::Sandbox).await;
+    let id = start(&app).await;
+    advance(&app, id, "prompts@10%").await;
+    advance(&app, id, "prompts@50%").await;
+    advance(&app, id, "prompts").await;
+    app.lambda
+        .update_function_code()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(b"new code".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    // Let the code update settle before the next write.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let before = published(&app).await;
+    let (status, body) = app.command(id, "advance", "tools").await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("its code"), "{message}");
+    let r = app.rollout(id).await;
+    assert_eq!(r["phase_name"], "prompts", "the advance is undone: {r}");
+    assert_eq!(published(&app).await, before, "nothing published");
+    assert_eq!(alias(&app).await, ("2".into(), weights(&[])));
+    assert_flags(&app, "$LATEST", ["true", "false", "false"]).await;
+
+    let (status, body) = app.command(id, "rollback", "back out").await;
+    assert_eq!(status, 200, "{body}");
+    app.wait_for(id, |r| {
+        r["state"] == "rolled_back" && r["write_pending"] == false
+    })
+    .await;
+    assert_eq!(alias(&app).await, ("1".into(), weights(&[])));
+    assert_eq!(published(&app).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,4 +432,70 @@ async fn a_healthy_canary_step_promotes_itself() {
         gates.contains("no_regression") || gates.contains("mixture-sprt"),
         "{gates}"
     );
+}
+
+/// `judge.max_wait`: a step whose sequential duration gate is still
+/// inconclusive after 5 minutes (a rank test needs about 11 minutes of
+/// datapoints) is paused once; resumed, it is not paused again for the
+/// same step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_wait_pauses_an_inconclusive_step_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("waiting.toml"),
+        format!(
+            r#"[target]
+backend = "lambda-alias"
+function = "{DEMO_CANARY_FUNCTION}"
+alias = "{DEMO_ALIAS}"
+[flags]
+USE_REFACTORED_TOOLS = "false"
+[defaults]
+bake = "1h"
+step_bake = "1m"
+[judge]
+max_wait = "5m"
+[cloudwatch]
+settle = "5s"
+[[phases]]
+name = "tools"
+set = {{ USE_REFACTORED_TOOLS = "true" }}
+traffic = [50]
+  [[phases.gates]]
+  name = "much-faster"
+  metric = "duration_avg"
+  max_ratio = 0.5
+  compare_to = "stable"
+  judge = "sequential"
+"#
+        ),
+    )
+    .unwrap();
+    let app = crate::common::spawn_app_with_plans(dir.path()).await;
+    create_demo_canary_function(&app.aws).await.unwrap();
+    let (status, body) = app
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "waiting", "reason": "t" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    app.wait_for(id, |r| r["write_pending"] == false).await;
+    advance(&app, id, "tools@50%").await;
+    crate::watcher::bad(&app, &[], 200);
+    let mut sim = Sim::now();
+    let (report, secs) = sim.until_decision(&app, 15 * 60).await;
+    let actions: Vec<&str> = report.decisions.iter().map(|d| d.action).collect();
+    assert_eq!(actions, ["pause"], "{report:?}");
+    assert!(secs >= 5 * 60, "not before max_wait: {secs} s");
+    let r = app.rollout(id).await;
+    assert_eq!(r["state"], "paused", "{r}");
+    let (status, body) = app.command(id, "resume", "keep waiting").await;
+    assert_eq!(status, 200, "{body}");
+    for report in sim.run(&app, 5 * 60).await {
+        let actions: Vec<&str> = report.decisions.iter().map(|d| d.action).collect();
+        assert!(!actions.contains(&"pause"), "paused again: {report:?}");
+    }
+    assert_eq!(app.rollout(id).await["state"], "active");
 }

@@ -346,11 +346,19 @@ fn canary_fields_are_checked() {
             "17:9: judge must be one of \"threshold\", \"sequential\", not \"bayes\"",
         ),
         (
-            "custom metric without a version dimension vs stable",
+            "custom metric without a version dimension in canary steps",
             alias(
-                "traffic = [10]\n[[phases.gates]]\nname = \"g\"\nmetric = \"tokens\"\nmax_ratio = 1.0\ncompare_to = \"stable\"\n[metrics.tokens]\nnamespace = \"N\"\nmetric_name = \"T\"\nstat = \"Average\"\n",
+                "traffic = [10]\n[[phases.gates]]\nname = \"g\"\nmetric = \"tokens\"\nmax_ratio = 1.0\n[metrics.tokens]\nnamespace = \"N\"\nmetric_name = \"T\"\nstat = \"Average\"\n",
             ),
-            "17:14: gate \"g\": metric \"tokens\" cannot be told apart by version; give [metrics.tokens] a version_dimension (the dimension the handler sets to AWS_LAMBDA_FUNCTION_VERSION)",
+            "13:1: gate \"g\": metric \"tokens\" applies in canary steps but cannot be told apart by version; give [metrics.tokens] a version_dimension (the dimension the handler sets to AWS_LAMBDA_FUNCTION_VERSION)",
+        ),
+        (
+            "plan-wide stable without canary steps",
+            alias("").replace(
+                "[[phases]]",
+                "[[guardrails]]\nname = \"e\"\nmetric = \"error_rate\"\nmax_delta = 1.0\ncompare_to = \"stable\"\n[[phases]]",
+            ),
+            "13:14: guardrail \"e\": compare_to = \"stable\" needs canary steps: backend = \"lambda-alias\" and, in a phase, traffic = [...]",
         ),
         (
             "judge alpha out of range",

@@ -138,6 +138,7 @@ impl<'a> Case<'a> {
                 flags: rollout.desired_flags.clone(),
                 code_sha256: Some("code-1".into()),
                 routing: None,
+                latest: None,
             }),
             // The first five-minute period since t0 has just settled.
             now: t0() + TimeDelta::minutes(7),
@@ -390,6 +391,7 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
         flags: flags("off", "off"),
         code_sha256: None,
         routing: None,
+        latest: None,
     });
     assert_eq!(actions(&case.judge()), ["drift_revert"]);
 
@@ -400,6 +402,7 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
         flags: flags("off", "off"),
         code_sha256: None,
         routing: None,
+        latest: None,
     });
     assert_eq!(actions(&case.judge()), ["drift_pause"]);
     let paused = rollout(&pause, 1, State::Paused);
@@ -420,6 +423,7 @@ fn drift_is_reverted_or_paused_and_an_unreadable_environment_never_is() {
         flags: known.desired_flags.clone(),
         code_sha256: None,
         routing: None,
+        latest: None,
     });
     assert_eq!(actions(&case.judge()), ["function_readable"]);
 }
