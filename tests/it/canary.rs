@@ -393,9 +393,16 @@ async fn a_healthy_canary_step_promotes_itself() {
     let id = start(&app).await;
     tick(&app).await;
     advance(&app, id, "prompts@10%").await;
-    crate::watcher::bad(&app, &[], 400);
+    // 5 % of callers invoke the function unqualified, around the alias.
+    app.sandbox
+        .set_traffic(rollgate::sandbox::traffic::TrafficSettings {
+            invocations_per_tick: 400,
+            outside_share: 0.05,
+            ..Default::default()
+        });
     let mut sim = Sim::now();
     let mut promoted = false;
+    let mut outside = None;
     for _ in 0..(90 * 6) {
         let report = sim.step(&app).await;
         let actions: Vec<&str> = report.decisions.iter().map(|d| d.action).collect();
@@ -404,7 +411,15 @@ async fn a_healthy_canary_step_promotes_itself() {
             promoted = true;
             break;
         }
+        if let Some(n) =
+            app.rollout(id).await["readiness"]["observed"]["outside_alias_invocations"].as_f64()
+        {
+            outside = Some(n);
+        }
     }
+    // Reported: about 5 % of five minutes of 2,400 invocations a minute.
+    let outside = outside.expect("traffic outside the alias is reported");
+    assert!((200.0..1_200.0).contains(&outside), "{outside}");
     let r = app.rollout(id).await;
     assert!(promoted, "{r}");
     assert_eq!(r["phase_name"], "prompts@50%", "{r}");
