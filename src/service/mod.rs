@@ -310,7 +310,7 @@ impl Service {
         // that does not exist or points at $LATEST is refused here.
         let mut observed = observed;
         if let Some(alias) = &plan.target.alias {
-            let (_, flags) = crate::backend::LambdaAliasBackend::new(backend.clone())
+            let (state, flags) = crate::backend::LambdaAliasBackend::new(backend.clone())
                 .check(&function, alias, &plan.flags)
                 .await
                 .map_err(|e| match e {
@@ -325,6 +325,14 @@ impl Service {
                         ))
                     }
                 })?;
+            // Weights someone else set are another deployment under way
+            // (CodeDeploy, a hand-made canary): never clobbered by a start.
+            if !state.weights.is_empty() {
+                return Err(ServiceError::Refused(Refusal::Busy(format!(
+                    "alias {alias} of function {function} already splits its traffic ({}): another deployment may be under way; finish it or clear the weights first",
+                    crate::backend::lambda_alias::describe(&state.routing())
+                ))));
+            }
             observed.flags = flags;
         }
         // One function, however the plan spells it (name, ARN, partial ARN).

@@ -302,6 +302,57 @@ async fn a_plan_whose_alias_cannot_carry_a_rollout_is_refused() {
             .contains("points at $LATEST"),
         "{body}"
     );
+    // An alias already splitting its traffic: someone else's canary.
+    let v1 = app
+        .lambda
+        .publish_version()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .send()
+        .await
+        .unwrap();
+    app.lambda
+        .update_function_configuration()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("LOG_LEVEL", "DEBUG")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let v2 = app
+        .lambda
+        .publish_version()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .send()
+        .await
+        .unwrap();
+    app.lambda
+        .update_alias()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .name(DEMO_ALIAS)
+        .function_version(v1.version().unwrap())
+        .routing_config(
+            aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                .set_additional_version_weights(Some(
+                    [(v2.version().unwrap().to_string(), 0.2)].into(),
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = start().await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already splits its traffic (version 1 with 20 % to version 2)"),
+        "{body}"
+    );
     let (_, rollouts) = app.get("/api/v1/rollouts").await;
     assert_eq!(
         rollouts["rollouts"].as_array().map(Vec::len),
