@@ -267,8 +267,38 @@ async fn unpublished_code_on_latest_is_never_shipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_whose_alias_cannot_carry_a_rollout_is_refused() {
-    let app = spawn_app_with(Db::Sqlite, Options::default()).await;
-    app.create_function(DEMO_CANARY_FUNCTION).await;
+    alias_refusals(Aws::Sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_whose_alias_cannot_carry_a_rollout_is_refused_on_moto() {
+    alias_refusals(Aws::Moto).await;
+}
+
+async fn alias_refusals(aws: Aws) {
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            aws,
+            ..Options::default()
+        },
+    )
+    .await;
+    // The demo's role (the harness has it on moto too).
+    app.lambda
+        .create_function()
+        .function_name(DEMO_CANARY_FUNCTION)
+        .role("arn:aws:iam::123456789012:role/dixon-smart-repair")
+        .handler("h.h")
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(b"z".to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let start = || async {
         app.post(
             "/api/v1/rollouts",
@@ -365,7 +395,16 @@ async fn a_plan_whose_alias_cannot_carry_a_rollout_is_refused() {
 /// puts the alias back where the rollout wants it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_alias_is_drift_and_is_reverted() {
-    let app = app_on(Aws::Sandbox).await;
+    moved_alias_is_reverted(Aws::Sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_alias_is_drift_and_is_reverted_on_moto() {
+    moved_alias_is_reverted(Aws::Moto).await;
+}
+
+async fn moved_alias_is_reverted(aws: Aws) {
+    let app = app_on(aws).await;
     let id = start(&app).await;
     advance(&app, id, "prompts@10%").await;
     app.lambda
