@@ -8,16 +8,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::common::{Aws, Db, Options, TestApp, UNRELATED, spawn_app_with};
+use crate::common::{Aws, Db, Options, TestApp, spawn_app_with};
 use crate::watcher::{Sim, tick, traffic_before_now};
 use rollgate::demo::{DEMO_ALIAS, DEMO_CANARY_FUNCTION, create_demo_canary_function};
 
 const PLAN: &str = "dixon-smart-repair-canary";
-const FLAGS: [&str; 3] = [
-    "USE_OPTIMIZED_PROMPTS",
-    "USE_REFACTORED_TOOLS",
-    "USE_FULL_OPTIMIZATION",
-];
 
 async fn app_on(aws: Aws) -> TestApp {
     let app = spawn_app_with(
@@ -50,40 +45,11 @@ async fn alias(app: &TestApp) -> (String, BTreeMap<String, f64>) {
     (a.function_version().unwrap().to_string(), weights)
 }
 
-/// The environment of `qualifier` (a version number, or `$LATEST`).
-async fn env_of(app: &TestApp, qualifier: &str) -> BTreeMap<String, String> {
-    app.lambda
-        .get_function_configuration()
-        .function_name(DEMO_CANARY_FUNCTION)
-        .qualifier(qualifier)
-        .send()
-        .await
-        .unwrap()
-        .environment()
-        .and_then(|e| e.variables())
-        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
-}
-
-/// Asserts the owned flags of `qualifier`, and that every other variable
-/// is exactly as the function had it.
+/// Asserts the owned flags of `qualifier` (a version number, or
+/// `$LATEST`), and that every other variable is exactly as the function had it.
 async fn assert_flags(app: &TestApp, qualifier: &str, want: [&str; 3]) {
-    let env = env_of(app, qualifier).await;
-    for (name, value) in FLAGS.iter().zip(want) {
-        assert_eq!(
-            env.get(*name).map(String::as_str),
-            Some(value),
-            "{name} of {qualifier}: {env:?}"
-        );
-    }
-    for (name, value) in UNRELATED {
-        assert_eq!(
-            env.get(name).map(String::as_str),
-            Some(value),
-            "{qualifier}: {env:?}"
-        );
-    }
-    assert_eq!(env.len(), FLAGS.len() + UNRELATED.len(), "{env:?}");
+    app.assert_env_of(DEMO_CANARY_FUNCTION, Some(qualifier), want)
+        .await;
 }
 
 async fn published(app: &TestApp) -> Vec<String> {
@@ -284,21 +250,7 @@ async fn alias_refusals(aws: Aws) {
         },
     )
     .await;
-    // The demo's role (the harness has it on moto too).
-    app.lambda
-        .create_function()
-        .function_name(DEMO_CANARY_FUNCTION)
-        .role("arn:aws:iam::123456789012:role/dixon-smart-repair")
-        .handler("h.h")
-        .runtime(aws_sdk_lambda::types::Runtime::Python312)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(aws_sdk_lambda::primitives::Blob::new(b"z".to_vec()))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    app.create_function(DEMO_CANARY_FUNCTION).await;
     let start = || async {
         app.post(
             "/api/v1/rollouts",

@@ -354,10 +354,21 @@ impl TestApp {
 
     /// The function's whole environment, read through the official SDK.
     pub async fn function_env(&self) -> std::collections::BTreeMap<String, String> {
+        self.function_env_of(FUNCTION, None).await
+    }
+
+    /// The whole environment of `function` at `qualifier` (a version;
+    /// `None`: `$LATEST`).
+    pub async fn function_env_of(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> std::collections::BTreeMap<String, String> {
         let out = self
             .lambda
             .get_function_configuration()
-            .function_name(FUNCTION)
+            .function_name(function)
+            .set_qualifier(qualifier.map(str::to_string))
             .send()
             .await
             .unwrap();
@@ -370,12 +381,17 @@ impl TestApp {
     /// Asserts the owned flags have the given values and every unrelated
     /// variable is untouched.
     pub async fn assert_env(&self, flags: [&str; 3]) {
-        let env = self.function_env().await;
+        self.assert_env_of(FUNCTION, None, flags).await;
+    }
+
+    /// `assert_env` for `function` at `qualifier` (see `function_env_of`).
+    pub async fn assert_env_of(&self, function: &str, qualifier: Option<&str>, flags: [&str; 3]) {
+        let env = self.function_env_of(function, qualifier).await;
         for (name, want) in FLAGS.iter().zip(flags) {
             assert_eq!(
                 env.get(*name).map(String::as_str),
                 Some(want),
-                "{name} in {env:?}"
+                "{name} of {function}:{qualifier:?} in {env:?}"
             );
         }
         for (name, want) in UNRELATED {
@@ -412,12 +428,13 @@ impl TestApp {
         }
     }
 
-    /// Creates another (empty-environment) function in the sandbox.
+    /// Creates another (empty-environment) function, with the demo's
+    /// role (which moto has too).
     pub async fn create_function(&self, name: &str) {
         self.lambda
             .create_function()
             .function_name(name)
-            .role("arn:aws:iam::123456789012:role/r")
+            .role("arn:aws:iam::123456789012:role/dixon-smart-repair")
             .handler("h.h")
             .runtime(aws_sdk_lambda::types::Runtime::Python312)
             .code(
