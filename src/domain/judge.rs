@@ -668,10 +668,17 @@ pub fn judge_values(
     }
     let moved: Vec<f64> = reference.iter().map(|&r| tolerance.allowed(r)).collect();
     let ranks = mann_whitney(subject, &moved);
-    let look = subject.len() as f64;
-    let spent = config.alpha * 6.0 / (std::f64::consts::PI.powi(2) * look * look);
+    let spent = alpha_at_look(config.alpha, subject.len());
     let critical = -normal_quantile(spent);
     summary.judge(&ranks, critical, spent)
+}
+
+/// The α of look `j` (1-based, one look per subject datapoint): the
+/// looks' α sum to `alpha` (Σ 6/(π²j²) = 1), so by a union bound every
+/// look of a per-look test stays valid.
+pub fn alpha_at_look(alpha: f64, look: usize) -> f64 {
+    let j = look.max(1) as f64;
+    alpha * 6.0 / (std::f64::consts::PI.powi(2) * j * j)
 }
 
 /// Why value series cannot be judged, if they cannot.
@@ -852,7 +859,9 @@ impl ValueSummary<'_> {
     }
 }
 
-fn median(values: &[f64]) -> Option<f64> {
+/// The median (the mean of the middle two for an even count); `None` for
+/// no values.
+pub fn median(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

@@ -13,15 +13,11 @@
 //! `judge::judge_values` does, so checking every minute stays valid.
 //! Minutes are treated as independent (as every per-minute judge does).
 
-use super::judge::{JudgeConfig, JudgeVerdict, Judgement, Tolerance};
+use super::judge::{
+    JudgeConfig, JudgeVerdict, Judgement, Tolerance, alpha_at_look as spent, median,
+};
 
 const SIGN_TEST: &str = "sign-test";
-
-/// The α of look `j` (1-based): their sum over all looks is α.
-fn spent(alpha: f64, look: usize) -> f64 {
-    let j = look.max(1) as f64;
-    alpha * 6.0 / (std::f64::consts::PI.powi(2) * j * j)
-}
 
 /// P(Binomial(n, ½) ≥ k), summed in log space (n up to a day of minutes).
 fn upper_tail(n: usize, k: usize) -> f64 {
@@ -51,16 +47,6 @@ fn ln_choose(n: usize, k: usize) -> f64 {
         .sum()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len().is_multiple_of(2) {
-        (v[m - 1] + v[m]) / 2.0
-    } else {
-        v[m]
-    }
-}
-
 /// The subject's per-minute datapoints against one reference value.
 pub fn judge_values_fixed(
     metric: &str,
@@ -69,7 +55,7 @@ pub fn judge_values_fixed(
     tolerance: Tolerance,
     config: &JudgeConfig,
 ) -> Judgement {
-    let mut points: Vec<f64> = subject.iter().copied().filter(|v| v.is_finite()).collect();
+    let points: Vec<f64> = subject.iter().copied().filter(|v| v.is_finite()).collect();
     let n = points.len();
     let inconclusive = |why: String| Judgement {
         verdict: JudgeVerdict::Inconclusive,
@@ -113,7 +99,8 @@ pub fn judge_values_fixed(
     } else {
         JudgeVerdict::Inconclusive
     };
-    let m = median(&mut points);
+    // At least `min_samples_per_side` (≥ 1) points are here.
+    let m = median(&points).unwrap_or(f64::NAN);
     let effect = match tolerance {
         Tolerance::Ratio(_) => (reference != 0.0).then(|| m / reference),
         Tolerance::Delta(_) => Some(m - reference),

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::domain::judge::{self as stats, CountReference, Counts, JudgeVerdict, Tolerance};
+use crate::domain::judge::{
+    self as stats, CountReference, Counts, JudgeVerdict, Tolerance, median,
+};
 use crate::domain::{
     Baseline, GateResult, MetricPoint, MetricValue, PointKind, Readiness, WatchMemory,
 };
@@ -1337,20 +1339,6 @@ fn percentile_too_thin(metric: &MetricRef, datapoints: &[(f64, u64)]) -> Option<
         format!(
             "a minute's p{p} from {typical} invocations reads low; \"no regression\" needs {needed} a minute"
         )
-    })
-}
-
-fn median(values: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    Some(if v.len().is_multiple_of(2) {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
     })
 }
 
