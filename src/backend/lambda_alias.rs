@@ -23,14 +23,14 @@
 //!    half-rolled-out flags; then the alias is read back.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::types::AliasRoutingConfiguration;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
 use super::lambda_env::{
-    ApplyError, Env, LambdaEnvBackend, RetryPolicy, Step, WriteReport, classify,
+    ApplyError, Env, LambdaEnvBackend, RetryPolicy, Step, WriteReport, classify, retrying,
 };
 use super::merge::{owned_values, satisfies};
 use crate::plan::Flags;
@@ -231,50 +231,29 @@ impl LambdaAliasBackend {
         expect_variables: bool,
         cancel: &CancellationToken,
     ) -> Result<WriteReport, ApplyError> {
-        let policy = &self.env.policy;
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(policy.min_delay)
-            .with_max_delay(policy.max_delay)
-            .with_max_times(policy.max_attempts.saturating_sub(1))
-            .with_jitter()
-            .build();
-        let mut retried_because = Vec::new();
-        let mut hints = hints;
-        loop {
-            match self
-                .apply_once(function, alias, desired, hints, expect_variables, cancel)
-                .await
-            {
-                Ok(mut report) => {
-                    report.attempts = retried_because.len() + 1;
-                    report.retried_because = retried_because;
-                    return Ok(report);
-                }
-                // A recorded version may have been deleted since: once
-                // more, finding the versions afresh.
-                Err(Step::Reject(m)) if !hints.is_empty() => {
-                    retried_because.push(format!(
-                        "{m}; trying again without the versions this rollout recorded"
-                    ));
-                    hints = &[];
-                }
-                Err(Step::Reject(m)) => return Err(ApplyError::Rejected(m)),
-                Err(Step::Unreadable(m)) => return Err(ApplyError::Unreadable(m)),
-                Err(Step::Retry(reason)) => {
-                    tracing::info!(function, alias, %reason, "alias write will be retried");
-                    retried_because.push(reason.clone());
-                    match delays.next() {
-                        Some(delay) => tokio::time::sleep(delay).await,
-                        None => {
-                            return Err(ApplyError::Unavailable {
-                                attempts: retried_because.len(),
-                                last: reason,
-                            });
-                        }
+        let use_hints = AtomicBool::new(!hints.is_empty());
+        retrying(&self.env.policy, function, || {
+            let hinted = use_hints.load(Ordering::Relaxed);
+            let use_hints = &use_hints;
+            async move {
+                let hints = if hinted { hints } else { &[] };
+                match self
+                    .apply_once(function, alias, desired, hints, expect_variables, cancel)
+                    .await
+                {
+                    // A recorded version may have been deleted since: once
+                    // more at once, finding the versions afresh.
+                    Err(Step::Reject(m)) if hinted => {
+                        use_hints.store(false, Ordering::Relaxed);
+                        Err(Step::RetryNow(format!(
+                            "{m}; trying again without the versions this rollout recorded"
+                        )))
                     }
+                    other => other,
                 }
             }
-        }
+        })
+        .await
     }
 
     /// One cycle: move the alias, then give `$LATEST` the stable flags back

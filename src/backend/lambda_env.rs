@@ -186,6 +186,9 @@ pub enum ApplyError {
 /// can be read again.
 pub(super) enum Step {
     Retry(String),
+    /// Retry at once, without spending a backoff delay (the cycle already
+    /// knows what to do differently).
+    RetryNow(String),
     Reject(String),
     Unreadable(String),
 }
@@ -193,12 +196,62 @@ pub(super) enum Step {
 impl From<Step> for ApplyError {
     fn from(s: Step) -> Self {
         match s {
-            Step::Retry(m) => ApplyError::Unavailable {
+            Step::Retry(m) | Step::RetryNow(m) => ApplyError::Unavailable {
                 attempts: 1,
                 last: m,
             },
             Step::Reject(m) => ApplyError::Rejected(m),
             Step::Unreadable(m) => ApplyError::Unreadable(m),
+        }
+    }
+}
+
+/// The one retry layer of every Lambda write (both backends): runs
+/// `cycle` (a whole read-modify-write-verify) until it lands, is refused,
+/// finds the environment unreadable, or `policy`'s attempts are spent,
+/// with jittered exponential backoff between attempts. Every retry's
+/// reason goes into the report (`retried_because`).
+pub(super) async fn retrying<F, Fut>(
+    policy: &RetryPolicy,
+    function: &str,
+    mut cycle: F,
+) -> Result<WriteReport, ApplyError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<WriteReport, Step>>,
+{
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(policy.min_delay)
+        .with_max_delay(policy.max_delay)
+        .with_max_times(policy.max_attempts.saturating_sub(1))
+        .with_jitter()
+        .build();
+    let mut retried_because = Vec::new();
+    loop {
+        match cycle().await {
+            Ok(mut report) => {
+                report.attempts = retried_because.len() + 1;
+                report.retried_because = retried_because;
+                return Ok(report);
+            }
+            Err(Step::Reject(message)) => return Err(ApplyError::Rejected(message)),
+            // KMS access does not come back within a retry budget: the
+            // reconciler tries again later.
+            Err(Step::Unreadable(message)) => return Err(ApplyError::Unreadable(message)),
+            Err(Step::RetryNow(reason)) => retried_because.push(reason),
+            Err(Step::Retry(reason)) => {
+                tracing::info!(function, %reason, "flag write will be retried");
+                retried_because.push(reason.clone());
+                match delays.next() {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => {
+                        return Err(ApplyError::Unavailable {
+                            attempts: retried_because.len(),
+                            last: reason,
+                        });
+                    }
+                }
+            }
         }
     }
 }
@@ -344,39 +397,10 @@ impl LambdaEnvBackend {
         desired: &Flags,
         expect_variables: bool,
     ) -> Result<WriteReport, ApplyError> {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.policy.min_delay)
-            .with_max_delay(self.policy.max_delay)
-            .with_max_times(self.policy.max_attempts.saturating_sub(1))
-            .with_jitter()
-            .build();
-        let mut retried_because = Vec::new();
-        loop {
-            match self.apply_once(function, desired, expect_variables).await {
-                Ok(mut report) => {
-                    report.attempts = retried_because.len() + 1;
-                    report.retried_because = retried_because;
-                    return Ok(report);
-                }
-                Err(Step::Reject(message)) => return Err(ApplyError::Rejected(message)),
-                // KMS access does not come back within a retry budget: the
-                // reconciler tries again later.
-                Err(Step::Unreadable(message)) => return Err(ApplyError::Unreadable(message)),
-                Err(Step::Retry(reason)) => {
-                    tracing::info!(function, %reason, "flag write will be retried");
-                    retried_because.push(reason.clone());
-                    match delays.next() {
-                        Some(delay) => tokio::time::sleep(delay).await,
-                        None => {
-                            return Err(ApplyError::Unavailable {
-                                attempts: retried_because.len(),
-                                last: reason,
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        retrying(&self.policy, function, || {
+            self.apply_once(function, desired, expect_variables)
+        })
+        .await
     }
 
     async fn apply_once(
