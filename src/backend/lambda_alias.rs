@@ -339,7 +339,7 @@ impl LambdaAliasBackend {
             (Some(_), Some(canary)) => canary.clone(),
             _ => state.version.clone(),
         };
-        let before = match self.version(function, &serving_before).await {
+        let before = match self.read_once(function, &serving_before, work).await {
             Ok(v) => owned_values(&v.env, &owned),
             Err(Step::Unreadable(_)) => Flags::new(),
             Err(e) => return Err(e),
@@ -432,13 +432,13 @@ impl LambdaAliasBackend {
             return Ok(v.clone());
         }
         if work.primary.is_none() {
-            let primary = self.version(function, &state.version).await?;
-            work.candidates.push(primary.clone());
+            let primary = self.read_once(function, &state.version, work).await?;
+            // The alias's own version is the first candidate.
+            work.candidates.retain(|v| v.number != primary.number);
+            work.candidates.insert(0, primary.clone());
             if let Some(extra) = state.weights.keys().next() {
                 // An unreadable additional version is simply no candidate.
-                if let Ok(v) = self.version(function, extra).await {
-                    work.candidates.push(v);
-                }
+                let _ = self.read_once(function, extra, work).await;
             }
             work.primary = Some(primary);
         }
@@ -514,25 +514,25 @@ impl LambdaAliasBackend {
             )));
         }
         work.latest_touched = true;
-        match self
+        // The write's read-back names the revision now on `$LATEST`.
+        let written = match self
             .env
             .apply(function, flags, expect_variables, cancel)
             .await
         {
-            Ok(_) => {}
+            Ok(report) => report,
             Err(ApplyError::Rejected(m)) => return Err(Step::Reject(m)),
             Err(ApplyError::Unreadable(m)) => return Err(Step::Unreadable(m)),
             Err(ApplyError::Unavailable { last, .. }) => return Err(Step::Retry(last)),
             Err(ApplyError::Superseded) => return Err(Step::Retry("superseded".into())),
-        }
-        let latest = self.env.get(function).await?;
+        };
         let mut request = self
             .env
             .client
             .publish_version()
             .function_name(function)
             .description(format!("rollgate: {}", flag_summary(flags)));
-        if let Some(revision) = &latest.revision_id {
+        if let Some(revision) = &written.revision_id {
             request = request.revision_id(revision);
         }
         if let Some(code) = &primary.code_sha256 {
@@ -614,6 +614,21 @@ impl LambdaAliasBackend {
             weights,
             revision_id: out.revision_id().map(str::to_string),
         })
+    }
+
+    /// Version `number`, read at most once a cycle (kept in `work`).
+    async fn read_once(
+        &self,
+        function: &str,
+        number: &str,
+        work: &mut Work,
+    ) -> Result<Version, Step> {
+        if let Some(v) = work.candidates.iter().find(|v| v.number == number) {
+            return Ok(v.clone());
+        }
+        let v = self.version(function, number).await?;
+        work.candidates.push(v.clone());
+        Ok(v)
     }
 
     async fn version(&self, function: &str, number: &str) -> Result<Version, Step> {
