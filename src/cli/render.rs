@@ -43,15 +43,7 @@ pub fn rollout(r: &RolloutView) -> String {
     );
     let _ = writeln!(out, "  phases  {}", phases.join(" → "));
     if let (Some(alias), Some(routing)) = (&r.alias, &r.routing) {
-        let split = match (&routing.canary_version, routing.canary_weight) {
-            (Some(canary), Some(w)) => format!(
-                "{w} % version {canary} (canary), {} % version {} (stable)",
-                100u32.saturating_sub(w),
-                routing.stable_version
-            ),
-            _ => format!("100 % version {}", routing.stable_version),
-        };
-        let _ = writeln!(out, "  alias   {alias}: {split}");
+        let _ = writeln!(out, "  alias   {alias}: {}", routing.split_words());
     }
     let _ = writeln!(out, "  desired {}", flags_line(&r.desired_flags));
     if let Some(observed) = &r.observed_flags {

@@ -52,6 +52,19 @@ pub struct AliasRouting {
 }
 
 impl AliasRouting {
+    /// The split in words: "10 % to version 2 (canary), 90 % to version 1
+    /// (stable)", or "100 % to version 1".
+    pub fn split_words(&self) -> String {
+        match (&self.canary_version, self.canary_weight) {
+            (Some(canary), Some(w)) => format!(
+                "{w} % to version {canary} (canary), {} % to version {} (stable)",
+                100u32.saturating_sub(w),
+                self.stable_version
+            ),
+            _ => format!("100 % to version {}", self.stable_version),
+        }
+    }
+
     /// The same versions and weights (what `positions` remembers aside).
     pub fn same_split(&self, other: &AliasRouting) -> bool {
         self.stable_version == other.stable_version

@@ -462,17 +462,7 @@ fn traffic_words(r: &Rollout) -> Option<String> {
     let Some(routing) = &r.routing else {
         return Some(format!("alias {alias}: not written yet"));
     };
-    let mut words = match (&routing.canary_version, routing.canary_weight) {
-        (Some(canary), Some(w)) => format!(
-            "{w} % to version {canary} (canary), {} % to version {} (stable) on alias {alias}",
-            100u32.saturating_sub(w),
-            routing.stable_version
-        ),
-        _ => format!(
-            "100 % to version {} on alias {alias}",
-            routing.stable_version
-        ),
-    };
+    let mut words = format!("{} on alias {alias}", routing.split_words());
     if let Some(Some(outside)) = r
         .readiness
         .as_ref()
