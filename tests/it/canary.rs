@@ -556,3 +556,62 @@ traffic = [50]
     }
     assert_eq!(app.rollout(id).await["state"], "active");
 }
+
+/// On `lambda-alias`, a phase without `traffic` moves all traffic at once:
+/// one new version, the alias on it with no weights; and a step's bake
+/// defaults to 10 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_without_traffic_moves_the_alias_at_once() {
+    let plan = format!(
+        r#"[target]
+backend = "lambda-alias"
+function = "{DEMO_CANARY_FUNCTION}"
+alias = "{DEMO_ALIAS}"
+[flags]
+USE_OPTIMIZED_PROMPTS = "false"
+[defaults]
+bake = "1h"
+[[phases]]
+name = "canary"
+set = {{ USE_OPTIMIZED_PROMPTS = "true" }}
+traffic = [20]
+[[phases]]
+name = "at-once"
+set = {{ USE_REFACTORED_TOOLS = "true" }}
+"#
+    )
+    .replace(
+        "USE_OPTIMIZED_PROMPTS = \"false\"\n",
+        "USE_OPTIMIZED_PROMPTS = \"false\"\nUSE_REFACTORED_TOOLS = \"false\"\n",
+    );
+    let parsed = rollgate::plan::Plan::parse("at-once", &plan).unwrap();
+    assert_eq!(parsed.phases[0].bake, std::time::Duration::from_secs(600));
+    assert_eq!(
+        parsed.phase_count(),
+        4,
+        "baseline, canary@20%, canary, at-once"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("at-once.toml"), &plan).unwrap();
+    let app = crate::common::spawn_app_with_plans(dir.path()).await;
+    create_demo_canary_function(&app.aws).await.unwrap();
+    let (status, body) = app
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "at-once", "reason": "t" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    app.wait_for(id, |r| r["write_pending"] == false).await;
+    advance(&app, id, "canary@20%").await;
+    assert_eq!(alias(&app).await, ("1".into(), weights(&[("2", 0.2)])));
+    advance(&app, id, "canary").await;
+    let r = advance(&app, id, "at-once").await;
+    assert_eq!(r["traffic"], Value::Null, "{r}");
+    assert_eq!(alias(&app).await, ("3".into(), weights(&[])));
+    assert_eq!(published(&app).await, ["1", "2", "3"]);
+    let env = app.function_env_of(DEMO_CANARY_FUNCTION, Some("3")).await;
+    assert_eq!(env["USE_OPTIMIZED_PROMPTS"], "true");
+    assert_eq!(env["USE_REFACTORED_TOOLS"], "true");
+}
