@@ -169,6 +169,7 @@ pub async fn start(
     };
     let store = Store::connect(&config.database_url).await?;
     let backend = LambdaEnvBackend::new(aws, config.retry.clone());
+    let appconfig = crate::backend::AppConfigBackend::new(aws, config.retry.clone());
     let telemetry = Arc::new(Telemetry::default());
     let watch_every = config.watch_interval.unwrap_or(DEFAULT_WATCH_INTERVAL);
     let freshness = Freshness {
@@ -177,6 +178,7 @@ pub async fn start(
     let service = Arc::new(Service::new(
         store,
         backend,
+        appconfig,
         ServiceConfig {
             plans_dir: config.plans_dir.clone(),
             freshness,

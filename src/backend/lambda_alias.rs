@@ -316,6 +316,7 @@ impl LambdaAliasBackend {
             note,
             routing: Some(want),
             steps: work.steps,
+            delivery: None,
         })
     }
 
@@ -525,6 +526,9 @@ impl LambdaAliasBackend {
             Err(ApplyError::Unreadable(m)) => return Err(Step::Unreadable(m)),
             Err(ApplyError::Unavailable { last, .. }) => return Err(Step::Retry(last)),
             Err(ApplyError::Superseded) => return Err(Step::Retry("superseded".into())),
+            Err(e @ (ApplyError::Deploying(_) | ApplyError::RolledBackByAppConfig(_))) => {
+                return Err(Step::Reject(format!("unexpected from a Lambda write: {e}")));
+            }
         };
         let mut request = self
             .env

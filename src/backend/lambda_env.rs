@@ -160,6 +160,8 @@ pub struct WriteReport {
     /// Something worth knowing about a write that did land (e.g. Lambda
     /// reported the update Failed, but the read-back shows the values).
     pub note: Option<String>,
+    /// `appconfig`: the deployment that carries the flags, complete.
+    pub delivery: Option<crate::backend::appconfig::Delivery>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -180,10 +182,20 @@ pub enum ApplyError {
     /// rollback, replaced it) before it was confirmed.
     #[error("superseded by a newer command before it was confirmed")]
     Superseded,
+    /// `appconfig`: the deployment is under way; the write is confirmed
+    /// once it is complete (the reconciler follows it).
+    #[error("{}", .0.describe())]
+    Deploying(Box<crate::backend::appconfig::Delivery>),
+    /// `appconfig`: the deployment was rolled back before it completed, by
+    /// AppConfig itself (an alarm monitor) or by someone else; what was
+    /// served before is served again.
+    #[error("{}", .0.describe())]
+    RolledBackByAppConfig(Box<crate::backend::appconfig::Delivery>),
 }
 
 /// One cycle's failure: retry it, give up, or stop until the environment
 /// can be read again.
+#[derive(Debug)]
 pub(super) enum Step {
     Retry(String),
     /// Retry at once, without spending a backoff delay (the cycle already
@@ -372,6 +384,14 @@ impl LambdaEnvBackend {
         Ok(cfg.observed(&env, desired))
     }
 
+    /// The function's identity and code, whatever its environment holds:
+    /// for a plan that writes no variable (`appconfig`), an environment
+    /// Lambda cannot decrypt is no obstacle.
+    pub async fn read_identity(&self, function: &str) -> Result<Observed, ApplyError> {
+        let cfg = self.get(function).await?;
+        Ok(cfg.observed(&BTreeMap::new(), &Flags::new()))
+    }
+
     /// Sets the owned flags to `desired`, leaving every other variable as it
     /// is. Idempotent: when the function already holds `desired`, nothing is
     /// written. Stops at once (`Superseded`) when `cancel` fires, even in
@@ -431,6 +451,7 @@ impl LambdaEnvBackend {
                 note: None,
                 routing: None,
                 steps: Vec::new(),
+                delivery: None,
             });
         }
         let merged = merge(&env, desired);
@@ -487,6 +508,7 @@ impl LambdaEnvBackend {
             note: None,
             routing: None,
             steps: Vec::new(),
+            delivery: None,
         })
     }
 

@@ -92,6 +92,12 @@ named_enum! {
         /// The write was not attempted: the function's environment could not
         /// be read whole. It stays pending and is retried.
         Blocked = "blocked",
+        /// `appconfig`: the deployment is under way (its state and
+        /// percentage); the write is confirmed when it completes.
+        Deploying = "deploying",
+        /// `appconfig`: AppConfig rolled the deployment back by itself (an
+        /// alarm monitor), or someone stopped it; rollgate rolls back too.
+        RolledBackByAppconfig = "rolled_back_by_appconfig",
         Observed = "observed",
         Reverting = "reverting",
         BakeRestarted = "bake_restarted",

@@ -1,6 +1,7 @@
 //! Rollout plans: the TOML format, its validation (errors with line and
 //! column) and its JSON Schema.
 
+pub mod appconfig_flags;
 mod model;
 mod parse;
 mod raw;

@@ -120,7 +120,34 @@ pub struct Target {
     pub alias: Option<String>,
     /// Optional AWS region override; otherwise the usual aws-config chain decides.
     pub region: Option<String>,
+    /// `appconfig`: where the flags live (`function` is then only the
+    /// function whose metrics are watched).
+    pub appconfig: Option<AppConfigTarget>,
 }
+
+/// An AppConfig feature-flag profile in one environment, each named by
+/// name or id (rollgate resolves names to ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AppConfigTarget {
+    pub application: String,
+    pub environment: String,
+    /// A hosted configuration profile of type `AWS.AppConfig.FeatureFlags`.
+    pub profile: String,
+    /// The deployment strategy that steps phases forward.
+    pub strategy: String,
+    /// The one rollbacks and drift reverts use (default `AppConfig.AllAtOnce`).
+    pub rollback_strategy: String,
+    /// How often the function's AppConfig Lambda extension polls: a new
+    /// configuration reaches every execution environment at most this long
+    /// after its deployment completes (the extension's default is 45 s).
+    #[serde(with = "duration_secs")]
+    pub poll_interval: Duration,
+}
+
+/// The AppConfig Lambda extension's default poll interval.
+pub const DEFAULT_APPCONFIG_POLL: Duration = Duration::from_secs(45);
+/// AWS's predefined strategy that deploys to every client at once.
+pub const APPCONFIG_ALL_AT_ONCE: &str = "AppConfig.AllAtOnce";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -129,6 +156,10 @@ pub enum BackendKind {
     LambdaEnv,
     /// Flags in published versions behind a weighted alias: canary steps.
     LambdaAlias,
+    /// AWS AppConfig feature flags, which the function reads through the
+    /// AppConfig Lambda extension: no recycling of execution environments.
+    #[serde(rename = "appconfig")]
+    AppConfig,
 }
 
 /// One position of a rollout. A phase with `traffic = [10, 50]` is three
@@ -335,10 +366,14 @@ mod opt_duration_secs {
 
 /// Durations serialize as whole seconds in JSON.
 mod duration_secs {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
     }
 }

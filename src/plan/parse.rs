@@ -7,6 +7,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::PlanError;
+use super::appconfig_flags;
 use super::model::*;
 use super::raw::*;
 
@@ -285,6 +286,99 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// A flag value, checked as the backend will use it: an AppConfig
+    /// flag's own key sets its `enabled`, so only "true" or "false".
+    fn owned_value(
+        &mut self,
+        backend: BackendKind,
+        key: &str,
+        v: &Spanned<toml::Value>,
+    ) -> Option<String> {
+        let value = self.flag_value(key, v)?;
+        if backend == BackendKind::AppConfig
+            && let Err(why) = appconfig_flags::check_value(key, &value)
+        {
+            self.err(v.span(), why);
+            return None;
+        }
+        Some(value)
+    }
+
+    /// `[target]`'s AppConfig fields: required for `appconfig`, refused
+    /// for the other backends.
+    fn appconfig_target(
+        &mut self,
+        t: &RawTarget,
+        span: &Range<usize>,
+        backend: BackendKind,
+    ) -> Option<AppConfigTarget> {
+        let fields = [
+            ("application", &t.application),
+            ("environment", &t.environment),
+            ("profile", &t.profile),
+            ("strategy", &t.strategy),
+            ("rollback_strategy", &t.rollback_strategy),
+            ("poll_interval", &t.poll_interval),
+        ];
+        if backend != BackendKind::AppConfig {
+            for (name, v) in fields {
+                if let Some(v) = v {
+                    self.err(
+                        v.span(),
+                        format!("{name} applies to backend = \"appconfig\" only"),
+                    );
+                }
+            }
+            return None;
+        }
+        let mut named = |field: &str, v: &Option<Spanned<String>>, what: &str| {
+            self.required(
+                v.as_ref(),
+                span,
+                || format!("backend = \"appconfig\" needs {field} = \"...\" ({what})"),
+                || format!("target.{field} must not be empty"),
+            )
+            .map(str::to_string)
+        };
+        let application = named(
+            "application",
+            &t.application,
+            "the AppConfig application, by name or id",
+        );
+        let environment = named(
+            "environment",
+            &t.environment,
+            "the AppConfig environment, by name or id",
+        );
+        let profile = named(
+            "profile",
+            &t.profile,
+            "a hosted configuration profile of type AWS.AppConfig.FeatureFlags, by name or id",
+        );
+        let strategy = named(
+            "strategy",
+            &t.strategy,
+            "the deployment strategy phases are deployed with, e.g. \"AppConfig.Linear20PercentEvery6Minutes\"",
+        );
+        let rollback_strategy = match &t.rollback_strategy {
+            Some(v) if v.get_ref().trim().is_empty() => {
+                self.err(v.span(), "target.rollback_strategy must not be empty");
+                None
+            }
+            Some(v) => Some(v.get_ref().clone()),
+            None => Some(APPCONFIG_ALL_AT_ONCE.to_string()),
+        };
+        let poll_interval = self.duration_or(t.poll_interval.as_ref(), DEFAULT_APPCONFIG_POLL);
+        Some(AppConfigTarget {
+            application: application?,
+            environment: environment?,
+            profile: profile?,
+            strategy: strategy?,
+            rollback_strategy: rollback_strategy?,
+            poll_interval: poll_interval?,
+        })
     }
 
     fn choice<T: Copy>(
@@ -900,6 +994,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         function: String::new(),
         alias: None,
         region: None,
+        appconfig: None,
     };
     match &raw.target {
         None => c.err_at_start(
@@ -914,17 +1009,19 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
                 &[
                     ("lambda-env", BackendKind::LambdaEnv),
                     ("lambda-alias", BackendKind::LambdaAlias),
+                    ("appconfig", BackendKind::AppConfig),
                 ],
                 BackendKind::LambdaEnv,
             );
+            target.appconfig = c.appconfig_target(t, &span, target.backend);
             match (&t.alias, target.backend) {
                 (None, BackendKind::LambdaAlias) => c.err(
                     span.clone(),
                     "backend = \"lambda-alias\" needs alias = \"...\": the alias callers invoke (e.g. \"live\")",
                 ),
-                (Some(a), BackendKind::LambdaEnv) => c.err(
+                (Some(a), BackendKind::LambdaEnv | BackendKind::AppConfig) => c.err(
                     a.span(),
-                    "alias applies to backend = \"lambda-alias\"; lambda-env writes the function's own environment",
+                    "alias applies to backend = \"lambda-alias\"; lambda-env writes the function's own environment, appconfig a feature-flag profile",
                 ),
                 (Some(a), _) if a.get_ref() == "$LATEST" => c.err(
                     a.span(),
@@ -980,7 +1077,11 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
     let owned: BTreeSet<&str> = raw_flags.keys().map(|k| k.get_ref().as_str()).collect();
     for (key, value) in raw_flags {
         let k = key.get_ref();
-        if !valid_env_key(k) {
+        if target.backend == BackendKind::AppConfig {
+            if let Err(why) = appconfig_flags::check_key(k) {
+                c.err(key.span(), why);
+            }
+        } else if !valid_env_key(k) {
             c.err(
                 key.span(),
                 format!("flag name {k:?} is not a valid Lambda environment variable name (letters, digits and '_', starting with a letter, at least 2 characters)"),
@@ -988,7 +1089,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         } else if RESERVED_KEYS.contains(&k.as_str()) {
             c.err(key.span(), format!("flag name {k:?} is reserved by Lambda"));
         }
-        if let Some(v) = c.flag_value(k, value) {
+        if let Some(v) = c.owned_value(target.backend, k, value) {
             flags.insert(k.clone(), v);
         }
     }
@@ -1161,7 +1262,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
                                 owned.join(", ")
                             ),
                         );
-                    } else if let Some(v) = c.flag_value(k, value) {
+                    } else if let Some(v) = c.owned_value(target.backend, k, value) {
                         set.insert(k.clone(), v);
                     }
                 }

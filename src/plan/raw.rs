@@ -78,6 +78,24 @@ pub struct RawTarget {
     /// AWS region; by default the usual AWS configuration chain decides.
     #[schemars(with = "Option<String>")]
     pub region: Option<S<String>>,
+    /// "appconfig": the AppConfig application (name or id).
+    #[schemars(with = "Option<String>")]
+    pub application: Option<S<String>>,
+    /// "appconfig": the AppConfig environment (name or id).
+    #[schemars(with = "Option<String>")]
+    pub environment: Option<S<String>>,
+    /// "appconfig": the hosted configuration profile of type AWS.AppConfig.FeatureFlags (name or id).
+    #[schemars(with = "Option<String>")]
+    pub profile: Option<S<String>>,
+    /// "appconfig": the deployment strategy phases are deployed with (name or id).
+    #[schemars(with = "Option<String>")]
+    pub strategy: Option<S<String>>,
+    /// "appconfig": the deployment strategy of rollbacks and drift reverts (default "AppConfig.AllAtOnce").
+    #[schemars(with = "Option<String>")]
+    pub rollback_strategy: Option<S<String>>,
+    /// "appconfig": the AppConfig Lambda extension's poll interval in the function (default "45s").
+    #[schemars(with = "Option<String>")]
+    pub poll_interval: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -512,6 +530,9 @@ enum BackendName {
     LambdaEnv,
     /// Publish versions with the flags and shift a weighted alias to them.
     LambdaAlias,
+    /// AWS AppConfig feature flags, deployed with a deployment strategy.
+    #[serde(rename = "appconfig")]
+    AppConfig,
 }
 
 #[derive(JsonSchema)]

@@ -164,6 +164,11 @@ pub struct Rollout {
     pub alias: Option<String>,
     /// `lambda-alias`: the routing the last confirmed write left.
     pub routing: Option<AliasRouting>,
+    /// `appconfig`: the feature-flag profile the flags live in (the
+    /// function is then only watched); `None` for the Lambda backends.
+    pub appconfig: Option<crate::plan::AppConfigTarget>,
+    /// `appconfig`: the deployment of the newest write, as last seen.
+    pub delivery: Option<crate::backend::Delivery>,
 }
 
 impl Rollout {

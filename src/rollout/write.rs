@@ -18,6 +18,9 @@ pub enum Alert {
     /// The function's environment cannot be read whole; nothing is written
     /// until it can.
     EnvironmentUnreadable(String),
+    /// AppConfig rolled a deployment back by itself (or someone stopped
+    /// it): rollgate rolls the rollout back too.
+    RolledBackByAppConfig(String),
 }
 
 /// The result of `after_write`.
@@ -64,7 +67,23 @@ pub fn after_write(
             // Flags that changed, or a command's intent now confirmed, are
             // live from now (later is safe: older data is never judged).
             if report.wrote || intent.is_some() {
-                next.live_since = Some(now);
+                // AppConfig: once the deployment is complete and the
+                // extension has polled (`Delivery::live_at`).
+                let live = report
+                    .delivery
+                    .as_ref()
+                    .and_then(|d| d.live_at())
+                    .map_or(now, |at| at.max(now));
+                next.live_since = Some(live);
+                // A phase delivered by AppConfig bakes from then on.
+                if report.delivery.is_some()
+                    && matches!(cause, Some(WriteCause::Advance | WriteCause::Start))
+                {
+                    next.bake_started_at = Some(live);
+                }
+            }
+            if let Some(d) = &report.delivery {
+                next.delivery = Some(d.clone());
             }
             next.applied_generation = current.generation;
             next.pending_write = None;
@@ -96,6 +115,7 @@ pub fn after_write(
                     "note": report.note,
                     "routing": report.routing,
                     "steps": report.steps,
+                    "appconfig": report.delivery,
                 })),
                 record: true,
                 alert: None,
@@ -194,6 +214,31 @@ pub fn after_write(
                 pending: Some(message),
             }
         }
+        Err(ApplyError::Deploying(d)) => {
+            // Recorded at each new state or percentage: the audit log
+            // follows the deployment.
+            let changed = current.delivery.as_ref().is_none_or(|k| {
+                (k.generation, k.deployment, k.state.as_str())
+                    != (d.generation, d.deployment, d.state.as_str())
+                    || k.percentage != d.percentage
+            });
+            next.delivery = Some((**d).clone());
+            next.last_error = None;
+            Written {
+                next,
+                outcome: Outcome::Deploying,
+                flags_before: None,
+                flags_after: Some(current.desired_flags.clone()),
+                detail: with(json!({ "appconfig": d })),
+                record: changed,
+                alert: None,
+                refused: None,
+                pending: Some(d.describe()),
+            }
+        }
+        Err(ApplyError::RolledBackByAppConfig(d)) => {
+            rolled_back_by_appconfig(current, d, now, with)
+        }
         Err(ApplyError::Superseded) => Written {
             next,
             outcome: Outcome::Superseded,
@@ -207,6 +252,81 @@ pub fn after_write(
             refused: None,
             pending: None,
         },
+    }
+}
+
+/// AppConfig rolled a step forward back by itself (its alarm monitors), or
+/// someone stopped it: the environment serves what it served before. The
+/// rollout is rolled back as after a breached guardrail: to the plan's
+/// rollback target, with a rollback write recorded to follow at once (a
+/// no-op when AppConfig already went back there). A start rolled back
+/// leaves the rollout failed.
+fn rolled_back_by_appconfig(
+    current: &Rollout,
+    d: &crate::backend::Delivery,
+    now: DateTime<Utc>,
+    with: impl Fn(Value) -> Value,
+) -> Written {
+    let message = format!(
+        "{}; the environment serves what it served before",
+        d.describe()
+    );
+    let mut next = current.clone();
+    next.delivery = Some(d.clone());
+    next.last_error = Some(message.clone());
+    let intent = current.pending_write.as_ref();
+    let rolled_back_to = match intent {
+        Some(i) if i.command != WriteCause::Start => {
+            let to = match current.rollback_to {
+                crate::plan::RollbackTarget::Baseline => 0,
+                crate::plan::RollbackTarget::Previous => i.previous_phase,
+            };
+            next.state = State::RolledBack;
+            next.phase_index = to;
+            next.phase_name = current.phase_name_at(to).to_string();
+            next.desired_flags = current.flags_at(to).clone();
+            next.generation += 1;
+            next.readiness = None;
+            next.bake_started_at = Some(now);
+            next.pending_write = Some(super::PendingWrite {
+                generation: next.generation,
+                command: WriteCause::Rollback,
+                actor: "appconfig".into(),
+                reason: Some(message.clone()),
+                recorded_at: now,
+                target_state: Some(State::RolledBack),
+                previous_state: i.previous_state,
+                previous_phase: i.previous_phase,
+                previous_phase_name: i.previous_phase_name.clone(),
+                previous_flags: i.previous_flags.clone(),
+                expect_variables: i.expect_variables,
+            });
+            Some(next.phase_name.clone())
+        }
+        _ => {
+            next.applied_generation = current.generation;
+            next.pending_write = None;
+            next.state = State::Failed;
+            None
+        }
+    };
+    Written {
+        outcome: Outcome::RolledBackByAppconfig,
+        flags_before: None,
+        flags_after: Some(next.desired_flags.clone()),
+        detail: with(json!({
+            "appconfig": d,
+            "rolled_back_by": d.rolled_back_by,
+            "rolled_back_to": rolled_back_to,
+        })),
+        record: true,
+        alert: Some(Alert::RolledBackByAppConfig(message.clone())),
+        refused: Some(match &rolled_back_to {
+            Some(to) => format!("{message}; rollgate rolls the rollout back to {to}"),
+            None => format!("{message}; the rollout is marked failed"),
+        }),
+        pending: None,
+        next,
     }
 }
 
@@ -282,6 +402,8 @@ mod tests {
             live_since: None,
             alias: None,
             routing: None,
+            appconfig: None,
+            delivery: None,
         }
     }
 
@@ -296,6 +418,7 @@ mod tests {
             note: None,
             routing: None,
             steps: vec![],
+            delivery: None,
         }
     }
 
@@ -328,6 +451,106 @@ mod tests {
             NOW,
         );
         assert_eq!(w.next.state, State::RolledBack);
+    }
+
+    fn delivery(state: &str) -> crate::backend::Delivery {
+        crate::backend::Delivery {
+            generation: 3,
+            application_id: "a".into(),
+            environment_id: "e".into(),
+            profile_id: "p".into(),
+            version: 7,
+            deployment: 4,
+            strategy: "AppConfig.Linear50PercentEvery30Seconds".into(),
+            state: state.into(),
+            percentage: 50.0,
+            started_at: Some(NOW),
+            completed_at: None,
+            poll_interval_secs: 45,
+            rolled_back_by: None,
+            rollback_reason: None,
+        }
+    }
+
+    #[test]
+    fn an_appconfig_deployment_is_followed_and_live_one_poll_after_it_completes() {
+        let r = rollout(WriteCause::Advance, State::Active, Some(State::Active));
+        let w = after_write(
+            &r,
+            &Err(ApplyError::Deploying(Box::new(delivery("DEPLOYING")))),
+            NOW,
+        );
+        assert_eq!(w.outcome, Outcome::Deploying);
+        assert!(w.record && w.next.write_pending());
+        assert!(w.pending.unwrap().contains("DEPLOYING 50 %"));
+        assert_eq!(w.next.delivery.as_ref().map(|d| d.deployment), Some(4));
+        // The same state and percentage again: nothing new to record.
+        let again = after_write(
+            &w.next,
+            &Err(ApplyError::Deploying(Box::new(delivery("DEPLOYING")))),
+            NOW,
+        );
+        assert!(!again.record);
+        let baking = after_write(
+            &w.next,
+            &Err(ApplyError::Deploying(Box::new(delivery("BAKING")))),
+            NOW,
+        );
+        assert!(baking.record);
+
+        let mut done = delivery("COMPLETE");
+        let completed = NOW + chrono::TimeDelta::seconds(90);
+        done.completed_at = Some(completed);
+        let mut report = report(true);
+        report.delivery = Some(done);
+        let w = after_write(&w.next, &Ok(report), NOW + chrono::TimeDelta::seconds(91));
+        assert!(!w.next.write_pending());
+        let live = completed + chrono::TimeDelta::seconds(45);
+        assert_eq!(w.next.live_since, Some(live));
+        assert_eq!(
+            w.next.bake_started_at,
+            Some(live),
+            "the bake starts when the flags are live"
+        );
+        assert_eq!(w.detail["appconfig"]["deployment"], 4);
+        assert_eq!(w.detail["appconfig"]["version"], 7);
+    }
+
+    #[test]
+    fn a_step_appconfig_rolled_back_rolls_the_rollout_back_with_a_write_to_follow() {
+        let r = rollout(WriteCause::Advance, State::Active, Some(State::Active));
+        let mut d = delivery("ROLLED_BACK");
+        d.rolled_back_by = Some("CLOUDWATCH_ALARM".into());
+        let w = after_write(
+            &r,
+            &Err(ApplyError::RolledBackByAppConfig(Box::new(d.clone()))),
+            NOW,
+        );
+        assert_eq!(w.outcome, Outcome::RolledBackByAppconfig);
+        assert_eq!((w.next.state, w.next.phase_index), (State::RolledBack, 0));
+        assert_eq!(w.next.desired_flags, flags("off"));
+        assert_eq!(w.next.generation, r.generation + 1);
+        let intent = w.next.pending_write.as_ref().unwrap();
+        assert_eq!(intent.command, WriteCause::Rollback);
+        assert!(
+            intent
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("CLOUDWATCH_ALARM")
+        );
+        assert!(
+            matches!(&w.alert, Some(Alert::RolledBackByAppConfig(m)) if m.contains("deployment 4"))
+        );
+        // A start AppConfig rolled back leaves the rollout failed.
+        let s = rollout(WriteCause::Start, State::Pending, Some(State::Active));
+        let w = after_write(
+            &s,
+            &Err(ApplyError::RolledBackByAppConfig(Box::new(d))),
+            NOW,
+        );
+        assert_eq!(w.next.state, State::Failed);
+        assert!(!w.next.write_pending());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use read::Verification;
 pub use watch::FunctionRead;
 
 use crate::audit::{AuditRecord, NewAuditEntry, VerifyReport};
-use crate::backend::{ApplyError, LambdaEnvBackend};
+use crate::backend::{AppConfigBackend, ApplyError, LambdaEnvBackend};
 use crate::domain::{Action, Outcome, Principal, RolloutId, WatchMemory, text};
 use crate::notify::{Notifier, payload};
 use crate::plan::{self, Plan};
@@ -78,6 +78,7 @@ pub struct ServiceConfig {
 pub struct Service {
     store: Store,
     backend: LambdaEnvBackend,
+    appconfig: AppConfigBackend,
     config: ServiceConfig,
     telemetry: Arc<Telemetry>,
     notifier: Notifier,
@@ -122,12 +123,14 @@ impl Service {
     pub fn new(
         store: Store,
         backend: LambdaEnvBackend,
+        appconfig: AppConfigBackend,
         config: ServiceConfig,
         telemetry: Arc<Telemetry>,
     ) -> Self {
         Service {
             store,
             backend,
+            appconfig,
             config,
             telemetry,
             notifier: Notifier::default(),
@@ -295,36 +298,41 @@ impl Service {
         let backend = self.backend.in_region(plan.target.region.as_deref());
         // Refuse before recording anything when the function cannot be
         // read whole or the baseline cannot fit.
-        let observed = backend
-            .read_checking_fit(&function, &plan.flags)
-            .await
-            .map_err(|e| match e {
-                ApplyError::Rejected(m) | ApplyError::Unreadable(m) => {
-                    ServiceError::Unprocessable(format!("cannot start on function {function}: {m}"))
-                }
-                ApplyError::Unavailable { .. } | ApplyError::Superseded => {
-                    ServiceError::Unavailable(format!("cannot read function {function}: {e}"))
-                }
-            })?;
+        // (AppConfig flags are not in the environment: the function is
+        // only watched, so only its identity is read.)
+        let read = match &plan.target.appconfig {
+            None => backend.read_checking_fit(&function, &plan.flags).await,
+            Some(_) => backend.read_identity(&function).await,
+        };
+        let observed = read.map_err(|e| start_refusal(&format!("function {function}"), e))?;
+        // An appconfig rollout holds its profile in its environment, and
+        // starts from the values served there; every phase's values must
+        // fit the profile's flag definitions and constraints.
+        let mut appconfig_identity = None;
+        let mut observed = observed;
+        if let Some(target) = &plan.target.appconfig {
+            let appconfig = self.appconfig.in_region(plan.target.region.as_deref());
+            let phases: Vec<&crate::plan::Flags> = std::iter::once(&plan.flags)
+                .chain(plan.phases.iter().map(|p| &p.flags))
+                .collect();
+            let what = format!(
+                "AppConfig profile {} in environment {} of application {}",
+                target.profile, target.environment, target.application
+            );
+            let (ids, flags) = appconfig
+                .check(target, &phases)
+                .await
+                .map_err(|e| start_refusal(&what, e))?;
+            observed.flags = flags;
+            appconfig_identity = Some(appconfig.identity(&ids));
+        }
         // A lambda-alias rollout starts from what the alias serves; an alias
         // that does not exist or points at $LATEST is refused here.
-        let mut observed = observed;
         if let Some(alias) = &plan.target.alias {
             let (state, flags) = crate::backend::LambdaAliasBackend::new(backend.clone())
                 .check(&function, alias, &plan.flags)
                 .await
-                .map_err(|e| match e {
-                    ApplyError::Rejected(m) | ApplyError::Unreadable(m) => {
-                        ServiceError::Unprocessable(format!(
-                            "cannot start on function {function}: {m}"
-                        ))
-                    }
-                    ApplyError::Unavailable { .. } | ApplyError::Superseded => {
-                        ServiceError::Unavailable(format!(
-                            "cannot read alias {alias} of function {function}: {e}"
-                        ))
-                    }
-                })?;
+                .map_err(|e| start_refusal(&format!("alias {alias} of function {function}"), e))?;
             // Weights someone else set are another deployment under way
             // (CodeDeploy, a hand-made canary): never clobbered by a start.
             if !state.weights.is_empty() {
@@ -336,9 +344,8 @@ impl Service {
             observed.flags = flags;
         }
         // One function, however the plan spells it (name, ARN, partial ARN).
-        let function_arn = observed
-            .function_arn
-            .clone()
+        let function_arn = appconfig_identity
+            .or_else(|| observed.function_arn.clone())
             .unwrap_or_else(|| function.clone());
         let function_name = observed
             .function_name
@@ -395,6 +402,8 @@ impl Service {
             live_since: None,
             alias: plan.target.alias.clone(),
             routing: None,
+            appconfig: plan.target.appconfig.clone(),
+            delivery: None,
         };
         let entry = NewAuditEntry::new(who, Action::Start, Outcome::Accepted)
             .flags(Some(observed.flags.clone()), Some(plan.flags.clone()))
@@ -619,6 +628,16 @@ impl Service {
                 detail,
             ),
         );
+    }
+}
+
+/// Why a start cannot read `what`: refused (422) or AWS unavailable (503).
+fn start_refusal(what: &str, e: ApplyError) -> ServiceError {
+    match e {
+        ApplyError::Rejected(m) | ApplyError::Unreadable(m) => {
+            ServiceError::Unprocessable(format!("cannot start on {what}: {m}"))
+        }
+        e => ServiceError::Unavailable(format!("cannot read {what}: {e}")),
     }
 }
 

@@ -94,6 +94,21 @@ impl Service {
     /// alias rollout: its alias, and the flags of the version serving the
     /// position when the alias is not where rollgate left it).
     pub async fn read_function(&self, r: &Rollout) -> FunctionRead {
+        if let Some(target) = &r.appconfig {
+            // The flags the environment serves now (the newest deployment
+            // of the profile not rolled back): drift when they differ.
+            let appconfig = self.appconfig.in_region(r.write_region().as_deref());
+            return match appconfig.served_flags(target, &r.desired_flags).await {
+                Ok((flags, _)) => FunctionRead::Seen {
+                    flags,
+                    code_sha256: None,
+                    routing: None,
+                    latest: None,
+                },
+                Err(ApplyError::Unreadable(why)) => FunctionRead::Unreadable(why),
+                Err(e) => FunctionRead::Failed(e.to_string()),
+            };
+        }
         let backend = self.backend.in_region(r.write_region().as_deref());
         if let Some(alias) = &r.alias {
             let alias_backend = crate::backend::LambdaAliasBackend::new(backend);

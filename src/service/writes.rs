@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Done, Service, ServiceError};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Action, Outcome, Principal, RolloutId};
-use crate::rollout::Rollout;
 use crate::rollout::write::{Alert, after_write};
+use crate::rollout::{Rollout, WriteCause};
 use crate::store::StoreError;
 
 /// How often a running write checks the database for a newer command from
@@ -80,7 +80,7 @@ impl Service {
         let first = self.rollout(id).await?;
         let lock = self.function_lock(&first.function_arn);
         let _guard = lock.lock().await;
-        let mine = first.generation;
+        let mut mine = first.generation;
         let mut verify_newest = false;
         loop {
             let current = self.rollout(id).await?;
@@ -142,6 +142,13 @@ impl Service {
                 Ok(saved) => {
                     if let Some(alert) = &written.alert {
                         self.alert(&saved, alert);
+                    }
+                    if saved.generation > current.generation {
+                        // The outcome recorded a write of its own (AppConfig
+                        // rolled back by itself: rollgate's rollback follows
+                        // at once, under this lock).
+                        mine = saved.generation;
+                        continue;
                     }
                     if let Some(message) = written.refused {
                         return Err(ServiceError::Unprocessable(message));
@@ -210,8 +217,35 @@ impl Service {
         let region = current.write_region();
         let expect_variables = current.expects_variables();
         let backend = self.backend.in_region(region.as_deref());
-        let result = match &current.alias {
-            None => {
+        let result = match (&current.alias, &current.appconfig) {
+            (_, Some(target)) => {
+                use crate::backend::appconfig::{Ask, Urgency};
+                let cause = current.pending_write.as_ref().map(|w| w.command);
+                let urgency = match cause {
+                    Some(WriteCause::Rollback | WriteCause::DriftRevert) => Urgency::Urgent,
+                    _ => Urgency::Forward,
+                };
+                let ask = Ask {
+                    target,
+                    desired: &current.desired_flags,
+                    urgency,
+                    generation: current.generation,
+                    known: current.delivery.as_ref(),
+                    description: format!(
+                        "rollgate rollout {} ({}), {} to {}, generation {}",
+                        current.id,
+                        current.plan_name,
+                        cause.map_or("converge", |c| c.as_str()),
+                        current.phase_name,
+                        current.generation
+                    ),
+                };
+                self.appconfig
+                    .in_region(current.write_region().as_deref())
+                    .apply(&ask, &token)
+                    .await
+            }
+            (None, None) => {
                 backend
                     .apply(
                         &current.target_function,
@@ -221,7 +255,7 @@ impl Service {
                     )
                     .await
             }
-            Some(alias) => {
+            (Some(alias), None) => {
                 crate::backend::LambdaAliasBackend::new(backend)
                     .apply(
                         &current.target_function,
@@ -283,6 +317,10 @@ impl Service {
             Alert::EnvironmentUnreadable(m) => (
                 "environment_unreadable",
                 format!("{m}; the write waits until the environment can be read"),
+            ),
+            Alert::RolledBackByAppConfig(m) => (
+                "appconfig_rolled_back",
+                format!("{m}; rollgate rolls the rollout back"),
             ),
         };
         tracing::warn!(rollout = %r.id, event, "{what}");

@@ -21,10 +21,10 @@ const COLUMNS: &str = "id, plan_name, plan_hash, plan_text, target_function, fun
     function_name, phases, rollback_to, region, webhooks, active_target, state, phase_index, \
     phase_name, desired_flags, observed_flags, observed_at, generation, applied_generation, \
     pending_write, last_error, version, created_at, updated_at, baseline, baseline_at, \
-    bake_started_at, readiness, phase_stats, function_error, live_since, alias, routing";
+    bake_started_at, readiness, phase_stats, function_error, live_since, alias, routing, appconfig, delivery";
 
 /// How many columns `COLUMNS` lists.
-const COLUMN_COUNT: usize = 34;
+const COLUMN_COUNT: usize = 36;
 
 /// Which rollouts to list, and which page of them.
 #[derive(Debug, Clone, Default)]
@@ -460,6 +460,8 @@ fn column_values(r: &Rollout) -> Vec<(&'static str, Val)> {
         ("live_since", OptText(r.live_since.map(timestamp))),
         ("alias", OptText(r.alias.clone())),
         ("routing", OptText(r.routing.as_ref().map(to_json))),
+        ("appconfig", OptText(r.appconfig.as_ref().map(to_json))),
+        ("delivery", OptText(r.delivery.as_ref().map(to_json))),
     ];
     debug_assert_eq!(values.len(), COLUMN_COUNT);
     values
@@ -557,5 +559,7 @@ fn rollout_from_row(row: &AnyRow) -> Result<Rollout, StoreError> {
         live_since: opt_time(row, "live_since")?,
         alias: row.try_get("alias")?,
         routing: opt_json(row, "routing")?,
+        appconfig: opt_json(row, "appconfig")?,
+        delivery: opt_json(row, "delivery")?,
     })
 }

@@ -102,6 +102,8 @@ fn rollout(plan: &Plan, phase: usize, state: State) -> Rollout {
         live_since: None,
         alias: None,
         routing: None,
+        appconfig: None,
+        delivery: None,
     }
 }
 
