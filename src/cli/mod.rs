@@ -62,8 +62,15 @@ pub fn validate_plans(files: &[PathBuf], json_output: bool) -> ExitCode {
         match plan::validate_file(file) {
             Ok(p) => {
                 if !json_output {
+                    let flags_in = match &p.target.appconfig {
+                        Some(a) => format!(
+                            ", flags in AppConfig profile {} of {}/{}",
+                            a.profile, a.application, a.environment
+                        ),
+                        None => String::new(),
+                    };
                     println!(
-                        "{}: ok ({} phases, function {})",
+                        "{}: ok ({} phases, function {}{flags_in})",
                         file.display(),
                         p.phases.len(),
                         p.target.function

@@ -1424,3 +1424,157 @@ mod never_panics {
         }
     }
 }
+
+/// An `appconfig` plan: `[target]` names the profile, owned keys are
+/// AppConfig flag keys or `FLAG.ATTRIBUTE`.
+fn appconfig_plan(flags: &str, set: &str) -> String {
+    format!(
+        "[target]\nbackend = \"appconfig\"\napplication = \"app\"\nenvironment = \"prod\"\nprofile = \"flags\"\nstrategy = \"AppConfig.Linear50PercentEvery30Seconds\"\nfunction = \"f\"\n[flags]\n{flags}\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ {set} }}\n"
+    )
+}
+
+#[test]
+fn the_appconfig_plan_keeps_the_seeds_phases_in_a_feature_flag_profile() {
+    let plan = rollgate::plan::validate_file(
+        &manifest_dir().join("rollout-plans/dixon-smart-repair-appconfig.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(plan.target.backend, rollgate::plan::BackendKind::AppConfig);
+    let a = plan.target.appconfig.as_ref().expect("an AppConfig target");
+    assert_eq!(
+        (
+            a.application.as_str(),
+            a.environment.as_str(),
+            a.profile.as_str()
+        ),
+        ("dixon-smart-repair", "production", "feature-flags")
+    );
+    assert_eq!(a.strategy, "AppConfig.Linear20PercentEvery6Minutes");
+    assert_eq!(a.rollback_strategy, "AppConfig.AllAtOnce");
+    assert_eq!(a.poll_interval, Duration::from_secs(45));
+    assert_eq!(plan.target.function, "dixon-smart-repair-handler");
+    let names: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["prompts", "tools", "full"]);
+    let on = |i: usize| {
+        plan.phases[i]
+            .flags
+            .iter()
+            .filter(|(_, v)| *v == "true")
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on(0), ["use_optimized_prompts"]);
+    assert_eq!(on(1), ["use_optimized_prompts", "use_refactored_tools"]);
+    assert_eq!(
+        on(2),
+        [
+            "use_full_optimization",
+            "use_optimized_prompts",
+            "use_refactored_tools"
+        ]
+    );
+    // The same guardrails and gates as the seed's lambda-env plan.
+    let seed = rollgate::plan::validate_file(
+        &manifest_dir().join("rollout-plans/dixon-smart-repair.toml"),
+    )
+    .unwrap();
+    assert_eq!(plan.guardrails, seed.guardrails);
+    for (a, b) in plan.phases.iter().zip(&seed.phases) {
+        assert_eq!((a.bake, &a.gates), (b.bake, &b.gates));
+    }
+}
+
+#[test]
+fn appconfig_keys_values_and_target_fields_are_checked() {
+    let ok = appconfig_plan(
+        "use_x = \"false\"\n\"use_x.variant\" = \"v1\"",
+        "use_x = \"true\", \"use_x.variant\" = \"v2\"",
+    );
+    let plan = Plan::parse("ok", &ok).unwrap_or_else(|e| panic!("{e:?}\n{ok}"));
+    assert_eq!(plan.phases[0].flags["use_x.variant"], "v2");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "an environment-variable name",
+            appconfig_plan("USE_X = \"false\"", "USE_X = \"true\""),
+            "9:1: flag key \"USE_X\" is not an AppConfig flag key (AppConfig flag keys and attribute names match ^[a-z][a-zA-Z0-9_-]{0,63}$)",
+        ),
+        (
+            "a key too long",
+            appconfig_plan(
+                &format!("{} = \"false\"", "a".repeat(65)),
+                &format!("{} = \"true\"", "a".repeat(65)),
+            ),
+            "9:1: flag key \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is not an AppConfig flag key (AppConfig flag keys and attribute names match ^[a-z][a-zA-Z0-9_-]{0,63}$)",
+        ),
+        (
+            "a bad attribute name",
+            appconfig_plan(
+                "use_x = \"false\"\n\"use_x.Variant\" = \"v1\"",
+                "use_x = \"true\"",
+            ),
+            "10:1: \"use_x.Variant\": \"Variant\" is not an AppConfig attribute name (AppConfig flag keys and attribute names match ^[a-z][a-zA-Z0-9_-]{0,63}$; one '.' separates flag and attribute)",
+        ),
+        (
+            "enabled must be true or false",
+            appconfig_plan("use_x = \"off\"", "use_x = \"true\""),
+            "9:9: flag use_x: \"off\" is not \"true\" or \"false\" (an AppConfig flag key sets the flag's enabled; set an attribute as \"use_x.ATTRIBUTE\")",
+        ),
+        (
+            "a phase sets enabled to something else",
+            appconfig_plan("use_x = \"false\"", "use_x = \"yes\""),
+            "14:17: flag use_x: \"yes\" is not \"true\" or \"false\" (an AppConfig flag key sets the flag's enabled; set an attribute as \"use_x.ATTRIBUTE\")",
+        ),
+        (
+            "no profile",
+            appconfig_plan("use_x = \"false\"", "use_x = \"true\"")
+                .replace("profile = \"flags\"\n", ""),
+            "1:1: backend = \"appconfig\" needs profile = \"...\" (a hosted configuration profile of type AWS.AppConfig.FeatureFlags, by name or id)",
+        ),
+        (
+            "no strategy",
+            appconfig_plan("use_x = \"false\"", "use_x = \"true\"").replace(
+                "strategy = \"AppConfig.Linear50PercentEvery30Seconds\"\n",
+                "",
+            ),
+            "1:1: backend = \"appconfig\" needs strategy = \"...\" (the deployment strategy phases are deployed with, e.g. \"AppConfig.Linear20PercentEvery6Minutes\")",
+        ),
+        (
+            "a bad poll interval",
+            appconfig_plan("use_x = \"false\"", "use_x = \"true\"").replace(
+                "function = \"f\"",
+                "function = \"f\"\npoll_interval = \"soon\"",
+            ),
+            "8:17: invalid duration \"soon\": expected a duration like \"90s\", \"5m\", \"48h\", \"7d\" or \"1h30m\"",
+        ),
+        (
+            "AppConfig fields on lambda-env",
+            MINIMAL.replace("function = \"f\"", "function = \"f\"\nprofile = \"flags\""),
+            "3:11: profile applies to backend = \"appconfig\" only",
+        ),
+        (
+            "an alias on appconfig",
+            appconfig_plan("use_x = \"false\"", "use_x = \"true\"")
+                .replace("function = \"f\"", "function = \"f\"\nalias = \"live\""),
+            "8:9: alias applies to backend = \"lambda-alias\"; lambda-env writes the function's own environment, appconfig a feature-flag profile",
+        ),
+        (
+            "canary steps on appconfig",
+            format!(
+                "{}traffic = [10]\n",
+                appconfig_plan("use_x = \"false\"", "use_x = \"true\"")
+            ),
+            "15:11: phase \"on\": traffic needs backend = \"lambda-alias\" (canary steps run on a weighted alias)",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, want) in &cases {
+        let got: Vec<String> = match Plan::parse("bad", text) {
+            Ok(_) => vec!["(parsed without error)".into()],
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        };
+        if got.as_slice() != [want.to_string()] {
+            failures.push(format!("{what}:\n  want {want:?}\n  got  {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
