@@ -45,6 +45,19 @@ pub fn rollout(r: &RolloutView) -> String {
     if let (Some(alias), Some(routing)) = (&r.alias, &r.routing) {
         let _ = writeln!(out, "  alias   {alias}: {}", routing.split_words());
     }
+    if let Some(a) = &r.appconfig {
+        let _ = writeln!(
+            out,
+            "  flags   AppConfig profile {} in {}/{} (extension polls every {} s)",
+            a.profile,
+            a.application,
+            a.environment,
+            a.poll_interval.as_secs()
+        );
+    }
+    if let Some(d) = &r.delivery {
+        let _ = writeln!(out, "  deploy  {}", d.describe());
+    }
     let _ = writeln!(out, "  desired {}", flags_line(&r.desired_flags));
     if let Some(observed) = &r.observed_flags {
         let _ = writeln!(out, "  on AWS  {}", flags_line(observed));

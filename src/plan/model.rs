@@ -127,7 +127,7 @@ pub struct Target {
 
 /// An AppConfig feature-flag profile in one environment, each named by
 /// name or id (rollgate resolves names to ids).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AppConfigTarget {
     pub application: String,
     pub environment: String,
@@ -141,6 +141,7 @@ pub struct AppConfigTarget {
     /// configuration reaches every execution environment at most this long
     /// after its deployment completes (the extension's default is 45 s).
     #[serde(with = "duration_secs")]
+    #[schema(value_type = u64)]
     pub poll_interval: Duration,
 }
 

@@ -75,6 +75,11 @@ pub struct RolloutView {
     /// A canary step: the percentage of the alias's invocations the
     /// phase's flags serve (the stable version serves the rest).
     pub traffic: Option<u32>,
+    /// `appconfig`: the feature-flag profile the flags live in.
+    pub appconfig: Option<crate::plan::AppConfigTarget>,
+    /// `appconfig`: the newest write's deployment as last seen (state,
+    /// percentage, when it completed, when the flags count as live).
+    pub delivery: Option<crate::backend::Delivery>,
 }
 
 impl RolloutView {
@@ -137,6 +142,8 @@ impl RolloutView {
             alias: r.alias.clone(),
             routing: r.routing.clone(),
             traffic: r.traffic_at(r.phase_index),
+            appconfig: r.appconfig.clone(),
+            delivery: r.delivery.clone(),
         }
     }
 }

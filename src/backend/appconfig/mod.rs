@@ -46,7 +46,7 @@ const FOLLOW_INLINE: Duration = Duration::from_secs(20);
 
 /// A deployment as rollgate last saw it: what the rollout stores and the
 /// dashboard shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// The rollout generation this deployment carries.
     pub generation: i64,

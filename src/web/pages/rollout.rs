@@ -131,8 +131,11 @@ pub struct RolloutPage {
     pub audit_href: String,
     /// Demo only: the flags "make this phase bad" turns bad.
     pub demo_flags: Vec<String>,
-    /// `lambda-alias`: how the alias splits traffic now, in words.
+    /// `lambda-alias`: how the alias splits traffic now, in words;
+    /// `appconfig`: where its deployment stands.
     pub traffic: Option<String>,
+    /// The label of `traffic`: "Traffic", or "AppConfig" for that backend.
+    pub traffic_label: &'static str,
     pub flash: Option<String>,
 }
 
@@ -456,8 +459,19 @@ fn stable_conditions(plan: &Plan) -> std::collections::BTreeSet<String> {
     guardrails.chain(gates).collect()
 }
 
-/// "10 % to version 2 (canary), 90 % to version 1 (stable) on alias live".
+/// "10 % to version 2 (canary), 90 % to version 1 (stable) on alias live";
+/// for an AppConfig rollout, where its deployment stands.
 fn traffic_words(r: &Rollout) -> Option<String> {
+    if let Some(a) = &r.appconfig {
+        let at = format!(
+            "flags in AppConfig profile {} of {}/{}",
+            a.profile, a.application, a.environment
+        );
+        return Some(match &r.delivery {
+            Some(d) => format!("{at}: {}", d.describe()),
+            None => format!("{at}: not deployed by this rollout yet"),
+        });
+    }
     let alias = r.alias.as_deref()?;
     let Some(routing) = &r.routing else {
         return Some(format!("alias {alias}: not written yet"));
@@ -623,6 +637,11 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
         audit_href: format!("/audit?rollout={id}"),
         demo_flags,
         traffic: traffic_words(&r),
+        traffic_label: if r.appconfig.is_some() {
+            "AppConfig"
+        } else {
+            "Traffic"
+        },
         flash,
     })
 }
