@@ -875,3 +875,279 @@ async fn a_foreign_version_after_a_read_makes_the_write_conflict() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+async fn data_client(sandbox: &Sandbox) -> aws_sdk_appconfigdata::Client {
+    let sdk = rollgate::demo::sandbox_aws_config(&sandbox.url()).await;
+    let config = aws_sdk_appconfigdata::config::Builder::from(&sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_appconfigdata::Client::from_conf(config)
+}
+
+async fn session(
+    data: &aws_sdk_appconfigdata::Client,
+    app: &str,
+    env: &str,
+    profile: &str,
+) -> String {
+    data.start_configuration_session()
+        .application_identifier(app)
+        .environment_identifier(env)
+        .configuration_profile_identifier(profile)
+        .required_minimum_poll_interval_in_seconds(15)
+        .send()
+        .await
+        .unwrap()
+        .initial_configuration_token()
+        .unwrap()
+        .to_string()
+}
+
+fn bad_request_problem(
+    e: aws_sdk_appconfigdata::error::SdkError<
+        aws_sdk_appconfigdata::operation::get_latest_configuration::GetLatestConfigurationError,
+        aws_sdk_appconfigdata::config::http::HttpResponse,
+    >,
+) -> String {
+    use aws_sdk_appconfigdata::types::BadRequestDetails;
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 400);
+    match e.into_service_error() {
+        aws_sdk_appconfigdata::operation::get_latest_configuration::GetLatestConfigurationError::BadRequestException(b) => {
+            match b.details() {
+                Some(BadRequestDetails::InvalidParameters(p)) => p["ConfigurationToken"]
+                    .problem()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default(),
+                other => panic!("no details: {other:?}"),
+            }
+        }
+        other => panic!("not a BadRequestException: {other:?}"),
+    }
+}
+
+/// A session by names gets the values view; tokens are single-use, the
+/// poll interval is enforced, an unchanged version is an empty body, and
+/// after a revert the previous version comes back.
+#[tokio::test]
+async fn sessions_poll_tokens_and_intervals() {
+    let sandbox = start().await;
+    sandbox.set_appconfig_clock(Some(t0()));
+    let ac = client(&sandbox).await;
+    let data = data_client(&sandbox).await;
+    let f = fixture(&ac, None).await;
+    let token = session(&data, "repair", "prod", "flags").await;
+    // Nothing deployed yet.
+    let e = data
+        .get_latest_configuration()
+        .configuration_token(&token)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 404);
+    let n = f.deploy(&ac, "AppConfig.AllAtOnce", 1).await;
+    let first = data
+        .get_latest_configuration()
+        .configuration_token(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.next_poll_interval_in_seconds(), 15);
+    assert_eq!(first.content_type(), Some("application/json"));
+    let values: serde_json::Value =
+        serde_json::from_slice(first.configuration().unwrap().as_ref()).unwrap();
+    assert_eq!(
+        values,
+        serde_json::json!({"use_optimized_prompts": {"enabled": false}})
+    );
+    // The token was used.
+    let reused = data
+        .get_latest_configuration()
+        .configuration_token(&token)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad_request_problem(reused), "Expired");
+    // Too early for the next one; the token stays good.
+    let next = first.next_poll_configuration_token().unwrap().to_string();
+    sandbox.set_appconfig_clock(Some(t0() + chrono::Duration::seconds(10)));
+    let early = data
+        .get_latest_configuration()
+        .configuration_token(&next)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad_request_problem(early), "PollIntervalNotSatisfied");
+    sandbox.set_appconfig_clock(Some(t0() + chrono::Duration::seconds(15)));
+    let same = data
+        .get_latest_configuration()
+        .configuration_token(&next)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        same.configuration().is_none_or(|c| c.as_ref().is_empty()),
+        "no change: empty body"
+    );
+    // Deploy ON after the first completes; the session sees it on its next poll.
+    sandbox.set_appconfig_clock(Some(at_minutes(11.0)));
+    let m = f.deploy(&ac, "AppConfig.AllAtOnce", 2).await;
+    assert_eq!(m, n + 1);
+    let on = data
+        .get_latest_configuration()
+        .configuration_token(same.next_poll_configuration_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let values: serde_json::Value =
+        serde_json::from_slice(on.configuration().unwrap().as_ref()).unwrap();
+    assert_eq!(values["use_optimized_prompts"]["enabled"], true);
+    // Revert it (baking: AllowRevert rolls it back); OFF comes back.
+    ac.stop_deployment()
+        .application_id(&f.app)
+        .environment_id(&f.env)
+        .deployment_number(m)
+        .allow_revert(true)
+        .send()
+        .await
+        .unwrap();
+    sandbox.set_appconfig_clock(Some(at_minutes(11.5)));
+    let back = data
+        .get_latest_configuration()
+        .configuration_token(on.next_poll_configuration_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let values: serde_json::Value =
+        serde_json::from_slice(back.configuration().unwrap().as_ref()).unwrap();
+    assert_eq!(values["use_optimized_prompts"]["enabled"], false);
+    // Tokens expire after 24 hours.
+    sandbox.set_appconfig_clock(Some(at_minutes(11.5 + 24.0 * 60.0 + 1.0)));
+    let expired = data
+        .get_latest_configuration()
+        .configuration_token(back.next_poll_configuration_token().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad_request_problem(expired), "Expired");
+    let garbage = data
+        .get_latest_configuration()
+        .configuration_token("not-a-token")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad_request_problem(garbage), "Corrupted");
+}
+
+#[tokio::test]
+async fn session_requests_are_checked() {
+    let sandbox = start().await;
+    let ac = client(&sandbox).await;
+    let data = data_client(&sandbox).await;
+    let f = fixture(&ac, None).await;
+    // By id works as well as by name.
+    session(&data, &f.app, &f.env, &f.profile).await;
+    let e = data
+        .start_configuration_session()
+        .application_identifier("repair")
+        .environment_identifier("prod")
+        .configuration_profile_identifier("flags")
+        .required_minimum_poll_interval_in_seconds(5)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 400);
+    let e = data
+        .start_configuration_session()
+        .application_identifier("repair")
+        .environment_identifier("staging")
+        .configuration_profile_identifier("flags")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 404);
+    assert!(e.into_service_error().is_resource_not_found_exception());
+    // Data-plane faults.
+    sandbox.faults().appconfig_throttle_next(1);
+    let e = data
+        .start_configuration_session()
+        .application_identifier("repair")
+        .environment_identifier("prod")
+        .configuration_profile_identifier("flags")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.into_service_error().is_throttling_exception());
+}
+
+/// During a deployment sessions get the new version by the percentage, and
+/// keep it as the share grows; after a rollback all get the old one.
+#[tokio::test]
+async fn sessions_get_the_new_version_by_the_percentage() {
+    let sandbox = start().await;
+    sandbox.set_appconfig_clock(Some(t0()));
+    let ac = client(&sandbox).await;
+    let data = data_client(&sandbox).await;
+    let f = fixture(&ac, None).await;
+    f.deploy(&ac, "AppConfig.AllAtOnce", 1).await;
+    let mut tokens = Vec::new();
+    for _ in 0..200 {
+        tokens.push(session(&data, "repair", "prod", "flags").await);
+    }
+    let mut enabled = vec![false; tokens.len()];
+    let mut poll = async |tokens: &mut Vec<String>, enabled: &mut Vec<bool>| {
+        for (i, t) in tokens.iter_mut().enumerate() {
+            let r = data
+                .get_latest_configuration()
+                .configuration_token(t.as_str())
+                .send()
+                .await
+                .unwrap();
+            if let Some(c) = r.configuration().filter(|c| !c.as_ref().is_empty()) {
+                let v: serde_json::Value = serde_json::from_slice(c.as_ref()).unwrap();
+                enabled[i] = v["use_optimized_prompts"]["enabled"] == true;
+            }
+            *t = r.next_poll_configuration_token().unwrap().to_string();
+        }
+        enabled.iter().filter(|e| **e).count()
+    };
+    assert_eq!(poll(&mut tokens, &mut enabled).await, 0);
+    sandbox.set_appconfig_clock(Some(at_minutes(11.0)));
+    let strategy = ac
+        .create_deployment_strategy()
+        .name("quarters")
+        .deployment_duration_in_minutes(8)
+        .growth_factor(25.0)
+        .final_bake_time_in_minutes(2)
+        .send()
+        .await
+        .unwrap();
+    let n = f.deploy(&ac, strategy.id().unwrap(), 2).await;
+    let mut seen = Vec::new();
+    let mut before = enabled.clone();
+    for minute in [11.5, 13.0, 15.0, 17.0] {
+        sandbox.set_appconfig_clock(Some(at_minutes(minute)));
+        seen.push(poll(&mut tokens, &mut enabled).await);
+        assert!(
+            before.iter().zip(&enabled).all(|(b, e)| !b || *e),
+            "a session that had the new version keeps it"
+        );
+        before = enabled.clone();
+    }
+    assert_eq!(seen[0], 0, "0 % at first");
+    assert!((25..=75).contains(&seen[1]), "about 25 %: {seen:?}");
+    assert!((75..=125).contains(&seen[2]), "about 50 %: {seen:?}");
+    assert!((125..=175).contains(&seen[3]), "about 75 %: {seen:?}");
+    ac.stop_deployment()
+        .application_id(&f.app)
+        .environment_id(&f.env)
+        .deployment_number(n)
+        .send()
+        .await
+        .unwrap();
+    sandbox.set_appconfig_clock(Some(at_minutes(18.0)));
+    assert_eq!(
+        poll(&mut tokens, &mut enabled).await,
+        0,
+        "all back after the rollback"
+    );
+}
