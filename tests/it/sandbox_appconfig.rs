@@ -1094,7 +1094,7 @@ async fn sessions_get_the_new_version_by_the_percentage() {
         tokens.push(session(&data, "repair", "prod", "flags").await);
     }
     let mut enabled = vec![false; tokens.len()];
-    let mut poll = async |tokens: &mut Vec<String>, enabled: &mut Vec<bool>| {
+    let poll = async |tokens: &mut Vec<String>, enabled: &mut Vec<bool>| {
         for (i, t) in tokens.iter_mut().enumerate() {
             let r = data
                 .get_latest_configuration()
