@@ -150,6 +150,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
             traffic_tick: Some(Duration::from_secs(1)),
             // The demo shows rollbacks within minutes: metrics at once.
             metric_delay: Duration::ZERO,
+            ..SandboxConfig::default()
         },
     )
     .await?;

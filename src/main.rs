@@ -760,6 +760,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     update_delay: Duration::from_millis(update_delay_ms),
                     traffic_tick: Some(Duration::from_secs(1)),
                     metric_delay,
+                    ..sandbox::SandboxConfig::default()
                 },
                 sandbox::traffic::TrafficSettings {
                     enabled: traffic,

@@ -178,6 +178,15 @@ impl CloudWatch {
         self.metrics.entry(key).or_default().push(datum);
     }
 
+    /// When the alarm `name` (metric or composite) went into ALARM, if it is
+    /// in ALARM now (AppConfig's monitors roll deployments back on it).
+    pub(super) fn in_alarm_since(&self, name: &str) -> Option<f64> {
+        self.alarms
+            .get(name)
+            .filter(|a| a.state == "ALARM")
+            .map(|a| a.transitioned)
+    }
+
     pub(super) fn admin_view(&self) -> Json {
         serde_json::json!({
             "metrics": self.metrics.iter().map(|(k, v)| serde_json::json!({

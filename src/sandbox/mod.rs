@@ -29,13 +29,62 @@
 //! `x-amzn-query-error` code (`InvalidParameterValue;Sender`), which the SDK
 //! and the CLI report as the error code.
 //!
+//! AppConfig (REST-JSON, see `appconfig/`), control plane: CreateApplication,
+//! GetApplication, ListApplications; CreateEnvironment (`Monitors` naming
+//! CloudWatch alarm ARNs), GetEnvironment, ListEnvironments (`State`
+//! READY_FOR_DEPLOYMENT, DEPLOYING, ROLLED_BACK, REVERTED, from the last
+//! deployment); CreateConfigurationProfile (`LocationUri` `hosted` only,
+//! `Type` `AWS.Freeform` or `AWS.AppConfig.FeatureFlags`),
+//! GetConfigurationProfile, ListConfigurationProfiles;
+//! CreateHostedConfigurationVersion (raw body, 2 MB at most, else 413
+//! `PayloadTooLargeException`; a `Latest-Version-Number` that is not the
+//! latest → 409 `ConflictException`; FeatureFlags content validated against
+//! AppConfig's format, a broken value or a value for an undefined flag → 400
+//! `BadRequestException` naming it), GetHostedConfigurationVersion,
+//! ListHostedConfigurationVersions (newest first); CreateDeploymentStrategy,
+//! GetDeploymentStrategy, ListDeploymentStrategies, with AWS's predefined
+//! `AppConfig.AllAtOnce`, `AppConfig.Linear50PercentEvery30Seconds`,
+//! `AppConfig.Linear20PercentEvery6Minutes`, `AppConfig.Canary10Percent20Minutes`
+//! under those ids; StartDeployment (409 `ConflictException` while another
+//! deployment of the environment is DEPLOYING or BAKING), GetDeployment
+//! (`EventLog` newest first), ListDeployments (newest first), StopDeployment
+//! (a DEPLOYING one → ROLLED_BACK; with `Allow-Revert: true` also a BAKING
+//! one → ROLLED_BACK and a COMPLETE one, for 72 hours, → REVERTED; otherwise
+//! 400), all by id (404 `ResourceNotFoundException` otherwise); lists take
+//! `max_results` (1–50) and `next_token`. Deployments progress by their
+//! strategy as AWS documents it (LINEAR G, 2G…; EXPONENTIAL G·2^N; steps
+//! evenly over the duration; then BAKING; then COMPLETE), on the sandbox's
+//! AppConfig minute (`SandboxConfig::appconfig_minute`, default a real
+//! minute) and clock (`Sandbox::set_appconfig_clock`, default the real one).
+//! A deployment still running when an alarm its environment monitors is in
+//! ALARM in the sandbox's CloudWatch rolls back (`TriggeredBy:
+//! CLOUDWATCH_ALARM`), from the time the alarm went off; a rollback or a
+//! revert gives every client the previous version again.
+//!
+//! AppConfig data plane: StartConfigurationSession (identifiers by id or
+//! name; `RequiredMinimumPollIntervalInSeconds` 15–86400, default 60) and
+//! GetLatestConfiguration: each token is good once (reuse → 400) and for 24
+//! hours; a call before the poll interval has passed is refused (400,
+//! `PollIntervalNotSatisfied`, the token stays good); the body is empty when
+//! the session already has that version; nothing deployed yet → 404
+//! `ResourceNotFoundException`. During a deployment a session gets the new
+//! version once its fixed point (a hash of its id, in [0, 100)) is below
+//! the deployment's `PercentageComplete`. FeatureFlags profiles serve the
+//! values view, `{"KEY": {"enabled": BOOL, "ATTR": VALUE}}`.
+//!
 //! Admin endpoints (JSON), for tests, the demo and operators:
 //!
 //! - `GET  /_sandbox/state` — `{"functions": [{"name", "arn", "environment",
 //!   "revision_id", "last_update_status", "last_update_status_reason",
 //!   "last_update_status_reason_code", "code_sha256", "versions",
 //!   "aliases"}], "faults": {...}, "update_delay_ms", "metric_delay_ms",
-//!   "cloudwatch": {...}}`;
+//!   "cloudwatch": {...}, "appconfig": {"applications": [{"id", "name",
+//!   "environments": [{"id", "name", "state", "monitors", "deployed":
+//!   {PROFILE_ID: VERSION}, "deployments": [{"number", "profile", "version",
+//!   "previous", "strategy", "state", "percentage"}]}], "profiles": [{"id",
+//!   "name", "type", "versions": [{"number", "label", "content_type",
+//!   "content"}]}]}], "sessions", "minute_ms", "faults"},
+//!   "appconfig_minute_ms"}`;
 //!   the environment shown is the stored one, whatever the faults show callers.
 //! - `POST /_sandbox/faults` — switch faults on; every field optional, and
 //!   fields left out keep their current setting:
@@ -47,7 +96,11 @@
 //!     "hang_next": N, "hang_ms": MS, "expired_token_next": N,
 //!     "clock_skew_next": N,
 //!     "fail_next_update": {"function": NAME, "reason": TEXT,
-//!       "reason_code": CODE, "applied": BOOL}}`.
+//!       "reason_code": CODE, "applied": BOOL},
+//!     "appconfig_throttle_next": N, "appconfig_fail_next": N,
+//!     "appconfig_minute_ms": MS,
+//!     "appconfig_foreign_version": {"profile": PROFILE_ID, "content": TEXT},
+//!     "appconfig_rollback_next": {"environment": ENV_ID}}`.
 //!   - `throttle_next`: the next N Lambda calls answer 429
 //!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
 //!     `Retry-After: 1`);
@@ -94,6 +147,20 @@
 //!     variables come back, with a new `RevisionId`; `applied: true` keeps
 //!     the new ones. The next update that succeeds clears the status.
 //!
+//!   - `appconfig_throttle_next`: the next N AppConfig calls (either
+//!     plane) answer 429 `ThrottlingException`; `appconfig_fail_next`: 500
+//!     `InternalServerException` (throttles first);
+//!   - `appconfig_minute_ms`: how long a strategy minute lasts (a setting:
+//!     reset keeps it); running deployments keep the minutes they have run;
+//!   - `appconfig_foreign_version`: right after the next
+//!     GetHostedConfigurationVersion of that profile is answered, someone
+//!     else creates a new hosted version with `content`, so a
+//!     CreateHostedConfigurationVersion with the `Latest-Version-Number` just
+//!     read fails 409. One pending version per profile;
+//!   - `appconfig_rollback_next`: the deployment running on that
+//!     environment (or, if none is, the next one to start) rolls back as if
+//!     a monitored alarm had fired.
+//!
 //!   A Lambda call meets at most one of the counted faults, in the order
 //!   `hang_next`, `expired_token_next`, `clock_skew_next` (AWS authenticates
 //!   before it rate-limits), `throttle_next`, `fail_next`.
@@ -102,7 +169,8 @@
 //!   an empty function name, an error code that is not letters and digits, or
 //!   one function both set and cleared in one request; a refused request
 //!   changes nothing.
-//! - `POST /_sandbox/reset` — all faults off (update delay and functions stay,
+//! - `POST /_sandbox/reset` — all faults off, AppConfig's too (update delay,
+//!   AppConfig minute, functions and AppConfig resources stay,
 //!   and so does a `Failed` status already reported).
 //! - `GET  /_sandbox/traffic`, `POST /_sandbox/traffic` — the traffic
 //!   simulator's knobs: `{"enabled": BOOL, "invocations_per_tick": N,
@@ -115,6 +183,7 @@
 //! `{"Type": ..., "message": ...}` body; every Lambda answer carries an
 //! `x-amzn-RequestId`. Unknown routes answer 404 `UnknownOperationException`.
 
+mod appconfig;
 mod cloudwatch;
 mod lambda;
 pub mod traffic;
@@ -144,6 +213,10 @@ pub struct SandboxConfig {
     /// GetMetricData, whatever its timestamp. Real CloudWatch's is about a
     /// minute: [`DEFAULT_METRIC_DELAY`] by default; tests and the demo use 0.
     pub metric_delay: Duration,
+    /// How long one minute of an AppConfig deployment strategy lasts in the
+    /// sandbox (durations, steps, bake times, the 72-hour revert window):
+    /// a real minute by default; tests and the demo use e.g. 200 ms.
+    pub appconfig_minute: Duration,
 }
 
 /// CloudWatch's usual delay before a datum can be read back.
@@ -155,6 +228,7 @@ impl Default for SandboxConfig {
             update_delay: Duration::ZERO,
             traffic_tick: None,
             metric_delay: DEFAULT_METRIC_DELAY,
+            appconfig_minute: appconfig::DEFAULT_MINUTE,
         }
     }
 }
@@ -327,6 +401,7 @@ struct World {
     faults: FaultState,
     update_delay: Duration,
     cloudwatch: cloudwatch::CloudWatch,
+    appconfig: appconfig::AppConfig,
     traffic: traffic::TrafficSettings,
     noise: Option<traffic::Noise>,
 }
@@ -338,6 +413,10 @@ impl World {
         for f in self.functions.values_mut() {
             f.settle();
         }
+        // Deployments whose monitored alarm is in ALARM roll back.
+        let cloudwatch = &self.cloudwatch;
+        self.appconfig
+            .settle(&|alarm| cloudwatch.in_alarm_since(alarm));
     }
 
     /// One tick of simulated traffic for every function, at `at` (epoch seconds).
@@ -505,9 +584,47 @@ impl Faults {
             .remove(function);
     }
 
+    /// The next `n` AppConfig calls (control or data plane) answer 429
+    /// `ThrottlingException`.
+    pub fn appconfig_throttle_next(&self, n: u64) {
+        self.shared.lock().appconfig.faults.throttle_next = n;
+    }
+
+    /// The next `n` AppConfig calls answer 500 `InternalServerException`.
+    pub fn appconfig_fail_next(&self, n: u64) {
+        self.shared.lock().appconfig.faults.fail_next = n;
+    }
+
+    /// Right after the next GetHostedConfigurationVersion of `profile` (an
+    /// id) is answered, someone else creates a new hosted version of it with
+    /// `content` (`application/json`), so a CreateHostedConfigurationVersion
+    /// carrying the `Latest-Version-Number` just read fails 409.
+    pub fn appconfig_foreign_version(&self, profile: &str, content: &str) {
+        self.shared
+            .lock()
+            .appconfig
+            .faults
+            .foreign_versions
+            .insert(profile.to_string(), content.to_string());
+    }
+
+    /// The deployment running on `environment` (an id), or the next one to
+    /// start there, rolls back as if a monitored alarm had fired
+    /// (`TriggeredBy: CLOUDWATCH_ALARM`).
+    pub fn appconfig_rollback_next(&self, environment: &str) {
+        self.shared
+            .lock()
+            .appconfig
+            .faults
+            .rollback_next
+            .insert(environment.to_string());
+    }
+
     /// All faults off.
     pub fn reset(&self) {
-        self.shared.lock().faults = FaultState::default();
+        let mut w = self.shared.lock();
+        w.faults = FaultState::default();
+        w.appconfig.faults = appconfig::Faults::default();
     }
 }
 
@@ -536,6 +653,7 @@ impl Sandbox {
             let mut w = shared.lock();
             w.update_delay = config.update_delay;
             w.cloudwatch.metric_delay = config.metric_delay;
+            w.appconfig.minute = config.appconfig_minute;
         }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
@@ -626,6 +744,21 @@ impl Sandbox {
         self.faults.shared.lock().cloudwatch.metric_delay = delay;
     }
 
+    /// Changes how long a strategy minute of AppConfig lasts (see
+    /// `SandboxConfig::appconfig_minute`); running deployments keep the
+    /// strategy minutes they have run and go on at the new pace.
+    pub fn set_appconfig_minute(&self, minute: Duration) {
+        self.faults.shared.lock().appconfig.set_minute(minute);
+    }
+
+    /// Sets AppConfig's clock: `Some(t)` makes deployments progress, tokens
+    /// expire and poll intervals pass by `t` (a simulated clock, moved by
+    /// the caller), `None` goes back to the real time.
+    pub fn set_appconfig_clock(&self, now: Option<chrono::DateTime<chrono::Utc>>) {
+        self.faults.shared.lock().appconfig.clock =
+            now.map(|t| t.timestamp_millis() as f64 / 1000.0);
+    }
+
     /// The next `n` GetMetricData calls succeed but answer every query
     /// with `StatusCode = InternalError` and no values.
     pub fn fail_next_metric_queries(&self, n: u64) {
@@ -640,15 +773,20 @@ pub async fn serve_forever(
     traffic: traffic::TrafficSettings,
 ) -> std::io::Result<()> {
     let metric_delay = config.metric_delay;
+    let minute = config.appconfig_minute;
     let sandbox = Sandbox::start(port, config).await?;
     sandbox.set_traffic(traffic);
     println!(
-        "AWS sandbox (Lambda, CloudWatch) listening on {}",
+        "AWS sandbox (Lambda, CloudWatch, AppConfig) listening on {}",
         sandbox.url()
     );
     println!(
         "  CloudWatch data are readable {}s after they are put (--metric-delay)",
         metric_delay.as_secs_f64()
+    );
+    println!(
+        "  AppConfig (control and data plane, FeatureFlags profiles, AWS's predefined strategies): a strategy minute lasts {}s (appconfig_minute_ms in /_sandbox/faults)",
+        minute.as_secs_f64()
     );
     println!(
         "  export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
@@ -674,6 +812,14 @@ fn router(shared: Shared) -> Router {
                 .layer(middleware::from_fn(request_id)),
         )
         .merge(cloudwatch::router())
+        .merge(
+            appconfig::router()
+                .layer(middleware::from_fn_with_state(
+                    shared.clone(),
+                    inject_appconfig_faults,
+                ))
+                .layer(middleware::from_fn(request_id)),
+        )
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/faults", post(set_faults))
         .route("/_sandbox/reset", post(reset))
@@ -741,6 +887,20 @@ async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -
     }
 }
 
+/// AppConfig's throttling and 5xx faults, before any AppConfig operation
+/// (control and data plane).
+async fn inject_appconfig_faults(
+    State(shared): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let fault = appconfig::take_fault(&mut shared.lock().appconfig.faults);
+    match fault {
+        Some(e) => e.into_response(),
+        None => next.run(req).await,
+    }
+}
+
 /// AWS's message for a request signed more than five minutes before `now`
 /// (here: ten minutes, a caller whose clock is that far behind).
 fn signature_expired(now: chrono::DateTime<chrono::Utc>) -> String {
@@ -801,6 +961,8 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
         "update_delay_ms": w.update_delay.as_millis() as u64,
         "metric_delay_ms": w.cloudwatch.metric_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
+        "appconfig": w.appconfig.admin_view(),
+        "appconfig_minute_ms": w.appconfig.minute.as_millis() as u64,
     }))
 }
 
@@ -823,6 +985,24 @@ struct FaultRequest {
     expired_token_next: Option<u64>,
     clock_skew_next: Option<u64>,
     fail_next_update: Option<FailUpdateRequest>,
+    appconfig_throttle_next: Option<u64>,
+    appconfig_fail_next: Option<u64>,
+    appconfig_minute_ms: Option<u64>,
+    appconfig_foreign_version: Option<ForeignVersionRequest>,
+    appconfig_rollback_next: Option<RollbackRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForeignVersionRequest {
+    profile: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    environment: String,
 }
 
 #[derive(Deserialize)]
@@ -891,6 +1071,23 @@ impl FaultRequest {
                 "fail_next_update.reason_code: {code:?} is not one of Lambda's: {}",
                 REASON_CODES.join(", ")
             ));
+        }
+        if self
+            .appconfig_foreign_version
+            .as_ref()
+            .is_some_and(|f| f.profile.is_empty())
+        {
+            return Err("appconfig_foreign_version: the profile id is empty".into());
+        }
+        if self
+            .appconfig_rollback_next
+            .as_ref()
+            .is_some_and(|r| r.environment.is_empty())
+        {
+            return Err("appconfig_rollback_next: the environment id is empty".into());
+        }
+        if self.appconfig_minute_ms == Some(0) {
+            return Err("appconfig_minute_ms must be at least 1".into());
         }
         if self.hide_environment.is_some() && self.hide_environment == self.show_environment {
             return Err("hide_environment and show_environment name the same function".into());
@@ -992,6 +1189,24 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
         let failure = UpdateFailure::new(&f.reason, code, f.applied);
         w.faults.failing_updates.insert(f.function, failure);
     }
+    if let Some(n) = req.appconfig_throttle_next {
+        w.appconfig.faults.throttle_next = n;
+    }
+    if let Some(n) = req.appconfig_fail_next {
+        w.appconfig.faults.fail_next = n;
+    }
+    if let Some(ms) = req.appconfig_minute_ms {
+        w.appconfig.set_minute(Duration::from_millis(ms));
+    }
+    if let Some(f) = req.appconfig_foreign_version {
+        w.appconfig
+            .faults
+            .foreign_versions
+            .insert(f.profile, f.content);
+    }
+    if let Some(r) = req.appconfig_rollback_next {
+        w.appconfig.faults.rollback_next.insert(r.environment);
+    }
     axum::Json(json!({ "ok": true })).into_response()
 }
 
@@ -1078,7 +1293,9 @@ async fn emit_traffic(State(shared): State<Shared>, body: axum::body::Bytes) -> 
 }
 
 async fn reset(State(shared): State<Shared>) -> impl IntoResponse {
-    shared.lock().faults = FaultState::default();
+    let mut w = shared.lock();
+    w.faults = FaultState::default();
+    w.appconfig.faults = appconfig::Faults::default();
     axum::Json(json!({ "ok": true }))
 }
 

@@ -23,6 +23,7 @@ mod plan_files;
 mod readiness;
 mod recovery;
 mod rollouts;
+mod sandbox_appconfig;
 mod sandbox_clients;
 mod sandbox_cloudwatch;
 mod sandbox_lambda;

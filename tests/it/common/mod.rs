@@ -254,6 +254,7 @@ pub async fn spawn_app_with(db: Db, opts: Options) -> TestApp {
             traffic_tick: None,
             // Tests lay down metrics and read them back at once.
             metric_delay: Duration::ZERO,
+            ..SandboxConfig::default()
         },
     )
     .await
