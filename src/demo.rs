@@ -22,6 +22,37 @@ const CANARY_PLAN: &str = include_str!("../rollout-plans/dixon-smart-repair-cana
 pub const DEMO_PLAN: &str = "dixon-smart-repair-demo";
 /// The demo copy of the canary plan's name.
 pub const DEMO_CANARY_PLAN: &str = "dixon-smart-repair-canary-demo";
+const APPCONFIG_PLAN: &str = include_str!("../rollout-plans/dixon-smart-repair-appconfig.toml");
+/// The AppConfig example's function: it reads its flags through the
+/// AppConfig extension (the sandbox's simulator polls as it does).
+pub const DEMO_APPCONFIG_FUNCTION: &str = "dixon-smart-repair-appconfig";
+/// The demo copy of the AppConfig plan's name.
+pub const DEMO_APPCONFIG_PLAN: &str = "dixon-smart-repair-appconfig-demo";
+/// The AppConfig example's application, environment and profile, as the
+/// shipped plan names them.
+pub const DEMO_APPCONFIG_APPLICATION: &str = "dixon-smart-repair";
+pub const DEMO_APPCONFIG_ENVIRONMENT: &str = "production";
+pub const DEMO_APPCONFIG_PROFILE: &str = "feature-flags";
+/// How long a strategy minute of AppConfig lasts in the demo's sandbox.
+pub const DEMO_APPCONFIG_MINUTE: Duration = Duration::from_secs(2);
+/// The profile's first version: the plan's three flags disabled, and a
+/// flag of another team's (with an attribute and its constraints) that
+/// rollgate must leave exactly as it is.
+pub const DEMO_APPCONFIG_FLAGS: &str = r#"{
+  "version": "1",
+  "flags": {
+    "use_optimized_prompts": {"name": "Optimized prompts", "attributes": {"variant": {"constraints": {"type": "string", "enum": ["v1", "v2"]}}}},
+    "use_refactored_tools": {"name": "Refactored tools"},
+    "use_full_optimization": {"name": "Full optimization"},
+    "maintenance_banner": {"name": "Maintenance banner (another team's)", "attributes": {"text": {"constraints": {"type": "string", "required": true}}}}
+  },
+  "values": {
+    "use_optimized_prompts": {"enabled": false, "variant": "v1"},
+    "use_refactored_tools": {"enabled": false},
+    "use_full_optimization": {"enabled": false},
+    "maintenance_banner": {"enabled": true, "text": "Scheduled maintenance Sunday 02:00 UTC"}
+  }
+}"#;
 
 /// The seed plan's shape with times a demo can show: bakes of 2 minutes,
 /// gates over the last 2 minutes, guardrails judging each minute and
@@ -105,6 +136,14 @@ async fn create_function_named(lambda: &aws_sdk_lambda::Client, name: &str) -> a
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    create_function_with(lambda, name, vars).await
+}
+
+async fn create_function_with(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+    vars: HashMap<String, String>,
+) -> anyhow::Result<()> {
     lambda
         .create_function()
         .function_name(name)
@@ -142,6 +181,92 @@ pub async fn create_demo_canary_function(aws: &aws_config::SdkConfig) -> anyhow:
     Ok(())
 }
 
+/// The demo copy of the AppConfig plan: demo times, and the demo's own
+/// function (whose environment points the extension at the profile).
+pub fn demo_appconfig_plan(text: &str) -> String {
+    demo_plan(text).replace(DEMO_FUNCTION, DEMO_APPCONFIG_FUNCTION)
+}
+
+/// Creates the AppConfig example: its function (the usual variables, the
+/// flags out of them, and the extension's settings pointing at the
+/// profile), the application, the environment, the feature-flag profile
+/// with [`DEMO_APPCONFIG_FLAGS`] as version 1, deployed all at once.
+pub async fn create_demo_appconfig(aws: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    create_demo_appconfig_monitored(aws, None).await
+}
+
+/// Like [`create_demo_appconfig`], the environment monitoring CloudWatch
+/// alarm `alarm` (AppConfig rolls a deployment back while it is in ALARM).
+pub async fn create_demo_appconfig_monitored(
+    aws: &aws_config::SdkConfig,
+    alarm: Option<&str>,
+) -> anyhow::Result<()> {
+    use aws_sdk_appconfig::primitives::Blob as AppConfigBlob;
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    let vars: HashMap<String, String> = [
+        ("TABLE_NAME", "dixon-sessions"),
+        ("LOG_LEVEL", "INFO"),
+        ("MODEL_ID", "anthropic.claude-3-5-sonnet"),
+        ("APPCONFIG_APPLICATION", DEMO_APPCONFIG_APPLICATION),
+        ("APPCONFIG_ENVIRONMENT", DEMO_APPCONFIG_ENVIRONMENT),
+        ("APPCONFIG_PROFILE", DEMO_APPCONFIG_PROFILE),
+        ("AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS", "45"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    create_function_with(&lambda, DEMO_APPCONFIG_FUNCTION, vars).await?;
+    let ac = aws_sdk_appconfig::Client::new(aws);
+    let app = ac
+        .create_application()
+        .name(DEMO_APPCONFIG_APPLICATION)
+        .send()
+        .await?;
+    let app = app.id().unwrap_or_default().to_string();
+    let mut env = ac
+        .create_environment()
+        .application_id(&app)
+        .name(DEMO_APPCONFIG_ENVIRONMENT);
+    if let Some(alarm) = alarm {
+        env = env.monitors(
+            aws_sdk_appconfig::types::Monitor::builder()
+                .alarm_arn(format!(
+                    "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{alarm}"
+                ))
+                .alarm_role_arn("arn:aws:iam::123456789012:role/appconfig-monitors")
+                .build()?,
+        );
+    }
+    let env = env.send().await?;
+    let env = env.id().unwrap_or_default().to_string();
+    let profile = ac
+        .create_configuration_profile()
+        .application_id(&app)
+        .name(DEMO_APPCONFIG_PROFILE)
+        .location_uri("hosted")
+        .r#type("AWS.AppConfig.FeatureFlags")
+        .send()
+        .await?;
+    let profile = profile.id().unwrap_or_default().to_string();
+    let version = ac
+        .create_hosted_configuration_version()
+        .application_id(&app)
+        .configuration_profile_id(&profile)
+        .content(AppConfigBlob::new(DEMO_APPCONFIG_FLAGS.as_bytes().to_vec()))
+        .content_type("application/json")
+        .send()
+        .await?;
+    ac.start_deployment()
+        .application_id(&app)
+        .environment_id(&env)
+        .configuration_profile_id(&profile)
+        .configuration_version(version.version_number().to_string())
+        .deployment_strategy_id(crate::plan::APPCONFIG_ALL_AT_ONCE)
+        .send()
+        .await?;
+    Ok(())
+}
+
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let sandbox = Sandbox::start(
         config.sandbox_port,
@@ -150,6 +275,9 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
             traffic_tick: Some(Duration::from_secs(1)),
             // The demo shows rollbacks within minutes: metrics at once.
             metric_delay: Duration::ZERO,
+            // A strategy minute of AppConfig lasts 2 s: the plan's linear
+            // 30-minute deployment (and 30-minute bake) takes 2 minutes.
+            appconfig_minute: DEMO_APPCONFIG_MINUTE,
             ..SandboxConfig::default()
         },
     )
@@ -161,6 +289,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let aws = sandbox_aws_config(&sandbox.url()).await;
     create_demo_function(&aws).await?;
     create_demo_canary_function(&aws).await?;
+    create_demo_appconfig(&aws).await?;
 
     let work = std::env::temp_dir().join(format!("rollgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -169,11 +298,13 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&plans_dir)?;
     let mut seed = SEED_PLAN.to_string();
     let mut canary = CANARY_PLAN.to_string();
+    let mut appconfig = APPCONFIG_PLAN.to_string();
     if config.plans_dir.is_dir() {
         for f in crate::plan::load_dir(&config.plans_dir)? {
             match f.name.as_str() {
                 "dixon-smart-repair" => seed = f.text.clone(),
                 "dixon-smart-repair-canary" => canary = f.text.clone(),
+                "dixon-smart-repair-appconfig" => appconfig = f.text.clone(),
                 _ => {}
             }
             std::fs::write(plans_dir.join(format!("{}.toml", f.name)), &f.text)?;
@@ -184,6 +315,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
             plans_dir.join("dixon-smart-repair-canary.toml"),
             CANARY_PLAN,
         )?;
+        std::fs::write(
+            plans_dir.join("dixon-smart-repair-appconfig.toml"),
+            APPCONFIG_PLAN,
+        )?;
     }
     std::fs::write(
         plans_dir.join(format!("{DEMO_PLAN}.toml")),
@@ -192,6 +327,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     std::fs::write(
         plans_dir.join(format!("{DEMO_CANARY_PLAN}.toml")),
         demo_plan(&canary),
+    )?;
+    std::fs::write(
+        plans_dir.join(format!("{DEMO_APPCONFIG_PLAN}.toml")),
+        demo_appconfig_plan(&appconfig),
     )?;
     // Twenty minutes of traffic before now: baselines have data at once.
     let now = chrono::Utc::now();
@@ -219,6 +358,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     );
     println!(
         "                 or start {DEMO_CANARY_PLAN}: each phase on 10 %, then 50 % of alias {DEMO_ALIAS}, judged against the stable version"
+    );
+    println!(
+        "                 or start {DEMO_APPCONFIG_PLAN}: the flags in AppConfig feature flags, deployed linearly (a strategy minute lasts {} s here) and read by the function every 45 s",
+        DEMO_APPCONFIG_MINUTE.as_secs()
     );
     println!("  rollgate API   {url}/api/v1/rollouts");
     println!(

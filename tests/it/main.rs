@@ -1,6 +1,7 @@
 //! One integration-test binary (one link, shared build) with a module per area.
 
 mod abandon;
+mod appconfig;
 mod approvals;
 mod audit_log;
 mod auth;

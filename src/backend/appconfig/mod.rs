@@ -393,6 +393,14 @@ impl AppConfigBackend {
         {
             return Ok(d.clone());
         }
+        self.fetch_document(ids, version).await
+    }
+
+    /// A hosted version's document as AppConfig answers it now (a write
+    /// reads the version it merges into afresh, as `lambda-env` reads the
+    /// environment it merges into).
+    async fn fetch_document(&self, ids: &Ids, version: i32) -> Result<Document, Step> {
+        let key = (ids.application_id.clone(), ids.profile_id.clone(), version);
         let out = self
             .client
             .get_hosted_configuration_version()
@@ -630,7 +638,7 @@ impl AppConfigBackend {
             .latest_version(&ids)
             .await?
             .ok_or_else(|| Step::Reject(no_version(&ids)))?;
-        let doc = self.document(&ids, latest).await?;
+        let doc = self.fetch_document(&ids, latest).await?;
         let version = if doc.owned_values(ask.desired.keys()) == *ask.desired {
             latest
         } else {
