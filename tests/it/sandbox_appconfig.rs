@@ -1151,3 +1151,164 @@ async fn sessions_get_the_new_version_by_the_percentage() {
         "all back after the rollback"
     );
 }
+
+async fn lambda_function(
+    sandbox: &Sandbox,
+    name: &str,
+    vars: &[(&str, &str)],
+) -> aws_sdk_lambda::Client {
+    let lambda =
+        aws_sdk_lambda::Client::new(&rollgate::demo::sandbox_aws_config(&sandbox.url()).await);
+    let mut env = aws_sdk_lambda::types::Environment::builder();
+    for (k, v) in vars {
+        env = env.variables(*k, *v);
+    }
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .role("arn:aws:iam::123456789012:role/r")
+        .handler("h.handler")
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(b"zip".to_vec()))
+                .build(),
+        )
+        .environment(env.build())
+        .send()
+        .await
+        .unwrap();
+    lambda
+}
+
+/// The simulator's execution environments read flags as the AppConfig
+/// extension does: an AppConfig deployment reaches each environment at its
+/// own next poll (45 s by default, 60 here), without a cold start; an
+/// environment write recycles them all (cold starts), and the fresh ones
+/// fetch the flags at init.
+#[tokio::test]
+async fn simulated_environments_poll_appconfig_and_recycle_on_env_writes() {
+    let sandbox = start().await;
+    let ac = client(&sandbox).await;
+    let before = t0() - chrono::Duration::minutes(30);
+    sandbox.set_appconfig_clock(Some(before));
+    let f = fixture(&ac, None).await;
+    f.deploy(&ac, "AppConfig.AllAtOnce", 1).await;
+    let lambda = lambda_function(
+        &sandbox,
+        "handler",
+        &[
+            ("APPCONFIG_APPLICATION", "repair"),
+            ("APPCONFIG_ENVIRONMENT", "prod"),
+            ("APPCONFIG_PROFILE", "flags"),
+            ("AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS", "60"),
+            ("OTHER", "kept"),
+        ],
+    )
+    .await;
+    sandbox.set_traffic(rollgate::sandbox::traffic::TrafficSettings {
+        invocations_per_tick: 200,
+        ..Default::default()
+    });
+    let tick = |t: DateTime<Utc>| {
+        sandbox.set_appconfig_clock(Some(t));
+        sandbox.emit_traffic_at(t);
+        sandbox
+            .execution_environments("handler")
+            .unwrap()
+            .running("USE_OPTIMIZED_PROMPTS", "true")
+    };
+    assert_eq!(tick(t0()), (0, 10), "ten warm environments, flag off");
+    assert_eq!(sandbox.cold_starts("handler"), 10);
+    // ON, all at once, right after t0: each environment sees it at its next poll.
+    sandbox.set_appconfig_clock(Some(t0() + chrono::Duration::seconds(1)));
+    f.deploy(&ac, "AppConfig.AllAtOnce", 2).await;
+    let mut counts = Vec::new();
+    for s in (2..=62).step_by(5) {
+        let (on, all) = tick(t0() + chrono::Duration::seconds(s));
+        assert_eq!(all, 10);
+        counts.push(on);
+    }
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(counts[0] < 10, "not all at once: {counts:?}");
+    assert!(
+        counts.iter().any(|c| (1..10).contains(c)),
+        "polls are staggered: {counts:?}"
+    );
+    assert_eq!(*counts.last().unwrap(), 10, "all within one poll interval");
+    assert_eq!(
+        sandbox.cold_starts("handler"),
+        10,
+        "an AppConfig deployment recycles nothing"
+    );
+    // An environment write recycles every environment.
+    lambda
+        .update_function_configuration()
+        .function_name("handler")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("APPCONFIG_APPLICATION", "repair")
+                .variables("APPCONFIG_ENVIRONMENT", "prod")
+                .variables("APPCONFIG_PROFILE", "flags")
+                .variables("AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS", "60")
+                .variables("OTHER", "changed")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tick(t0() + chrono::Duration::seconds(70)), (10, 10));
+    assert_eq!(
+        sandbox.cold_starts("handler"),
+        20,
+        "ten cold starts; the new environments fetched the flags at init"
+    );
+    // The state shows it too.
+    let state: serde_json::Value = reqwest::get(format!("{}/_sandbox/state", sandbox.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fleet = &state["execution_environments"]["handler"];
+    assert_eq!(fleet["cold_starts"], 20);
+    assert_eq!(fleet["groups"][0]["flags"]["USE_OPTIMIZED_PROMPTS"], "true");
+    assert_eq!(fleet["groups"][0]["environments"], 10);
+}
+
+/// A Lambda-environment flag write reaches every environment at the next
+/// tick, through cold starts (one pool of two for 40 invocations a tick).
+#[tokio::test]
+async fn env_flag_writes_reach_environments_through_cold_starts() {
+    let sandbox = Sandbox::start(
+        0,
+        SandboxConfig {
+            metric_delay: Duration::ZERO,
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lambda = lambda_function(&sandbox, "plain", &[("USE_OPTIMIZED_PROMPTS", "false")]).await;
+    sandbox.set_traffic(rollgate::sandbox::traffic::TrafficSettings {
+        invocations_per_tick: 40,
+        ..Default::default()
+    });
+    sandbox.emit_traffic_at(t0());
+    assert_eq!(sandbox.cold_starts("plain"), 2);
+    lambda
+        .update_function_configuration()
+        .function_name("plain")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("USE_OPTIMIZED_PROMPTS", "true")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sandbox.emit_traffic_at(t0() + chrono::Duration::minutes(1));
+    let view = sandbox.execution_environments("plain").unwrap();
+    assert_eq!(view.running("USE_OPTIMIZED_PROMPTS", "true"), (2, 2));
+    assert_eq!(view.cold_starts, 4);
+}
