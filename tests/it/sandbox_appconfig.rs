@@ -1312,3 +1312,128 @@ async fn env_flag_writes_reach_environments_through_cold_starts() {
     assert_eq!(view.running("USE_OPTIMIZED_PROMPTS", "true"), (2, 2));
     assert_eq!(view.cold_starts, 4);
 }
+
+/// boto3's `appconfig` and `appconfigdata` clients: create → hosted version
+/// → deploy → get the latest configuration, a stale version number (409),
+/// and StopDeployment; prints what they saw as JSON.
+const BOTO3_SCRIPT: &str = r#"import json, sys
+import botocore.session
+from botocore.exceptions import ClientError
+
+endpoint = sys.argv[1]
+session = botocore.session.get_session()
+def client(name):
+    return session.create_client(name, endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test")
+ac, data = client("appconfig"), client("appconfigdata")
+def body(b):
+    return b.read() if hasattr(b, "read") else b
+def code(f):
+    try:
+        f()
+        return None
+    except ClientError as e:
+        return [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+
+app = ac.create_application(Name="boto3-app")["Id"]
+env = ac.create_environment(ApplicationId=app, Name="prod")["Id"]
+profile = ac.create_configuration_profile(ApplicationId=app, Name="flags", LocationUri="hosted",
+    Type="AWS.AppConfig.FeatureFlags")["Id"]
+flags = lambda on: json.dumps({"version": "1", "flags": {"use_optimized_prompts": {"name": "P"}},
+    "values": {"use_optimized_prompts": {"enabled": on}}}).encode()
+v1 = ac.create_hosted_configuration_version(ApplicationId=app, ConfigurationProfileId=profile,
+    Content=flags(False), ContentType="application/json", LatestVersionNumber=0, VersionLabel="off")
+v2 = ac.create_hosted_configuration_version(ApplicationId=app, ConfigurationProfileId=profile,
+    Content=flags(True), ContentType="application/json", LatestVersionNumber=1)
+stale = code(lambda: ac.create_hosted_configuration_version(ApplicationId=app,
+    ConfigurationProfileId=profile, Content=flags(True), ContentType="application/json",
+    LatestVersionNumber=1))
+got = ac.get_hosted_configuration_version(ApplicationId=app, ConfigurationProfileId=profile,
+    VersionNumber=1)
+d1 = ac.start_deployment(ApplicationId=app, EnvironmentId=env, DeploymentStrategyId="AppConfig.AllAtOnce",
+    ConfigurationProfileId=profile, ConfigurationVersion="2")
+busy = code(lambda: ac.start_deployment(ApplicationId=app, EnvironmentId=env,
+    DeploymentStrategyId="AppConfig.AllAtOnce", ConfigurationProfileId=profile, ConfigurationVersion="1"))
+token = data.start_configuration_session(ApplicationIdentifier="boto3-app", EnvironmentIdentifier="prod",
+    ConfigurationProfileIdentifier="flags", RequiredMinimumPollIntervalInSeconds=15)["InitialConfigurationToken"]
+latest = data.get_latest_configuration(ConfigurationToken=token)
+reused = code(lambda: data.get_latest_configuration(ConfigurationToken=token))
+no_revert = code(lambda: ac.stop_deployment(ApplicationId=app, EnvironmentId=env, DeploymentNumber=1))
+stopped = ac.stop_deployment(ApplicationId=app, EnvironmentId=env, DeploymentNumber=1, AllowRevert=True)
+deployment = ac.get_deployment(ApplicationId=app, EnvironmentId=env, DeploymentNumber=1)
+print(json.dumps({
+    "v1": [v1["VersionNumber"], v1.get("VersionLabel"), v1["ContentType"]],
+    "v2": v2["VersionNumber"],
+    "stale": stale,
+    "got": [got["VersionNumber"], body(got["Content"]).decode()],
+    "deployed": [d1["DeploymentNumber"], d1["State"], d1["PercentageComplete"], d1["StartedAt"].isoformat()],
+    "busy": busy,
+    "latest": [json.loads(body(latest["Configuration"])), latest["ContentType"],
+        latest["NextPollIntervalInSeconds"], bool(latest["NextPollConfigurationToken"])],
+    "reused": reused,
+    "no_revert": no_revert,
+    "stopped": [stopped["State"], [e["EventType"] for e in stopped["EventLog"]][:2],
+        stopped["EventLog"][0]["TriggeredBy"]],
+    "environment": ac.get_environment(ApplicationId=app, EnvironmentId=env)["State"],
+    "event_times": [e["OccurredAt"].isoformat() for e in deployment["EventLog"]],
+}))
+"#;
+
+#[tokio::test]
+async fn boto3_round_trip_conflict_and_stop() {
+    let sandbox = start().await;
+    let endpoint = sandbox.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", BOTO3_SCRIPT, &endpoint])
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env_remove("AWS_DATA_PATH")
+            .output()
+            .expect("python3 with boto3 must be installed: pip install boto3 (.ci/run does)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    use serde_json::json;
+    assert_eq!(out["v1"], json!([1, "off", "application/json"]));
+    assert_eq!(out["v2"], 2);
+    assert_eq!(out["stale"], json!(["ConflictException", 409]));
+    assert!(
+        out["got"][1]
+            .as_str()
+            .unwrap()
+            .contains("\"enabled\": false")
+    );
+    assert_eq!(out["deployed"][0], 1);
+    assert_eq!(out["deployed"][1], "BAKING");
+    assert_eq!(out["deployed"][2], 100.0);
+    assert_eq!(out["busy"], json!(["ConflictException", 409]));
+    assert_eq!(
+        out["latest"],
+        json!([{"use_optimized_prompts": {"enabled": true}}, "application/json", 15, true])
+    );
+    assert_eq!(out["reused"], json!(["BadRequestException", 400]));
+    assert_eq!(out["no_revert"], json!(["BadRequestException", 400]));
+    assert_eq!(
+        out["stopped"],
+        json!([
+            "ROLLED_BACK",
+            ["ROLLBACK_COMPLETED", "ROLLBACK_STARTED"],
+            "USER"
+        ])
+    );
+    assert_eq!(out["environment"], "ROLLED_BACK");
+    assert!(
+        out["event_times"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.as_str().unwrap().contains('T'))
+    );
+}
