@@ -150,6 +150,17 @@ impl Function {
         }
     }
 
+    /// `$LATEST`'s revision: it changes exactly when its configuration or
+    /// code does, which is when Lambda recycles its execution environments.
+    pub(super) fn revision(&self) -> &str {
+        &self.revision_id
+    }
+
+    /// Whether an update is still `InProgress` (not yet in effect).
+    pub(super) fn updating(&self) -> bool {
+        self.in_progress()
+    }
+
     /// Once a failed update is over, an aborted one gives back the previous
     /// configuration, with a new revision (the configuration changed again).
     pub(super) fn settle(&mut self) {

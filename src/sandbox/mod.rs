@@ -185,6 +185,7 @@
 
 mod appconfig;
 mod cloudwatch;
+pub mod execution;
 mod lambda;
 pub mod traffic;
 
@@ -404,6 +405,8 @@ struct World {
     appconfig: appconfig::AppConfig,
     traffic: traffic::TrafficSettings,
     noise: Option<traffic::Noise>,
+    /// function name → its execution environments (see `execution`).
+    fleets: BTreeMap<String, execution::Fleet>,
 }
 
 impl World {
@@ -426,6 +429,31 @@ impl World {
             .get_or_insert_with(|| traffic::Noise::new(0x5eed));
         for (name, f) in &self.functions {
             let routes = f.routes(&self.traffic.alias, self.traffic.outside_share);
+            if self.traffic.invocations_per_tick == 0 {
+                continue;
+            }
+            // Invocations run in execution environments, with what each
+            // captured at its start and what its AppConfig extension polled.
+            let function = execution::Function {
+                name,
+                revision: f.revision(),
+                updating: f.updating(),
+            };
+            let served = self.fleets.entry(name.clone()).or_default().tick(
+                &function,
+                &routes,
+                self.traffic.invocations_per_tick,
+                at,
+                &mut self.appconfig,
+            );
+            let routes: Vec<traffic::Route<'_>> = served
+                .iter()
+                .map(|(env, via, share)| traffic::Route {
+                    env,
+                    via: via.as_ref().map(|(a, v)| (a.as_str(), v.clone())),
+                    share: *share,
+                })
+                .collect();
             traffic::emit(
                 &mut self.cloudwatch,
                 name,
@@ -724,6 +752,27 @@ impl Sandbox {
             .emit_traffic(at.timestamp_millis() as f64 / 1000.0);
     }
 
+    /// How many of `function`'s execution environments run which flags, and
+    /// its cold starts so far (`None` before the simulator first ran it).
+    pub fn execution_environments(&self, function: &str) -> Option<execution::FleetView> {
+        self.faults
+            .shared
+            .lock()
+            .fleets
+            .get(function)
+            .map(execution::Fleet::view)
+    }
+
+    /// Cold starts of `function`'s execution environments so far.
+    pub fn cold_starts(&self, function: &str) -> u64 {
+        self.faults
+            .shared
+            .lock()
+            .fleets
+            .get(function)
+            .map_or(0, execution::Fleet::cold_starts)
+    }
+
     /// GetMetricData calls and queries served so far.
     pub fn get_metric_data_stats(&self) -> (u64, u64) {
         let w = self.faults.shared.lock();
@@ -962,6 +1011,11 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
         "metric_delay_ms": w.cloudwatch.metric_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
         "appconfig": w.appconfig.admin_view(),
+        "execution_environments": w
+            .fleets
+            .iter()
+            .map(|(name, fleet)| (name.clone(), fleet.view()))
+            .collect::<BTreeMap<_, _>>(),
         "appconfig_minute_ms": w.appconfig.minute.as_millis() as u64,
     }))
 }

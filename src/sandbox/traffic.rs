@@ -37,7 +37,8 @@ pub struct TrafficSettings {
     pub enabled: bool,
     /// Invocations per function per tick.
     pub invocations_per_tick: u32,
-    /// Flags that, when "true" on a function, make it fail and slow down.
+    /// Flags that, when "true" on a function, make it fail and slow down
+    /// (names matched case-insensitively, so an AppConfig flag key works too).
     pub bad_flags: BTreeSet<String>,
     /// The alias callers invoke, when the function has it.
     pub alias: String,
@@ -86,9 +87,12 @@ pub struct Levels {
     pub tokens_per_request: f64,
 }
 
+/// Whether `flag` is "true" in `env`; the name is matched case-insensitively,
+/// so `use_optimized_prompts` (an AppConfig flag key) and
+/// `USE_OPTIMIZED_PROMPTS` (a variable) are one flag.
 fn on(env: &BTreeMap<String, String>, flag: &str) -> bool {
-    env.get(flag)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    env.iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case(flag) && v.eq_ignore_ascii_case("true"))
 }
 
 /// The seed's story in numbers: optimized prompts cut tokens by 87 % and
@@ -321,6 +325,12 @@ mod tests {
         let bad: BTreeSet<String> = ["USE_OPTIMIZED_PROMPTS".to_string()].into();
         let broken = levels(&env(&[("USE_OPTIMIZED_PROMPTS", "true")]), &bad);
         assert!(broken.error_rate > base.error_rate + 0.05);
+        // A bad flag named as AppConfig spells it is the same flag.
+        let lower: BTreeSet<String> = ["use_optimized_prompts".to_string()].into();
+        assert_eq!(
+            levels(&env(&[("USE_OPTIMIZED_PROMPTS", "true")]), &lower),
+            broken
+        );
         assert_eq!(
             levels(&env(&[("USE_OPTIMIZED_PROMPTS", "false")]), &bad),
             base,

@@ -1151,3 +1151,289 @@ async fn sessions_get_the_new_version_by_the_percentage() {
         "all back after the rollback"
     );
 }
+
+async fn lambda_function(
+    sandbox: &Sandbox,
+    name: &str,
+    vars: &[(&str, &str)],
+) -> aws_sdk_lambda::Client {
+    let lambda =
+        aws_sdk_lambda::Client::new(&rollgate::demo::sandbox_aws_config(&sandbox.url()).await);
+    let mut env = aws_sdk_lambda::types::Environment::builder();
+    for (k, v) in vars {
+        env = env.variables(*k, *v);
+    }
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .role("arn:aws:iam::123456789012:role/r")
+        .handler("h.handler")
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(b"zip".to_vec()))
+                .build(),
+        )
+        .environment(env.build())
+        .send()
+        .await
+        .unwrap();
+    lambda
+}
+
+/// The simulator's execution environments read flags as the AppConfig
+/// extension does: an AppConfig deployment reaches each environment at its
+/// own next poll (45 s by default, 60 here), without a cold start; an
+/// environment write recycles them all (cold starts), and the fresh ones
+/// fetch the flags at init.
+#[tokio::test]
+async fn simulated_environments_poll_appconfig_and_recycle_on_env_writes() {
+    let sandbox = start().await;
+    let ac = client(&sandbox).await;
+    let before = t0() - chrono::Duration::minutes(30);
+    sandbox.set_appconfig_clock(Some(before));
+    let f = fixture(&ac, None).await;
+    f.deploy(&ac, "AppConfig.AllAtOnce", 1).await;
+    let lambda = lambda_function(
+        &sandbox,
+        "handler",
+        &[
+            ("APPCONFIG_APPLICATION", "repair"),
+            ("APPCONFIG_ENVIRONMENT", "prod"),
+            ("APPCONFIG_PROFILE", "flags"),
+            ("AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS", "60"),
+            ("OTHER", "kept"),
+        ],
+    )
+    .await;
+    sandbox.set_traffic(rollgate::sandbox::traffic::TrafficSettings {
+        invocations_per_tick: 200,
+        ..Default::default()
+    });
+    let tick = |t: DateTime<Utc>| {
+        sandbox.set_appconfig_clock(Some(t));
+        sandbox.emit_traffic_at(t);
+        sandbox
+            .execution_environments("handler")
+            .unwrap()
+            .running("USE_OPTIMIZED_PROMPTS", "true")
+    };
+    assert_eq!(tick(t0()), (0, 10), "ten warm environments, flag off");
+    assert_eq!(sandbox.cold_starts("handler"), 10);
+    // ON, all at once, right after t0: each environment sees it at its next poll.
+    sandbox.set_appconfig_clock(Some(t0() + chrono::Duration::seconds(1)));
+    f.deploy(&ac, "AppConfig.AllAtOnce", 2).await;
+    let mut counts = Vec::new();
+    for s in (2..=62).step_by(5) {
+        let (on, all) = tick(t0() + chrono::Duration::seconds(s));
+        assert_eq!(all, 10);
+        counts.push(on);
+    }
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(counts[0] < 10, "not all at once: {counts:?}");
+    assert!(
+        counts.iter().any(|c| (1..10).contains(c)),
+        "polls are staggered: {counts:?}"
+    );
+    assert_eq!(*counts.last().unwrap(), 10, "all within one poll interval");
+    assert_eq!(
+        sandbox.cold_starts("handler"),
+        10,
+        "an AppConfig deployment recycles nothing"
+    );
+    // An environment write recycles every environment.
+    lambda
+        .update_function_configuration()
+        .function_name("handler")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("APPCONFIG_APPLICATION", "repair")
+                .variables("APPCONFIG_ENVIRONMENT", "prod")
+                .variables("APPCONFIG_PROFILE", "flags")
+                .variables("AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS", "60")
+                .variables("OTHER", "changed")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tick(t0() + chrono::Duration::seconds(70)), (10, 10));
+    assert_eq!(
+        sandbox.cold_starts("handler"),
+        20,
+        "ten cold starts; the new environments fetched the flags at init"
+    );
+    // The state shows it too.
+    let state: serde_json::Value = reqwest::get(format!("{}/_sandbox/state", sandbox.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fleet = &state["execution_environments"]["handler"];
+    assert_eq!(fleet["cold_starts"], 20);
+    assert_eq!(fleet["groups"][0]["flags"]["USE_OPTIMIZED_PROMPTS"], "true");
+    assert_eq!(fleet["groups"][0]["environments"], 10);
+}
+
+/// A Lambda-environment flag write reaches every environment at the next
+/// tick, through cold starts (one pool of two for 40 invocations a tick).
+#[tokio::test]
+async fn env_flag_writes_reach_environments_through_cold_starts() {
+    let sandbox = Sandbox::start(
+        0,
+        SandboxConfig {
+            metric_delay: Duration::ZERO,
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lambda = lambda_function(&sandbox, "plain", &[("USE_OPTIMIZED_PROMPTS", "false")]).await;
+    sandbox.set_traffic(rollgate::sandbox::traffic::TrafficSettings {
+        invocations_per_tick: 40,
+        ..Default::default()
+    });
+    sandbox.emit_traffic_at(t0());
+    assert_eq!(sandbox.cold_starts("plain"), 2);
+    lambda
+        .update_function_configuration()
+        .function_name("plain")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("USE_OPTIMIZED_PROMPTS", "true")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sandbox.emit_traffic_at(t0() + chrono::Duration::minutes(1));
+    let view = sandbox.execution_environments("plain").unwrap();
+    assert_eq!(view.running("USE_OPTIMIZED_PROMPTS", "true"), (2, 2));
+    assert_eq!(view.cold_starts, 4);
+}
+
+/// boto3's `appconfig` and `appconfigdata` clients: create → hosted version
+/// → deploy → get the latest configuration, a stale version number (409),
+/// and StopDeployment; prints what they saw as JSON.
+const BOTO3_SCRIPT: &str = r#"import json, sys
+import botocore.session
+from botocore.exceptions import ClientError
+
+endpoint = sys.argv[1]
+session = botocore.session.get_session()
+def client(name):
+    return session.create_client(name, endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test")
+ac, data = client("appconfig"), client("appconfigdata")
+def body(b):
+    return b.read() if hasattr(b, "read") else b
+def code(f):
+    try:
+        f()
+        return None
+    except ClientError as e:
+        return [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+
+app = ac.create_application(Name="boto3-app")["Id"]
+env = ac.create_environment(ApplicationId=app, Name="prod")["Id"]
+profile = ac.create_configuration_profile(ApplicationId=app, Name="flags", LocationUri="hosted",
+    Type="AWS.AppConfig.FeatureFlags")["Id"]
+flags = lambda on: json.dumps({"version": "1", "flags": {"use_optimized_prompts": {"name": "P"}},
+    "values": {"use_optimized_prompts": {"enabled": on}}}).encode()
+v1 = ac.create_hosted_configuration_version(ApplicationId=app, ConfigurationProfileId=profile,
+    Content=flags(False), ContentType="application/json", LatestVersionNumber=0, VersionLabel="off")
+v2 = ac.create_hosted_configuration_version(ApplicationId=app, ConfigurationProfileId=profile,
+    Content=flags(True), ContentType="application/json", LatestVersionNumber=1)
+stale = code(lambda: ac.create_hosted_configuration_version(ApplicationId=app,
+    ConfigurationProfileId=profile, Content=flags(True), ContentType="application/json",
+    LatestVersionNumber=1))
+got = ac.get_hosted_configuration_version(ApplicationId=app, ConfigurationProfileId=profile,
+    VersionNumber=1)
+d1 = ac.start_deployment(ApplicationId=app, EnvironmentId=env, DeploymentStrategyId="AppConfig.AllAtOnce",
+    ConfigurationProfileId=profile, ConfigurationVersion="2")
+busy = code(lambda: ac.start_deployment(ApplicationId=app, EnvironmentId=env,
+    DeploymentStrategyId="AppConfig.AllAtOnce", ConfigurationProfileId=profile, ConfigurationVersion="1"))
+token = data.start_configuration_session(ApplicationIdentifier="boto3-app", EnvironmentIdentifier="prod",
+    ConfigurationProfileIdentifier="flags", RequiredMinimumPollIntervalInSeconds=15)["InitialConfigurationToken"]
+latest = data.get_latest_configuration(ConfigurationToken=token)
+reused = code(lambda: data.get_latest_configuration(ConfigurationToken=token))
+no_revert = code(lambda: ac.stop_deployment(ApplicationId=app, EnvironmentId=env, DeploymentNumber=1))
+stopped = ac.stop_deployment(ApplicationId=app, EnvironmentId=env, DeploymentNumber=1, AllowRevert=True)
+deployment = ac.get_deployment(ApplicationId=app, EnvironmentId=env, DeploymentNumber=1)
+print(json.dumps({
+    "v1": [v1["VersionNumber"], v1.get("VersionLabel"), v1["ContentType"]],
+    "v2": v2["VersionNumber"],
+    "stale": stale,
+    "got": [got["VersionNumber"], body(got["Content"]).decode()],
+    "deployed": [d1["DeploymentNumber"], d1["State"], d1["PercentageComplete"], d1["StartedAt"].isoformat()],
+    "busy": busy,
+    "latest": [json.loads(body(latest["Configuration"])), latest["ContentType"],
+        latest["NextPollIntervalInSeconds"], bool(latest["NextPollConfigurationToken"])],
+    "reused": reused,
+    "no_revert": no_revert,
+    "stopped": [stopped["State"], [e["EventType"] for e in stopped["EventLog"]][:2],
+        stopped["EventLog"][0]["TriggeredBy"]],
+    "environment": ac.get_environment(ApplicationId=app, EnvironmentId=env)["State"],
+    "event_times": [e["OccurredAt"].isoformat() for e in deployment["EventLog"]],
+}))
+"#;
+
+#[tokio::test]
+async fn boto3_round_trip_conflict_and_stop() {
+    let sandbox = start().await;
+    let endpoint = sandbox.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", BOTO3_SCRIPT, &endpoint])
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env_remove("AWS_DATA_PATH")
+            .output()
+            .expect("python3 with boto3 must be installed: pip install boto3 (.ci/run does)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    use serde_json::json;
+    assert_eq!(out["v1"], json!([1, "off", "application/json"]));
+    assert_eq!(out["v2"], 2);
+    assert_eq!(out["stale"], json!(["ConflictException", 409]));
+    assert!(
+        out["got"][1]
+            .as_str()
+            .unwrap()
+            .contains("\"enabled\": false")
+    );
+    assert_eq!(out["deployed"][0], 1);
+    assert_eq!(out["deployed"][1], "BAKING");
+    assert_eq!(out["deployed"][2], 100.0);
+    assert_eq!(out["busy"], json!(["ConflictException", 409]));
+    assert_eq!(
+        out["latest"],
+        json!([{"use_optimized_prompts": {"enabled": true}}, "application/json", 15, true])
+    );
+    assert_eq!(out["reused"], json!(["BadRequestException", 400]));
+    assert_eq!(out["no_revert"], json!(["BadRequestException", 400]));
+    assert_eq!(
+        out["stopped"],
+        json!([
+            "ROLLED_BACK",
+            ["ROLLBACK_COMPLETED", "ROLLBACK_STARTED"],
+            "USER"
+        ])
+    );
+    assert_eq!(out["environment"], "ROLLED_BACK");
+    assert!(
+        out["event_times"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.as_str().unwrap().contains('T'))
+    );
+}

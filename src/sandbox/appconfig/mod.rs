@@ -518,6 +518,16 @@ impl Error {
         Error::new(StatusCode::CONFLICT, "ConflictException", message)
     }
 
+    pub fn is_bad_request(&self) -> bool {
+        self.status == StatusCode::BAD_REQUEST
+    }
+
+    /// A data-plane call made before the session's poll interval passed.
+    pub fn is_poll_too_early(&self) -> bool {
+        self.extra["Details"]["InvalidParameters"]["ConfigurationToken"]["Problem"]
+            == "PollIntervalNotSatisfied"
+    }
+
     /// Extra members of the body (`Reason`, `Details`, `ResourceType`…).
     pub fn with(mut self, extra: Value) -> Error {
         self.extra = extra;
