@@ -184,8 +184,8 @@ pub enum ApplyError {
     Superseded,
     /// `appconfig`: the deployment is under way; the write is confirmed
     /// once it is complete (the reconciler follows it).
-    #[error("{}", .0.describe())]
-    Deploying(Box<crate::backend::appconfig::Delivery>),
+    #[error("{}", .0.delivery.describe())]
+    Deploying(Box<crate::backend::appconfig::Deploying>),
     /// `appconfig`: the deployment was rolled back before it completed, by
     /// AppConfig itself (an alarm monitor) or by someone else; what was
     /// served before is served again.

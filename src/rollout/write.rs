@@ -214,22 +214,27 @@ pub fn after_write(
                 pending: Some(message),
             }
         }
-        Err(ApplyError::Deploying(d)) => {
+        Err(ApplyError::Deploying(deploying)) => {
             // Recorded at each new state or percentage: the audit log
             // follows the deployment.
+            let d = &deploying.delivery;
             let changed = current.delivery.as_ref().is_none_or(|k| {
                 (k.generation, k.deployment, k.state.as_str())
                     != (d.generation, d.deployment, d.state.as_str())
                     || k.percentage != d.percentage
             });
-            next.delivery = Some((**d).clone());
+            next.delivery = Some(d.clone());
             next.last_error = None;
             Written {
                 next,
                 outcome: Outcome::Deploying,
                 flags_before: None,
                 flags_after: Some(current.desired_flags.clone()),
-                detail: with(json!({ "appconfig": d })),
+                detail: with(json!({
+                    "appconfig": d,
+                    "steps": deploying.steps,
+                    "retried_because": deploying.retried_because,
+                })),
                 record: changed,
                 alert: None,
                 refused: None,
@@ -472,12 +477,20 @@ mod tests {
         }
     }
 
+    fn deploying(state: &str) -> crate::backend::appconfig::Deploying {
+        crate::backend::appconfig::Deploying {
+            delivery: delivery(state),
+            steps: vec!["started deployment 4 of version 7".into()],
+            retried_because: vec![],
+        }
+    }
+
     #[test]
     fn an_appconfig_deployment_is_followed_and_live_one_poll_after_it_completes() {
         let r = rollout(WriteCause::Advance, State::Active, Some(State::Active));
         let w = after_write(
             &r,
-            &Err(ApplyError::Deploying(Box::new(delivery("DEPLOYING")))),
+            &Err(ApplyError::Deploying(Box::new(deploying("DEPLOYING")))),
             NOW,
         );
         assert_eq!(w.outcome, Outcome::Deploying);
@@ -487,13 +500,13 @@ mod tests {
         // The same state and percentage again: nothing new to record.
         let again = after_write(
             &w.next,
-            &Err(ApplyError::Deploying(Box::new(delivery("DEPLOYING")))),
+            &Err(ApplyError::Deploying(Box::new(deploying("DEPLOYING")))),
             NOW,
         );
         assert!(!again.record);
         let baking = after_write(
             &w.next,
-            &Err(ApplyError::Deploying(Box::new(delivery("BAKING")))),
+            &Err(ApplyError::Deploying(Box::new(deploying("BAKING")))),
             NOW,
         );
         assert!(baking.record);

@@ -81,6 +81,7 @@ impl Service {
         let lock = self.function_lock(&first.function_arn);
         let _guard = lock.lock().await;
         let mut mine = first.generation;
+        let following = std::time::Instant::now();
         let mut verify_newest = false;
         loop {
             let current = self.rollout(id).await?;
@@ -105,6 +106,11 @@ impl Service {
             let result = self.run_write(&current, true).await;
             let now = Utc::now();
             let written = after_write(&current, &result, now);
+            // An AppConfig deployment under way is followed for a while
+            // (each new state stored as it comes), then left to the
+            // reconciler.
+            let follow = written.outcome == Outcome::Deploying
+                && following.elapsed() < self.appconfig.follow_for();
             let (retries, landed) = match &result {
                 Ok(r) => (r.attempts.saturating_sub(1), true),
                 Err(crate::backend::ApplyError::Unavailable { attempts, .. }) => (*attempts, false),
@@ -129,6 +135,10 @@ impl Service {
                 continue;
             }
             if !written.record {
+                if follow {
+                    tokio::time::sleep(self.appconfig.follow_every()).await;
+                    continue;
+                }
                 return Ok(Done {
                     rollout: current,
                     write_pending: written.pending,
@@ -152,6 +162,10 @@ impl Service {
                     }
                     if let Some(message) = written.refused {
                         return Err(ServiceError::Unprocessable(message));
+                    }
+                    if follow {
+                        tokio::time::sleep(self.appconfig.follow_every()).await;
+                        continue;
                     }
                     if written.pending.is_some() {
                         return Ok(Done {

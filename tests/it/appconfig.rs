@@ -320,7 +320,20 @@ async fn a_step_creates_a_version_from_the_latest_and_deploys_it_to_complete() {
         .expect("an applied write");
     assert_eq!(last["detail"]["appconfig"]["version"], 2);
     assert_eq!(last["detail"]["appconfig"]["deployment"], 2);
-    let steps = last["detail"]["steps"].to_string();
+    // The calls, recorded as the deployment started; the deployment
+    // followed state by state until it completed.
+    let first = writes
+        .iter()
+        .find(|w| w["outcome"] == "deploying")
+        .expect("the deployment recorded as it started");
+    let steps = first["detail"]["steps"].to_string();
+    assert_eq!(first["detail"]["appconfig"]["state"], "DEPLOYING");
+    assert!(
+        last["detail"]["steps"]
+            .to_string()
+            .contains("deployment 2 of version 2 is COMPLETE"),
+        "{last}"
+    );
     assert!(
         steps.contains("created hosted version 2 (precondition: latest version 1)"),
         "{steps}"
@@ -391,7 +404,7 @@ async fn a_version_created_meanwhile_is_re_read_and_merged() {
         .app
         .audit(&format!("?rollout={id}&action=flags_write"))
         .await;
-    let applied = writes.iter().find(|w| w["outcome"] == "applied").unwrap();
+    let applied = writes.iter().find(|w| w["outcome"] == "deploying").unwrap();
     assert!(
         applied["detail"]["retried_because"]
             .to_string()

@@ -15,7 +15,9 @@
 //!    stops a running deployment of its profile (`StopDeployment`);
 //! 4. follow the deployment (`DEPLOYING` → `BAKING` → `COMPLETE`). The write
 //!    is confirmed at `COMPLETE` only; until then it stays pending
-//!    ([`ApplyError::Deploying`]) and the reconciler follows it. A
+//!    ([`ApplyError::Deploying`], recorded at each new state or
+//!    percentage): the command follows it for a while, the reconciler
+//!    after that. A
 //!    deployment AppConfig rolled back by itself (its alarm monitors) is
 //!    [`ApplyError::RolledBackByAppConfig`].
 //!
@@ -26,7 +28,7 @@ mod names;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_appconfig::error::ProvideErrorMetadata;
 use aws_sdk_appconfig::primitives::Blob;
@@ -123,6 +125,15 @@ fn running(state: &str) -> bool {
 /// States whose configuration is no longer served: the one before is.
 fn undone(state: &str) -> bool {
     matches!(state, "ROLLED_BACK" | "REVERTED" | "ROLLING_BACK")
+}
+
+/// A deployment under way: what a write did so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deploying {
+    pub delivery: Delivery,
+    /// The calls this attempt made (version created, deployment started).
+    pub steps: Vec<String>,
+    pub retried_because: Vec<String>,
 }
 
 /// One deployment of an environment, as `ListDeployments`/`GetDeployment` answer.
@@ -487,15 +498,13 @@ impl AppConfigBackend {
         ask: &Ask<'_>,
         token: &CancellationToken,
     ) -> Result<WriteReport, ApplyError> {
-        let began = Instant::now();
-        let follow_for = self.policy.settle_timeout.min(FOLLOW_INLINE);
         let attempt = retrying(&self.policy, &ask.target.profile, || async {
             if token.is_cancelled() {
                 return Err(Step::Reject(SUPERSEDED.into()));
             }
             self.cycle(ask).await
         });
-        let mut report = tokio::select! {
+        let report = tokio::select! {
             r = attempt => r,
             _ = token.cancelled() => return Err(ApplyError::Superseded),
         }
@@ -503,34 +512,29 @@ impl AppConfigBackend {
             ApplyError::Rejected(m) if m == SUPERSEDED => ApplyError::Superseded,
             e => e,
         })?;
-        let Some(mut delivery) = report.delivery.clone() else {
-            return Ok(report);
-        };
-        let ids = self.resolve(ask.target).await.map_err(ApplyError::from)?;
-        loop {
-            if delivery.rolled_back_by.is_some() || undone(&delivery.state) {
-                return Err(ApplyError::RolledBackByAppConfig(Box::new(delivery)));
+        match report.delivery.clone() {
+            Some(d) if d.rolled_back_by.is_some() || undone(&d.state) => {
+                Err(ApplyError::RolledBackByAppConfig(Box::new(d)))
             }
-            if delivery.state == "COMPLETE" {
-                report.steps.push(delivery.describe());
-                report.delivery = Some(delivery);
-                return Ok(report);
-            }
-            if began.elapsed() >= follow_for {
-                return Err(ApplyError::Deploying(Box::new(delivery)));
-            }
-            tokio::select! {
-                _ = token.cancelled() => return Err(ApplyError::Superseded),
-                _ = tokio::time::sleep(self.policy.poll_interval) => {}
-            }
-            match self.deployment(&ids, delivery.deployment).await {
-                Ok(seen) => update(&mut delivery, &seen),
-                // A failed poll is not a failed deployment: the next one,
-                // or the reconciler's, tells.
-                Err(Step::Reject(m)) => return Err(ApplyError::Rejected(m)),
-                Err(_) => {}
-            }
+            Some(d) if d.state != "COMPLETE" => Err(ApplyError::Deploying(Box::new(Deploying {
+                delivery: d,
+                steps: report.steps,
+                retried_because: report.retried_because,
+            }))),
+            _ => Ok(report),
         }
+    }
+
+    /// How often a deployment under way is looked at again while a
+    /// command waits for it.
+    pub fn follow_every(&self) -> Duration {
+        (self.policy.poll_interval * 4).max(Duration::from_millis(50))
+    }
+
+    /// How long a command follows its deployment before it answers
+    /// "pending" and leaves the rest to the reconciler.
+    pub fn follow_for(&self) -> Duration {
+        self.policy.settle_timeout.min(FOLLOW_INLINE)
     }
 
     /// One attempt: read, decide, and create or deploy what is missing.
@@ -594,10 +598,22 @@ impl AppConfigBackend {
             report.before = doc.owned_values(ask.desired.keys());
             if report.before == *ask.desired {
                 report.delivery = Some(delivery_of(current, version));
-                report.steps.push(format!(
-                    "deployment {} (version {version}) already carries the values",
-                    current.number
-                ));
+                // This generation's own deployment, followed to here.
+                let own = ask.known.is_some_and(|k| {
+                    k.generation == ask.generation && k.deployment == current.number
+                });
+                report.wrote = own;
+                report.steps.push(if own {
+                    format!(
+                        "deployment {} of version {version} is {}",
+                        current.number, current.state
+                    )
+                } else {
+                    format!(
+                        "deployment {} (version {version}) already carries the values",
+                        current.number
+                    )
+                });
                 return Ok(report);
             }
         }
@@ -719,17 +735,6 @@ impl AppConfigBackend {
 
 /// The marker of a cycle that saw its write superseded.
 const SUPERSEDED: &str = "superseded";
-
-fn update(delivery: &mut Delivery, seen: &Seen) {
-    delivery.state = seen.state.clone();
-    delivery.percentage = seen.percentage;
-    delivery.started_at = seen.started_at.or(delivery.started_at);
-    delivery.completed_at = seen.completed_at;
-    if seen.rolled_back_by.is_some() {
-        delivery.rolled_back_by = seen.rolled_back_by.clone();
-        delivery.rollback_reason = seen.rollback_reason.clone();
-    }
-}
 
 fn no_version(ids: &Ids) -> String {
     format!(
