@@ -278,7 +278,6 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
             // A strategy minute of AppConfig lasts 2 s: the plan's linear
             // 30-minute deployment (and 30-minute bake) takes 2 minutes.
             appconfig_minute: DEMO_APPCONFIG_MINUTE,
-            ..SandboxConfig::default()
         },
     )
     .await?;
