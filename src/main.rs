@@ -133,6 +133,13 @@ enum Cmd {
         /// Canary: total invocations a second (canary and stable).
         #[arg(long, value_delimiter = ',', default_value = "20,200,2000")]
         canary_rates: Vec<f64>,
+        /// Instead: flag delivery, lambda-env against AppConfig, on a
+        /// simulated clock (see BENCHMARKS.md, "Flag delivery").
+        #[arg(long)]
+        flag_delivery: bool,
+        /// Flag delivery: runs (each with other poll phases).
+        #[arg(long, default_value_t = 10)]
+        flag_delivery_runs: usize,
     },
     /// The dashboard benchmark's load generator (open loop, run as a
     /// process of its own); prints its figures as JSON.
@@ -769,6 +776,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            flag_delivery: true,
+            flag_delivery_runs,
+            out,
+            ..
+        } => {
+            let text = rollgate::bench::flag_delivery::run(flag_delivery_runs).await?;
+            println!("{text}");
+            if let Some(out) = out {
+                std::fs::write(out, &text)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {

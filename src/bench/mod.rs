@@ -14,10 +14,14 @@
 //!   with the open-loop load generator of `rollgate bench-load` (`load`);
 //! - the canary judge on simulated canaries (`--canary`, in `canary`):
 //!   false rollbacks, time to detect, early promotion, against the fixed
-//!   threshold rule (pure and seeded, no sandbox).
+//!   threshold rule (pure and seeded, no sandbox);
+//! - flag delivery (`--flag-delivery`, in `flag_delivery`): time until every
+//!   simulated execution environment runs a changed flag, and the cold
+//!   starts it costs, lambda-env against AppConfig (issue 11).
 
 pub mod canary;
 pub mod dashboard;
+pub mod flag_delivery;
 pub mod load;
 pub mod periods;
 

@@ -177,7 +177,18 @@
 //!   "bad_flags": ["FLAG", ...], "alias": "live", "outside_share": 0.0}`
 //!   (fields optional on POST): callers invoke `alias` when the function
 //!   has it (by its weights, each version with its own environment), and
-//!   `outside_share` of them call `$LATEST` unqualified.
+//!   `outside_share` of them call `$LATEST` unqualified. Invocations run
+//!   in execution environments (see `execution`): a pool per version of
+//!   about `invocations_per_tick / 20` (at least one), each with the
+//!   variables it captured at its cold start; an update of `$LATEST` that
+//!   took effect recycles them all. A function with `APPCONFIG_APPLICATION`,
+//!   `APPCONFIG_ENVIRONMENT` and `APPCONFIG_PROFILE` (names or ids) reads
+//!   flags as the AppConfig Lambda extension does (a data-plane session per
+//!   environment, polled every `AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS`,
+//!   default 45); a flag `use_optimized_prompts` with `enabled: true` counts
+//!   as `USE_OPTIMIZED_PROMPTS=true`. `bad_flags` match either spelling.
+//!   `GET /_sandbox/state` shows, per function, `"execution_environments":
+//!   {NAME: {"cold_starts", "groups": [{"version", "flags", "environments"}]}}`.
 //!
 //! Lambda errors carry AWS's status code, an `x-amzn-ErrorType` header and a
 //! `{"Type": ..., "message": ...}` body; every Lambda answer carries an
