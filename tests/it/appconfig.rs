@@ -700,3 +700,35 @@ async fn the_seeds_phases_run_on_appconfig_and_a_bad_phase_is_rolled_back() {
     let rollback = app.audit(&format!("?rollout={id}&action=rollback")).await;
     assert_eq!(rollback[0]["actor"], "rollgate/watcher");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_5xx_from_appconfig_are_retried_and_recorded() {
+    let fx = setup(Duration::from_millis(20), |p| p).await;
+    let id = fx.start().await;
+    let faults = fx.app.sandbox.faults();
+    faults.appconfig_throttle_next(2);
+    faults.appconfig_fail_next(1);
+    let (status, body) = fx.app.command(id, "advance", "prompts").await;
+    assert_eq!(status, 200, "{body}");
+    fx.assert_served([true, false, false]).await;
+    let writes = fx
+        .app
+        .audit(&format!("?rollout={id}&action=flags_write"))
+        .await;
+    let retried: String = writes
+        .iter()
+        .map(|w| w["detail"]["retried_because"].to_string())
+        .collect();
+    assert!(retried.contains("ThrottlingException"), "{writes:?}");
+    assert!(retried.contains("InternalServerException"), "{writes:?}");
+    // More throttling than the retry budget: the step stays pending and
+    // the reconciler lands it once AppConfig answers again.
+    let (status, _) = fx.app.command(id, "advance", "tools").await;
+    assert_eq!(status, 200);
+    faults.appconfig_throttle_next(40);
+    let (status, body) = fx.app.command(id, "advance", "full").await;
+    assert_eq!(status, 202, "{body}");
+    let r = fx.app.wait_for(id, |r| r["write_pending"] == false).await;
+    assert_eq!(r["phase_name"], "full");
+    fx.assert_served([true, true, true]).await;
+}

@@ -295,7 +295,7 @@ fn canary_fields_are_checked() {
         (
             "alias on lambda-env",
             MINIMAL.replace("function = \"f\"", "function = \"f\"\nalias = \"live\""),
-            "3:9: alias applies to backend = \"lambda-alias\"; lambda-env writes the function's own environment",
+            "3:9: alias applies to backend = \"lambda-alias\"; lambda-env writes the function's own environment, appconfig a feature-flag profile",
         ),
         (
             "traffic on lambda-env",
@@ -593,7 +593,7 @@ fn malformed_plans_are_reported_with_line_and_column() {
         (
             "unknown target field",
             MINIMAL.replace("function = \"f\"", "function = \"f\"\nfunktion = 1"),
-            "3:1: unknown field `funktion`, expected one of `backend`, `function`, `alias`, `region`",
+            "3:1: unknown field `funktion`, expected one of `backend`, `function`, `alias`, `region`, `application`, `environment`, `profile`, `strategy`, `rollback_strategy`, `poll_interval`",
         ),
         (
             "unknown guardrail field",
@@ -832,7 +832,7 @@ fn malformed_plans_are_reported_with_line_and_column() {
         (
             "bad backend",
             MINIMAL.replace("function = \"f\"", "function = \"f\"\nbackend = \"s3\""),
-            "3:11: target.backend must be one of \"lambda-env\", \"lambda-alias\", not \"s3\"",
+            "3:11: target.backend must be one of \"lambda-env\", \"lambda-alias\", \"appconfig\", not \"s3\"",
         ),
         (
             "bad action",

@@ -17,8 +17,6 @@
 
 use serde_json::{Map, Value};
 
-use super::pattern;
-
 /// Whether `key` is a valid flag or attribute key.
 pub fn valid_key(key: &str) -> bool {
     let mut chars = key.chars();
@@ -125,7 +123,7 @@ fn check_attribute(flag: &str, name: &str, attr: &Value) -> Result<(), String> {
         ));
     }
     if let Some(p) = c.get("pattern").and_then(Value::as_str)
-        && pattern::Pattern::parse(p).is_none()
+        && regex::Regex::new(p).is_err()
     {
         return Err(format!(
             "Flag '{flag}' attribute '{name}': pattern '{p}' is not a valid regular expression"
@@ -228,7 +226,7 @@ fn scalar(c: &Value, v: &Value, string: bool) -> Result<(), String> {
         ));
     }
     if let (Some(p), Some(s)) = (c.get("pattern").and_then(Value::as_str), v.as_str())
-        && pattern::Pattern::parse(p).is_some_and(|re| !re.is_match(s))
+        && regex::Regex::new(p).is_ok_and(|re| !re.is_match(s))
     {
         return Err(format!("does not match the pattern {p}"));
     }

@@ -13,7 +13,6 @@ mod control;
 pub(super) mod data;
 pub mod deploy;
 mod flags;
-mod pattern;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
