@@ -63,7 +63,16 @@ pub fn rollout(r: &RolloutView) -> String {
         let _ = writeln!(out, "  on AWS  {}", flags_line(observed));
     }
     if r.write_pending {
-        let _ = writeln!(out, "  write   pending (rollgate keeps retrying)");
+        let deploying = r.delivery.as_ref().is_some_and(|d| d.is_running());
+        let _ = writeln!(
+            out,
+            "  write   {}",
+            if deploying {
+                "pending: the AppConfig deployment is under way (confirmed when COMPLETE)"
+            } else {
+                "pending (rollgate keeps retrying)"
+            }
+        );
     }
     if let Some(e) = &r.last_error {
         let _ = writeln!(out, "  error   {e}");

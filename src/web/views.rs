@@ -105,6 +105,21 @@ impl RolloutView {
             ),
             (Err(_), false) => vec!["the plan snapshot no longer parses".to_string()],
         };
+        // An AppConfig step under way: its bake starts once it is live.
+        let mut blockers = blockers;
+        if let Some(d) = r
+            .delivery
+            .as_ref()
+            .filter(|d| r.write_pending() && d.generation == r.generation && d.is_running())
+        {
+            blockers.insert(
+                0,
+                format!(
+                    "its flags are not live yet ({}); the bake starts one extension poll after the deployment completes",
+                    d.describe()
+                ),
+            );
+        }
         let next_phase = (!r.state.is_terminal())
             .then(|| phases.get(r.phase_index + 1).cloned())
             .flatten();

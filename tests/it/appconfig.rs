@@ -677,6 +677,58 @@ async fn a_start_is_refused_when_the_profile_cannot_carry_the_plan() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_three_phases_run_to_completion_on_appconfig() {
+    let fx = setup(Duration::from_millis(20), |p| p).await;
+    let app = &fx.app;
+    traffic_before_now(app, 20);
+    let id = fx.start().await;
+    // One simulated clock for the whole run (the function's environments
+    // poll by it).
+    let mut sim = Sim::now();
+    for (phase, served) in [
+        ("prompts", [true, false, false]),
+        ("tools", [true, true, false]),
+        ("full", [true, true, true]),
+    ] {
+        let (status, body) = app.command(id, "advance", phase).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["phase_name"], phase);
+        fx.assert_served(served).await;
+        // Healthy traffic under the new flags: no guardrail acts (the
+        // phase becomes ready for approval, its gates met).
+        let reports = sim.run(app, 10 * 60).await;
+        let acted: Vec<&str> = reports
+            .iter()
+            .flat_map(|r| r.decisions.iter().map(|d| d.action))
+            .collect();
+        assert!(
+            acted.iter().all(|a| *a == "ready_for_approval"),
+            "{phase}: {acted:?}"
+        );
+        if phase != "full" {
+            assert!(acted.contains(&"ready_for_approval"), "{phase}: {acted:?}");
+        }
+    }
+    let (status, body) = app.command(id, "advance", "done").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "completed", "{body}");
+    fx.assert_served([true, true, true]).await;
+    // Three steps, three versions and three deployments, each followed to
+    // COMPLETE; no cold start of the function's environments.
+    assert_eq!(fx.latest_version().await, 4);
+    assert_eq!(fx.deployments().await.len(), 4);
+    // Every execution environment runs the last phase's flags, and the
+    // only cold starts were the first environments' own.
+    let fleet = app
+        .sandbox
+        .execution_environments(rollgate::demo::DEMO_APPCONFIG_FUNCTION)
+        .expect("the simulator ran the function");
+    let (on, all) = fleet.running("use_full_optimization", "true");
+    assert!(all > 0 && on == all, "{fleet:?}");
+    assert_eq!(fleet.cold_starts, all as u64, "{fleet:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_phases_run_on_appconfig_and_a_bad_phase_is_rolled_back() {
     let fx = setup(Duration::from_millis(20), |p| p).await;
     let app = &fx.app;

@@ -149,6 +149,8 @@ pub struct Seen {
     pub completed_at: Option<DateTime<Utc>>,
     pub rolled_back_by: Option<String>,
     pub rollback_reason: Option<String>,
+    /// The deployment strategy (`GetDeployment` only).
+    pub strategy: Option<String>,
 }
 
 impl Seen {
@@ -337,6 +339,7 @@ impl AppConfigBackend {
                 completed_at: time(d.completed_at()),
                 rolled_back_by: None,
                 rollback_reason: None,
+                strategy: None,
             })
             .collect();
         // Newest first whatever order the page came in.
@@ -376,6 +379,7 @@ impl AppConfigBackend {
                 .and_then(|e| e.triggered_by())
                 .map(|t| t.as_str().to_string()),
             rollback_reason: rollback.and_then(|e| e.description()).map(str::to_string),
+            strategy: d.deployment_strategy_id().map(str::to_string),
         })
     }
 
@@ -552,7 +556,8 @@ impl AppConfigBackend {
             profile_id: ids.profile_id.clone(),
             version,
             deployment: seen.number,
-            strategy: strategy.1.clone(),
+            // The deployment's own strategy where AppConfig said it.
+            strategy: seen.strategy.clone().unwrap_or_else(|| strategy.1.clone()),
             state: seen.state.clone(),
             percentage: seen.percentage,
             started_at: seen.started_at,
@@ -597,6 +602,8 @@ impl AppConfigBackend {
             let doc = self.document(&ids, version).await?;
             report.before = doc.owned_values(ask.desired.keys());
             if report.before == *ask.desired {
+                // Its strategy and event log, which the listing lacks.
+                let current = &self.deployment(&ids, current.number).await?;
                 report.delivery = Some(delivery_of(current, version));
                 // This generation's own deployment, followed to here.
                 let own = ask.known.is_some_and(|k| {
@@ -713,6 +720,7 @@ impl AppConfigBackend {
                     completed_at: time(d.completed_at()),
                     rolled_back_by: None,
                     rollback_reason: None,
+                    strategy: Some(strategy.1.clone()),
                 };
                 report.steps.push(format!(
                     "started deployment {} of version {version} with {}",
@@ -775,6 +783,7 @@ mod tests {
             completed_at: None,
             rolled_back_by: None,
             rollback_reason: None,
+            strategy: None,
         }
     }
 
