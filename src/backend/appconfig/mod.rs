@@ -592,6 +592,19 @@ impl AppConfigBackend {
                 report.delivery = Some(d);
                 return Ok(report);
             }
+            // A rollback's own deployment undone (a monitored alarm in
+            // ALARM undoes any deployment that bakes): deployed again, but
+            // not more than once a minute.
+            if undone(&seen.state)
+                && let Some(wait) = redeploy_wait(seen.started_at, chrono::Utc::now())
+            {
+                return Err(Step::Retry(format!(
+                    "AppConfig rolled back this rollback's deployment {} ({}); deploying it again in {} s. A monitored alarm in ALARM undoes every deployment that bakes: give the plan a rollback_strategy without bake time",
+                    seen.number,
+                    seen.rolled_back_by.as_deref().unwrap_or("by AppConfig"),
+                    wait.num_seconds().max(1)
+                )));
+            }
         }
 
         // What is served now, and whether it already holds the values.
@@ -741,6 +754,13 @@ impl AppConfigBackend {
     }
 }
 
+/// How long an urgent write waits before deploying again after AppConfig
+/// undid its deployment: none once a minute has passed since it started.
+fn redeploy_wait(started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<chrono::TimeDelta> {
+    let left = started? + chrono::TimeDelta::seconds(60) - now;
+    (left > chrono::TimeDelta::zero()).then_some(left)
+}
+
 /// The marker of a cycle that saw its write superseded.
 const SUPERSEDED: &str = "superseded";
 
@@ -802,6 +822,15 @@ mod tests {
         ];
         assert_eq!(busy(&d).map(|s| s.number), Some(5));
         assert_eq!(served(&[seen(1, "other", 1, "COMPLETE")], &ids()), None);
+    }
+
+    #[test]
+    fn an_undone_rollback_deployment_is_redeployed_at_most_once_a_minute() {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        let s = chrono::TimeDelta::seconds;
+        assert_eq!(redeploy_wait(Some(t), t + s(10)), Some(s(50)));
+        assert_eq!(redeploy_wait(Some(t), t + s(60)), None);
+        assert_eq!(redeploy_wait(None, t), None);
     }
 
     #[test]
