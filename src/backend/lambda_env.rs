@@ -250,7 +250,17 @@ where
             // KMS access does not come back within a retry budget: the
             // reconciler tries again later.
             Err(Step::Unreadable(message)) => return Err(ApplyError::Unreadable(message)),
-            Err(Step::RetryNow(reason)) => retried_because.push(reason),
+            // Retried at once, but not for ever: a target that keeps
+            // changing under every attempt counts against the budget too.
+            Err(Step::RetryNow(reason)) => {
+                retried_because.push(reason.clone());
+                if retried_because.len() >= policy.max_attempts.saturating_mul(2) {
+                    return Err(ApplyError::Unavailable {
+                        attempts: retried_because.len(),
+                        last: reason,
+                    });
+                }
+            }
             Err(Step::Retry(reason)) => {
                 tracing::info!(function, %reason, "flag write will be retried");
                 retried_because.push(reason.clone());

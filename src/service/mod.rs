@@ -203,6 +203,15 @@ impl Service {
     /// The owned flags of `plan`'s function as they are now (for a start's
     /// confirmation; writes nothing).
     pub async fn peek_flags(&self, plan: &Plan) -> Result<crate::plan::Flags, String> {
+        if let Some(target) = &plan.target.appconfig {
+            return self
+                .appconfig
+                .in_region(plan.target.region.as_deref())
+                .served_flags(target, &plan.flags)
+                .await
+                .map(|(flags, _)| flags)
+                .map_err(|e| e.to_string());
+        }
         self.backend
             .in_region(plan.target.region.as_deref())
             .read(&plan.target.function, &plan.flags, false)

@@ -109,15 +109,21 @@ impl Service {
             // An AppConfig deployment under way is followed for a while
             // (each new state stored as it comes), then left to the
             // reconciler.
+            // (Not by the reconciler: one deployment followed must not hold
+            // up the other rollouts' pending writes.)
             let follow = written.outcome == Outcome::Deploying
+                && *who != Principal::Reconciler
                 && following.elapsed() < self.appconfig.follow_for();
             let (retries, landed) = match &result {
                 Ok(r) => (r.attempts.saturating_sub(1), true),
                 Err(crate::backend::ApplyError::Unavailable { attempts, .. }) => (*attempts, false),
                 Err(_) => (0, false),
             };
-            self.telemetry
-                .count_write(written.outcome.as_str(), retries);
+            // A deployment looked at again is not another write.
+            if written.record || written.outcome != Outcome::Deploying {
+                self.telemetry
+                    .count_write(written.outcome.as_str(), retries);
+            }
             let mut detail = written.detail.clone();
             if *who == Principal::Reconciler {
                 // Finished by the reconciler for whoever asked (after a

@@ -69,6 +69,42 @@ impl Document {
         out
     }
 
+    /// The owned values as `owned_values` renders them, except that a
+    /// value equal to the one `desired` names once typed by the flag's
+    /// constraints (`"0.50"` for `0.5`, `'["eu", "us"]'` for `["eu","us"]`)
+    /// reads as `desired` spells it: what a write compares and drift is
+    /// judged on, so a value in another spelling is not a change.
+    pub fn owned_values_against(&self, desired: &Flags) -> Flags {
+        let mut out = self.owned_values(desired.keys());
+        for (key, wanted) in desired {
+            let OwnedKey::Attribute { flag, attribute } = split(key) else {
+                continue;
+            };
+            let current = self.value_of(flag).and_then(|v| v.get(attribute));
+            let constraints = self
+                .definition(flag)
+                .and_then(|d| d.get("attributes"))
+                .and_then(|a| a.get(attribute))
+                .and_then(|a| a.get("constraints"));
+            if let (Some(current), Ok(typed)) = (current, typed(wanted, constraints, current))
+                && same_value(current, &typed)
+            {
+                out.insert(key.clone(), wanted.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether `self` and `other` are the same document apart from the
+    /// owned values: every flag definition, every other value, metadata.
+    pub fn same_outside<'a>(
+        &self,
+        other: &Document,
+        owned: impl IntoIterator<Item = &'a String> + Clone,
+    ) -> bool {
+        without(&self.0, owned.clone()) == without(&other.0, owned)
+    }
+
     /// The document with `desired` merged in, or why it cannot be: an
     /// owned flag or attribute the profile does not define, or a value its
     /// constraints refuse. Nothing else changes.
@@ -131,6 +167,36 @@ impl Document {
         }
         Ok(Document(doc))
     }
+}
+
+/// JSON equality with numbers compared by value (`50` is `50.0`).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+/// `doc` with the owned values taken out.
+fn without<'a>(doc: &Value, owned: impl IntoIterator<Item = &'a String>) -> Value {
+    let mut doc = doc.clone();
+    for key in owned {
+        let (flag, field) = match split(key) {
+            OwnedKey::Enabled(flag) => (flag, "enabled"),
+            OwnedKey::Attribute { flag, attribute } => (flag, attribute),
+        };
+        if let Some(v) = doc
+            .get_mut("values")
+            .and_then(|v| v.get_mut(flag))
+            .and_then(Value::as_object_mut)
+        {
+            v.remove(field);
+        }
+    }
+    doc
 }
 
 /// A JSON value as a plan writes it.
@@ -315,6 +381,46 @@ mod tests {
                 ("use_optimized_prompts.variant", "v2")
             ])
         );
+    }
+
+    #[test]
+    fn a_value_in_another_spelling_is_the_same_value() {
+        let d = doc()
+            .merged(&flags(&[
+                ("use_optimized_prompts.share", "50.0"),
+                ("use_optimized_prompts.regions", "[\"eu\", \"us\"]"),
+            ]))
+            .unwrap();
+        let desired = flags(&[
+            ("use_optimized_prompts.share", "50.0"),
+            ("use_optimized_prompts.regions", "[\"eu\", \"us\"]"),
+        ]);
+        // Rendered from JSON the spellings differ; against the plan's they are equal.
+        assert_ne!(d.owned_values(desired.keys()), desired);
+        assert_eq!(d.owned_values_against(&desired), desired);
+        // 10 (the first version's integer) is "10.0".
+        assert_eq!(
+            doc().owned_values_against(&flags(&[("use_optimized_prompts.share", "10.0")]))["use_optimized_prompts.share"],
+            "10.0"
+        );
+        let other = flags(&[("use_optimized_prompts.share", "51")]);
+        assert_eq!(
+            d.owned_values_against(&other)["use_optimized_prompts.share"],
+            "50.0"
+        );
+    }
+
+    #[test]
+    fn documents_are_compared_outside_the_owned_values() {
+        let a = doc();
+        let owned = ["use_optimized_prompts".to_string()];
+        let b = a
+            .merged(&flags(&[("use_optimized_prompts", "true")]))
+            .unwrap();
+        assert!(a.same_outside(&b, &owned));
+        let mut c = b.as_value().clone();
+        c["values"]["other_team_flag"]["enabled"] = serde_json::json!(false);
+        assert!(!a.same_outside(&Document(c), &owned));
     }
 
     #[test]

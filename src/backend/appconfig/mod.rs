@@ -462,7 +462,7 @@ impl AppConfigBackend {
             .document(&ids, version)
             .await
             .map_err(ApplyError::from)?;
-        Ok((doc.owned_values(owned.keys()), Some(current)))
+        Ok((doc.owned_values_against(owned), Some(current)))
     }
 
     /// Checks before a start: the target resolves, the profile is a hosted
@@ -514,11 +514,26 @@ impl AppConfigBackend {
         }
         .map_err(|e| match e {
             ApplyError::Rejected(m) if m == SUPERSEDED => ApplyError::Superseded,
-            e => e,
+            e => {
+                // A refusal may come from ids gone stale (a profile or a
+                // strategy recreated): resolve them again next time.
+                if matches!(e, ApplyError::Rejected(_)) {
+                    self.ids.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+                e
+            }
         })?;
         match report.delivery.clone() {
             Some(d) if d.rolled_back_by.is_some() || undone(&d.state) => {
-                Err(ApplyError::RolledBackByAppConfig(Box::new(d)))
+                Err(match ask.urgency {
+                    Urgency::Forward => ApplyError::RolledBackByAppConfig(Box::new(d)),
+                    // A rollback is never given up: refused (alerted once),
+                    // and deployed again by the reconciler.
+                    Urgency::Urgent => ApplyError::Rejected(format!(
+                        "AppConfig rolled back the deployment of this write ({}): a monitored alarm in ALARM undoes every deployment that bakes; rollgate deploys it again, at most once a minute (give the plan a rollback_strategy without bake time)",
+                        d.rolled_back_by.as_deref().unwrap_or("APPCONFIG")
+                    )),
+                })
             }
             Some(d) if d.state != "COMPLETE" => Err(ApplyError::Deploying(Box::new(Deploying {
                 delivery: d,
@@ -595,16 +610,24 @@ impl AppConfigBackend {
             // A rollback's own deployment undone (a monitored alarm in
             // ALARM undoes any deployment that bakes): deployed again, but
             // not more than once a minute.
-            if undone(&seen.state)
-                && let Some(wait) = redeploy_wait(seen.started_at, chrono::Utc::now())
-            {
+            if undone(&seen.state) && redeploy_wait(seen.started_at, chrono::Utc::now()).is_some() {
                 return Err(Step::Retry(format!(
-                    "AppConfig rolled back this rollback's deployment {} ({}); deploying it again in {} s. A monitored alarm in ALARM undoes every deployment that bakes: give the plan a rollback_strategy without bake time",
+                    "AppConfig rolled back this write's deployment {} ({}); it is deployed again a minute after it started. A monitored alarm in ALARM undoes every deployment that bakes: give the plan a rollback_strategy without bake time",
                     seen.number,
-                    seen.rolled_back_by.as_deref().unwrap_or("by AppConfig"),
-                    wait.num_seconds().max(1)
+                    seen.rolled_back_by.as_deref().unwrap_or("by AppConfig")
                 )));
             }
+        }
+
+        // A rollback (or a revert) still under way: wait for it to end.
+        if let Some(d) = deployments
+            .iter()
+            .find(|d| d.of_profile(&ids) && d.state == "ROLLING_BACK")
+        {
+            return Err(Step::Retry(format!(
+                "deployment {} of the profile is ROLLING_BACK; waiting for it to end",
+                d.number
+            )));
         }
 
         // What is served now, and whether it already holds the values.
@@ -613,7 +636,7 @@ impl AppConfigBackend {
             && let Some(version) = current.version
         {
             let doc = self.document(&ids, version).await?;
-            report.before = doc.owned_values(ask.desired.keys());
+            report.before = doc.owned_values_against(ask.desired);
             if report.before == *ask.desired {
                 // Its strategy and event log, which the listing lacks.
                 let current = &self.deployment(&ids, current.number).await?;
@@ -641,7 +664,9 @@ impl AppConfigBackend {
         // One deployment per environment: wait, or stop our profile's.
         if let Some(running) = busy(&deployments) {
             if ask.urgency == Urgency::Urgent && running.of_profile(&ids) {
-                let revert = running.state == "BAKING";
+                // AppConfig stops a DEPLOYING deployment as is; one baking
+                // or validating needs AllowRevert.
+                let revert = running.state != "DEPLOYING";
                 self.client
                     .stop_deployment()
                     .application_id(&ids.application_id)
@@ -659,12 +684,11 @@ impl AppConfigBackend {
                 )));
             }
             return Err(Step::Retry(format!(
-                "environment {} is busy: deployment {} ({}) is {} at {:.0} %; AppConfig runs one deployment per environment at a time, so this write waits",
+                "environment {} is busy: deployment {} ({}) is {}; AppConfig runs one deployment per environment at a time, so this write waits",
                 ids.environment_name,
                 running.number,
                 running.profile_name.as_deref().unwrap_or("another profile"),
-                running.state,
-                running.percentage
+                running.state
             )));
         }
 
@@ -674,8 +698,29 @@ impl AppConfigBackend {
             .latest_version(&ids)
             .await?
             .ok_or_else(|| Step::Reject(no_version(&ids)))?;
-        let doc = self.fetch_document(&ids, latest).await?;
-        let version = if doc.owned_values(ask.desired.keys()) == *ask.desired {
+        let latest_doc = self.fetch_document(&ids, latest).await?;
+        // The latest version may hold changes nobody deployed yet. A step
+        // forward merges into it (and says so); a rollback or a revert
+        // ships nothing new: it merges into what is served.
+        let served_doc = match current.and_then(|c| c.version) {
+            Some(v) => Some(self.document(&ids, v).await?),
+            None => None,
+        };
+        let unserved = served_doc
+            .as_ref()
+            .filter(|s| !s.same_outside(&latest_doc, ask.desired.keys()));
+        let doc = match (ask.urgency, unserved) {
+            (Urgency::Urgent, Some(served_doc)) => served_doc,
+            (Urgency::Forward, Some(_)) => {
+                report.note = Some(format!(
+                    "version {latest}, which this write builds on, holds changes outside the plan's flags that were not deployed yet; they ship with it"
+                ));
+                &latest_doc
+            }
+            _ => &latest_doc,
+        };
+        let as_latest = std::ptr::eq(doc, &latest_doc);
+        let version = if as_latest && doc.owned_values_against(ask.desired) == *ask.desired {
             latest
         } else {
             let merged = doc
