@@ -784,3 +784,72 @@ async fn throttling_and_5xx_from_appconfig_are_retried_and_recorded() {
     assert_eq!(r["phase_name"], "full");
     fx.assert_served([true, true, true]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_profile_serves_is_found_behind_pages_of_other_deployments() {
+    let fx = setup(Duration::from_millis(1), |p| p).await;
+    let id = fx.start().await;
+    let (status, _) = fx.app.command(id, "advance", "prompts").await;
+    assert_eq!(status, 200);
+    // Another team deploys its own profile 60 times to the environment:
+    // the plan's deployment is no longer on ListDeployments' first page.
+    let other = fx
+        .ac
+        .create_configuration_profile()
+        .application_id(&fx.app_id)
+        .name("other-team")
+        .location_uri("hosted")
+        .r#type("AWS.Freeform")
+        .send()
+        .await
+        .unwrap();
+    let other = other.id().unwrap().to_string();
+    fx.ac
+        .create_hosted_configuration_version()
+        .application_id(&fx.app_id)
+        .configuration_profile_id(&other)
+        .content(Blob::new(b"{}".to_vec()))
+        .content_type("application/json")
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..60 {
+        fx.ac
+            .start_deployment()
+            .application_id(&fx.app_id)
+            .environment_id(&fx.env_id)
+            .configuration_profile_id(&other)
+            .configuration_version("1")
+            .deployment_strategy_id("AppConfig.AllAtOnce")
+            .send()
+            .await
+            .unwrap();
+        fx.wait_idle().await;
+    }
+    let first_page = fx
+        .ac
+        .list_deployments()
+        .application_id(&fx.app_id)
+        .environment_id(&fx.env_id)
+        .max_results(50)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        first_page
+            .items()
+            .iter()
+            .all(|d| d.configuration_name() == Some("other-team")),
+        "the plan's deployment is past the first page"
+    );
+    // No false drift: the watcher finds what the profile serves.
+    let report = crate::watcher::tick(&fx.app).await;
+    assert!(report.decisions.is_empty(), "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    let r = fx.app.rollout(id).await;
+    assert_eq!(r["observed_flags"]["use_optimized_prompts"], "true", "{r}");
+    // And a step forward still builds on it.
+    let (status, body) = fx.app.command(id, "advance", "tools").await;
+    assert_eq!(status, 200, "{body}");
+    fx.assert_served([true, true, false]).await;
+}

@@ -42,6 +42,10 @@ use crate::plan::{AppConfigTarget, Flags};
 pub use document::Document;
 pub use names::Ids;
 
+/// At most this many pages of 50 deployments are read to find what the
+/// profile serves (an environment shared by many profiles).
+const MAX_DEPLOYMENT_PAGES: usize = 20;
+
 /// The longest a command waits for its deployment inline before it
 /// answers "pending" and leaves the rest to the reconciler.
 const FOLLOW_INLINE: Duration = Duration::from_secs(20);
@@ -315,20 +319,23 @@ impl AppConfigBackend {
 
     /// The environment's deployments, newest first (one page: AppConfig
     /// keeps the newest first, and only the newest matter).
-    async fn deployments(&self, ids: &Ids) -> Result<Vec<Seen>, Step> {
-        let out = self
-            .client
-            .list_deployments()
-            .application_id(&ids.application_id)
-            .environment_id(&ids.environment_id)
-            .max_results(50)
-            .send()
-            .await
-            .map_err(|e| step_of(&e))?;
-        let mut seen: Vec<Seen> = out
-            .items()
-            .iter()
-            .map(|d| Seen {
+    async fn deployments(&self, ids: &Ids, known: Option<i32>) -> Result<Vec<Seen>, Step> {
+        let mut seen: Vec<Seen> = Vec::new();
+        let mut token: Option<String> = None;
+        // Pages until the profile's served deployment (and the one this
+        // write knows) are in: other profiles' deployments may fill pages.
+        for _ in 0..MAX_DEPLOYMENT_PAGES {
+            let out = self
+                .client
+                .list_deployments()
+                .application_id(&ids.application_id)
+                .environment_id(&ids.environment_id)
+                .max_results(50)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| step_of(&e))?;
+            seen.extend(out.items().iter().map(|d| Seen {
                 number: d.deployment_number(),
                 profile_id: d.configuration_profile_id().map(str::to_string),
                 profile_name: d.configuration_name().map(str::to_string),
@@ -340,9 +347,17 @@ impl AppConfigBackend {
                 rolled_back_by: None,
                 rollback_reason: None,
                 strategy: None,
-            })
-            .collect();
-        // Newest first whatever order the page came in.
+            }));
+            let found_known = known.is_none_or(|k| seen.iter().any(|d| d.number <= k));
+            if served(&seen, ids).is_some() && found_known {
+                break;
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        // Newest first whatever order the pages came in.
         seen.sort_by_key(|d| std::cmp::Reverse(d.number));
         Ok(seen)
     }
@@ -447,7 +462,10 @@ impl AppConfigBackend {
         owned: &Flags,
     ) -> Result<(Flags, Option<Seen>), ApplyError> {
         let ids = self.resolve(target).await.map_err(ApplyError::from)?;
-        let deployments = self.deployments(&ids).await.map_err(ApplyError::from)?;
+        let deployments = self
+            .deployments(&ids, None)
+            .await
+            .map_err(ApplyError::from)?;
         let Some(current) = served(&deployments, &ids).cloned() else {
             let empty = Document::parse(b"{\"flags\": {}}").map_err(ApplyError::Rejected)?;
             return Ok((empty.owned_values(owned.keys()), None));
@@ -563,7 +581,9 @@ impl AppConfigBackend {
             Urgency::Forward => (&ids.strategy_id, &ask.target.strategy),
             Urgency::Urgent => (&ids.rollback_strategy_id, &ask.target.rollback_strategy),
         };
-        let deployments = self.deployments(&ids).await?;
+        let deployments = self
+            .deployments(&ids, ask.known.map(|k| k.deployment))
+            .await?;
         let delivery_of = |seen: &Seen, version: i32| Delivery {
             generation: ask.generation,
             application_id: ids.application_id.clone(),
