@@ -251,6 +251,7 @@ impl Service {
                     urgency,
                     generation: current.generation,
                     known: current.delivery.as_ref(),
+                    since: current.pending_write.as_ref().map(|w| w.recorded_at),
                     description: format!(
                         "rollgate rollout {} ({}), {} to {}, generation {}",
                         current.id,

@@ -214,6 +214,10 @@ pub struct Ask<'a> {
     pub generation: i64,
     /// The deployment this generation already started, as last stored.
     pub known: Option<&'a Delivery>,
+    /// When the write's intent was recorded: a deployment of its values
+    /// started since then is this write's, even if a crash kept it from
+    /// being stored.
+    pub since: Option<DateTime<Utc>>,
     /// A description for the hosted version and the deployment.
     pub description: String,
 }
@@ -639,6 +643,29 @@ impl AppConfigBackend {
             }
         }
 
+        // This write's deployment started, then lost (a crash before it
+        // was stored) and rolled back since: the answer, not a cue to
+        // deploy the same version again.
+        let known_now = ask.known.is_some_and(|k| k.generation == ask.generation);
+        if ask.urgency == Urgency::Forward
+            && !known_now
+            && let Some(newest) = deployments.iter().find(|d| d.of_profile(&ids))
+            && started_since(newest, ask.since)
+            && undone(&newest.state)
+            && let Some(version) = newest.version
+            && self
+                .document(&ids, version)
+                .await?
+                .owned_values_against(ask.desired)
+                == *ask.desired
+        {
+            let seen = self.deployment(&ids, newest.number).await?;
+            let mut d = delivery_of(&seen, version);
+            d.rolled_back_by.get_or_insert_with(|| "APPCONFIG".into());
+            report.delivery = Some(d);
+            return Ok(report);
+        }
+
         // A rollback (or a revert) still under way: wait for it to end.
         if let Some(d) = deployments
             .iter()
@@ -819,6 +846,15 @@ impl AppConfigBackend {
     }
 }
 
+/// Whether `d` started after a write's intent was recorded (`since`),
+/// allowing AppConfig's clock to be a few seconds behind rollgate's.
+fn started_since(d: &Seen, since: Option<DateTime<Utc>>) -> bool {
+    match (d.started_at, since) {
+        (Some(started), Some(since)) => started >= since - chrono::TimeDelta::seconds(5),
+        _ => false,
+    }
+}
+
 /// How long an urgent write waits before deploying again after AppConfig
 /// undid its deployment: none once a minute has passed since it started.
 fn redeploy_wait(started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<chrono::TimeDelta> {
@@ -887,6 +923,27 @@ mod tests {
         ];
         assert_eq!(busy(&d).map(|s| s.number), Some(5));
         assert_eq!(served(&[seen(1, "other", 1, "COMPLETE")], &ids()), None);
+    }
+
+    #[test]
+    fn a_deployment_is_a_writes_own_only_if_it_started_after_the_intent() {
+        let t = DateTime::<Utc>::UNIX_EPOCH + chrono::TimeDelta::seconds(1000);
+        let s = chrono::TimeDelta::seconds;
+        let at = |started: Option<DateTime<Utc>>| Seen {
+            started_at: started,
+            ..seen(3, "pro1234", 7, "ROLLED_BACK")
+        };
+        assert!(started_since(&at(Some(t + s(2))), Some(t)));
+        assert!(
+            started_since(&at(Some(t - s(4))), Some(t)),
+            "a few seconds of skew"
+        );
+        assert!(
+            !started_since(&at(Some(t - s(30))), Some(t)),
+            "an earlier generation's"
+        );
+        assert!(!started_since(&at(None), Some(t)));
+        assert!(!started_since(&at(Some(t)), None));
     }
 
     #[test]
