@@ -216,6 +216,46 @@ impl Fx {
         id
     }
 
+    /// Another team's Freeform profile in the same application, with a
+    /// version 1; returns its id.
+    async fn other_team_profile(&self) -> String {
+        let other = self
+            .ac
+            .create_configuration_profile()
+            .application_id(&self.app_id)
+            .name("other-team")
+            .location_uri("hosted")
+            .r#type("AWS.Freeform")
+            .send()
+            .await
+            .unwrap();
+        let other = other.id().unwrap().to_string();
+        self.ac
+            .create_hosted_configuration_version()
+            .application_id(&self.app_id)
+            .configuration_profile_id(&other)
+            .content(Blob::new(b"{}".to_vec()))
+            .content_type("application/json")
+            .send()
+            .await
+            .unwrap();
+        other
+    }
+
+    /// Deploys version 1 of profile `other` to the environment (AllAtOnce).
+    async fn deploy_other(&self, other: &str) {
+        self.ac
+            .start_deployment()
+            .application_id(&self.app_id)
+            .environment_id(&self.env_id)
+            .configuration_profile_id(other)
+            .configuration_version("1")
+            .deployment_strategy_id("AppConfig.AllAtOnce")
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Deploys `doc` as someone else would (AllAtOnce).
     async fn foreign_deploy(&self, doc: &Value) -> i64 {
         let v = self
@@ -419,36 +459,8 @@ async fn a_busy_environment_is_waited_out() {
     let id = fx.start().await;
     // Someone deploys another profile's configuration to the environment:
     // AllAtOnce bakes 10 strategy minutes (1 s here).
-    let other = fx
-        .ac
-        .create_configuration_profile()
-        .application_id(&fx.app_id)
-        .name("other-team")
-        .location_uri("hosted")
-        .r#type("AWS.Freeform")
-        .send()
-        .await
-        .unwrap();
-    let other = other.id().unwrap().to_string();
-    fx.ac
-        .create_hosted_configuration_version()
-        .application_id(&fx.app_id)
-        .configuration_profile_id(&other)
-        .content(Blob::new(b"{}".to_vec()))
-        .content_type("application/json")
-        .send()
-        .await
-        .unwrap();
-    fx.ac
-        .start_deployment()
-        .application_id(&fx.app_id)
-        .environment_id(&fx.env_id)
-        .configuration_profile_id(&other)
-        .configuration_version("1")
-        .deployment_strategy_id("AppConfig.AllAtOnce")
-        .send()
-        .await
-        .unwrap();
+    let other = fx.other_team_profile().await;
+    fx.deploy_other(&other).await;
     let (status, body) = fx.app.command(id, "advance", "prompts").await;
     assert_eq!(status, 202, "the write waits: {body}");
     let r = fx.app.wait_for(id, |r| r["write_pending"] == false).await;
@@ -793,37 +805,9 @@ async fn what_the_profile_serves_is_found_behind_pages_of_other_deployments() {
     assert_eq!(status, 200);
     // Another team deploys its own profile 60 times to the environment:
     // the plan's deployment is no longer on ListDeployments' first page.
-    let other = fx
-        .ac
-        .create_configuration_profile()
-        .application_id(&fx.app_id)
-        .name("other-team")
-        .location_uri("hosted")
-        .r#type("AWS.Freeform")
-        .send()
-        .await
-        .unwrap();
-    let other = other.id().unwrap().to_string();
-    fx.ac
-        .create_hosted_configuration_version()
-        .application_id(&fx.app_id)
-        .configuration_profile_id(&other)
-        .content(Blob::new(b"{}".to_vec()))
-        .content_type("application/json")
-        .send()
-        .await
-        .unwrap();
+    let other = fx.other_team_profile().await;
     for _ in 0..60 {
-        fx.ac
-            .start_deployment()
-            .application_id(&fx.app_id)
-            .environment_id(&fx.env_id)
-            .configuration_profile_id(&other)
-            .configuration_version("1")
-            .deployment_strategy_id("AppConfig.AllAtOnce")
-            .send()
-            .await
-            .unwrap();
+        fx.deploy_other(&other).await;
         fx.wait_idle().await;
     }
     let first_page = fx

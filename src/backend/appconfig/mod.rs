@@ -618,15 +618,44 @@ impl AppConfigBackend {
             delivery: None,
         };
 
-        // The deployment this generation started: rolled back since (by
-        // AppConfig's monitors, or stopped by someone) is the answer of a
-        // step forward; an urgent write deploys again.
-        if let Some(known) = ask.known.filter(|k| k.generation == ask.generation)
-            && let Some(listed) = deployments.iter().find(|d| d.number == known.deployment)
-        {
-            let seen = self.deployment(&ids, listed.number).await?;
+        // This write's own deployment: the one stored for this generation,
+        // else (a crash kept it from being stored) the profile's newest if
+        // it started after the intent, carries the write's values and was
+        // rolled back. Rolled back since (by AppConfig's monitors, or
+        // stopped by someone), it is the answer of a step forward, not a
+        // cue to deploy the same version again; an urgent write deploys
+        // again.
+        let own = match ask.known.filter(|k| k.generation == ask.generation) {
+            Some(k) => deployments
+                .iter()
+                .find(|d| d.number == k.deployment)
+                .map(|d| (d.number, k.version)),
+            None => match deployments.iter().find(|d| d.of_profile(&ids)) {
+                Some(newest)
+                    if ask.urgency == Urgency::Forward
+                        && started_since(newest, ask.since)
+                        && undone(&newest.state) =>
+                {
+                    match newest.version {
+                        Some(v)
+                            if self
+                                .document(&ids, v)
+                                .await?
+                                .owned_values_against(ask.desired)
+                                == *ask.desired =>
+                        {
+                            Some((newest.number, v))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            },
+        };
+        if let Some((number, version)) = own {
+            let seen = self.deployment(&ids, number).await?;
             if undone(&seen.state) && ask.urgency == Urgency::Forward {
-                let mut d = delivery_of(&seen, known.version);
+                let mut d = delivery_of(&seen, version);
                 d.rolled_back_by.get_or_insert_with(|| "APPCONFIG".into());
                 report.delivery = Some(d);
                 return Ok(report);
@@ -641,29 +670,6 @@ impl AppConfigBackend {
                     seen.rolled_back_by.as_deref().unwrap_or("by AppConfig")
                 )));
             }
-        }
-
-        // This write's deployment started, then lost (a crash before it
-        // was stored) and rolled back since: the answer, not a cue to
-        // deploy the same version again.
-        let known_now = ask.known.is_some_and(|k| k.generation == ask.generation);
-        if ask.urgency == Urgency::Forward
-            && !known_now
-            && let Some(newest) = deployments.iter().find(|d| d.of_profile(&ids))
-            && started_since(newest, ask.since)
-            && undone(&newest.state)
-            && let Some(version) = newest.version
-            && self
-                .document(&ids, version)
-                .await?
-                .owned_values_against(ask.desired)
-                == *ask.desired
-        {
-            let seen = self.deployment(&ids, newest.number).await?;
-            let mut d = delivery_of(&seen, version);
-            d.rolled_back_by.get_or_insert_with(|| "APPCONFIG".into());
-            report.delivery = Some(d);
-            return Ok(report);
         }
 
         // A rollback (or a revert) still under way: wait for it to end.
