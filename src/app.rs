@@ -175,10 +175,17 @@ pub async fn start(
     let freshness = Freshness {
         max_age: TimeDelta::from_std(watch_every * 2).unwrap_or(TimeDelta::seconds(20)),
     };
+    let preflighter = crate::preflight::Preflighter::new(
+        aws,
+        backend.clone(),
+        appconfig.clone(),
+        config.retry.timeouts(),
+    );
     let service = Arc::new(Service::new(
         store,
         backend,
         appconfig,
+        preflighter,
         ServiceConfig {
             plans_dir: config.plans_dir.clone(),
             freshness,

@@ -13,6 +13,7 @@ use crate::audit::VerifyReport;
 use crate::domain::RolloutId;
 use crate::web::views::{
     AuditPage, AuditQuery, CommandRequest, RolloutList, RolloutQuery, RolloutView, StartRequest,
+    StartResponse,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +125,21 @@ impl Client {
         }
     }
 
-    pub async fn start(&self, req: &StartRequest) -> Result<Answer<RolloutView>, ClientError> {
+    pub async fn start(&self, req: &StartRequest) -> Result<Answer<StartResponse>, ClientError> {
         self.send(self.http.post(self.url("/api/v1/rollouts")).json(req))
             .await
+    }
+
+    /// `POST /api/v1/plans/{name}/preflight`.
+    pub async fn preflight(
+        &self,
+        name: &str,
+    ) -> Result<Answer<crate::preflight::Report>, ClientError> {
+        let path = format!(
+            "/api/v1/plans/{}/preflight",
+            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        );
+        self.send(self.http.post(self.url(&path))).await
     }
 
     pub async fn rollout(&self, id: RolloutId) -> Result<Answer<RolloutView>, ClientError> {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notify;
 pub mod oidc;
 pub mod plan;
+pub mod preflight;
 pub mod rollout;
 pub mod sandbox;
 pub mod service;

@@ -460,6 +460,15 @@ enum PlanCmd {
     },
     /// Print the JSON Schema of the plan format.
     Schema,
+    /// Check plan NAME against AWS through the server (the function, every
+    /// phase's environment size, baseline data, custom metrics, alarms,
+    /// permissions); writes nothing. Exits 1 when a check fails.
+    Preflight {
+        /// Plan name (file stem in the server's plans directory).
+        name: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -540,6 +549,10 @@ enum RolloutCmd {
         plan: String,
         #[arg(long)]
         reason: Option<String>,
+        /// Start although a preflight check fails (needs --reason; the
+        /// audit log records the failures forced past).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -873,6 +886,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Plan(PlanCmd::Validate { files, output }) => {
             Ok(cli::validate_plans(&files, output == Output::Json))
         }
+        Cmd::Plan(PlanCmd::Preflight { name, remote }) => cli::preflight(&remote.remote(), &name)
+            .await
+            .map_err(Into::into),
         Cmd::Plan(PlanCmd::Schema) => {
             println!("{}", serde_json::to_string_pretty(&plan::json_schema())?);
             Ok(ExitCode::SUCCESS)
@@ -933,8 +949,9 @@ async fn rollout(cmd: RolloutCmd) -> Result<ExitCode, rollgate::client::ClientEr
         RolloutCmd::Start {
             plan,
             reason,
+            force,
             remote,
-        } => cli::start(&remote.remote(), plan, reason).await,
+        } => cli::start(&remote.remote(), plan, reason, force).await,
         RolloutCmd::Status { id, remote } => cli::status(&remote.remote(), id).await,
         RolloutCmd::Advance { step, force } => {
             let (remote, args) = step_args(step, force, None);

@@ -116,6 +116,65 @@ pub fn function_identity(arn: &str) -> String {
     }
 }
 
+/// An AWS call's failure as the service answered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsError {
+    pub code: Option<String>,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl AwsError {
+    /// The caller lacks a permission (IAM or an SCP said no).
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "AccessDeniedException"
+                    | "AccessDenied"
+                    | "UnauthorizedOperation"
+                    | "AuthorizationError"
+            )
+        ) || self.status == Some(403) && self.code.is_none()
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("ResourceNotFoundException" | "ResourceNotFound" | "NoSuchEntity")
+        ) || self.status == Some(404) && self.code.is_none()
+    }
+}
+
+impl std::fmt::Display for AwsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.code, self.message.is_empty()) {
+            (Some(c), false) => write!(f, "{c}: {}", self.message),
+            (Some(c), true) => write!(f, "{c}"),
+            (None, false) => write!(f, "{}", self.message),
+            (None, true) => match self.status {
+                Some(s) => write!(f, "HTTP {s}"),
+                None => write!(f, "no answer in time (connection failure or timeout)"),
+            },
+        }
+    }
+}
+
+/// The function as GetFunctionConfiguration answered, for preflight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionFacts {
+    /// Unqualified ARN (the function's identity).
+    pub arn: String,
+    pub name: String,
+    pub state: Option<String>,
+    pub state_reason: Option<String>,
+    pub last_update: Option<String>,
+    pub last_update_reason: Option<String>,
+    pub env: Env,
+    pub memory_mb: Option<i32>,
+    pub timeout_s: Option<i32>,
+}
+
 /// What the function looked like when read.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -400,6 +459,55 @@ impl LambdaEnvBackend {
     pub async fn read_identity(&self, function: &str) -> Result<Observed, ApplyError> {
         let cfg = self.get(function).await?;
         Ok(cfg.observed(&BTreeMap::new(), &Flags::new()))
+    }
+
+    /// Everything preflight asks of the function: identity, state, last
+    /// update, environment (or its error), memory and timeout. Throttles
+    /// and 5xx are retried within the policy's attempts; anything else is
+    /// returned as AWS said it.
+    pub async fn inspect(&self, function: &str) -> Result<FunctionFacts, AwsError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .get_function_configuration()
+                .function_name(function)
+                .send()
+                .await;
+            let e = match result {
+                Ok(out) => {
+                    return Ok(FunctionFacts {
+                        arn: out
+                            .function_arn()
+                            .map(function_identity)
+                            .unwrap_or_else(|| function.to_string()),
+                        name: out.function_name().unwrap_or(function).to_string(),
+                        state: out.state().map(|s| s.as_str().to_string()),
+                        state_reason: out.state_reason().map(str::to_string),
+                        last_update: out.last_update_status().map(|s| s.as_str().to_string()),
+                        last_update_reason: out.last_update_status_reason().map(str::to_string),
+                        env: Env::from_sdk(out.environment()),
+                        memory_mb: out.memory_size(),
+                        timeout_s: out.timeout(),
+                    });
+                }
+                Err(e) => e,
+            };
+            let error = AwsError {
+                code: e.code().map(str::to_string),
+                status: e.raw_response().map(|r| r.status().as_u16()),
+                message: e.message().map(redact).unwrap_or_default(),
+            };
+            let retry = matches!(
+                classify(e.code(), e.message(), error.status),
+                Step::Retry(_)
+            ) && !error.is_denied();
+            if !retry || attempt >= self.policy.max_attempts.max(1) {
+                return Err(error);
+            }
+            tokio::time::sleep(self.policy.min_delay * attempt as u32).await;
+        }
     }
 
     /// Sets the owned flags to `desired`, leaving every other variable as it

@@ -14,6 +14,6 @@ pub mod merge;
 pub use appconfig::{AppConfigBackend, Delivery};
 pub use lambda_alias::{AliasState, LambdaAliasBackend};
 pub use lambda_env::{
-    ApplyError, Env, LambdaEnvBackend, Listed, Observed, RetryPolicy, WriteReport,
-    function_identity,
+    ApplyError, AwsError, Env, FunctionFacts, LambdaEnvBackend, Listed, Observed, RetryPolicy,
+    WriteReport, function_identity,
 };

@@ -113,14 +113,52 @@ pub async fn start(
     remote: &Remote,
     plan: String,
     reason: Option<String>,
+    force: bool,
 ) -> Result<ExitCode, ClientError> {
     let req = StartRequest {
         plan,
         reason,
         actor: remote.actor(),
+        force,
     };
-    print_rollout(remote, remote.client()?.start(&req).await?);
+    let answer = remote.client()?.start(&req).await?;
+    if remote.json {
+        println!("{}", to_json(&answer.body));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let preflight = &answer.body.preflight;
+    for c in preflight.failures() {
+        eprintln!(
+            "warning: started past a failing preflight check: {}",
+            c.line()
+        );
+    }
+    for c in preflight.warnings() {
+        eprintln!("warning: preflight: {}", c.line());
+    }
+    print_rollout(
+        remote,
+        crate::client::Answer {
+            status: answer.status,
+            body: answer.body.rollout,
+        },
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rollgate plan preflight NAME`: exit 1 when a check fails.
+pub async fn preflight(remote: &Remote, name: &str) -> Result<ExitCode, ClientError> {
+    let report = remote.client()?.preflight(name).await?.body;
+    if remote.json {
+        println!("{}", to_json(&report));
+    } else {
+        print!("{}", render::preflight(&report));
+    }
+    Ok(if report.status == crate::preflight::Status::Fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `rollgate rollout status [ID]`.

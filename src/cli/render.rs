@@ -147,3 +147,25 @@ pub fn audit_entry(e: &AuditEntryView) -> String {
     }
     line
 }
+
+/// A preflight report: one line per check, the worst outcome last.
+pub fn preflight(r: &crate::preflight::Report) -> String {
+    let mut out = String::new();
+    for c in &r.checks {
+        out.push_str(&format!(
+            "{:<4}  {:<28} {}\n      {}\n",
+            c.status.as_str().to_uppercase(),
+            c.id,
+            c.title,
+            c.detail
+        ));
+    }
+    let (fails, warns) = (r.failures().len(), r.warnings().len());
+    out.push_str(&format!(
+        "preflight of plan {}: {} ({} checks, {fails} failed, {warns} warnings)\n",
+        r.plan,
+        r.status.as_str(),
+        r.checks.len()
+    ));
+    out
+}

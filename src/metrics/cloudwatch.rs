@@ -144,6 +144,60 @@ impl CloudWatch {
         }
     }
 
+    /// The state (`OK`, `ALARM`, `INSUFFICIENT_DATA`) of each of the given
+    /// alarms that exists, metric or composite (preflight).
+    pub async fn alarm_states(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::BTreeMap<String, String>, crate::backend::AwsError> {
+        use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
+        let mut states = std::collections::BTreeMap::new();
+        for chunk in names.chunks(100) {
+            let mut token: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .describe_alarms()
+                    .set_alarm_names(Some(chunk.to_vec()))
+                    .alarm_types(AlarmType::MetricAlarm)
+                    .alarm_types(AlarmType::CompositeAlarm)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| crate::backend::AwsError {
+                        code: e.code().map(str::to_string),
+                        status: e.raw_response().map(|r| r.status().as_u16()),
+                        message: e.message().map(str::to_string).unwrap_or_else(|| {
+                            aws_sdk_cloudwatch::error::DisplayErrorContext(&e).to_string()
+                        }),
+                    })?;
+                let metric = out
+                    .metric_alarms()
+                    .iter()
+                    .filter_map(|a| Some((a.alarm_name()?, a.state_value()?.as_str())));
+                let composite = out
+                    .composite_alarms()
+                    .iter()
+                    .filter_map(|a| Some((a.alarm_name()?, a.state_value()?.as_str())));
+                states.extend(
+                    metric
+                        .chain(composite)
+                        .map(|(n, s)| (n.to_string(), s.to_string())),
+                );
+                match out.next_token() {
+                    Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    /// The SDK client, for the calls only one caller makes (the backstop's alarms).
+    pub fn client(&self) -> &aws_sdk_cloudwatch::Client {
+        &self.client
+    }
+
     /// Names of the given alarms that are in ALARM: metric and composite
     /// alarms (DescribeAlarms returns only metric alarms unless asked),
     /// at most 100 names a call, following NextToken through its pages

@@ -25,8 +25,24 @@ pub enum ServiceError {
     /// The caller may not do this (e.g. approve their own request).
     #[error("{0}")]
     Forbidden(String),
+    /// A start's preflight failed; nothing was recorded.
+    #[error("{}", preflight_refusal(.0))]
+    PreflightFailed(Box<crate::preflight::Report>),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn preflight_refusal(report: &crate::preflight::Report) -> String {
+    format!(
+        "plan {}'s preflight failed: {}; fix them, or force the start with a reason",
+        report.plan,
+        report
+            .failures()
+            .iter()
+            .map(|c| c.line())
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
 }
 
 impl From<InputError> for ServiceError {

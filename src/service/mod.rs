@@ -11,6 +11,7 @@
 mod access;
 mod approvals;
 mod errors;
+mod preflight;
 mod read;
 mod sparks;
 mod users;
@@ -67,6 +68,14 @@ pub struct Done {
     pub write_pending: Option<String>,
 }
 
+/// A start: the rollout as it now stands, and the preflight it passed
+/// (or was forced past).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub done: Done,
+    pub preflight: crate::preflight::Report,
+}
+
 /// What the service is configured with.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -79,6 +88,7 @@ pub struct Service {
     store: Store,
     backend: LambdaEnvBackend,
     appconfig: AppConfigBackend,
+    preflighter: crate::preflight::Preflighter,
     config: ServiceConfig,
     telemetry: Arc<Telemetry>,
     notifier: Notifier,
@@ -124,6 +134,7 @@ impl Service {
         store: Store,
         backend: LambdaEnvBackend,
         appconfig: AppConfigBackend,
+        preflighter: crate::preflight::Preflighter,
         config: ServiceConfig,
         telemetry: Arc<Telemetry>,
     ) -> Self {
@@ -131,6 +142,7 @@ impl Service {
             store,
             backend,
             appconfig,
+            preflighter,
             config,
             telemetry,
             notifier: Notifier::default(),
@@ -291,18 +303,40 @@ impl Service {
 
     /// Starts a rollout of plan `plan_name`: resolves the function, records
     /// the rollout at the baseline phase and writes the baseline flags.
+    ///
+    /// The plan's preflight runs first: a failing check refuses the start
+    /// unless `force` (with a reason); the start's audit entry records the
+    /// warnings and any failure forced past.
     pub async fn start(
         &self,
         who: &Principal,
         plan_name: &str,
         reason: Option<String>,
-    ) -> Result<Done, ServiceError> {
+        force: bool,
+    ) -> Result<Started, ServiceError> {
         let reason = text::reason(reason)?;
+        if force && reason.is_none() {
+            return Err(ServiceError::BadInput(
+                "forcing a start past failing preflight checks needs a reason".into(),
+            ));
+        }
         let (plan, text) = self.load_plan(plan_name)?;
         let function = plan.target.function.clone();
         // Held under this very spelling: say so before asking Lambda.
         if let Some(holder) = self.store.active_rollout_named(&function).await? {
             return Err(Refusal::function_busy(&function, &holder).into());
+        }
+        let preflight = self.preflight_plan(&plan, Utc::now()).await?;
+        let failures: Vec<String> = preflight.failures().iter().map(|c| c.line()).collect();
+        if !failures.is_empty() && !force {
+            return Err(ServiceError::PreflightFailed(Box::new(preflight)));
+        }
+        let mut preflight_detail = json!({
+            "status": preflight.status,
+            "warnings": preflight.warnings().iter().map(|c| c.line()).collect::<Vec<_>>(),
+        });
+        if !failures.is_empty() {
+            preflight_detail["forced_past"] = json!(failures);
         }
         let backend = self.backend.in_region(plan.target.region.as_deref());
         // Refuse before recording anything when the function cannot be
@@ -422,6 +456,7 @@ impl Service {
                 "plan_hash": rollout.plan_hash,
                 "function": function,
                 "function_arn": function_arn,
+                "preflight": preflight_detail,
             }));
         let mut entry = entry;
         entry.phase = Some(phase_name);
@@ -446,7 +481,8 @@ impl Service {
         if let Err(e) = self.store.put_watch_memory(stored.id, &memory, now).await {
             tracing::warn!(rollout = %stored.id, error = %e, "could not store the code hash seen at the start");
         }
-        self.converge(stored.id, who).await
+        let done = self.converge(stored.id, who).await?;
+        Ok(Started { done, preflight })
     }
 
     /// Carries out `command` for `who` as `ask` describes.

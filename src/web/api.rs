@@ -35,6 +35,7 @@ use crate::store::{AuditFilter, RolloutFilter};
         list_plans,
         show_plan,
         validate_plan,
+        preflight_plan,
         start_rollout,
         list_rollouts,
         show_rollout,
@@ -143,6 +144,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/plans", get(list_plans))
         .route("/api/v1/plans/validate", post(validate_plan))
         .route("/api/v1/plans/{name}", get(show_plan))
+        .route("/api/v1/plans/{name}/preflight", post(preflight_plan))
         .route("/api/v1/rollouts", get(list_rollouts).post(start_rollout))
         .route("/api/v1/rollouts/{id}", get(show_rollout))
         .route("/api/v1/rollouts/{id}/advance", post(advance))
@@ -328,7 +330,7 @@ async fn validate_plan(
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = StartRequest,
-    responses((status = 201, body = RolloutView), (status = 202, description = "started; the baseline write is still being retried", body = RolloutView),
+    responses((status = 201, body = StartResponse), (status = 202, description = "started; the baseline write is still being retried", body = StartResponse),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn start_rollout(
     State(app): State<AppState>,
@@ -345,10 +347,60 @@ async fn start_rollout(
     if !valid_plan_name(&req.plan) {
         return Err(ApiError::NotFound(format!("no plan named {:?}", req.plan)));
     }
+    if req.force && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(ApiError::BadRequest(
+            "a forced start needs a \"reason\"".into(),
+        ));
+    }
     let who = caller.principal(req.actor.as_deref())?;
     let service = app.service.clone();
-    let done = detached(async move { service.start(&who, &req.plan, req.reason).await }).await?;
-    Ok(done_response(&app, done, StatusCode::CREATED))
+    let started =
+        match tokio::spawn(
+            async move { service.start(&who, &req.plan, req.reason, req.force).await },
+        )
+        .await
+        {
+            Ok(result) => result?,
+            Err(e) => return Err(ApiError::Internal(format!("a start's task failed: {e}"))),
+        };
+    let status = if started.done.write_pending.is_some() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    let rollout = RolloutView::new(
+        &started.done.rollout,
+        app.service.plan_of(&started.done.rollout),
+        app.service.freshness(),
+        Utc::now(),
+    );
+    Ok((
+        status,
+        axum::Json(StartResponse {
+            rollout,
+            preflight: started.preflight,
+        }),
+    )
+        .into_response())
+}
+
+/// Runs the plan's preflight against AWS: every check with its outcome and
+/// numbers. Writes nothing; a failing check is a 200 with `status = "fail"`.
+#[utoipa::path(post, path = "/api/v1/plans/{name}/preflight",
+    params(("name" = String, Path, description = "plan name (file stem)")),
+    responses((status = 200, body = crate::preflight::Report), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn preflight_plan(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<crate::preflight::Report>, ApiError> {
+    text::check("plan name", &name, MAX_NAME_BYTES)?;
+    let service = app.service.clone();
+    match tokio::spawn(async move { service.preflight(&name).await }).await {
+        Ok(report) => Ok(axum::Json(report?)),
+        Err(e) => Err(ApiError::Internal(format!(
+            "a preflight's task failed: {e}"
+        ))),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/rollouts", params(RolloutQuery),

@@ -106,9 +106,18 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::Unavailable(m) => ApiError::Unavailable(m),
             ServiceError::Forbidden(m) => ApiError::Forbidden(m),
+            ServiceError::PreflightFailed(report) => ApiError::Unprocessable {
+                code: "preflight_failed",
+                message: e_message(&report),
+                details: serde_json::to_value(&*report).ok(),
+            },
             ServiceError::Store(e) => e.into(),
         }
     }
+}
+
+fn e_message(report: &crate::preflight::Report) -> String {
+    ServiceError::PreflightFailed(Box::new(report.clone())).to_string()
 }
 
 impl From<StoreError> for ApiError {

@@ -222,6 +222,18 @@ pub struct StartRequest {
     pub reason: Option<String>,
     /// Who asks; defaults to "api".
     pub actor: Option<String>,
+    /// Start although a preflight check fails. Needs a reason; the start's
+    /// audit entry records the failures forced past.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// What a start answers: the rollout, and the preflight it ran.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StartResponse {
+    #[serde(flatten)]
+    pub rollout: RolloutView,
+    pub preflight: crate::preflight::Report,
 }
 
 /// Body of `POST /api/v1/rollouts/{id}/{advance|pause|resume|rollback|abandon}`.

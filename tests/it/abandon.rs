@@ -53,7 +53,10 @@ async fn abandon_ends_a_stuck_rollout_without_writing(db: Db) {
     let (status, body) = app.post(&path, json!({ "reason": "again" })).await;
     assert_eq!(status, 409, "{body}");
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let (_, verify) = app.get("/api/v1/audit/verify").await;
@@ -141,7 +144,10 @@ async fn a_rollback_that_cannot_be_written_can_be_abandoned() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     app.assert_env(["true", "false", "false"]).await; // nothing more written
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "the function is free: {body}");
 }

@@ -203,7 +203,7 @@ impl Fx {
             .app
             .post(
                 "/api/v1/rollouts",
-                json!({ "plan": DEMO_APPCONFIG_PLAN, "reason": "appconfig test" }),
+                json!({ "plan": DEMO_APPCONFIG_PLAN, "reason": "appconfig test", "force": true }),
             )
             .await;
         assert_eq!(status, 201, "{body}");
@@ -629,7 +629,7 @@ async fn a_start_is_refused_when_the_profile_cannot_carry_the_plan() {
         .app
         .post(
             "/api/v1/rollouts",
-            json!({ "plan": DEMO_APPCONFIG_PLAN, "reason": "x" }),
+            json!({ "plan": DEMO_APPCONFIG_PLAN, "reason": "x", "force": true }),
         )
         .await;
     assert_eq!(status, 422, "{body}");
@@ -676,7 +676,7 @@ async fn a_start_is_refused_when_the_profile_cannot_carry_the_plan() {
             .app
             .post(
                 "/api/v1/rollouts",
-                json!({ "plan": "other", "reason": "x" }),
+                json!({ "plan": "other", "reason": "x", "force": true }),
             )
             .await;
         assert_eq!(status, 422, "{body}");

@@ -1138,7 +1138,7 @@ async fn forms_without_their_token_are_refused(db: Db) {
         .http
         .post(format!("{}/api/v1/rollouts", app.url))
         .bearer_auth(&admin)
-        .json(&json!({ "plan": "dixon-smart-repair", "reason": "csrf test" }))
+        .json(&json!({ "plan": "dixon-smart-repair", "reason": "csrf test", "force": true }))
         .send()
         .await
         .unwrap();
@@ -1201,7 +1201,7 @@ async fn the_audit_log_names_the_real_actor(db: Db) {
     };
     let r = api(
         "/api/v1/rollouts",
-        json!({ "plan": "dixon-smart-repair", "actor": "mallory" }),
+        json!({ "plan": "dixon-smart-repair", "actor": "mallory", "reason": "test", "force": true }),
         &ci,
     )
     .await
@@ -1209,7 +1209,7 @@ async fn the_audit_log_names_the_real_actor(db: Db) {
     assert_eq!(r.status(), 400, "a claimed name is refused");
     let r = api(
         "/api/v1/rollouts",
-        json!({ "plan": "dixon-smart-repair", "reason": "ci" }),
+        json!({ "plan": "dixon-smart-repair", "reason": "ci", "force": true }),
         &ci,
     )
     .await
@@ -1312,7 +1312,7 @@ async fn api_tokens_are_shown_once_hashed_and_revocable(db: Db) {
         .http
         .post(format!("{}/api/v1/rollouts", app.url))
         .bearer_auth(&viewer)
-        .json(&json!({ "plan": "dixon-smart-repair" }))
+        .json(&json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }))
         .send()
         .await
         .unwrap();
@@ -1492,7 +1492,7 @@ async fn a_trusted_proxy_names_the_user(db: Db) {
         (me["actor"].as_str(), me["role"].as_str()),
         (Some("proxy:otto"), Some("operator"))
     );
-    let start = json!({ "plan": "dixon-smart-repair", "reason": "via proxy" });
+    let start = json!({ "plan": "dixon-smart-repair", "reason": "via proxy", "force": true });
     // A browser behind the proxy: no form token, no change.
     let r = as_user("otto", "/api/v1/rollouts")
         .json(&start)

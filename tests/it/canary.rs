@@ -72,7 +72,7 @@ async fn start(app: &TestApp) -> i64 {
     let (status, body) = app
         .post(
             "/api/v1/rollouts",
-            json!({ "plan": PLAN, "reason": "canary test" }),
+            json!({ "plan": PLAN, "reason": "canary test", "force": true }),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -254,7 +254,7 @@ async fn alias_refusals(aws: Aws) {
     let start = || async {
         app.post(
             "/api/v1/rollouts",
-            json!({ "plan": PLAN, "reason": "canary test" }),
+            json!({ "plan": PLAN, "reason": "canary test", "force": true }),
         )
         .await
     };
@@ -533,7 +533,7 @@ traffic = [50]
     let (status, body) = app
         .post(
             "/api/v1/rollouts",
-            json!({ "plan": "waiting", "reason": "t" }),
+            json!({ "plan": "waiting", "reason": "t", "force": true }),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -598,7 +598,7 @@ set = {{ USE_REFACTORED_TOOLS = "true" }}
     let (status, body) = app
         .post(
             "/api/v1/rollouts",
-            json!({ "plan": "at-once", "reason": "t" }),
+            json!({ "plan": "at-once", "reason": "t", "force": true }),
         )
         .await;
     assert_eq!(status, 201, "{body}");

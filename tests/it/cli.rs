@@ -39,7 +39,7 @@ async fn operator_walks_the_seed_plan_with_the_cli() {
     let url = app.url.clone();
 
     let out = rollgate(args(
-        "rollout start --plan dixon-smart-repair --reason kickoff",
+        "rollout start --plan dixon-smart-repair --reason kickoff --force",
         &url,
     ))
     .await;
@@ -360,7 +360,7 @@ async fn the_cli_acts_with_an_api_token_made_on_the_database() {
     assert!(!bad.status.success() && stderr(&bad).contains("invalid token name"));
 
     let start = args(
-        "rollout start --plan dixon-smart-repair --reason ci",
+        "rollout start --plan dixon-smart-repair --reason ci --force",
         &app.url,
     );
     let none = run(start.clone(), vec![]).await.unwrap();

@@ -48,12 +48,20 @@ async fn one_function_named_three_ways_is_held_once(db: Db) {
     )
     .await;
     let (status, first) = app
-        .post("/api/v1/rollouts", json!({ "plan": "by-arn" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "by-arn", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["function_arn"], ARN);
     for other in ["by-name", "by-partial-arn", "by-arn"] {
-        let (status, body) = app.post("/api/v1/rollouts", json!({ "plan": other })).await;
+        let (status, body) = app
+            .post(
+                "/api/v1/rollouts",
+                json!({ "plan": other, "reason": "test", "force": true }),
+            )
+            .await;
         assert_eq!(status, 409, "{other}: {body}");
         assert!(
             body["error"]["message"]
@@ -67,7 +75,10 @@ async fn one_function_named_three_ways_is_held_once(db: Db) {
     let id = first["id"].as_i64().unwrap();
     assert_eq!(app.command(id, "rollback", "done").await.0, 200);
     let (status, second) = app
-        .post("/api/v1/rollouts", json!({ "plan": "by-partial-arn" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "by-partial-arn", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{second}");
     assert_eq!(second["function_arn"], ARN);
@@ -87,7 +98,10 @@ async fn a_rollback_still_being_written_keeps_the_function() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["state"], "rolled_back");
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 409, "{body}");
     assert!(
@@ -101,7 +115,10 @@ async fn a_rollback_still_being_written_keeps_the_function() {
     app.wait_for(id, |r| r["write_pending"] == false).await;
     app.assert_env(["false", "false", "false"]).await;
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
 }
@@ -221,7 +238,7 @@ async fn two_processes_append_to_one_audit_log(db: Db) {
         async move {
             let resp = http
                 .post(format!("{url}/api/v1/rollouts"))
-                .json(&json!({ "plan": format!("fleet-{i:02}"), "reason": "fleet" }))
+                .json(&json!({ "plan": format!("fleet-{i:02}"), "reason": "fleet", "force": true }))
                 .send()
                 .await
                 .unwrap();
@@ -285,7 +302,10 @@ async fn functions_held_by_name_from_before_the_upgrade_are_resolved() {
     )
     .await;
     let (status, first) = app
-        .post("/api/v1/rollouts", json!({ "plan": "by-name" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "by-name", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{first}");
     let pool = app.raw_db().await;
@@ -309,7 +329,10 @@ async fn functions_held_by_name_from_before_the_upgrade_are_resolved() {
     }
     assert_eq!(resolved, ARN);
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "by-arn" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "by-arn", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 409, "{body}");
 }

@@ -116,6 +116,8 @@ async fn the_seed_plan_walks_through_its_pages(db: Db) {
             ("plan", "dixon-smart-repair"),
             ("reason", "week 2"),
             ("actor", "ana"),
+            // No week of history in this sandbox: past the preflight.
+            ("force", "on"),
         ],
     )
     .await;

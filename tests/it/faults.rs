@@ -198,7 +198,12 @@ set = {{ BIG_FLAG = "{big}" }}
         .send()
         .await
         .unwrap();
-    let (status, started) = app.post("/api/v1/rollouts", json!({ "plan": "big" })).await;
+    let (status, started) = app
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "big", "reason": "test", "force": true }),
+        )
+        .await;
     assert_eq!(status, 201, "{started}");
     let id = started["id"].as_i64().unwrap();
     let before = app.function_env().await;
@@ -316,7 +321,10 @@ async fn a_start_whose_baseline_cannot_fit_is_refused_before_anything_is_recorde
     let app = spawn_app_with_plans(plans.path()).await;
     let before = app.function_env().await;
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "wide" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "wide", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(

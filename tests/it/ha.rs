@@ -134,7 +134,7 @@ async fn the_other_process_finishes_a_rollback_the_killed_leader_began() {
     let http = reqwest::Client::new();
     let started: Value = http
         .post(format!("{}/api/v1/rollouts", second.url))
-        .json(&json!({ "plan": "guarded", "reason": "ha" }))
+        .json(&json!({ "plan": "guarded", "reason": "ha", "force": true }))
         .send()
         .await
         .unwrap()

@@ -77,7 +77,10 @@ async fn kms_loss_blocks_every_write_until_access_returns(db: Db) {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(app.sandbox.function_env(FUNCTION).unwrap(), before);
     let (status, _) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(
         status, 409,
@@ -99,7 +102,10 @@ async fn a_start_on_an_unreadable_function_is_refused_with_the_cause() {
     let app = spawn_app(Db::Sqlite).await;
     app.sandbox.faults().kms_error(FUNCTION);
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 422, "{body}");
     let message = body["error"]["message"].as_str().unwrap();

@@ -441,7 +441,7 @@ async fn oidc_sign_in_end_to_end(db: Db) {
     let req = http()
         .post(&url)
         .header("x-csrf-token", &csrf)
-        .json(&json!({ "plan": "dixon-smart-repair", "reason": "via the identity provider" }));
+        .json(&json!({ "plan": "dixon-smart-repair", "reason": "via the identity provider", "force": true }));
     let started = otto.send(req, &url).await;
     assert_eq!(started.status, 201, "{}", started.body);
     let id = serde_json::from_str::<Value>(&started.body).unwrap()["id"]

@@ -52,7 +52,7 @@ async fn a_write_interrupted_by_a_crash_is_finished_on_restart() {
         let http = reqwest::Client::new();
         let started: Value = http
             .post(format!("{}/api/v1/rollouts", server.url))
-            .json(&json!({ "plan": "dixon-smart-repair", "reason": "crash test" }))
+            .json(&json!({ "plan": "dixon-smart-repair", "reason": "crash test", "force": true }))
             .send()
             .await
             .unwrap()
@@ -158,7 +158,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_exits_cleanly() {
     let http = reqwest::Client::new();
     let started: Value = http
         .post(format!("{}/api/v1/rollouts", server.url))
-        .json(&json!({ "plan": "dixon-smart-repair" }))
+        .json(&json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }))
         .send()
         .await
         .unwrap()

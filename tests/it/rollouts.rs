@@ -106,7 +106,10 @@ async fn illegal_commands_are_refused(db: Db) {
 
     // A second active rollout on the same function.
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "conflict");
@@ -155,7 +158,10 @@ async fn illegal_commands_are_refused(db: Db) {
 
     // The function is free again once the rollout is completed.
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "dixon-smart-repair" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     app.assert_env(["false", "false", "false"]).await;

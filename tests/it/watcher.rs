@@ -289,7 +289,10 @@ set = {{ USE_OPTIMIZED_PROMPTS = "true" }}
 pub(crate) async fn start_guarded(app: &TestApp) -> i64 {
     traffic_before_now(app, 30);
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "guarded" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "guarded", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
@@ -677,7 +680,12 @@ async fn many_rollouts_are_checked_through_list_functions() {
             format!("[target]\nfunction = \"{name}\"\n[flags]\nFLEET_FLAG = \"off\"\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ FLEET_FLAG = \"on\" }}\n"),
         )
         .unwrap();
-        let (status, body) = app.post("/api/v1/rollouts", json!({ "plan": name })).await;
+        let (status, body) = app
+            .post(
+                "/api/v1/rollouts",
+                json!({ "plan": name, "reason": "test", "force": true }),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let first = tick(&app).await;
@@ -933,7 +941,10 @@ max_delta = 2.0
     );
     let app = spawn_app_with_plans(plans.path()).await;
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "guarded" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "guarded", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
@@ -1112,7 +1123,12 @@ async fn drift_checks_keep_to_their_interval_and_lambda_budget() {
             format!("[target]\nfunction = \"{name}\"\n[flags]\nFX = \"off\"\n[defaults]\nbake = \"1h\"\n[[phases]]\nname = \"on\"\nset = {{ FX = \"on\" }}\n"),
         )
         .unwrap();
-        let (status, body) = app.post("/api/v1/rollouts", json!({ "plan": name })).await;
+        let (status, body) = app
+            .post(
+                "/api/v1/rollouts",
+                json!({ "plan": name, "reason": "test", "force": true }),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let t0 = Utc::now();
@@ -1213,7 +1229,10 @@ consecutive = 3
     let app = spawn_app_with_plans(plans.path()).await;
     traffic_before_now(&app, 30);
     let (status, body) = app
-        .post("/api/v1/rollouts", json!({ "plan": "guarded" }))
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "guarded", "reason": "test", "force": true }),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();

@@ -33,6 +33,10 @@ pub struct ConfirmPage {
     /// What happens, in a sentence (also when no flag changes).
     pub summary: String,
     pub blockers: Vec<String>,
+    /// What the blockers are, as a heading.
+    pub blocker_title: &'static str,
+    /// `start`: the preflight just run.
+    pub preflight: Option<crate::preflight::Report>,
     pub force_possible: bool,
     pub reason_required: bool,
     pub danger: bool,
@@ -200,6 +204,8 @@ fn preview(app: &AppState, r: &Rollout, command: Command) -> ConfirmPage {
         changes,
         summary,
         blockers,
+        blocker_title: "This phase is not ready to advance:",
+        preflight: None,
         force_possible,
         reason_required: matches!(command, Command::Rollback { .. } | Command::Abandon),
         danger: matches!(command, Command::Rollback { .. } | Command::Abandon),
@@ -539,6 +545,7 @@ pub struct StartQuery {
 pub struct StartForm {
     #[serde(default)]
     plan: String,
+    force: Option<String>,
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -548,6 +555,8 @@ pub struct StartForm {
 /// What starting `plan` will write, as far as the function can be read now.
 async fn start_preview(app: &AppState, plan_name: &str) -> Result<ConfirmPage, PageError> {
     let (plan, _) = app.service.load_plan(plan_name)?;
+    let preflight = app.service.preflight(plan_name).await?;
+    let failures: Vec<String> = preflight.failures().iter().map(|c| c.line()).collect();
     let current = app.service.peek_flags(&plan).await;
     let (changes, note) = match current {
         Ok(now) => (render::flag_changes(&now, &plan.flags), String::new()),
@@ -573,8 +582,10 @@ async fn start_preview(app: &AppState, plan_name: &str) -> Result<ConfirmPage, P
             plan.target.function
         ),
         changes,
-        blockers: Vec::new(),
-        force_possible: false,
+        blockers: failures.clone(),
+        blocker_title: "The preflight fails:",
+        preflight: Some(preflight),
+        force_possible: !failures.is_empty(),
         reason_required: false,
         danger: false,
         post_href: "/start".into(),
@@ -616,9 +627,12 @@ pub async fn start(
     };
     let service = app.service.clone();
     let (plan, reason) = (f.plan.clone(), f.reason.clone());
-    let result = tokio::spawn(async move { service.start(&who, &plan, Some(reason)).await }).await;
+    let force = f.force.as_deref() == Some("on");
+    let result =
+        tokio::spawn(async move { service.start(&who, &plan, Some(reason), force).await }).await;
     match result {
-        Ok(Ok(done)) => {
+        Ok(Ok(started)) => {
+            let done = started.done;
             let pending = if done.write_pending.is_some() {
                 "&pending=1"
             } else {
@@ -633,7 +647,8 @@ pub async fn start(
         Ok(Err(
             e @ (ServiceError::Refused(_)
             | ServiceError::BadInput(_)
-            | ServiceError::Unprocessable(_)),
+            | ServiceError::Unprocessable(_)
+            | ServiceError::PreflightFailed(_)),
         )) => {
             let status = match &e {
                 ServiceError::Refused(_) => StatusCode::CONFLICT,
@@ -645,6 +660,7 @@ pub async fn start(
                     page.error = Some(e.to_string());
                     page.reason = f.reason;
                     page.actor = f.actor;
+                    page.force = force;
                     (status, html(&page)).into_response()
                 }
                 Err(pe) => pe.page(&app),

@@ -171,6 +171,11 @@ impl From<ServiceError> for PageError {
             ServiceError::Forbidden(m) => {
                 PageError::Status(StatusCode::FORBIDDEN, "Not yours to do".into(), m)
             }
+            e @ ServiceError::PreflightFailed(_) => PageError::Status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The preflight fails".into(),
+                e.to_string(),
+            ),
             ServiceError::Store(e) => match e {
                 StoreError::NoSuchUser(_) => PageError::not_found(e.to_string()),
                 StoreError::UserExists(_)

@@ -63,6 +63,15 @@ pub struct PlanPage {
     pub insufficient_data: String,
     pub webhooks: usize,
     pub versions: Vec<VersionRow>,
+    /// The preflight, when the Check button asked for it.
+    pub preflight: Option<crate::preflight::Report>,
+    /// Why the preflight could not run at all.
+    pub preflight_error: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PlanQuery {
+    preflight: Option<String>,
 }
 
 fn secs(d: std::time::Duration) -> String {
@@ -165,7 +174,12 @@ pub async fn list(State(app): State<AppState>) -> Response {
     }
 }
 
-pub async fn show(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn show(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<axum::extract::Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let check = q.ok().and_then(|q| q.0.preflight).is_some();
     let result = async {
         if !crate::service::valid_plan_name(&name) {
             return Err(PageError::not_found(format!("no plan named {name:?}")));
@@ -205,6 +219,8 @@ pub async fn show(State(app): State<AppState>, Path(name): Path<String>) -> Resp
             insufficient_data: String::new(),
             webhooks: 0,
             versions,
+            preflight: None,
+            preflight_error: None,
         };
         match Plan::parse(&name, &text) {
             Err(errors) => {
@@ -271,6 +287,12 @@ pub async fn show(State(app): State<AppState>, Path(name): Path<String>) -> Resp
                         }
                     })
                     .collect();
+                if check {
+                    match app.service.preflight(&name).await {
+                        Ok(report) => page.preflight = Some(report),
+                        Err(e) => page.preflight_error = Some(e.to_string()),
+                    }
+                }
             }
         }
         Ok(page)

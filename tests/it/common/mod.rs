@@ -334,7 +334,7 @@ impl TestApp {
         let (status, body) = self
             .post(
                 "/api/v1/rollouts",
-                json!({ "plan": "dixon-smart-repair", "reason": "test" }),
+                json!({ "plan": "dixon-smart-repair", "reason": "test", "force": true }),
             )
             .await;
         assert_eq!(status, 201, "{body}");
