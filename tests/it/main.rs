@@ -21,6 +21,7 @@ mod lifecycle;
 mod moto;
 pub mod oidc;
 mod plan_files;
+mod preflight;
 mod readiness;
 mod recovery;
 mod rollouts;
