@@ -415,5 +415,7 @@ mod tests {
         assert_eq!(demo.baseline.lookback, Duration::from_secs(900));
         assert!(demo.guardrails.iter().all(|g| g.consecutive == 1));
         assert_eq!(demo.settle, Duration::from_secs(5));
+        // The seed's [schedule] and [backstop] are commented examples.
+        assert!(demo.schedule.is_unrestricted() && demo.backstop.is_none());
     }
 }

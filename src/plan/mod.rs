@@ -5,6 +5,7 @@ pub mod appconfig_flags;
 mod model;
 mod parse;
 mod raw;
+mod schedule;
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,9 @@ use sha2::{Digest, Sha256};
 
 pub use model::*;
 pub use parse::{MAX_DURATION, line_col, parse_any_duration, parse_duration};
+pub use schedule::{
+    Freeze, PromoteWindow, Schedule, WindowState, parse_freeze, parse_window, parse_zone,
+};
 
 /// One problem found in a plan file, located by 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

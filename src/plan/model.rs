@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::schedule::Schedule;
+
 /// A flag's name → value. Lambda environment values are strings, so flags are too.
 pub type Flags = BTreeMap<String, String>;
 
@@ -37,6 +39,20 @@ pub struct Plan {
     /// How `judge = "sequential"` conditions decide, and how long a canary
     /// step may stay inconclusive.
     pub judge: JudgeSpec,
+    /// When phases may be promoted (`[schedule]`); unrestricted by default.
+    pub schedule: Schedule,
+    /// CloudWatch alarms that page while rollgate is down (`[backstop]`
+    /// with `alarms = true`).
+    pub backstop: Option<Backstop>,
+}
+
+/// The plan's `[backstop]`: at the start, CloudWatch alarms mirroring the
+/// guardrails are created with this topic as their action, and deleted
+/// when the rollout ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backstop {
+    /// The SNS topic ARN the alarms notify.
+    pub sns_topic: String,
 }
 
 /// The plan's `[judge]` table.

@@ -10,6 +10,7 @@ use super::PlanError;
 use super::appconfig_flags;
 use super::model::*;
 use super::raw::*;
+use super::schedule::{Schedule, parse_freeze, parse_window, parse_zone};
 
 /// Environment keys Lambda reserves: a plan may not own them.
 const RESERVED_KEYS: &[&str] = &[
@@ -877,6 +878,72 @@ impl Checker<'_> {
         spec
     }
 
+    fn schedule(&mut self, raw: Option<&RawSchedule>) -> Schedule {
+        let mut schedule = Schedule::default();
+        let Some(raw) = raw else { return schedule };
+        if let Some(list) = &raw.promote {
+            if list.get_ref().is_empty() {
+                self.err(
+                    list.span(),
+                    "schedule.promote lists no windows; leave it out to allow promotion at any time",
+                );
+            }
+            for w in list.get_ref() {
+                match parse_window(w.get_ref()) {
+                    Ok(window) => schedule.promote.push(window),
+                    Err(e) => self.err(w.span(), format!("schedule.promote: {e}")),
+                }
+            }
+        }
+        let zone = match &raw.timezone {
+            Some(z) => parse_zone(z.get_ref().trim()).unwrap_or_else(|e| {
+                self.err(z.span(), format!("schedule.timezone: {e}"));
+                chrono_tz::Tz::UTC
+            }),
+            None => schedule
+                .promote
+                .first()
+                .map_or(chrono_tz::Tz::UTC, |w| w.zone()),
+        };
+        for f in &raw.freeze {
+            match parse_freeze(f.get_ref(), zone) {
+                Ok(freeze) => schedule.freeze.push(freeze),
+                Err(e) => self.err(f.span(), format!("schedule.freeze: {e}")),
+            }
+        }
+        schedule
+    }
+
+    fn backstop(&mut self, raw: Option<&RawBackstop>) -> Option<Backstop> {
+        let raw = raw?;
+        let topic = raw.sns_topic.as_ref().and_then(|t| {
+            let arn = t.get_ref();
+            match sns_topic_problem(arn) {
+                None => Some(arn.clone()),
+                Some(why) => {
+                    self.err(
+                        t.span(),
+                        format!("backstop.sns_topic {arn:?} is not an SNS topic ARN: {why}; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\""),
+                    );
+                    None
+                }
+            }
+        });
+        match &raw.alarms {
+            Some(alarms) if *alarms.get_ref() => {
+                if raw.sns_topic.is_none() {
+                    self.err(
+                        alarms.span(),
+                        "backstop.alarms = true needs sns_topic = \"arn:aws:sns:REGION:ACCOUNT:NAME\": the SNS topic the alarms notify (e.g. the on-call pager's)",
+                    );
+                }
+                topic.map(|sns_topic| Backstop { sns_topic })
+            }
+            // Without alarms the topic is kept in the file but unused.
+            _ => None,
+        }
+    }
+
     fn custom_metrics(
         &mut self,
         raw: &BTreeMap<Spanned<String>, Spanned<RawMetric>>,
@@ -969,6 +1036,58 @@ struct Allowed {
 }
 
 const DEFAULT_STEP_BAKE: Duration = Duration::from_secs(600);
+
+/// What is wrong with an SNS topic ARN
+/// (`arn:PARTITION:sns:REGION:ACCOUNT:NAME`), if anything.
+fn sns_topic_problem(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [prefix, partition, service, region, account, name] = parts.as_slice() else {
+        return Some(format!(
+            "it has {} parts separated by ':', not 6",
+            parts.len()
+        ));
+    };
+    let region_ok = {
+        let pieces: Vec<&str> = region.split('-').collect();
+        pieces.len() >= 3
+            && pieces[0].len() == 2
+            && pieces[..pieces.len() - 1]
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+            && pieces[pieces.len() - 1].chars().all(|c| c.is_ascii_digit())
+            && !pieces[pieces.len() - 1].is_empty()
+    };
+    let topic = name.strip_suffix(".fifo").unwrap_or(name);
+    if *prefix != "arn" {
+        Some("it does not start with \"arn:\"".into())
+    } else if !partition
+        .strip_prefix("aws")
+        .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+    {
+        Some(format!(
+            "the partition {partition:?} is not aws, aws-cn, aws-us-gov or another aws-…"
+        ))
+    } else if *service != "sns" {
+        Some(format!("the service is {service:?}, not \"sns\""))
+    } else if !region_ok {
+        Some(format!(
+            "the region {region:?} is not an AWS region such as \"us-east-1\""
+        ))
+    } else if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+        Some(format!("the account {account:?} is not 12 digits"))
+    } else if topic.is_empty()
+        || name.len() > 256
+        || !topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Some(format!(
+            "the topic name {name:?} is not 1 to 256 letters, digits, '-' or '_'"
+        ))
+    } else {
+        None
+    }
+}
 
 /// An alias name Lambda accepts that is not a version: letters, digits,
 /// '-' and '_', not all digits, at most 128 characters.
@@ -1128,6 +1247,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         )
         .unwrap_or(DEFAULT_STEP_BAKE);
     let judge = c.judge_spec(raw.judge.as_ref());
+    let schedule = c.schedule(raw.schedule.as_ref());
+    let backstop = c.backstop(raw.backstop.as_ref());
     let canary = target.backend == BackendKind::LambdaAlias;
     let default_approval = c.choice(
         defaults.and_then(|d| d.approval.as_ref()),
@@ -1391,6 +1512,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, Vec<PlanError>> {
         settle,
         webhooks,
         judge,
+        schedule,
+        backstop,
     })
 }
 

@@ -47,6 +47,10 @@ pub struct RawPlan {
     pub notify: Option<RawNotify>,
     /// How `judge = "sequential"` guardrails and gates decide.
     pub judge: Option<RawJudge>,
+    /// When phases may be promoted: weekly release windows and freezes. Default: at any time.
+    pub schedule: Option<RawSchedule>,
+    /// CloudWatch alarms that mirror the guardrails and page through SNS even while rollgate is down.
+    pub backstop: Option<RawBackstop>,
     /// Custom CloudWatch metrics, by the name guardrails and gates use for them.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawMetric>")]
@@ -146,6 +150,41 @@ pub struct RawJudge {
     /// "pause" (default), "rollback" or "promote" (count them as passed).
     #[schemars(with = "Option<InconclusiveName>")]
     pub on_inconclusive: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a [schedule] table")]
+#[schemars(rename = "Schedule")]
+pub struct RawSchedule {
+    /// Weekly windows in which a phase may be promoted: days, times and a
+    /// time zone, e.g. "Mon-Thu 09:00-16:00 Europe/London" (by the zone's
+    /// wall clock). Default: at any time.
+    #[schemars(with = "Option<Vec<WindowText>>", length(min = 1))]
+    pub promote: Option<S<Vec<S<String>>>>,
+    /// Days on which nothing is promoted: "2026-12-20..2027-01-04" (both
+    /// days included) or "2026-12-25", optionally followed by a time zone.
+    #[serde(default)]
+    #[schemars(with = "Vec<FreezeText>")]
+    pub freeze: Vec<S<String>>,
+    /// The time zone of freezes that name none. Default: the first promote
+    /// window's, else "UTC".
+    #[schemars(with = "Option<ZoneName>")]
+    pub timezone: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a [backstop] table")]
+#[schemars(rename = "Backstop")]
+pub struct RawBackstop {
+    /// At the start, create CloudWatch alarms mirroring the guardrails
+    /// (deleted when the rollout ends), so a breach pages even while
+    /// rollgate is down. Default false.
+    #[schemars(with = "Option<bool>")]
+    pub alarms: Option<S<bool>>,
+    /// The SNS topic the alarms notify, e.g.
+    /// "arn:aws:sns:us-east-1:123456789012:oncall" (required with alarms = true).
+    #[schemars(with = "Option<SnsTopicArn>")]
+    pub sns_topic: Option<S<String>>,
 }
 
 #[derive(JsonSchema)]
@@ -519,6 +558,76 @@ impl JsonSchema for WebhookUrl {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({ "type": "string", "pattern": "^https?://" })
+    }
+}
+
+/// A promote window: days, `HH:MM-HH:MM` and an IANA time zone.
+struct WindowText;
+
+impl JsonSchema for WindowText {
+    fn schema_name() -> Cow<'static, str> {
+        "PromoteWindow".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^\\s*[A-Za-z]{3}(-[A-Za-z]{3})?(,[A-Za-z]{3}(-[A-Za-z]{3})?)*\\s+[0-9]{2}:[0-9]{2}-[0-9]{2}:[0-9]{2}\\s+\\S+\\s*$",
+            "description": "Days (Mon, Mon-Thu, Fri-Mon, Mon,Wed,Fri; three letters), then HH:MM-HH:MM (24 h, the end after the start on the same day, 24:00 allowed as the end), then an IANA time zone. Inside when the zone's local time is on a listed day and start <= time < end.",
+            "examples": ["Mon-Thu 09:00-16:00 Europe/London", "Mon,Wed,Fri 10:00-12:00 America/New_York", "Sat-Sun 00:00-24:00 UTC"],
+        })
+    }
+}
+
+/// A freeze: a day or a range of days, optionally a time zone.
+struct FreezeText;
+
+impl JsonSchema for FreezeText {
+    fn schema_name() -> Cow<'static, str> {
+        "Freeze".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^\\s*[0-9]{4}-[0-9]{2}-[0-9]{2}(\\.\\.[0-9]{4}-[0-9]{2}-[0-9]{2})?(\\s+\\S+)?\\s*$",
+            "description": "YYYY-MM-DD..YYYY-MM-DD (both days included) or one YYYY-MM-DD, optionally followed by an IANA time zone (default: schedule.timezone). Frozen from local midnight of the first day to local midnight after the last.",
+            "examples": ["2026-12-20..2027-01-04", "2026-12-25", "2026-11-26 America/New_York"],
+        })
+    }
+}
+
+struct ZoneName;
+
+impl JsonSchema for ZoneName {
+    fn schema_name() -> Cow<'static, str> {
+        "TimeZone".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "description": "An IANA time zone name.",
+            "examples": ["Europe/London", "America/New_York", "UTC"],
+        })
+    }
+}
+
+struct SnsTopicArn;
+
+impl JsonSchema for SnsTopicArn {
+    fn schema_name() -> Cow<'static, str> {
+        "SnsTopicArn".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^arn:aws[-a-z]*:sns:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$",
+            "description": "arn:aws:sns:REGION:ACCOUNT:NAME (the account is 12 digits).",
+            "examples": ["arn:aws:sns:us-east-1:123456789012:oncall"],
+        })
     }
 }
 

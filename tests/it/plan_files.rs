@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rollgate::plan::{
-    Approval, Bound, GuardrailAction, GuardrailKind, MetricRef, Plan, Reference, RollbackTarget,
+    Approval, Backstop, Bound, GuardrailAction, GuardrailKind, MetricRef, Plan, Reference,
+    RollbackTarget,
 };
 use serde_json::Value;
 
@@ -1119,6 +1120,8 @@ fn the_schema_describes_the_format() {
         "cloudwatch",
         "notify",
         "judge",
+        "schedule",
+        "backstop",
         "metrics",
         "guardrails",
         "phases",
@@ -1133,7 +1136,7 @@ fn the_schema_describes_the_format() {
     }
     assert_eq!(
         properties.len(),
-        14,
+        16,
         "a field of the format is not listed above"
     );
     assert_eq!(
@@ -1577,4 +1580,309 @@ fn appconfig_keys_values_and_target_fields_are_checked() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// --- [schedule] and [backstop] ---------------------------------------------
+
+#[test]
+fn schedule_and_backstop_tables_parse() {
+    let text = format!(
+        r#"{MINIMAL}[schedule]
+promote = ["Mon-Thu 09:00-16:00 Europe/London", "fri 09:00-12:00 Europe/London"]
+freeze = ["2026-12-20..2027-01-04", "2026-11-26 America/New_York"]
+[backstop]
+alarms = true
+sns_topic = "arn:aws:sns:us-east-1:123456789012:oncall"
+"#
+    );
+    let plan = Plan::parse("p", &text).unwrap_or_else(|e| panic!("{e:?}"));
+    let s = &plan.schedule;
+    let promote: Vec<&str> = s.promote.iter().map(|w| w.text()).collect();
+    assert_eq!(
+        promote,
+        [
+            "Mon-Thu 09:00-16:00 Europe/London",
+            "fri 09:00-12:00 Europe/London"
+        ]
+    );
+    // A freeze without a zone is in the first window's.
+    assert_eq!(s.freeze[0].zone(), chrono_tz::Tz::Europe__London);
+    assert_eq!(s.freeze[1].zone(), chrono_tz::Tz::America__New_York);
+    assert_eq!(
+        plan.backstop,
+        Some(Backstop {
+            sns_topic: "arn:aws:sns:us-east-1:123456789012:oncall".into()
+        })
+    );
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+    assert_eq!(
+        s.blocker(at("2026-12-18T13:00:00Z")).unwrap(),
+        "outside the release windows (Mon-Thu 09:00-16:00 Europe/London; fri 09:00-12:00 Europe/London): the next opens Tue 2027-01-05 09:00 Europe/London (2027-01-05T09:00:00Z)"
+    );
+    // Shown as written in the plan's JSON (GET /api/v1/plans/NAME).
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(
+        json["schedule"]["freeze"],
+        serde_json::json!(["2026-12-20..2027-01-04", "2026-11-26 America/New_York"])
+    );
+    assert_eq!(
+        json["backstop"]["sns_topic"],
+        "arn:aws:sns:us-east-1:123456789012:oncall"
+    );
+
+    // schedule.timezone places freezes that name no zone; no windows needed.
+    let text =
+        format!("{MINIMAL}[schedule]\ntimezone = \"Asia/Tokyo\"\nfreeze = [\"2026-12-31\"]\n");
+    let plan = Plan::parse("p", &text).unwrap();
+    assert!(plan.schedule.promote.is_empty());
+    assert_eq!(plan.schedule.freeze[0].begins(), at("2026-12-30T15:00:00Z"));
+    // Without windows or a timezone, freezes are in UTC.
+    let text = format!("{MINIMAL}[schedule]\nfreeze = [\"2026-12-31\"]\n");
+    let plan = Plan::parse("p", &text).unwrap();
+    assert_eq!(plan.schedule.freeze[0].zone(), chrono_tz::Tz::UTC);
+
+    // Absent, empty or alarms = false: unrestricted, no backstop.
+    let plan = Plan::parse("p", MINIMAL).unwrap();
+    assert!(plan.schedule.is_unrestricted() && plan.backstop.is_none());
+    let plan = Plan::parse("p", &format!("{MINIMAL}[schedule]\n[backstop]\n")).unwrap();
+    assert!(plan.schedule.is_unrestricted() && plan.backstop.is_none());
+    let plan = Plan::parse(
+        "p",
+        &format!(
+            "{MINIMAL}[backstop]\nalarms = false\nsns_topic = \"arn:aws:sns:us-east-1:123456789012:oncall\"\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(plan.backstop, None);
+    // Other partitions and FIFO-named topics have the same shape.
+    for arn in [
+        "arn:aws-cn:sns:cn-north-1:123456789012:oncall",
+        "arn:aws-us-gov:sns:us-gov-west-1:123456789012:on_call-2",
+        "arn:aws:sns:eu-central-2:123456789012:pager.fifo",
+    ] {
+        let text = format!("{MINIMAL}[backstop]\nalarms = true\nsns_topic = \"{arn}\"\n");
+        let plan = Plan::parse("p", &text).unwrap_or_else(|e| panic!("{arn}: {e:?}"));
+        assert_eq!(plan.backstop.unwrap().sns_topic, arn);
+    }
+}
+
+#[test]
+fn the_seed_plan_has_no_schedule_and_no_backstop() {
+    // Its [schedule] and [backstop] are commented examples.
+    let plan = Plan::parse("dixon-smart-repair", SEED).unwrap();
+    assert!(plan.schedule.is_unrestricted());
+    assert_eq!(plan.backstop, None);
+    assert!(SEED.contains("# [schedule]") && SEED.contains("# [backstop]"));
+    // Uncommented, the examples are valid.
+    let uncommented: String = SEED
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if [
+                    "[schedule]",
+                    "[backstop]",
+                    "promote = ",
+                    "freeze = ",
+                    "alarms = ",
+                    "sns_topic = ",
+                ]
+                .iter()
+                .any(|p| rest.starts_with(p)) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let plan = Plan::parse("dixon-smart-repair", &uncommented).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!plan.schedule.promote.is_empty() && !plan.schedule.freeze.is_empty());
+    assert!(plan.backstop.is_some());
+}
+
+#[test]
+fn schedule_and_backstop_problems_are_reported_with_line_and_column() {
+    let schedule = |body: &str| format!("{MINIMAL}[schedule]\n{body}\n");
+    let backstop = |body: &str| format!("{MINIMAL}[backstop]\n{body}\n");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "times not HH:MM",
+            schedule("promote = [\"Mon-Thu 9-16 Europe/London\"]"),
+            "11:12: schedule.promote: \"Mon-Thu 9-16 Europe/London\": times are HH:MM-HH:MM, e.g. \"Mon-Thu 09:00-16:00 Europe/London\"",
+        ),
+        (
+            "the second window is wrong",
+            schedule("promote = [\"Mon 09:00-16:00 UTC\", \"Funday 09:00-16:00 UTC\"]"),
+            "11:35: schedule.promote: \"Funday 09:00-16:00 UTC\": unknown day \"Funday\": days are Mon, Tue, Wed, Thu, Fri, Sat, Sun, alone (\"Mon\"), as a range (\"Mon-Thu\") or in a list (\"Mon,Wed,Fri\")",
+        ),
+        (
+            "unknown zone",
+            schedule(
+                "promote = [\"Mon-Fri 09:00-17:00 Europe/Paris\", \"Sat 10:00-12:00 Europe/Pariss\"]",
+            ),
+            "11:48: schedule.promote: \"Sat 10:00-12:00 Europe/Pariss\": unknown time zone \"Europe/Pariss\": use an IANA zone name such as \"Europe/London\", \"America/New_York\" or \"UTC\"",
+        ),
+        (
+            "no zone",
+            schedule("promote = [\"Mon-Thu 09:00-16:00\"]"),
+            "11:12: schedule.promote: \"Mon-Thu 09:00-16:00\": a time zone is required after the times (an IANA name such as \"Europe/London\", or \"UTC\"), e.g. \"Mon-Thu 09:00-16:00 Europe/London\"",
+        ),
+        (
+            "overnight",
+            schedule("promote = [\"Fri 22:00-02:00 UTC\"]"),
+            "11:12: schedule.promote: \"Fri 22:00-02:00 UTC\": 22:00-02:00 runs past midnight, and a window ends on the day it starts: write two windows, e.g. \"Mon 22:00-24:00 UTC\" and \"Tue 00:00-02:00 UTC\"",
+        ),
+        (
+            "an empty entry",
+            schedule("promote = [\"\"]"),
+            "11:12: schedule.promote: an empty window: write days, times and a time zone, e.g. \"Mon-Thu 09:00-16:00 Europe/London\"",
+        ),
+        (
+            "an empty list",
+            schedule("promote = []"),
+            "11:11: schedule.promote lists no windows; leave it out to allow promotion at any time",
+        ),
+        (
+            "a freeze that ends before it begins",
+            schedule("freeze = [\"2027-01-04..2026-12-20\"]"),
+            "11:11: schedule.freeze: \"2027-01-04..2026-12-20\": the freeze ends (2026-12-20) before it begins (2027-01-04): write the first day, then the last",
+        ),
+        (
+            "a freeze that is not a date",
+            schedule("freeze = [\"Christmas\"]"),
+            "11:11: schedule.freeze: \"Christmas\": \"Christmas\" is not a day: days are YYYY-MM-DD, and a range is FIRST..LAST (both included), e.g. \"2026-12-20..2027-01-04\"",
+        ),
+        (
+            "an empty freeze",
+            schedule("freeze = [\" \"]"),
+            "11:11: schedule.freeze: an empty freeze: write a day or a range of days, e.g. \"2026-12-20..2027-01-04\"",
+        ),
+        (
+            "a freeze in an unknown zone",
+            schedule("freeze = [\"2026-12-25 Europe/Londn\"]"),
+            "11:11: schedule.freeze: \"2026-12-25 Europe/Londn\": unknown time zone \"Europe/Londn\": use an IANA zone name such as \"Europe/London\", \"America/New_York\" or \"UTC\"",
+        ),
+        (
+            "an unknown default zone",
+            schedule("timezone = \"london\""),
+            "11:12: schedule.timezone: unknown time zone \"london\": use an IANA zone name such as \"Europe/London\", \"America/New_York\" or \"UTC\"",
+        ),
+        (
+            "a window that is not a string",
+            schedule("promote = \"Mon 09:00-16:00 UTC\""),
+            "11:11: invalid type: string \"Mon 09:00-16:00 UTC\", expected an array",
+        ),
+        (
+            "an unknown schedule field",
+            schedule("windows = [\"Mon 09:00-16:00 UTC\"]"),
+            "11:1: unknown field `windows`, expected one of `promote`, `freeze`, `timezone`",
+        ),
+        (
+            "alarms without a topic",
+            backstop("alarms = true"),
+            "11:10: backstop.alarms = true needs sns_topic = \"arn:aws:sns:REGION:ACCOUNT:NAME\": the SNS topic the alarms notify (e.g. the on-call pager's)",
+        ),
+        (
+            "a short account",
+            backstop("alarms = true\nsns_topic = \"arn:aws:sns:us-east-1:12345:oncall\""),
+            "12:13: backstop.sns_topic \"arn:aws:sns:us-east-1:12345:oncall\" is not an SNS topic ARN: the account \"12345\" is not 12 digits; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\"",
+        ),
+        (
+            "an SQS queue",
+            backstop("alarms = true\nsns_topic = \"arn:aws:sqs:us-east-1:123456789012:oncall\""),
+            "12:13: backstop.sns_topic \"arn:aws:sqs:us-east-1:123456789012:oncall\" is not an SNS topic ARN: the service is \"sqs\", not \"sns\"; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\"",
+        ),
+        (
+            "a topic name, not an ARN",
+            backstop("alarms = true\nsns_topic = \"oncall\""),
+            "12:13: backstop.sns_topic \"oncall\" is not an SNS topic ARN: it has 1 parts separated by ':', not 6; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\"",
+        ),
+        (
+            "no region",
+            backstop("alarms = true\nsns_topic = \"arn:aws:sns::123456789012:oncall\""),
+            "12:13: backstop.sns_topic \"arn:aws:sns::123456789012:oncall\" is not an SNS topic ARN: the region \"\" is not an AWS region such as \"us-east-1\"; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\"",
+        ),
+        (
+            "a bad partition",
+            backstop("alarms = true\nsns_topic = \"arn:gcp:sns:us-east-1:123456789012:oncall\""),
+            "12:13: backstop.sns_topic \"arn:gcp:sns:us-east-1:123456789012:oncall\" is not an SNS topic ARN: the partition \"gcp\" is not aws, aws-cn, aws-us-gov or another aws-…; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\"",
+        ),
+        (
+            "a bad topic name",
+            backstop("alarms = true\nsns_topic = \"arn:aws:sns:us-east-1:123456789012:on call\""),
+            "12:13: backstop.sns_topic \"arn:aws:sns:us-east-1:123456789012:on call\" is not an SNS topic ARN: the topic name \"on call\" is not 1 to 256 letters, digits, '-' or '_'; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\"",
+        ),
+        (
+            "a bad topic even with alarms off",
+            backstop("alarms = false\nsns_topic = \"arn:aws:sns:us-east-1:123456789012:\""),
+            "12:13: backstop.sns_topic \"arn:aws:sns:us-east-1:123456789012:\" is not an SNS topic ARN: the topic name \"\" is not 1 to 256 letters, digits, '-' or '_'; write arn:aws:sns:REGION:ACCOUNT:NAME, e.g. \"arn:aws:sns:us-east-1:123456789012:oncall\"",
+        ),
+        (
+            "alarms not a boolean",
+            backstop("alarms = \"yes\""),
+            "11:10: invalid type: string \"yes\", expected a boolean",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, want) in &cases {
+        let got: Vec<String> = match Plan::parse("bad", text) {
+            Ok(_) => vec!["(parsed without error)".into()],
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        };
+        if got.as_slice() != [want.to_string()] {
+            failures.push(format!("{what}:\n  want {want:?}\n  got  {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_schema_has_the_schedule_and_the_backstop() {
+    let schema = rollgate::plan::json_schema();
+    let defs = &schema["$defs"];
+    let schedule = &defs["Schedule"]["properties"];
+    for field in ["promote", "freeze", "timezone"] {
+        assert!(schedule[field]["description"].is_string(), "{field}");
+    }
+    let backstop = &defs["Backstop"]["properties"];
+    for field in ["alarms", "sns_topic"] {
+        assert!(backstop[field]["description"].is_string(), "{field}");
+    }
+    assert_eq!(
+        defs["PromoteWindow"]["examples"][0],
+        "Mon-Thu 09:00-16:00 Europe/London"
+    );
+    assert!(defs["Freeze"]["pattern"].is_string());
+    assert!(defs["SnsTopicArn"]["pattern"].is_string());
+    let ok = format!(
+        "{MINIMAL}[schedule]\npromote = [\"Mon-Thu 09:00-16:00 Europe/London\"]\nfreeze = [\"2026-12-20..2027-01-04\"]\ntimezone = \"Europe/London\"\n[backstop]\nalarms = true\nsns_topic = \"arn:aws:sns:us-east-1:123456789012:oncall\"\n"
+    );
+    assert_eq!(
+        schema_errors(&schema, &toml_to_json(&ok)),
+        Vec::<String>::new()
+    );
+    for (text, want) in [
+        (
+            format!("{MINIMAL}[schedule]\npromote = []\n"),
+            "/schedule/promote: fewer than 1 items",
+        ),
+        (
+            format!("{MINIMAL}[schedule]\nwindows = []\n"),
+            "/schedule: unknown property windows",
+        ),
+        (
+            format!("{MINIMAL}[backstop]\nalarms = \"yes\"\n"),
+            "/backstop/alarms",
+        ),
+        (
+            format!("{MINIMAL}[backstop]\nalarm = true\n"),
+            "/backstop: unknown property alarm",
+        ),
+    ] {
+        let errors = schema_errors(&schema, &toml_to_json(&text));
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "want {want:?}, got {errors:#?}\n---\n{text}"
+        );
+    }
 }
