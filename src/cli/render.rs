@@ -80,6 +80,9 @@ pub fn rollout(r: &RolloutView) -> String {
     for a in &r.attention {
         let _ = writeln!(out, "  ATTENTION {a}");
     }
+    if let Some(w) = &r.release_window {
+        let _ = writeln!(out, "  window  {w}");
+    }
     if !r.state.is_terminal() {
         if r.ready {
             if let Some(next) = &r.next_phase {

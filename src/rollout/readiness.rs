@@ -26,6 +26,23 @@ pub struct Freshness {
     pub max_age: TimeDelta,
 }
 
+/// Why rollout phase `index` of `plan` may not be promoted at `now`: the
+/// phase's own blockers, and the plan's release windows (which hold every
+/// promotion, from the baseline too; never a rollback).
+pub fn promotion_blockers(
+    plan: &crate::plan::Plan,
+    index: usize,
+    bake_started_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    readiness: Option<&Readiness>,
+    freshness: Freshness,
+) -> Vec<String> {
+    let phase = index.checked_sub(1).and_then(|i| plan.phases.get(i));
+    let mut out = blockers(phase, bake_started_at, now, readiness, freshness);
+    out.extend(plan.schedule.blocker(now));
+    out
+}
+
 /// Why `phase` (named `phase_name` in the rollout) may not be promoted at
 /// `now` (empty = ready).
 pub fn blockers(

@@ -539,12 +539,9 @@ impl Service {
                     "{e}; only rollback and abandon are possible"
                 )))
             })?;
-            let phase = current
-                .phase_index
-                .checked_sub(1)
-                .and_then(|i| plan.phases.get(i));
-            let blockers = readiness::blockers(
-                phase,
+            let blockers = readiness::promotion_blockers(
+                &plan,
+                current.phase_index,
                 current.bake_started_at,
                 now,
                 current.readiness.as_ref(),

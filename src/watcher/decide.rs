@@ -651,13 +651,16 @@ pub fn judge(input: &Input<'_>) -> Judgement {
     let changed = r.readiness.as_ref().is_none_or(|old| {
         !old.same_verdicts(&readiness) || input.now - old.evaluated_at >= refresh
     });
-    let blockers = readiness::blockers(
+    let mut blockers = readiness::blockers(
         Some(phase),
         bake_started_at,
         input.now,
         Some(&readiness),
         input.freshness,
     );
+    // Outside the release windows a ready phase waits (and says so in its
+    // blockers); it is neither promoted nor announced until one opens.
+    blockers.extend(input.plan.schedule.blocker(input.now));
     let gates = readiness.gates.clone();
     if keep_points && !gates.is_empty() {
         memory.points_at = Some(input.now);

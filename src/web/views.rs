@@ -62,6 +62,10 @@ pub struct RolloutView {
     pub live_since: Option<DateTime<Utc>>,
     /// Why the current phase may not be promoted yet (empty = ready).
     pub blockers: Vec<String>,
+    /// The plan's release windows now: "open until …" or "closed: the
+    /// next window opens …" (absent when the plan has no `[schedule]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_window: Option<String>,
     /// True when the phase may be promoted (manual phases: ready for approval).
     pub ready: bool,
     /// The watcher's latest evaluation of the current phase.
@@ -92,12 +96,16 @@ impl RolloutView {
         now: DateTime<Utc>,
     ) -> Self {
         let phases: Vec<String> = r.phases.iter().map(|p| p.name.clone()).collect();
+        let release_window = plan
+            .as_ref()
+            .ok()
+            .filter(|_| !r.state.is_terminal())
+            .and_then(|p| p.schedule.describe(now));
         let blockers = match (&plan, r.state.is_terminal()) {
             (_, true) => Vec::new(),
-            (Ok(plan), false) => readiness::blockers(
-                r.phase_index
-                    .checked_sub(1)
-                    .and_then(|i| plan.phases.get(i)),
+            (Ok(plan), false) => readiness::promotion_blockers(
+                plan,
+                r.phase_index,
                 r.bake_started_at,
                 now,
                 r.readiness.as_ref(),
@@ -151,6 +159,7 @@ impl RolloutView {
             bake_started_at: r.bake_started_at,
             live_since: r.live_since,
             ready: !r.state.is_terminal() && blockers.is_empty(),
+            release_window,
             blockers,
             readiness: r.readiness.clone(),
             phase_stats: r.phase_stats.clone(),

@@ -100,8 +100,9 @@ fn preview(app: &AppState, r: &Rollout, command: Command) -> ConfirmPage {
             Some(next) => {
                 let plan = app.service.plan_of(r);
                 let blockers = match plan.as_deref() {
-                    Ok(p) => readiness::blockers(
-                        r.phase_index.checked_sub(1).and_then(|i| p.phases.get(i)),
+                    Ok(p) => readiness::promotion_blockers(
+                        p,
+                        r.phase_index,
                         r.bake_started_at,
                         Utc::now(),
                         r.readiness.as_ref(),

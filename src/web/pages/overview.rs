@@ -148,8 +148,9 @@ async fn build(app: &AppState, q: OverviewQuery) -> Result<OverviewPage, PageErr
             let plan = service.plan_of(r);
             let h = health(r, memories.get(&r.id), plan.is_ok());
             let blockers = match &plan {
-                Ok(p) if !r.state.is_terminal() => readiness::blockers(
-                    r.phase_index.checked_sub(1).and_then(|i| p.phases.get(i)),
+                Ok(p) if !r.state.is_terminal() => readiness::promotion_blockers(
+                    p,
+                    r.phase_index,
                     r.bake_started_at,
                     now,
                     r.readiness.as_ref(),

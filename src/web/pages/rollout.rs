@@ -118,6 +118,8 @@ pub struct RolloutPage {
     pub rollback_href: Option<String>,
     pub ready: bool,
     pub blockers: Vec<String>,
+    /// The plan's release windows now ("open until …", "closed: …").
+    pub release_window: Option<String>,
     pub bake: String,
     pub gates: Vec<GateRow>,
     pub baseline: Vec<BaselineRow>,
@@ -499,8 +501,9 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
     let now = Utc::now();
     let h = health(&r, Some(&memory), plan.is_ok());
     let blockers = match plan_ref {
-        Some(p) if !r.state.is_terminal() => readiness::blockers(
-            r.phase_index.checked_sub(1).and_then(|i| p.phases.get(i)),
+        Some(p) if !r.state.is_terminal() => readiness::promotion_blockers(
+            p,
+            r.phase_index,
             r.bake_started_at,
             now,
             r.readiness.as_ref(),
@@ -604,6 +607,9 @@ async fn build(app: &AppState, id: RolloutId, q: PageQuery) -> Result<RolloutPag
         rollback_href: (!r.state.is_terminal()).then(|| format!("/rollouts/{id}/rollback")),
         ready: view.ready && r.phase_index > 0,
         blockers,
+        release_window: plan_ref
+            .filter(|_| !r.state.is_terminal())
+            .and_then(|p| p.schedule.describe(now)),
         bake,
         gates: gate_rows(&r, plan_ref),
         baseline: r
