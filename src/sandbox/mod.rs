@@ -20,8 +20,12 @@
 //! last buckets, coarser periods for old data, no datapoint for a zero count.
 //! PutMetricData, GetMetricData (Sum, Average, SampleCount, Minimum, Maximum,
 //! pNN, simple metric math, at most 500 queries, NextToken pagination),
-//! PutMetricAlarm, PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
-//! is kept, not evaluated), DescribeAlarms as AWS answers it (only metric
+//! PutMetricAlarm (validated as CloudWatch validates it: a single metric or
+//! `Metrics`, metric math with exactly one `ReturnData`, periods, operators,
+//! `DatapointsToAlarm` ≤ `EvaluationPeriods`; `Tags` on creation),
+//! PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
+//! is kept, not evaluated), DeleteAlarms (names of no alarm are ignored),
+//! ListTagsForResource, TagResource, UntagResource, DescribeAlarms as AWS answers it (only metric
 //! alarms unless `AlarmTypes` names `CompositeAlarm`; `AlarmNames`, at most
 //! 100, or `AlarmNamePrefix`; `StateValue`; `MaxRecords` 1 to 100, default
 //! 50, else `ValidationError`; `NextToken` pages across both types, metric
@@ -198,7 +202,13 @@ mod appconfig;
 mod cloudwatch;
 pub mod execution;
 mod lambda;
+mod query;
 pub mod traffic;
+
+pub use cloudwatch::AlarmView;
+
+/// The account every sandbox resource belongs to (in ARNs).
+const ACCOUNT: &str = "123456789012";
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -819,6 +829,11 @@ impl Sandbox {
             now.map(|t| t.timestamp_millis() as f64 / 1000.0);
     }
 
+    /// Every CloudWatch alarm (metric and composite), by name.
+    pub fn alarms(&self) -> Vec<AlarmView> {
+        self.faults.shared.lock().cloudwatch.alarm_views()
+    }
+
     /// The next `n` GetMetricData calls succeed but answer every query
     /// with `StatusCode = InternalError` and no values.
     pub fn fail_next_metric_queries(&self, n: u64) {
@@ -872,6 +887,10 @@ fn router(shared: Shared) -> Router {
                 .layer(middleware::from_fn(request_id)),
         )
         .merge(cloudwatch::router())
+        .route(
+            "/",
+            post(dispatch_root).layer(tower_http::decompression::RequestDecompressionLayer::new()),
+        )
         .merge(
             appconfig::router()
                 .layer(middleware::from_fn_with_state(
@@ -900,6 +919,16 @@ fn router(shared: Shared) -> Router {
             )
         })
         .with_state(shared)
+}
+
+/// The awsQuery services share `POST /` (CloudWatch's awsJson1_0 and
+/// awsQuery, for now).
+async fn dispatch_root(
+    State(shared): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    cloudwatch::dispatch_root(&shared, &headers, &body)
 }
 
 /// Every Lambda answer names its request, as AWS's do (the SDK reports it).
