@@ -238,6 +238,9 @@ fn query_error(code: &str) -> Option<&'static str> {
         "LimitExceededFault" => "LimitExceeded;Sender",
         "ValidationError" => "ValidationError;Sender",
         "InternalServiceFault" => "InternalServiceError;Receiver",
+        // CloudWatch's AccessDenied is a 403 whose code the SDK and the CLI
+        // report as `AccessDenied` (the awsQuery code), whatever the protocol.
+        "AccessDeniedException" => "AccessDenied;Sender",
         "ResourceNotFoundException" => "ResourceNotFoundException;Sender",
         _ => return None,
     })
@@ -449,6 +452,12 @@ fn dispatch_json(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response 
 
 fn run(shared: &Shared, op: &str, input: &Json) -> Reply {
     let mut world = shared.lock();
+    if KNOWN_OPERATIONS.contains(&op) {
+        let action = format!("cloudwatch:{op}");
+        if let Some(message) = world.denial(&action, resource(op, input).as_deref()) {
+            return error(StatusCode::FORBIDDEN, "AccessDeniedException", &message);
+        }
+    }
     let cw = &mut world.cloudwatch;
     match op {
         "PutMetricData" => put_metric_data(cw, input),
@@ -466,6 +475,38 @@ fn run(shared: &Shared, op: &str, input: &Json) -> Reply {
             "UnknownOperationException",
             &format!("the sandbox does not implement CloudWatch {other}"),
         ),
+    }
+}
+
+const KNOWN_OPERATIONS: &[&str] = &[
+    "PutMetricData",
+    "GetMetricData",
+    "PutMetricAlarm",
+    "PutCompositeAlarm",
+    "DescribeAlarms",
+    "SetAlarmState",
+    "DeleteAlarms",
+    "ListTagsForResource",
+    "TagResource",
+    "UntagResource",
+];
+
+/// The ARN an operation acts on, for AccessDenied's message: the alarm of
+/// the alarm operations, none for metric data and DescribeAlarms.
+fn resource(op: &str, input: &Json) -> Option<String> {
+    match op {
+        "PutMetricAlarm" | "PutCompositeAlarm" | "SetAlarmState" => {
+            str_of(input, "AlarmName").map(alarms::alarm_arn)
+        }
+        "DeleteAlarms" => input
+            .get("AlarmNames")
+            .and_then(|n| n.get(0))
+            .and_then(Json::as_str)
+            .map(alarms::alarm_arn),
+        "ListTagsForResource" | "TagResource" | "UntagResource" => {
+            str_of(input, "ResourceARN").map(str::to_string)
+        }
+        _ => None,
     }
 }
 

@@ -115,6 +115,21 @@ fn typed(schema: &Schema, field: &str, s: String) -> Result<Json, String> {
     Ok(Json::String(s))
 }
 
+/// A query request's `Action` and `Version` (`None` for a body that is no
+/// form with an `Action`), before its parameters are typed.
+pub(super) fn action_and_version(body: &[u8]) -> Option<(String, Option<String>)> {
+    let mut action = None;
+    let mut version = None;
+    for (k, v) in url::form_urlencoded::parse(body) {
+        match k.as_ref() {
+            "Action" => action = Some(v.into_owned()),
+            "Version" => version = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Some((action?, version))
+}
+
 /// A query request: its `Action` and the rest as the operation's JSON input,
 /// typed by `schema`. `None` when the body is no form with an `Action`.
 pub(super) fn parse(body: &[u8], schema: &Schema) -> Option<(String, Result<Json, String>)> {
@@ -242,12 +257,43 @@ pub(super) fn error(
     )
 }
 
+/// A text value of a reply.
+pub(super) fn text(s: &str) -> Cbor {
+    Cbor::Text(s.to_string())
+}
+
+/// A reply's structure: its members in order.
+pub(super) fn members(fields: Vec<(&str, Cbor)>) -> Cbor {
+    Cbor::Map(fields.into_iter().map(|(k, v)| (text(k), v)).collect())
+}
+
 /// An awsQuery error: its HTTP status, `Sender` or `Receiver`, code and message.
 pub(super) struct Fault {
     pub status: StatusCode,
     pub kind: &'static str,
     pub code: String,
     pub message: String,
+}
+
+impl Fault {
+    /// A client's fault (`Sender`).
+    pub fn sender(status: StatusCode, code: &str, message: impl Into<String>) -> Fault {
+        Fault {
+            status,
+            kind: "Sender",
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A smithy constraint violation, as AWS words them (`ValidationError`).
+    pub fn validation(detail: &str) -> Fault {
+        Fault::sender(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            format!("1 validation error detected: {detail}"),
+        )
+    }
 }
 
 /// An operation's answer in `xmlns`: `<OpResponse>` or `<ErrorResponse>`.

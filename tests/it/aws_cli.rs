@@ -2,7 +2,8 @@
 //! `pip install awscli`, installed by .ci/run) puts and reads metrics (a
 //! gzipped batch of 400 too, in awsJson1_0 and awsQuery), pages through
 //! metric and composite alarms, round-trips a metric-math alarm with tags
-//! in every protocol, and reads and updates a function.
+//! in every protocol, reads and updates a function, and reads the caller
+//! (STS) and its role (IAM).
 
 use std::process::Command;
 
@@ -389,4 +390,42 @@ async fn the_aws_cli_round_trips_a_metric_math_alarm_in_every_protocol() {
         model_speaking(protocol, models.path());
         cli_alarm_round_trip(Some(models.path().to_path_buf())).await;
     }
+}
+
+/// `aws sts get-caller-identity` and `aws iam get-role` (awsQuery).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_reads_the_caller_and_its_role() {
+    let sandbox = start().await;
+    let (ok, out, err) = aws(sandbox.url(), args("sts get-caller-identity")).await;
+    assert!(ok, "{err}");
+    let me: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        me["Arn"],
+        "arn:aws:sts::123456789012:assumed-role/rollgate-operator/rollgate"
+    );
+    assert_eq!(me["Account"], "123456789012");
+    let (ok, out, err) = aws(
+        sandbox.url(),
+        args("iam get-role --role-name rollgate-operator"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let role: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        role["Role"]["Arn"],
+        "arn:aws:iam::123456789012:role/rollgate-operator"
+    );
+    // The CLI decodes the trust policy into JSON.
+    assert_eq!(
+        role["Role"]["AssumeRolePolicyDocument"]["Statement"][0]["Action"],
+        "sts:AssumeRole"
+    );
+    sandbox.faults().deny("iam:GetRole");
+    let (ok, _, err) = aws(
+        sandbox.url(),
+        args("iam get-role --role-name rollgate-operator"),
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("(AccessDenied)"), "{err}");
 }
