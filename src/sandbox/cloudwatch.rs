@@ -3,7 +3,8 @@
 //! metric math; at most 500 queries; pagination by data points),
 //! PutMetricAlarm, PutCompositeAlarm, DescribeAlarms (`AlarmTypes`,
 //! `AlarmNames`, `AlarmNamePrefix`, `StateValue`, `MaxRecords`/`NextToken`
-//! pages), and SetAlarmState.
+//! pages), SetAlarmState, DeleteAlarms and the alarms' tags (see
+//! `alarms.rs`, and `validate.rs` for PutMetricAlarm's checks).
 //!
 //! Three protocols, as CloudWatch accepts them, all answering from the same
 //! code: `rpcv2Cbor`, the current SDKs' (`POST
@@ -50,9 +51,14 @@ use axum::routing::post;
 use ciborium::Value as Cbor;
 use serde_json::Value as Json;
 
-use super::Shared;
+use super::{Shared, query};
 
-mod query;
+mod alarms;
+mod math;
+mod validate;
+
+pub use alarms::AlarmView;
+use alarms::{Alarm, AlarmType};
 
 pub(super) const MAX_QUERIES: usize = 500;
 const DEFAULT_MAX_DATAPOINTS: usize = 100_800;
@@ -120,37 +126,6 @@ impl Datum {
     }
 }
 
-/// Metric alarms sort before composite ones in DescribeAlarms' pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum AlarmType {
-    Metric,
-    Composite,
-}
-
-impl AlarmType {
-    fn name(self) -> &'static str {
-        match self {
-            AlarmType::Metric => "MetricAlarm",
-            AlarmType::Composite => "CompositeAlarm",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Alarm {
-    name: String,
-    kind: AlarmType,
-    state: String,
-    reason: String,
-    /// Epoch seconds of the last SetAlarmState (or creation).
-    updated: f64,
-    /// Epoch seconds of the last change of `state`.
-    transitioned: f64,
-    /// Epoch seconds of the last Put*Alarm.
-    configured: f64,
-    definition: BTreeMap<String, Json>,
-}
-
 #[derive(Debug, Default)]
 pub(super) struct CloudWatch {
     pub metrics: BTreeMap<MetricKey, Vec<Datum>>,
@@ -187,6 +162,11 @@ impl CloudWatch {
             .map(|a| a.transitioned)
     }
 
+    /// Every alarm, by name (`Sandbox::alarms`).
+    pub(super) fn alarm_views(&self) -> Vec<AlarmView> {
+        self.alarms.values().map(Alarm::view).collect()
+    }
+
     pub(super) fn admin_view(&self) -> Json {
         serde_json::json!({
             "metrics": self.metrics.iter().map(|(k, v)| serde_json::json!({
@@ -194,6 +174,7 @@ impl CloudWatch {
             })).collect::<Vec<_>>(),
             "alarms": self.alarms.values().map(|a| serde_json::json!({
                 "name": a.name, "type": a.kind.name(), "state": a.state, "reason": a.reason,
+                "tags": a.tags, "alarm_actions": a.view().alarm_actions,
             })).collect::<Vec<_>>(),
             "get_metric_data_calls": self.get_metric_data_calls,
             "get_metric_data_queries": self.get_metric_data_queries,
@@ -201,7 +182,8 @@ impl CloudWatch {
     }
 }
 
-/// Both routes take gzip-encoded bodies (`Content-Encoding: gzip`), as
+/// `POST /` (awsJson1_0 and awsQuery) is routed with IAM's and STS's in
+/// `sandbox::dispatch_root`. Both take gzip-encoded bodies (`Content-Encoding: gzip`), as
 /// current SDKs send PutMetricData bodies of 10 KB and more.
 pub(super) fn router() -> Router<Shared> {
     Router::new()
@@ -209,11 +191,11 @@ pub(super) fn router() -> Router<Shared> {
             "/service/GraniteServiceVersion20100801/operation/{op}",
             post(dispatch),
         )
-        .route("/", post(dispatch_root))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
 }
 
 /// A CloudWatch error, rendered per protocol.
+#[derive(Debug)]
 pub(super) struct CwError {
     status: StatusCode,
     code: String,
@@ -256,6 +238,10 @@ fn query_error(code: &str) -> Option<&'static str> {
         "LimitExceededFault" => "LimitExceeded;Sender",
         "ValidationError" => "ValidationError;Sender",
         "InternalServiceFault" => "InternalServiceError;Receiver",
+        // CloudWatch's AccessDenied is a 403 whose code the SDK and the CLI
+        // report as `AccessDenied` (the awsQuery code), whatever the protocol.
+        "AccessDeniedException" => "AccessDenied;Sender",
+        "ResourceNotFoundException" => "ResourceNotFoundException;Sender",
         _ => return None,
     })
 }
@@ -350,21 +336,61 @@ async fn dispatch(State(shared): State<Shared>, Path(op): Path<String>, body: By
     }
 }
 
-/// `POST /`: awsJson1_0 when the request names its operation in
-/// `X-Amz-Target`, awsQuery when it is a form with `Action=`.
-async fn dispatch_root(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+/// CloudWatch's awsQuery forms: their numbers, timestamps, booleans and
+/// lists, and its XML namespace.
+pub(super) const QUERY_SCHEMA: query::Schema = query::Schema {
+    xmlns: "http://monitoring.amazonaws.com/doc/2010-08-01/",
+    numbers: &[
+        "Value",
+        "Values",
+        "Counts",
+        "Period",
+        "MaxDatapoints",
+        "MaxRecords",
+        "Threshold",
+        "EvaluationPeriods",
+        "DatapointsToAlarm",
+        "SampleCount",
+        "Sum",
+        "Minimum",
+        "Maximum",
+        "StorageResolution",
+    ],
+    timestamps: &["Timestamp", "StartTime", "EndTime"],
+    booleans: &["ReturnData", "ActionsEnabled", "StrictEntityValidation"],
+    lists: &[
+        "MetricData",
+        "Dimensions",
+        "Values",
+        "Counts",
+        "MetricDataQueries",
+        "AlarmNames",
+        "AlarmTypes",
+        "AlarmActions",
+        "OKActions",
+        "InsufficientDataActions",
+        "Metrics",
+        "Tags",
+        "TagKeys",
+    ],
+    text_members: &["Dimensions", "Tags"],
+};
+
+/// `POST /` for CloudWatch (see `sandbox::dispatch_root`): awsJson1_0 when
+/// the request names its operation in `X-Amz-Target`, awsQuery when it is a
+/// form with `Action=`.
+pub(super) fn dispatch_root(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     if !headers.contains_key("x-amz-target")
-        && let Some((op, input)) = query::parse(&body)
+        && let Some((op, input)) = query::parse(body, &QUERY_SCHEMA)
     {
-        return dispatch_query(&shared, &op, input);
+        return dispatch_query(shared, &op, input);
     }
-    dispatch_json(&shared, &headers, &body)
+    dispatch_json(shared, headers, body)
 }
 
 /// The awsQuery protocol: a form (`Action=<Op>&Version=2010-08-01&...`),
 /// answered in XML; errors as `<ErrorResponse>` with the awsQuery code.
 fn dispatch_query(shared: &Shared, op: &str, input: Result<Json, String>) -> Response {
-    let request_id = super::new_id();
     let reply = match input {
         Ok(input) => run(shared, op, &input),
         Err(message) => Err(CwError {
@@ -373,22 +399,24 @@ fn dispatch_query(shared: &Shared, op: &str, input: Result<Json, String>) -> Res
             message,
         }),
     };
-    let (status, body) = match reply {
-        Ok(out) => (StatusCode::OK, query::response(op, &out, &request_id)),
-        Err(e) => {
-            let (code, kind) = match query_error(&e.code).and_then(|q| q.split_once(';')) {
-                Some((code, kind)) => (code.to_string(), kind),
-                None if e.code == "UnknownOperationException" => ("InvalidAction".into(), "Sender"),
-                None => (e.code.clone(), "Sender"),
-            };
-            (e.status, query::error(kind, &code, &e.message, &request_id))
+    let reply = reply.map_err(|e| {
+        let (code, kind) = match query_error(&e.code).and_then(|q| q.split_once(';')) {
+            Some((code, kind)) => (code.to_string(), kind),
+            None if e.code == "UnknownOperationException" => ("InvalidAction".into(), "Sender"),
+            None => (e.code.clone(), "Sender"),
+        };
+        query::Fault {
+            status: e.status,
+            kind: if kind == "Receiver" {
+                "Receiver"
+            } else {
+                "Sender"
+            },
+            code,
+            message: e.message,
         }
-    };
-    let mut resp = (status, [("content-type", "text/xml")], body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-amzn-requestid", v);
-    }
-    resp
+    });
+    query::answer(QUERY_SCHEMA.xmlns, op, reply)
 }
 
 /// The awsJson1_0 protocol (what the AWS CLI v1 speaks): `POST /` with
@@ -424,19 +452,61 @@ fn dispatch_json(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response 
 
 fn run(shared: &Shared, op: &str, input: &Json) -> Reply {
     let mut world = shared.lock();
+    if KNOWN_OPERATIONS.contains(&op) {
+        let action = format!("cloudwatch:{op}");
+        if let Some(message) = world.denial(&action, resource(op, input).as_deref()) {
+            return error(StatusCode::FORBIDDEN, "AccessDeniedException", &message);
+        }
+    }
     let cw = &mut world.cloudwatch;
     match op {
         "PutMetricData" => put_metric_data(cw, input),
         "GetMetricData" => get_metric_data(cw, input),
-        "PutMetricAlarm" => put_alarm(cw, input, AlarmType::Metric),
-        "PutCompositeAlarm" => put_alarm(cw, input, AlarmType::Composite),
-        "DescribeAlarms" => describe_alarms(cw, input),
-        "SetAlarmState" => set_alarm_state(cw, input),
+        "PutMetricAlarm" => alarms::put_alarm(cw, input, AlarmType::Metric),
+        "PutCompositeAlarm" => alarms::put_alarm(cw, input, AlarmType::Composite),
+        "DescribeAlarms" => alarms::describe_alarms(cw, input),
+        "SetAlarmState" => alarms::set_alarm_state(cw, input),
+        "DeleteAlarms" => alarms::delete_alarms(cw, input),
+        "ListTagsForResource" => alarms::list_tags(cw, input),
+        "TagResource" => alarms::tag_resource(cw, input),
+        "UntagResource" => alarms::untag_resource(cw, input),
         other => error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
             &format!("the sandbox does not implement CloudWatch {other}"),
         ),
+    }
+}
+
+const KNOWN_OPERATIONS: &[&str] = &[
+    "PutMetricData",
+    "GetMetricData",
+    "PutMetricAlarm",
+    "PutCompositeAlarm",
+    "DescribeAlarms",
+    "SetAlarmState",
+    "DeleteAlarms",
+    "ListTagsForResource",
+    "TagResource",
+    "UntagResource",
+];
+
+/// The ARN an operation acts on, for AccessDenied's message: the alarm of
+/// the alarm operations, none for metric data and DescribeAlarms.
+fn resource(op: &str, input: &Json) -> Option<String> {
+    match op {
+        "PutMetricAlarm" | "PutCompositeAlarm" | "SetAlarmState" => {
+            str_of(input, "AlarmName").map(alarms::alarm_arn)
+        }
+        "DeleteAlarms" => input
+            .get("AlarmNames")
+            .and_then(|n| n.get(0))
+            .and_then(Json::as_str)
+            .map(alarms::alarm_arn),
+        "ListTagsForResource" | "TagResource" | "UntagResource" => {
+            str_of(input, "ResourceARN").map(str::to_string)
+        }
+        _ => None,
     }
 }
 
@@ -846,537 +916,6 @@ fn validation<T>(detail: &str) -> Result<T, CwError> {
         code: "ValidationError".into(),
         message: format!("1 validation error detected: {detail}"),
     })
-}
-
-/// PutMetricAlarm and PutCompositeAlarm: create, or overwrite the whole
-/// definition keeping the state, as CloudWatch does. Metric and composite
-/// alarms share one namespace of names.
-fn put_alarm(cw: &mut CloudWatch, input: &Json, kind: AlarmType) -> Reply {
-    let Some(name) = str_of(input, "AlarmName") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "MissingRequiredParameterException",
-            "The parameter AlarmName is required.",
-        );
-    };
-    check_length(input, "AlarmName", 1, 255)?;
-    check_length(input, "AlarmDescription", 0, 1024)?;
-    if kind == AlarmType::Composite {
-        if str_of(input, "AlarmRule").is_none() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "MissingRequiredParameterException",
-                "The parameter AlarmRule is required.",
-            );
-        }
-        check_length(input, "AlarmRule", 1, 10240)?;
-    }
-    let existing = cw.alarms.get(name);
-    if let Some(other) = existing.filter(|a| a.kind != kind) {
-        return invalid(&format!(
-            "An alarm named {name} already exists as a {}.",
-            other.kind.name()
-        ));
-    }
-    let definition = input
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let now = now_secs();
-    let alarm = Alarm {
-        name: name.to_string(),
-        kind,
-        state: existing.map_or("INSUFFICIENT_DATA".into(), |a| a.state.clone()),
-        reason: existing.map_or("Unchecked: Initial alarm creation".into(), |a| {
-            a.reason.clone()
-        }),
-        updated: existing.map_or(now, |a| a.updated),
-        transitioned: existing.map_or(now, |a| a.transitioned),
-        configured: now,
-        definition,
-    };
-    cw.alarms.insert(name.to_string(), alarm);
-    Ok(Cbor::Map(vec![]))
-}
-
-fn json_to_cbor(v: &Json) -> Cbor {
-    match v {
-        Json::Null => Cbor::Null,
-        Json::Bool(b) => Cbor::Bool(*b),
-        Json::Number(n) => n.as_i64().map_or_else(
-            || Cbor::Float(n.as_f64().unwrap_or(0.0)),
-            |i| Cbor::Integer(i.into()),
-        ),
-        Json::String(s) => text(s),
-        Json::Array(a) => Cbor::Array(a.iter().map(json_to_cbor).collect()),
-        Json::Object(o) => Cbor::Map(o.iter().map(|(k, v)| (text(k), json_to_cbor(v))).collect()),
-    }
-}
-
-/// DescribeAlarms' default and largest page.
-const DEFAULT_MAX_RECORDS: i64 = 50;
-const MAX_RECORDS: i64 = 100;
-/// At most this many names in one DescribeAlarms.
-const MAX_ALARM_NAMES: usize = 100;
-
-/// A NextToken: the (type, name) of the last alarm on the page, hex-encoded
-/// so callers treat it as opaque. Pages stay right when alarms are added.
-fn alarm_token(kind: AlarmType, name: &str) -> String {
-    let tag = match kind {
-        AlarmType::Metric => 'M',
-        AlarmType::Composite => 'C',
-    };
-    format!("{tag}{name}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn parse_alarm_token(token: &str) -> Option<(AlarmType, String)> {
-    if !token.len().is_multiple_of(2) || !token.is_ascii() {
-        return None;
-    }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
-        .collect::<Option<_>>()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let mut chars = text.chars();
-    let kind = match chars.next()? {
-        'M' => AlarmType::Metric,
-        'C' => AlarmType::Composite,
-        _ => return None,
-    };
-    Some((kind, chars.as_str().to_string()))
-}
-
-/// DescribeAlarms as CloudWatch answers it: only metric alarms unless
-/// `AlarmTypes` asks for composite ones; `AlarmNames` (at most 100) or
-/// `AlarmNamePrefix`; `StateValue`; pages of `MaxRecords` (1 to 100, default
-/// 50) across both types, metric alarms first, each type in name order.
-fn describe_alarms(cw: &CloudWatch, input: &Json) -> Reply {
-    let types: Vec<AlarmType> = match input.get("AlarmTypes") {
-        None | Some(Json::Null) => vec![AlarmType::Metric],
-        Some(Json::Array(a)) if a.is_empty() => vec![AlarmType::Metric],
-        Some(Json::Array(a)) => {
-            let mut types = Vec::new();
-            for (i, t) in a.iter().enumerate() {
-                types.push(match t.as_str() {
-                    Some("MetricAlarm") => AlarmType::Metric,
-                    Some("CompositeAlarm") => AlarmType::Composite,
-                    _ => {
-                        return validation(&format!(
-                            "Value '{}' at 'alarmTypes.{}.member' failed to satisfy constraint: Member must satisfy enum value set: [CompositeAlarm, MetricAlarm]",
-                            t.as_str().map_or_else(|| t.to_string(), str::to_string),
-                            i + 1
-                        ));
-                    }
-                });
-            }
-            types
-        }
-        Some(_) => return invalid("AlarmTypes must be a list"),
-    };
-    let names: Option<Vec<&str>> = input
-        .get("AlarmNames")
-        .and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(Json::as_str).collect());
-    if let Some(names) = &names
-        && names.len() > MAX_ALARM_NAMES
-    {
-        return validation(&format!(
-            "Value '[{}]' at 'alarmNames' failed to satisfy constraint: Member must have length less than or equal to {MAX_ALARM_NAMES}",
-            names.join(", ")
-        ));
-    }
-    let prefix = str_of(input, "AlarmNamePrefix");
-    if names.is_some() && prefix.is_some() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameterCombinationException",
-            "AlarmNamePrefix and AlarmNames cannot be specified together.",
-        );
-    }
-    check_length(input, "AlarmNamePrefix", 1, 255)?;
-    let max = match input.get("MaxRecords") {
-        None | Some(Json::Null) => DEFAULT_MAX_RECORDS,
-        Some(v) => {
-            let n = v.as_f64().unwrap_or(f64::NAN);
-            if n.fract() != 0.0 || !n.is_finite() {
-                return invalid("MaxRecords must be an integer");
-            }
-            let n = n as i64;
-            if n < 1 {
-                return validation(&format!(
-                    "Value '{n}' at 'maxRecords' failed to satisfy constraint: Member must have value greater than or equal to 1"
-                ));
-            }
-            if n > MAX_RECORDS {
-                return validation(&format!(
-                    "Value '{n}' at 'maxRecords' failed to satisfy constraint: Member must have value less than or equal to {MAX_RECORDS}"
-                ));
-            }
-            n
-        }
-    };
-    let after = match str_of(input, "NextToken") {
-        None => None,
-        Some(t) => match parse_alarm_token(t) {
-            Some(key) => Some(key),
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidNextToken",
-                    "The NextToken is not valid.",
-                );
-            }
-        },
-    };
-    let state = str_of(input, "StateValue");
-    let mut matching: Vec<&Alarm> = cw
-        .alarms
-        .values()
-        .filter(|a| types.contains(&a.kind))
-        .filter(|a| names.as_ref().is_none_or(|n| n.contains(&a.name.as_str())))
-        .filter(|a| prefix.is_none_or(|p| a.name.starts_with(p)))
-        .filter(|a| state.is_none_or(|s| s == a.state))
-        .collect();
-    matching.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    let mut rest = matching
-        .into_iter()
-        .filter(|a| {
-            after
-                .as_ref()
-                .is_none_or(|(kind, name)| (a.kind, &a.name) > (*kind, name))
-        })
-        .peekable();
-    let mut page = Vec::new();
-    while page.len() < max as usize
-        && let Some(a) = rest.next()
-    {
-        page.push(a);
-    }
-    let mut metric = Vec::new();
-    let mut composite = Vec::new();
-    for a in &page {
-        match a.kind {
-            AlarmType::Metric => metric.push(metric_alarm(a)),
-            AlarmType::Composite => composite.push(composite_alarm(a)),
-        }
-    }
-    let mut out = vec![
-        (text("MetricAlarms"), Cbor::Array(metric)),
-        (text("CompositeAlarms"), Cbor::Array(composite)),
-    ];
-    if rest.peek().is_some()
-        && let Some(last) = page.last()
-    {
-        out.push((text("NextToken"), text(&alarm_token(last.kind, &last.name))));
-    }
-    Ok(Cbor::Map(out))
-}
-
-fn alarm_arn(name: &str) -> String {
-    format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")
-}
-
-/// What both kinds of alarm report about their state.
-fn alarm_state_fields(a: &Alarm) -> Vec<(Cbor, Cbor)> {
-    vec![
-        (text("AlarmName"), text(&a.name)),
-        (text("AlarmArn"), text(&alarm_arn(&a.name))),
-        (text("StateValue"), text(&a.state)),
-        (text("StateReason"), text(&a.reason)),
-        (text("StateUpdatedTimestamp"), timestamp(a.updated)),
-        (
-            text("AlarmConfigurationUpdatedTimestamp"),
-            timestamp(a.configured),
-        ),
-    ]
-}
-
-fn metric_alarm(a: &Alarm) -> Cbor {
-    let mut fields: Vec<(Cbor, Cbor)> = Vec::new();
-    for key in [
-        "MetricName",
-        "Namespace",
-        "Statistic",
-        "ExtendedStatistic",
-        "Period",
-        "EvaluationPeriods",
-        "DatapointsToAlarm",
-        "Threshold",
-        "ComparisonOperator",
-        "TreatMissingData",
-        "Dimensions",
-        "AlarmDescription",
-    ] {
-        if let Some(v) = a.definition.get(key) {
-            let v = match key {
-                // Integers in the model: send them as CBOR integers.
-                "Period" | "EvaluationPeriods" | "DatapointsToAlarm" => v
-                    .as_f64()
-                    .map_or(Cbor::Null, |f| Cbor::Integer((f as i64).into())),
-                "Threshold" => v.as_f64().map_or(Cbor::Null, Cbor::Float),
-                _ => json_to_cbor(v),
-            };
-            fields.push((text(key), v));
-        }
-    }
-    fields.extend(alarm_state_fields(a));
-    Cbor::Map(fields)
-}
-
-fn composite_alarm(a: &Alarm) -> Cbor {
-    let d = &a.definition;
-    let actions = |key: &str| {
-        d.get(key)
-            .filter(|v| v.is_array())
-            .map_or(Cbor::Array(vec![]), json_to_cbor)
-    };
-    let mut fields = vec![
-        (
-            text("AlarmRule"),
-            text(
-                d.get("AlarmRule")
-                    .and_then(Json::as_str)
-                    .unwrap_or_default(),
-            ),
-        ),
-        (
-            text("ActionsEnabled"),
-            Cbor::Bool(
-                d.get("ActionsEnabled")
-                    .and_then(Json::as_bool)
-                    .unwrap_or(true),
-            ),
-        ),
-        (text("AlarmActions"), actions("AlarmActions")),
-        (text("OKActions"), actions("OKActions")),
-        (
-            text("InsufficientDataActions"),
-            actions("InsufficientDataActions"),
-        ),
-        (
-            text("StateTransitionedTimestamp"),
-            timestamp(a.transitioned),
-        ),
-    ];
-    if let Some(desc) = d.get("AlarmDescription").and_then(Json::as_str) {
-        fields.push((text("AlarmDescription"), text(desc)));
-    }
-    fields.extend(alarm_state_fields(a));
-    Cbor::Map(fields)
-}
-
-fn set_alarm_state(cw: &mut CloudWatch, input: &Json) -> Reply {
-    let (Some(name), Some(state)) = (str_of(input, "AlarmName"), str_of(input, "StateValue"))
-    else {
-        return invalid("AlarmName and StateValue are required");
-    };
-    if !matches!(state, "OK" | "ALARM" | "INSUFFICIENT_DATA") {
-        return invalid(&format!("Invalid StateValue {state:?}"));
-    }
-    let Some(alarm) = cw.alarms.get_mut(name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            &format!("Alarm {name} not found"),
-        );
-    };
-    let now = now_secs();
-    if alarm.state != state {
-        alarm.transitioned = now;
-    }
-    alarm.state = state.to_string();
-    alarm.reason = str_of(input, "StateReason").unwrap_or_default().to_string();
-    alarm.updated = now;
-    Ok(Cbor::Map(vec![]))
-}
-
-/// Simple metric math: `+ - * /`, parentheses, numbers and query ids,
-/// evaluated per timestamp present in every referenced series.
-mod math {
-    use super::Series;
-    use std::collections::BTreeMap;
-
-    #[derive(Debug, Clone, PartialEq)]
-    enum Tok {
-        Num(f64),
-        Id(String),
-        Op(char),
-    }
-
-    fn lex(s: &str) -> Result<Vec<Tok>, String> {
-        let mut out = Vec::new();
-        let chars: Vec<char> = s.chars().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c.is_whitespace() {
-                i += 1;
-            } else if "+-*/()".contains(c) {
-                out.push(Tok::Op(c));
-                i += 1;
-            } else if c.is_ascii_digit() || c == '.' {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                    i += 1;
-                }
-                let n: String = chars[start..i].iter().collect();
-                out.push(Tok::Num(n.parse().map_err(|_| format!("bad number {n}"))?));
-            } else if c.is_ascii_alphabetic() || c == '_' {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-                out.push(Tok::Id(chars[start..i].iter().collect()));
-            } else {
-                return Err(format!("unexpected character {c:?}"));
-            }
-        }
-        Ok(out)
-    }
-
-    /// A value per timestamp, or a scalar.
-    #[derive(Debug, Clone)]
-    enum Val {
-        Scalar(f64),
-        Series(BTreeMap<i64, f64>),
-    }
-
-    fn key(t: f64) -> i64 {
-        (t * 1000.0).round() as i64
-    }
-
-    fn combine(a: Val, b: Val, op: char) -> Val {
-        let f = |x: f64, y: f64| match op {
-            '+' => x + y,
-            '-' => x - y,
-            '*' => x * y,
-            _ => x / y,
-        };
-        match (a, b) {
-            (Val::Scalar(x), Val::Scalar(y)) => Val::Scalar(f(x, y)),
-            (Val::Series(s), Val::Scalar(y)) => {
-                Val::Series(s.into_iter().map(|(t, x)| (t, f(x, y))).collect())
-            }
-            (Val::Scalar(x), Val::Series(s)) => {
-                Val::Series(s.into_iter().map(|(t, y)| (t, f(x, y))).collect())
-            }
-            (Val::Series(a), Val::Series(b)) => Val::Series(
-                a.into_iter()
-                    .filter_map(|(t, x)| b.get(&t).map(|y| (t, f(x, *y))))
-                    .collect(),
-            ),
-        }
-    }
-
-    struct Parser<'a> {
-        toks: Vec<Tok>,
-        pos: usize,
-        series: &'a BTreeMap<String, Series>,
-    }
-
-    impl Parser<'_> {
-        fn peek(&self) -> Option<&Tok> {
-            self.toks.get(self.pos)
-        }
-
-        fn expr(&mut self) -> Result<Val, String> {
-            let mut v = self.term()?;
-            while let Some(Tok::Op(op @ ('+' | '-'))) = self.peek().cloned() {
-                self.pos += 1;
-                v = combine(v, self.term()?, op);
-            }
-            Ok(v)
-        }
-
-        fn term(&mut self) -> Result<Val, String> {
-            let mut v = self.atom()?;
-            while let Some(Tok::Op(op @ ('*' | '/'))) = self.peek().cloned() {
-                self.pos += 1;
-                v = combine(v, self.atom()?, op);
-            }
-            Ok(v)
-        }
-
-        fn atom(&mut self) -> Result<Val, String> {
-            let tok = self.peek().cloned().ok_or("unexpected end of expression")?;
-            self.pos += 1;
-            match tok {
-                Tok::Num(n) => Ok(Val::Scalar(n)),
-                Tok::Id(id) => self
-                    .series
-                    .get(&id)
-                    .map(|s| Val::Series(s.iter().map(|(t, v)| (key(*t), *v)).collect()))
-                    .ok_or_else(|| format!("unknown metric id {id}")),
-                Tok::Op('(') => {
-                    let v = self.expr()?;
-                    match self.peek() {
-                        Some(Tok::Op(')')) => {
-                            self.pos += 1;
-                            Ok(v)
-                        }
-                        _ => Err("missing )".into()),
-                    }
-                }
-                Tok::Op('-') => Ok(combine(Val::Scalar(0.0), self.atom()?, '-')),
-                Tok::Op(c) => Err(format!("unexpected {c}")),
-            }
-        }
-    }
-
-    pub(super) fn evaluate(
-        expr: &str,
-        series: &BTreeMap<String, Series>,
-    ) -> Result<Series, String> {
-        let mut p = Parser {
-            toks: lex(expr)?,
-            pos: 0,
-            series,
-        };
-        let v = p.expr()?;
-        if p.pos != p.toks.len() {
-            return Err("unexpected trailing input".into());
-        }
-        match v {
-            Val::Scalar(_) => Err("an expression must refer to at least one metric".into()),
-            Val::Series(s) => Ok(s
-                .into_iter()
-                .filter(|(_, v)| v.is_finite())
-                .map(|(t, v)| (t as f64 / 1000.0, v))
-                .collect()),
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn error_rate_expression() {
-            let series: BTreeMap<String, Series> = [
-                ("errors".to_string(), vec![(0.0, 3.0), (60.0, 0.0)]),
-                (
-                    "inv".to_string(),
-                    vec![(0.0, 200.0), (60.0, 100.0), (120.0, 50.0)],
-                ),
-            ]
-            .into();
-            let out = evaluate("100 * errors / inv", &series).unwrap();
-            assert_eq!(out, vec![(0.0, 1.5), (60.0, 0.0)]);
-            assert_eq!(
-                evaluate("(inv - errors) / 2", &series).unwrap()[0],
-                (0.0, 98.5)
-            );
-            assert!(evaluate("inv / nope", &series).is_err());
-            assert!(evaluate("1 + 2", &series).is_err());
-            assert!(evaluate("inv +", &series).is_err());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,7 @@ use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{EnvError, FaultState, Shared, new_id, now};
-
-const ACCOUNT: &str = "123456789012";
+use super::{ACCOUNT, EnvError, FaultState, Shared, new_id, now};
 /// Lambda measures the environment as the JSON of the variables map.
 const ENV_LIMIT: usize = 4096;
 const RESERVED: &[&str] = &[

@@ -20,8 +20,12 @@
 //! last buckets, coarser periods for old data, no datapoint for a zero count.
 //! PutMetricData, GetMetricData (Sum, Average, SampleCount, Minimum, Maximum,
 //! pNN, simple metric math, at most 500 queries, NextToken pagination),
-//! PutMetricAlarm, PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
-//! is kept, not evaluated), DescribeAlarms as AWS answers it (only metric
+//! PutMetricAlarm (validated as CloudWatch validates it: a single metric or
+//! `Metrics`, metric math with exactly one `ReturnData`, periods, operators,
+//! `DatapointsToAlarm` ≤ `EvaluationPeriods`; `Tags` on creation),
+//! PutCompositeAlarm (initially `INSUFFICIENT_DATA`; the rule
+//! is kept, not evaluated), DeleteAlarms (names of no alarm are ignored),
+//! ListTagsForResource, TagResource, UntagResource, DescribeAlarms as AWS answers it (only metric
 //! alarms unless `AlarmTypes` names `CompositeAlarm`; `AlarmNames`, at most
 //! 100, or `AlarmNamePrefix`; `StateValue`; `MaxRecords` 1 to 100, default
 //! 50, else `ValidationError`; `NextToken` pages across both types, metric
@@ -72,6 +76,19 @@
 //! the deployment's `PercentageComplete`. FeatureFlags profiles serve the
 //! values view, `{"KEY": {"enabled": BOOL, "ATTR": VALUE}}`.
 //!
+//! STS and IAM (awsQuery on `POST /`, told from CloudWatch's by the form's
+//! `Version`, else the SigV4 scope's service; see `sts.rs`, `iam.rs`):
+//! GetCallerIdentity (the caller, `Sandbox::set_caller_arn`), GetRole (any
+//! name, Path `/`), SimulatePrincipalPolicy (`allowed` unless denied).
+//!
+//! Permissions (see `access.rs`): every operation served is the IAM action
+//! `service:OperationName`; a denied one (`Faults::deny`, `{"deny": [...]}`)
+//! answers AccessDenied in its service's shape — Lambda and AppConfig 403
+//! `AccessDeniedException`, CloudWatch 403 `AccessDenied` (its awsQuery
+//! code, in all three protocols), IAM 403 `AccessDenied` — with AWS's
+//! message naming the caller, and is `implicitDeny` in the simulator.
+//! `sts:GetCallerIdentity` answers even when denied, as in AWS.
+//!
 //! Admin endpoints (JSON), for tests, the demo and operators:
 //!
 //! - `GET  /_sandbox/state` — `{"functions": [{"name", "arn", "environment",
@@ -100,7 +117,9 @@
 //!     "appconfig_throttle_next": N, "appconfig_fail_next": N,
 //!     "appconfig_minute_ms": MS,
 //!     "appconfig_foreign_version": {"profile": PROFILE_ID, "content": TEXT},
-//!     "appconfig_rollback_next": {"environment": ENV_ID}}`.
+//!     "appconfig_rollback_next": {"environment": ENV_ID},
+//!     "deny": ["service:Operation", ...], "allow": ["service:Operation", ...],
+//!     "allow_all": true}`.
 //!   - `throttle_next`: the next N Lambda calls answer 429
 //!     `TooManyRequestsException` (`Reason: CallerRateLimitExceeded`,
 //!     `Retry-After: 1`);
@@ -161,13 +180,21 @@
 //!     environment (or, if none is, the next one to start) rolls back as if
 //!     a monitored alarm had fired.
 //!
+//!   - `deny`: the caller may no longer perform those IAM actions (added to
+//!     those already denied; matched without regard to case; no
+//!     wildcards); `allow` takes actions off the list, `allow_all` clears
+//!     it (a reset does too). `GET /_sandbox/state` shows `faults.denied`
+//!     and `caller_arn`.
+//!
 //!   A Lambda call meets at most one of the counted faults, in the order
 //!   `hang_next`, `expired_token_next`, `clock_skew_next` (AWS authenticates
-//!   before it rate-limits), `throttle_next`, `fail_next`.
+//!   before it rate-limits), a denial (it authorizes next), `throttle_next`,
+//!   `fail_next`.
 //!
 //!   Answers `{"ok": true}`, or 400 `{"error": "..."}` for an unknown field,
-//!   an empty function name, an error code that is not letters and digits, or
-//!   one function both set and cleared in one request; a refused request
+//!   an empty function name, an error code that is not letters and digits,
+//!   one function both set and cleared in one request, an action that is not
+//!   `service:Operation`, or one both denied and allowed; a refused request
 //!   changes nothing.
 //! - `POST /_sandbox/reset` — all faults off, AppConfig's too (update delay,
 //!   AppConfig minute, functions and AppConfig resources stay,
@@ -194,11 +221,20 @@
 //! `{"Type": ..., "message": ...}` body; every Lambda answer carries an
 //! `x-amzn-RequestId`. Unknown routes answer 404 `UnknownOperationException`.
 
+mod access;
 mod appconfig;
 mod cloudwatch;
 pub mod execution;
+mod iam;
 mod lambda;
+mod query;
+mod sts;
 pub mod traffic;
+
+pub use cloudwatch::AlarmView;
+
+/// The account every sandbox resource belongs to (in ARNs).
+const ACCOUNT: &str = "123456789012";
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,6 +302,8 @@ struct FaultState {
     clock_skew_next: u64,
     /// function name → how its next UpdateFunctionConfiguration ends.
     failing_updates: BTreeMap<String, UpdateFailure>,
+    /// IAM actions the caller may not perform (see `access`).
+    denied: access::Denied,
 }
 
 /// An update Lambda accepts and then reports `LastUpdateStatus = Failed`.
@@ -329,6 +367,8 @@ enum CallFault {
     Hang(Duration),
     ExpiredToken,
     ClockSkew,
+    /// The caller may not perform the operation: AWS's message.
+    Denied(String),
     Throttle,
     Fail,
 }
@@ -343,14 +383,17 @@ fn take(n: &mut u64) -> bool {
 impl FaultState {
     /// Takes the next counted fault. A call meets at most one, in this
     /// order: hang, expired token, clock skew (AWS authenticates a call
-    /// before it counts it against the rate), throttle, 5xx.
-    fn take_call_fault(&mut self) -> Option<CallFault> {
+    /// before it counts it against the rate), a `denial` (then it authorizes
+    /// it: a denied call counts no throttle or 5xx), throttle, 5xx.
+    fn take_call_fault(&mut self, denial: Option<String>) -> Option<CallFault> {
         if take(&mut self.hang_next) {
             Some(CallFault::Hang(self.hang))
         } else if take(&mut self.expired_token_next) {
             Some(CallFault::ExpiredToken)
         } else if take(&mut self.clock_skew_next) {
             Some(CallFault::ClockSkew)
+        } else if let Some(message) = denial {
+            Some(CallFault::Denied(message))
         } else if take(&mut self.throttle_next) {
             Some(CallFault::Throttle)
         } else if take(&mut self.fail_next) {
@@ -407,8 +450,10 @@ struct ForeignEdit {
     unset: BTreeSet<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct World {
+    /// Who the sandbox's caller is (STS's GetCallerIdentity, AccessDenied messages).
+    caller_arn: String,
     functions: BTreeMap<String, lambda::Function>,
     faults: FaultState,
     update_delay: Duration,
@@ -420,7 +465,32 @@ struct World {
     fleets: BTreeMap<String, execution::Fleet>,
 }
 
+impl Default for World {
+    fn default() -> Self {
+        World {
+            caller_arn: access::default_caller(),
+            functions: BTreeMap::new(),
+            faults: FaultState::default(),
+            update_delay: Duration::ZERO,
+            cloudwatch: cloudwatch::CloudWatch::default(),
+            appconfig: appconfig::AppConfig::default(),
+            traffic: traffic::TrafficSettings::default(),
+            noise: None,
+            fleets: BTreeMap::new(),
+        }
+    }
+}
+
 impl World {
+    /// AWS's AccessDenied message when the caller may not perform `action`
+    /// (on `resource`), else `None`.
+    fn denial(&self, action: &str, resource: Option<&str>) -> Option<String> {
+        self.faults
+            .denied
+            .contains(action)
+            .then(|| access::message(&self.caller_arn, action, resource))
+    }
+
     /// Applies what time alone changes: updates that ended `Failed` without
     /// taking effect give their function back its previous configuration.
     fn settle(&mut self) {
@@ -659,6 +729,29 @@ impl Faults {
             .insert(environment.to_string());
     }
 
+    /// The caller may no longer perform the IAM action `action`
+    /// (`service:OperationName`, e.g. `lambda:UpdateFunctionConfiguration`;
+    /// matched without regard to case, no wildcards): every call of that
+    /// operation answers AccessDenied in its service's shape, and IAM's
+    /// SimulatePrincipalPolicy reports `implicitDeny` for it. As in AWS,
+    /// `sts:GetCallerIdentity` still answers. Until `allow` or a reset.
+    ///
+    /// # Panics
+    ///
+    /// If `action` is not of the form `service:OperationName`.
+    pub fn deny(&self, action: &str) {
+        assert!(
+            access::is_action(action),
+            "not an IAM action (service:OperationName): {action:?}"
+        );
+        self.shared.lock().faults.denied.deny(action);
+    }
+
+    /// Undoes `deny` for `action`.
+    pub fn allow(&self, action: &str) {
+        self.shared.lock().faults.denied.allow(action);
+    }
+
     /// All faults off.
     pub fn reset(&self) {
         let mut w = self.shared.lock();
@@ -819,6 +912,18 @@ impl Sandbox {
             now.map(|t| t.timestamp_millis() as f64 / 1000.0);
     }
 
+    /// Makes `arn` the caller: STS's GetCallerIdentity answers it (its
+    /// account is the ARN's), and AccessDenied messages name it. The default
+    /// is `arn:aws:sts::123456789012:assumed-role/rollgate-operator/rollgate`.
+    pub fn set_caller_arn(&self, arn: &str) {
+        self.faults.shared.lock().caller_arn = arn.to_string();
+    }
+
+    /// Every CloudWatch alarm (metric and composite), by name.
+    pub fn alarms(&self) -> Vec<AlarmView> {
+        self.faults.shared.lock().cloudwatch.alarm_views()
+    }
+
     /// The next `n` GetMetricData calls succeed but answer every query
     /// with `StatusCode = InternalError` and no values.
     pub fn fail_next_metric_queries(&self, n: u64) {
@@ -837,7 +942,7 @@ pub async fn serve_forever(
     let sandbox = Sandbox::start(port, config).await?;
     sandbox.set_traffic(traffic);
     println!(
-        "AWS sandbox (Lambda, CloudWatch, AppConfig) listening on {}",
+        "AWS sandbox (Lambda, CloudWatch, AppConfig, STS, IAM) listening on {}",
         sandbox.url()
     );
     println!(
@@ -872,6 +977,10 @@ fn router(shared: Shared) -> Router {
                 .layer(middleware::from_fn(request_id)),
         )
         .merge(cloudwatch::router())
+        .route(
+            "/",
+            post(dispatch_root).layer(tower_http::decompression::RequestDecompressionLayer::new()),
+        )
         .merge(
             appconfig::router()
                 .layer(middleware::from_fn_with_state(
@@ -902,6 +1011,32 @@ fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
+/// The awsQuery services share `POST /`: a form names its API in `Version`
+/// (2010-08-01 CloudWatch, 2010-05-08 IAM, 2011-06-15 STS), which every
+/// SDK, boto3 and the AWS CLI send; without one, the SigV4 credential
+/// scope's service (`monitoring`, `iam`, `sts`) decides. CloudWatch's
+/// awsJson1_0 (`X-Amz-Target`), and anything else, goes to CloudWatch.
+async fn dispatch_root(
+    State(shared): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = if headers.contains_key("x-amz-target") {
+        None
+    } else {
+        query::action_and_version(&body)
+    };
+    let Some((_, version)) = form else {
+        return cloudwatch::dispatch_root(&shared, &headers, &body);
+    };
+    let scope = access::credential_scope(&headers).map(|(_, service)| service);
+    match (version.as_deref(), scope.as_deref()) {
+        (Some("2010-05-08"), _) | (None, Some("iam")) => iam::dispatch(&shared, &body),
+        (Some("2011-06-15"), _) | (None, Some("sts")) => sts::dispatch(&shared, &body),
+        _ => cloudwatch::dispatch_root(&shared, &headers, &body),
+    }
+}
+
 /// Every Lambda answer names its request, as AWS's do (the SDK reports it).
 async fn request_id(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -913,9 +1048,18 @@ async fn request_id(req: Request, next: Next) -> Response {
 
 /// Latency, hangs, throttling and 5xx faults, applied before any Lambda operation.
 async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let action = access::lambda_action(
+        req.method(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+    );
     let (latency, fault) = {
         let mut w = shared.lock();
-        (w.faults.latency, w.faults.take_call_fault())
+        let denial = action
+            .as_ref()
+            .and_then(|(action, resource)| w.denial(action, resource.as_deref()));
+        (w.faults.latency, w.faults.take_call_fault(denial))
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -938,6 +1082,11 @@ async fn inject_faults(State(shared): State<Shared>, req: Request, next: Next) -
             "InvalidSignatureException",
             &signature_expired(chrono::Utc::now()),
         ),
+        Some(CallFault::Denied(message)) => lambda::aws_error(
+            axum::http::StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            &message,
+        ),
         Some(CallFault::Throttle) => throttled(),
         Some(CallFault::Fail) => lambda::aws_error(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -954,7 +1103,22 @@ async fn inject_appconfig_faults(
     req: Request,
     next: Next,
 ) -> Response {
-    let fault = appconfig::take_fault(&mut shared.lock().appconfig.faults);
+    let action = access::appconfig_action(req.method(), req.uri().path(), req.headers());
+    let fault = {
+        let mut w = shared.lock();
+        let denial = action
+            .as_ref()
+            .and_then(|(action, resource)| w.denial(action, resource.as_deref()));
+        match denial {
+            // Authorization comes before AppConfig's throttles and 5xx.
+            Some(message) => Some(appconfig::Error::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                message,
+            )),
+            None => appconfig::take_fault(&mut w.appconfig.faults),
+        }
+    };
     match fault {
         Some(e) => e.into_response(),
         None => next.run(req).await,
@@ -1017,7 +1181,9 @@ async fn state(State(shared): State<Shared>) -> impl IntoResponse {
             "expired_token_next": w.faults.expired_token_next,
             "clock_skew_next": w.faults.clock_skew_next,
             "failing_updates": w.faults.failing_updates,
+            "denied": w.faults.denied.list(),
         },
+        "caller_arn": w.caller_arn,
         "update_delay_ms": w.update_delay.as_millis() as u64,
         "metric_delay_ms": w.cloudwatch.metric_delay.as_millis() as u64,
         "cloudwatch": w.cloudwatch.admin_view(),
@@ -1055,6 +1221,9 @@ struct FaultRequest {
     appconfig_minute_ms: Option<u64>,
     appconfig_foreign_version: Option<ForeignVersionRequest>,
     appconfig_rollback_next: Option<RollbackRequest>,
+    deny: Option<Vec<String>>,
+    allow: Option<Vec<String>>,
+    allow_all: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1150,6 +1319,23 @@ impl FaultRequest {
             .is_some_and(|r| r.environment.is_empty())
         {
             return Err("appconfig_rollback_next: the environment id is empty".into());
+        }
+        for (field, actions) in [("deny", &self.deny), ("allow", &self.allow)] {
+            if let Some(bad) = actions.iter().flatten().find(|a| !access::is_action(a)) {
+                return Err(format!(
+                    "{field}: {bad:?} is not an IAM action (service:OperationName, no wildcards)"
+                ));
+            }
+        }
+        if let (Some(deny), Some(allow)) = (&self.deny, &self.allow)
+            && let Some(both) = deny
+                .iter()
+                .find(|d| allow.iter().any(|a| a.eq_ignore_ascii_case(d)))
+        {
+            return Err(format!("deny and allow both name {both:?}"));
+        }
+        if self.allow_all == Some(true) && self.deny.is_some() {
+            return Err("deny and allow_all cannot be combined".into());
         }
         if self.appconfig_minute_ms == Some(0) {
             return Err("appconfig_minute_ms must be at least 1".into());
@@ -1271,6 +1457,15 @@ async fn set_faults(State(shared): State<Shared>, body: axum::body::Bytes) -> Re
     }
     if let Some(r) = req.appconfig_rollback_next {
         w.appconfig.faults.rollback_next.insert(r.environment);
+    }
+    if req.allow_all == Some(true) {
+        w.faults.denied = access::Denied::default();
+    }
+    for action in req.allow.iter().flatten() {
+        w.faults.denied.allow(action);
+    }
+    for action in req.deny.iter().flatten() {
+        w.faults.denied.deny(action);
     }
     axum::Json(json!({ "ok": true })).into_response()
 }

@@ -1,7 +1,9 @@
 //! An independent client judges the sandbox too: the AWS CLI (botocore,
 //! `pip install awscli`, installed by .ci/run) puts and reads metrics (a
 //! gzipped batch of 400 too, in awsJson1_0 and awsQuery), pages through
-//! metric and composite alarms, and reads and updates a function.
+//! metric and composite alarms, round-trips a metric-math alarm with tags
+//! in every protocol, reads and updates a function, and reads the caller
+//! (STS) and its role (IAM).
 
 use std::process::Command;
 
@@ -316,4 +318,114 @@ async fn the_aws_cli_speaks_aws_query_too() {
     let models = tempfile::tempdir().unwrap();
     model_speaking("query", models.path());
     cli_puts_400_data_and_reads_period_buckets(Some(models.path().to_path_buf())).await;
+}
+
+/// A metric-math alarm with tags through the CLI in each protocol it can
+/// speak (its default, rpcv2Cbor; awsJson1_0; awsQuery's XML): put,
+/// described by prefix, tags listed, deleted.
+async fn cli_alarm_round_trip(data_path: Option<std::path::PathBuf>) {
+    let sandbox = start().await;
+    let metrics = r#"[{"Id":"rate","Expression":"100*errors/invocations","Label":"error rate","ReturnData":true},
+        {"Id":"errors","MetricStat":{"Metric":{"Namespace":"AWS/Lambda","MetricName":"Errors","Dimensions":[{"Name":"FunctionName","Value":"f"}]},"Period":60,"Stat":"Sum"},"ReturnData":false},
+        {"Id":"invocations","MetricStat":{"Metric":{"Namespace":"AWS/Lambda","MetricName":"Invocations","Dimensions":[{"Name":"FunctionName","Value":"f"}]},"Period":60,"Stat":"Sum"},"ReturnData":false}]"#;
+    let mut put = args(
+        "cloudwatch put-metric-alarm --alarm-name backstop-f --threshold 5 --comparison-operator GreaterThanThreshold --evaluation-periods 3 --datapoints-to-alarm 2 --treat-missing-data notBreaching --alarm-actions arn:aws:sns:us-east-1:123456789012:pager --tags Key=owner,Value=dixon --metrics",
+    );
+    put.push(metrics.into());
+    let (ok, _, err) = aws_with(sandbox.url(), put, data_path.clone()).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = aws_with(
+        sandbox.url(),
+        args("cloudwatch describe-alarms --alarm-name-prefix backstop-"),
+        data_path.clone(),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    let a = &out["MetricAlarms"][0];
+    assert_eq!(a["AlarmName"], "backstop-f", "{out}");
+    assert_eq!(a["Threshold"], 5.0);
+    assert_eq!(a["DatapointsToAlarm"], 2);
+    assert_eq!(a["TreatMissingData"], "notBreaching");
+    assert_eq!(a["ActionsEnabled"], true);
+    assert_eq!(
+        a["AlarmActions"],
+        serde_json::json!(["arn:aws:sns:us-east-1:123456789012:pager"])
+    );
+    assert_eq!(a["Metrics"][0]["Expression"], "100*errors/invocations");
+    assert_eq!(a["Metrics"][1]["ReturnData"], false);
+    assert_eq!(a["Metrics"][2]["MetricStat"]["Period"], 60);
+    assert_eq!(
+        a["Metrics"][2]["MetricStat"]["Metric"]["Dimensions"][0]["Value"],
+        "f"
+    );
+    let arn = a["AlarmArn"].as_str().unwrap().to_string();
+    let mut list = args("cloudwatch list-tags-for-resource --resource-arn");
+    list.push(arn);
+    let (ok, out, err) = aws_with(sandbox.url(), list, data_path.clone()).await;
+    assert!(ok, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        out["Tags"],
+        serde_json::json!([{"Key": "owner", "Value": "dixon"}])
+    );
+    let (ok, _, err) = aws_with(
+        sandbox.url(),
+        args("cloudwatch delete-alarms --alarm-names backstop-f unknown"),
+        data_path.clone(),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, _) = aws_with(sandbox.url(), args("cloudwatch describe-alarms"), data_path).await;
+    assert!(ok);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["MetricAlarms"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_round_trips_a_metric_math_alarm_in_every_protocol() {
+    cli_alarm_round_trip(None).await;
+    for protocol in ["json", "query"] {
+        let models = tempfile::tempdir().unwrap();
+        model_speaking(protocol, models.path());
+        cli_alarm_round_trip(Some(models.path().to_path_buf())).await;
+    }
+}
+
+/// `aws sts get-caller-identity` and `aws iam get-role` (awsQuery).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_reads_the_caller_and_its_role() {
+    let sandbox = start().await;
+    let (ok, out, err) = aws(sandbox.url(), args("sts get-caller-identity")).await;
+    assert!(ok, "{err}");
+    let me: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        me["Arn"],
+        "arn:aws:sts::123456789012:assumed-role/rollgate-operator/rollgate"
+    );
+    assert_eq!(me["Account"], "123456789012");
+    let (ok, out, err) = aws(
+        sandbox.url(),
+        args("iam get-role --role-name rollgate-operator"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let role: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        role["Role"]["Arn"],
+        "arn:aws:iam::123456789012:role/rollgate-operator"
+    );
+    // The CLI decodes the trust policy into JSON.
+    assert_eq!(
+        role["Role"]["AssumeRolePolicyDocument"]["Statement"][0]["Action"],
+        "sts:AssumeRole"
+    );
+    sandbox.faults().deny("iam:GetRole");
+    let (ok, _, err) = aws(
+        sandbox.url(),
+        args("iam get-role --role-name rollgate-operator"),
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("(AccessDenied)"), "{err}");
 }

@@ -28,6 +28,7 @@ mod rollouts;
 mod sandbox_appconfig;
 mod sandbox_clients;
 mod sandbox_cloudwatch;
+mod sandbox_iam;
 mod sandbox_lambda;
 
 mod schemathesis;

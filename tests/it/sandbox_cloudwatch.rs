@@ -1058,3 +1058,319 @@ async fn zero_counts_are_no_datapoints() {
     assert!(errors.iter().all(|(_, v)| *v > 0.0), "{errors:?}");
     assert_eq!(read("Throttles", busy).await, []);
 }
+
+fn lambda_metric(name: &str) -> MetricStat {
+    MetricStat::builder()
+        .metric(
+            Metric::builder()
+                .namespace("AWS/Lambda")
+                .metric_name(name)
+                .dimensions(dim())
+                .build(),
+        )
+        .period(60)
+        .stat("Sum")
+        .build()
+}
+
+/// rollgate's backstop: an error-rate alarm (metric math) paging an SNS topic.
+fn error_rate_alarm(
+    cw: &Client,
+    name: &str,
+) -> aws_sdk_cloudwatch::operation::put_metric_alarm::builders::PutMetricAlarmFluentBuilder {
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .alarm_description("rollgate backstop: error rate of f")
+        .actions_enabled(true)
+        .alarm_actions("arn:aws:sns:us-east-1:123456789012:pager")
+        .ok_actions("arn:aws:sns:us-east-1:123456789012:pager")
+        .metrics(
+            MetricDataQuery::builder()
+                .id("rate")
+                .expression("100*errors/invocations")
+                .label("error rate (%)")
+                .return_data(true)
+                .build(),
+        )
+        .metrics(
+            MetricDataQuery::builder()
+                .id("errors")
+                .metric_stat(lambda_metric("Errors"))
+                .return_data(false)
+                .build(),
+        )
+        .metrics(
+            MetricDataQuery::builder()
+                .id("invocations")
+                .metric_stat(lambda_metric("Invocations"))
+                .return_data(false)
+                .build(),
+        )
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .evaluation_periods(3)
+        .datapoints_to_alarm(2)
+        .treat_missing_data("notBreaching")
+}
+
+#[tokio::test]
+async fn metric_math_alarms_with_tags_are_described_listed_and_deleted() {
+    use aws_sdk_cloudwatch::types::Tag;
+    let sandbox = start().await;
+    let cw = client(&sandbox).await;
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    error_rate_alarm(&cw, "rollgate-backstop-f")
+        .tags(tag("rollgate:rollout", "r-1"))
+        .tags(tag("owner", "dixon"))
+        .send()
+        .await
+        .unwrap();
+    put_alarm(&cw, "other").await;
+
+    let d = cw
+        .describe_alarms()
+        .alarm_name_prefix("rollgate-backstop-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.metric_alarms().len(), 1, "{d:?}");
+    let a = &d.metric_alarms()[0];
+    let arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:rollgate-backstop-f";
+    assert_eq!(a.alarm_name(), Some("rollgate-backstop-f"));
+    assert_eq!(a.alarm_arn(), Some(arn));
+    assert_eq!(
+        a.alarm_description(),
+        Some("rollgate backstop: error rate of f")
+    );
+    assert_eq!(a.actions_enabled(), Some(true));
+    assert_eq!(
+        a.alarm_actions(),
+        ["arn:aws:sns:us-east-1:123456789012:pager"]
+    );
+    assert_eq!(a.ok_actions(), ["arn:aws:sns:us-east-1:123456789012:pager"]);
+    assert!(a.insufficient_data_actions().is_empty());
+    assert_eq!(a.state_value(), Some(&StateValue::InsufficientData));
+    assert_eq!(a.threshold(), Some(5.0));
+    assert_eq!(
+        a.comparison_operator(),
+        Some(&ComparisonOperator::GreaterThanThreshold)
+    );
+    assert_eq!(a.evaluation_periods(), Some(3));
+    assert_eq!(a.datapoints_to_alarm(), Some(2));
+    assert_eq!(a.treat_missing_data(), Some("notBreaching"));
+    assert_eq!(
+        a.metric_name(),
+        None,
+        "a metric-math alarm has no metric of its own"
+    );
+    assert!(a.state_transitioned_timestamp().is_some());
+    let metrics = a.metrics();
+    assert_eq!(metrics.len(), 3);
+    assert_eq!(metrics[0].id(), Some("rate"));
+    assert_eq!(metrics[0].expression(), Some("100*errors/invocations"));
+    assert_eq!(metrics[0].label(), Some("error rate (%)"));
+    assert_eq!(metrics[0].return_data(), Some(true));
+    assert_eq!(metrics[1].return_data(), Some(false));
+    let stat = metrics[2].metric_stat().unwrap();
+    assert_eq!(stat.period(), Some(60));
+    assert_eq!(stat.stat(), Some("Sum"));
+    assert_eq!(stat.metric().unwrap().metric_name(), Some("Invocations"));
+    assert_eq!(stat.metric().unwrap().dimensions(), [dim()]);
+
+    let tags =
+        |out: aws_sdk_cloudwatch::operation::list_tags_for_resource::ListTagsForResourceOutput| {
+            out.tags()
+                .iter()
+                .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                .collect::<Vec<_>>()
+        };
+    let listed = cw
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags(listed),
+        [
+            ("owner".to_string(), "dixon".to_string()),
+            ("rollgate:rollout".to_string(), "r-1".to_string())
+        ]
+    );
+    // An update keeps the state and ignores Tags, as AWS does; TagResource
+    // and UntagResource change them.
+    cw.set_alarm_state()
+        .alarm_name("rollgate-backstop-f")
+        .state_value(StateValue::Ok)
+        .state_reason("quiet")
+        .send()
+        .await
+        .unwrap();
+    error_rate_alarm(&cw, "rollgate-backstop-f")
+        .threshold(2.0)
+        .tags(tag("ignored", "yes"))
+        .send()
+        .await
+        .unwrap();
+    cw.tag_resource()
+        .resource_arn(arn)
+        .tags(tag("owner", "platform"))
+        .send()
+        .await
+        .unwrap();
+    cw.untag_resource()
+        .resource_arn(arn)
+        .tag_keys("rollgate:rollout")
+        .send()
+        .await
+        .unwrap();
+    let view = sandbox
+        .alarms()
+        .into_iter()
+        .find(|a| a.name == "rollgate-backstop-f")
+        .unwrap();
+    assert_eq!(view.arn, arn);
+    assert_eq!(view.state, "OK");
+    assert_eq!(view.threshold, Some(2.0));
+    assert_eq!(
+        view.tags.into_iter().collect::<Vec<_>>(),
+        [("owner".to_string(), "platform".to_string())]
+    );
+    assert_eq!(
+        view.alarm_actions,
+        ["arn:aws:sns:us-east-1:123456789012:pager"]
+    );
+    assert_eq!(view.definition["Metrics"][0]["Id"], "rate");
+
+    // DeleteAlarms ignores names of no alarm and deletes the others.
+    cw.delete_alarms()
+        .alarm_names("rollgate-backstop-f")
+        .alarm_names("never-was")
+        .send()
+        .await
+        .unwrap();
+    let d = cw.describe_alarms().send().await.unwrap();
+    assert_eq!(page_names(&d), ["other"]);
+    let gone = cw
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(gone.is_resource_not_found_exception(), "{gone:?}");
+    let names: Vec<String> = (0..101).map(|i| format!("a{i}")).collect();
+    let err = cw
+        .delete_alarms()
+        .set_alarm_names(Some(names))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationError"));
+}
+
+#[tokio::test]
+async fn put_metric_alarm_is_validated_as_cloudwatch_does() {
+    let sandbox = start().await;
+    let cw = client(&sandbox).await;
+    let single = || {
+        cw.put_metric_alarm()
+            .alarm_name("a")
+            .namespace("AWS/Lambda")
+            .metric_name("Errors")
+            .dimensions(dim())
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(5.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+    };
+    let code_of = |r: Result<_, aws_sdk_cloudwatch::error::SdkError<_, _>>| {
+        let e: aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmError = r
+            .map(|_: aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmOutput| ())
+            .unwrap_err()
+            .into_service_error();
+        (
+            e.code().unwrap_or_default().to_string(),
+            e.message().unwrap_or_default().to_string(),
+        )
+    };
+    let cases = [
+        (
+            single().alarm_name("x".repeat(256)).send().await,
+            "ValidationError",
+            "at 'alarmName' failed to satisfy constraint",
+        ),
+        (
+            single()
+                .comparison_operator(ComparisonOperator::from("Bigger"))
+                .send()
+                .await,
+            "ValidationError",
+            "Member must satisfy enum value set",
+        ),
+        (
+            single().evaluation_periods(0).send().await,
+            "ValidationError",
+            "at 'evaluationPeriods'",
+        ),
+        (
+            single().datapoints_to_alarm(2).send().await,
+            "ValidationError",
+            "DatapointsToAlarm must be less than or equal to EvaluationPeriods",
+        ),
+        (
+            single().period(45).send().await,
+            "ValidationError",
+            "must be 10, 20, 30 or a multiple of 60",
+        ),
+        (
+            single().extended_statistic("p99").send().await,
+            "InvalidParameterCombination",
+            "Statistic and ExtendedStatistic",
+        ),
+        (
+            error_rate_alarm(&cw, "m")
+                .metric_name("Errors")
+                .send()
+                .await,
+            "ValidationError",
+            "MetricName should not be set if list of Metrics is set.",
+        ),
+        (
+            error_rate_alarm(&cw, "m")
+                .metrics(
+                    MetricDataQuery::builder()
+                        .id("again")
+                        .expression("errors")
+                        .return_data(true)
+                        .build(),
+                )
+                .send()
+                .await,
+            "ValidationError",
+            "Exactly one element of the metrics list should return data.",
+        ),
+        (
+            cw.put_metric_alarm()
+                .alarm_name("none")
+                .evaluation_periods(1)
+                .threshold(1.0)
+                .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+                .send()
+                .await,
+            "ValidationError",
+            "MetricName must not be null",
+        ),
+    ];
+    for (result, code, message) in cases {
+        let (c, m) = code_of(result);
+        assert_eq!(c, code, "{m}");
+        assert!(m.contains(message), "{m:?} should contain {message:?}");
+    }
+    single().period(10).send().await.unwrap();
+    assert!(
+        sandbox.alarms().iter().all(|a| a.name == "a"),
+        "nothing refused was stored"
+    );
+}

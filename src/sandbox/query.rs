@@ -1,51 +1,29 @@
-//! CloudWatch's awsQuery protocol: `POST /`, a form-encoded body
-//! (`Action=PutMetricData&Version=2010-08-01&MetricData.member.1.MetricName=...`),
-//! XML answers. The form becomes the same JSON document the other protocols
-//! give `run` (`X.member.N` → arrays, dotted names → nested objects, numbers,
-//! timestamps and booleans typed by field name), and the reply is rendered
-//! as XML from the same values.
+//! The awsQuery protocol, shared by CloudWatch, IAM and STS: `POST /`, a
+//! form-encoded body (`Action=PutMetricData&Version=2010-08-01&MetricData.member.1.MetricName=...`),
+//! XML answers. The form becomes the JSON document a service's operations
+//! take (`X.member.N` → arrays, dotted names → nested objects, numbers,
+//! timestamps and booleans typed by field name, per service: a [`Schema`]),
+//! and the reply is rendered as XML from the same values.
 
 use std::collections::BTreeMap;
 
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use ciborium::Value as Cbor;
 use serde_json::Value as Json;
 
-const XMLNS: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
-
-/// Fields whose values are numbers (scalars, or the members of a list).
-const NUMBERS: &[&str] = &[
-    "Value",
-    "Values",
-    "Counts",
-    "Period",
-    "MaxDatapoints",
-    "MaxRecords",
-    "Threshold",
-    "EvaluationPeriods",
-    "DatapointsToAlarm",
-    "SampleCount",
-    "Sum",
-    "Minimum",
-    "Maximum",
-    "StorageResolution",
-];
-const TIMESTAMPS: &[&str] = &["Timestamp", "StartTime", "EndTime"];
-const BOOLEANS: &[&str] = &["ReturnData", "ActionsEnabled", "StrictEntityValidation"];
-/// Lists an empty value (`AlarmActions=`) stands for, as botocore sends them.
-const LISTS: &[&str] = &[
-    "MetricData",
-    "Dimensions",
-    "Values",
-    "Counts",
-    "MetricDataQueries",
-    "AlarmNames",
-    "AlarmTypes",
-    "AlarmActions",
-    "OKActions",
-    "InsufficientDataActions",
-    "Metrics",
-    "Tags",
-];
+/// How one service's forms are typed, and its XML namespace.
+pub(super) struct Schema {
+    pub xmlns: &'static str,
+    /// Fields whose values are numbers (scalars, or the members of a list).
+    pub numbers: &'static [&'static str],
+    pub timestamps: &'static [&'static str],
+    pub booleans: &'static [&'static str],
+    /// Lists an empty value (`AlarmActions=`) stands for, as botocore sends them.
+    pub lists: &'static [&'static str],
+    /// Lists whose members' fields are all text (a dimension's or a tag's `Value`).
+    pub text_members: &'static [&'static str],
+}
 
 /// A form decoded into a tree before typing.
 #[derive(Debug)]
@@ -90,29 +68,29 @@ impl Node {
 
     /// JSON, each leaf typed by the name of the field it belongs to and
     /// the field holding that (a dimension's or tag's `Value` is text).
-    fn into_json(self, field: &str, parent: &str) -> Result<Json, String> {
+    fn into_json(self, schema: &Schema, field: &str, parent: &str) -> Result<Json, String> {
         match self {
             Node::Map(fields) => fields
                 .into_iter()
-                .map(|(k, v)| Ok((k.clone(), v.into_json(&k, field)?)))
+                .map(|(k, v)| Ok((k.clone(), v.into_json(schema, &k, field)?)))
                 .collect::<Result<serde_json::Map<_, _>, String>>()
                 .map(Json::Object),
             Node::List(items) => items
                 .into_values()
-                .map(|v| v.into_json(field, parent))
+                .map(|v| v.into_json(schema, field, parent))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Json::Array),
-            Node::Leaf(s) if matches!(parent, "Dimensions" | "Tags") => Ok(Json::String(s)),
-            Node::Leaf(s) => typed(field, s),
+            Node::Leaf(s) if schema.text_members.contains(&parent) => Ok(Json::String(s)),
+            Node::Leaf(s) => typed(schema, field, s),
         }
     }
 }
 
-fn typed(field: &str, s: String) -> Result<Json, String> {
-    if s.is_empty() && LISTS.contains(&field) {
+fn typed(schema: &Schema, field: &str, s: String) -> Result<Json, String> {
+    if s.is_empty() && schema.lists.contains(&field) {
         return Ok(Json::Array(Vec::new()));
     }
-    if NUMBERS.contains(&field) {
+    if schema.numbers.contains(&field) {
         return s
             .parse::<f64>()
             .ok()
@@ -120,14 +98,14 @@ fn typed(field: &str, s: String) -> Result<Json, String> {
             .map(Json::Number)
             .ok_or_else(|| format!("Invalid value {s:?} for {field}: a number is expected"));
     }
-    if TIMESTAMPS.contains(&field) {
+    if schema.timestamps.contains(&field) {
         let secs = chrono::DateTime::parse_from_rfc3339(&s)
             .map(|t| t.timestamp_millis() as f64 / 1000.0)
             .or_else(|_| s.parse::<f64>())
             .map_err(|_| format!("Invalid timestamp {s:?} for {field}"))?;
         return Ok(serde_json::json!(secs));
     }
-    if BOOLEANS.contains(&field) {
+    if schema.booleans.contains(&field) {
         return match s.as_str() {
             "true" => Ok(Json::Bool(true)),
             "false" => Ok(Json::Bool(false)),
@@ -137,9 +115,24 @@ fn typed(field: &str, s: String) -> Result<Json, String> {
     Ok(Json::String(s))
 }
 
-/// A query request: its `Action` and the rest as the operation's JSON input.
-/// `None` when the body is no form with an `Action`.
-pub(super) fn parse(body: &[u8]) -> Option<(String, Result<Json, String>)> {
+/// A query request's `Action` and `Version` (`None` for a body that is no
+/// form with an `Action`), before its parameters are typed.
+pub(super) fn action_and_version(body: &[u8]) -> Option<(String, Option<String>)> {
+    let mut action = None;
+    let mut version = None;
+    for (k, v) in url::form_urlencoded::parse(body) {
+        match k.as_ref() {
+            "Action" => action = Some(v.into_owned()),
+            "Version" => version = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Some((action?, version))
+}
+
+/// A query request: its `Action` and the rest as the operation's JSON input,
+/// typed by `schema`. `None` when the body is no form with an `Action`.
+pub(super) fn parse(body: &[u8], schema: &Schema) -> Option<(String, Result<Json, String>)> {
     let mut action = None;
     let mut root = Node::Map(BTreeMap::new());
     let mut failure = None;
@@ -158,7 +151,7 @@ pub(super) fn parse(body: &[u8]) -> Option<(String, Result<Json, String>)> {
     let action = action?;
     let input = match failure {
         Some(e) => Err(e),
-        None => root.into_json("", ""),
+        None => root.into_json(schema, "", ""),
     };
     Some((action, input))
 }
@@ -237,8 +230,8 @@ fn element(out: &mut String, name: &str, v: &Cbor) {
 
 /// `<OpResponse><OpResult>…</OpResult><ResponseMetadata>…</ResponseMetadata></OpResponse>`;
 /// operations without output (an empty reply) have no `OpResult`.
-pub(super) fn response(op: &str, reply: &Cbor, request_id: &str) -> String {
-    let mut out = format!("<{op}Response xmlns=\"{XMLNS}\">");
+pub(super) fn response(xmlns: &str, op: &str, reply: &Cbor, request_id: &str) -> String {
+    let mut out = format!("<{op}Response xmlns=\"{xmlns}\">");
     if !matches!(reply, Cbor::Map(fields) if fields.is_empty()) {
         element(&mut out, &format!("{op}Result"), reply);
     }
@@ -249,18 +242,93 @@ pub(super) fn response(op: &str, reply: &Cbor, request_id: &str) -> String {
 }
 
 /// `<ErrorResponse><Error><Type>…</Type><Code>…</Code><Message>…</Message></Error><RequestId>…</RequestId></ErrorResponse>`.
-pub(super) fn error(kind: &str, code: &str, message: &str, request_id: &str) -> String {
+pub(super) fn error(
+    xmlns: &str,
+    kind: &str,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> String {
     format!(
-        "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        "<ErrorResponse xmlns=\"{xmlns}\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
         escape(kind),
         escape(code),
         escape(message)
     )
 }
 
+/// A text value of a reply.
+pub(super) fn text(s: &str) -> Cbor {
+    Cbor::Text(s.to_string())
+}
+
+/// A reply's structure: its members in order.
+pub(super) fn members(fields: Vec<(&str, Cbor)>) -> Cbor {
+    Cbor::Map(fields.into_iter().map(|(k, v)| (text(k), v)).collect())
+}
+
+/// An awsQuery error: its HTTP status, `Sender` or `Receiver`, code and message.
+pub(super) struct Fault {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: String,
+    pub message: String,
+}
+
+impl Fault {
+    /// A client's fault (`Sender`).
+    pub fn sender(status: StatusCode, code: &str, message: impl Into<String>) -> Fault {
+        Fault {
+            status,
+            kind: "Sender",
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A smithy constraint violation, as AWS words them (`ValidationError`).
+    pub fn validation(detail: &str) -> Fault {
+        Fault::sender(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            format!("1 validation error detected: {detail}"),
+        )
+    }
+}
+
+/// An operation's answer in `xmlns`: `<OpResponse>` or `<ErrorResponse>`.
+pub(super) fn answer(xmlns: &str, op: &str, reply: Result<Cbor, Fault>) -> Response {
+    let request_id = super::new_id();
+    match reply {
+        Ok(out) => xml_response(
+            StatusCode::OK,
+            response(xmlns, op, &out, &request_id),
+            &request_id,
+        ),
+        Err(f) => xml_response(
+            f.status,
+            error(xmlns, f.kind, &f.code, &f.message, &request_id),
+            &request_id,
+        ),
+    }
+}
+
+/// An XML answer (`text/xml`), naming its request in `x-amzn-RequestId`
+/// too, as AWS's do.
+pub(super) fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
+    let mut resp = (status, [("content-type", "text/xml")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::cloudwatch::QUERY_SCHEMA;
+
+    const XMLNS: &str = QUERY_SCHEMA.xmlns;
 
     #[test]
     fn forms_become_json() {
@@ -273,7 +341,7 @@ mod tests {
             &MetricData.member.1.Timestamp=2026-01-01T00%3A00%3A30Z\
             &MetricData.member.2.MetricName=Count&MetricData.member.2.Value=1\
             &MetricData.member.2.Dimensions=";
-        let (action, input) = parse(body).unwrap();
+        let (action, input) = parse(body, &QUERY_SCHEMA).unwrap();
         assert_eq!(action, "PutMetricData");
         assert_eq!(
             input.unwrap(),
@@ -290,9 +358,9 @@ mod tests {
                 ],
             })
         );
-        assert!(parse(b"{}").is_none());
+        assert!(parse(b"{}", &QUERY_SCHEMA).is_none());
         assert!(
-            parse(b"Action=GetMetricData&MaxDatapoints=lots")
+            parse(b"Action=GetMetricData&MaxDatapoints=lots", &QUERY_SCHEMA)
                 .unwrap()
                 .1
                 .is_err()
@@ -319,13 +387,13 @@ mod tests {
             (Cbor::Text("Messages".into()), Cbor::Array(vec![])),
         ]);
         assert_eq!(
-            response("GetMetricData", &reply, "rid"),
+            response(XMLNS, "GetMetricData", &reply, "rid"),
             format!(
                 "<GetMetricDataResponse xmlns=\"{XMLNS}\"><GetMetricDataResult><MetricDataResults><member><Id>a&lt;b</Id><Timestamps><member>2026-01-01T00:00:00Z</member></Timestamps><Values><member>1.0</member></Values></member></MetricDataResults><Messages/></GetMetricDataResult><ResponseMetadata><RequestId>rid</RequestId></ResponseMetadata></GetMetricDataResponse>"
             )
         );
         assert_eq!(
-            response("SetAlarmState", &Cbor::Map(vec![]), "rid"),
+            response(XMLNS, "SetAlarmState", &Cbor::Map(vec![]), "rid"),
             format!(
                 "<SetAlarmStateResponse xmlns=\"{XMLNS}\"><ResponseMetadata><RequestId>rid</RequestId></ResponseMetadata></SetAlarmStateResponse>"
             )
