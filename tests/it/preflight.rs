@@ -317,3 +317,146 @@ async fn an_unknown_plan_is_a_404_and_the_cli_prints_every_check() {
     assert_ne!(report["status"], "fail", "{report:#}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_denied_permission_fails_reads_and_writes_alike() {
+    let (app, _dir) = app_with(&[("seed", short_seed())]).await;
+    lay_down_history(&app);
+    let report = preflight(&app, "seed").await;
+    let writes = check(&report, "permissions.write");
+    assert_eq!(writes["status"], "pass", "{report:#}");
+    assert!(
+        writes["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lambda:UpdateFunctionConfiguration on arn:aws:lambda:"),
+        "{writes}"
+    );
+
+    app.sandbox
+        .faults()
+        .deny("lambda:UpdateFunctionConfiguration");
+    let report = preflight(&app, "seed").await;
+    let writes = check(&report, "permissions.write");
+    assert_eq!(writes["status"], "fail", "{report:#}");
+    assert!(
+        writes["detail"].as_str().unwrap().contains("implicitDeny"),
+        "{writes}"
+    );
+    let (status, body) = app
+        .post("/api/v1/rollouts", json!({ "plan": "seed", "reason": "x" }))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (422, json!("preflight_failed"))
+    );
+
+    app.sandbox.faults().deny("cloudwatch:GetMetricData");
+    let report = preflight(&app, "seed").await;
+    assert_eq!(status_of(&report, "permissions.read"), "fail", "{report:#}");
+    assert_eq!(status_of(&report, "baseline.error_rate"), "fail");
+
+    // A caller who may not simulate gets a warning that lists the writes.
+    app.sandbox.faults().reset();
+    app.sandbox.faults().deny("iam:SimulatePrincipalPolicy");
+    let report = preflight(&app, "seed").await;
+    let writes = check(&report, "permissions.write");
+    assert_eq!(writes["status"], "warn", "{report:#}");
+    assert!(
+        writes["detail"].as_str().unwrap().contains("not checked"),
+        "{writes}"
+    );
+}
+
+/// The seed with a release window that is closed now (a day that is not
+/// today, in Tokyo: across the date line from UTC).
+fn windowed(window: &str) -> String {
+    format!("{}\n[schedule]\npromote = [\"{window}\"]\n", short_seed())
+}
+
+#[tokio::test]
+async fn promotion_waits_for_the_release_window_and_rollback_never_does() {
+    use chrono::Datelike;
+    let tokyo_now = Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
+    // Every day but today (Tokyo's today, which may be UTC's yesterday or tomorrow).
+    let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let today = tokyo_now.weekday().num_days_from_monday() as usize;
+    let closed_days: Vec<&str> = (0..7).filter(|d| *d != today).map(|d| names[d]).collect();
+    let closed = format!("{} 00:00-24:00 Asia/Tokyo", closed_days.join(","));
+    let open = format!("{} 00:00-24:00 Asia/Tokyo", names[today]);
+    let (app, dir) = app_with(&[("held", windowed(&closed))]).await;
+    lay_down_history(&app);
+    let (status, started) = app
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "held", "reason": "week 2" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    let window = started["release_window"].as_str().unwrap_or_default();
+    assert!(window.starts_with("closed: "), "{started:#}");
+    assert!(window.contains("Asia/Tokyo"), "{window}");
+
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/rollouts/{id}/advance"),
+            json!({ "reason": "go" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("outside the release windows"), "{message}");
+    app.assert_env(["false", "false", "false"]).await;
+
+    // Forced with a reason, an operator may still promote.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/rollouts/{id}/advance"),
+            json!({ "reason": "incident fix, approved by the on-call lead", "force": true }),
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{body}");
+    app.assert_env(["true", "false", "false"]).await;
+    let entry = &app.audit("?action=advance").await[0];
+    assert!(
+        entry["detail"]["forced_past"]
+            .to_string()
+            .contains("outside the release windows"),
+        "{entry:#}"
+    );
+    // A rollback is never held by the window.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/rollouts/{id}/rollback"),
+            json!({ "reason": "error rate up" }),
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{body}");
+    app.assert_env(["false", "false", "false"]).await;
+
+    // The same plan with today's window open: the window blocks nothing.
+    std::fs::write(dir.path().join("open.toml"), windowed(&open)).unwrap();
+    let (status, started) = app
+        .post(
+            "/api/v1/rollouts",
+            json!({ "plan": "open", "reason": "week 2" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    assert!(
+        started["release_window"]
+            .as_str()
+            .unwrap()
+            .starts_with("open until"),
+        "{started:#}"
+    );
+    let id = started["id"].as_i64().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/rollouts/{id}/advance"),
+            json!({ "reason": "go" }),
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{body}");
+}
