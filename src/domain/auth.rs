@@ -267,6 +267,12 @@ mod tests {
             ("GET", "/api/v1/audit/export", Role(super::Role::Viewer)),
             ("POST", "/api/v1/plans/validate", Role(super::Role::Viewer)),
             ("POST", "/audit/verify", Role(super::Role::Viewer)),
+            // It calls AWS with rollgate's credentials.
+            (
+                "POST",
+                "/api/v1/plans/x/preflight",
+                Role(super::Role::Operator),
+            ),
             ("POST", "/api/v1/rollouts", Role(super::Role::Operator)),
             ("POST", "/rollouts/3/rollback", Role(super::Role::Operator)),
             ("POST", "/start", Role(super::Role::Operator)),

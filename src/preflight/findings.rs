@@ -656,16 +656,16 @@ mod tests {
         let plan = seed();
         let small: BTreeMap<String, String> = [("A".to_string(), "b".to_string())].into();
         assert_eq!(fit_check(&plan, &small).status, Status::Pass);
-        // Just under the limit with the baseline flags; "true" is shorter
-        // than "false", so pad the rest until the full phase's extra bytes matter.
-        let base = env_size_bytes(&merge(&BTreeMap::new(), plan.flags_at(0)));
-        let pad = LAMBDA_ENV_LIMIT_BYTES - base - 2;
-        let big: BTreeMap<String, String> = [("PAD".to_string(), "x".repeat(pad - 3))].into();
-        let c = fit_check(&plan, &big);
-        assert_eq!(c.status, Status::Pass, "{c:?}");
-        let bigger: BTreeMap<String, String> = [("PAD".to_string(), "x".repeat(pad + 10))].into();
-        let c = fit_check(&plan, &bigger);
-        assert_eq!(c.status, Status::Fail);
+        // Lambda measures the JSON of the map, so the room left is what an
+        // empty PAD leaves; the baseline's "false"s make it the largest phase.
+        let with_pad =
+            |n: usize| -> BTreeMap<String, String> { [("PAD".to_string(), "x".repeat(n))].into() };
+        let room = LAMBDA_ENV_LIMIT_BYTES - env_size_bytes(&merge(&with_pad(0), plan.flags_at(0)));
+        let c = fit_check(&plan, &with_pad(room));
+        assert_eq!(c.status, Status::Pass, "exactly at the limit fits: {c:?}");
+        let c = fit_check(&plan, &with_pad(room + 1));
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.detail.contains("over the limit by 1"), "{c:?}");
         assert!(
             c.detail.starts_with("phase baseline would make it"),
             "{c:?}"

@@ -268,6 +268,13 @@ fn routes() -> Vec<Route> {
             Some(Viewer),
             422,
         ),
+        r(
+            "POST",
+            "/api/v1/plans/no-such-plan/preflight",
+            json!({}),
+            Some(Operator),
+            404,
+        ),
         r("GET", "/api/v1/rollouts", Value::Null, Some(Viewer), 200),
         r(
             "GET",

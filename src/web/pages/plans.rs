@@ -287,7 +287,14 @@ pub async fn show(
                         }
                     })
                     .collect();
-                if check {
+                if check && !page.chrome.may_operate {
+                    // It calls AWS with rollgate's credentials and shares
+                    // the account's throttle budget with the watcher.
+                    page.preflight_error = Some(format!(
+                        "running the preflight needs the operator role; you are {}",
+                        page.chrome.role
+                    ));
+                } else if check {
                     match app.service.preflight(&name).await {
                         Ok(report) => page.preflight = Some(report),
                         Err(e) => page.preflight_error = Some(e.to_string()),
