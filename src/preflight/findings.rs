@@ -155,6 +155,29 @@ pub fn fit_check(plan: &Plan, env: &BTreeMap<String, String>) -> Check {
     }
 }
 
+/// The plan's release windows now: None without a `[schedule]`. A closed
+/// window only warns (the rollout may start; its promotions wait), but a
+/// schedule that allows no promotion within two years fails: the rollout
+/// could never leave its first phase.
+pub fn schedule_check(plan: &Plan, now: chrono::DateTime<chrono::Utc>) -> Option<Check> {
+    use crate::plan::WindowState;
+    let c = Check::named("schedule", "the release windows allow promotion");
+    let said = plan.schedule.describe(now)?;
+    Some(match plan.schedule.state_at(now) {
+        WindowState::Unrestricted | WindowState::Open { .. } => {
+            c.pass(format!("promotion allowed now: {said}"))
+        }
+        WindowState::Closed {
+            opens_at: Some(_), ..
+        } => c.warn(format!(
+            "promotion is held now ({said}); a rollout may start, and each phase that becomes ready waits for the window"
+        )),
+        WindowState::Closed { opens_at: None, .. } => c.fail(format!(
+            "{said}: no phase could ever be promoted; fix [schedule] promote and freeze"
+        )),
+    })
+}
+
 /// One guardrail or gate condition on a metric.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Use {
@@ -649,6 +672,28 @@ mod tests {
             Status::Warn,
             "appconfig never writes the environment"
         );
+    }
+
+    #[test]
+    fn release_windows_pass_when_open_warn_when_closed_and_fail_when_never_open() {
+        use crate::plan::{parse_freeze, parse_window};
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let mut plan = seed();
+        assert_eq!(schedule_check(&plan, at("2026-12-07T10:00:00Z")), None);
+        let window = parse_window("Mon-Thu 09:00-16:00 Europe/London").unwrap();
+        plan.schedule.promote = vec![window.clone()];
+        // Monday 10:00 in London (GMT in December).
+        let c = schedule_check(&plan, at("2026-12-07T10:00:00Z")).unwrap();
+        assert_eq!(c.status, Status::Pass, "{c:?}");
+        assert!(c.detail.contains("open until 16:00 Europe/London"), "{c:?}");
+        // Friday: held until Monday 09:00.
+        let c = schedule_check(&plan, at("2026-12-11T10:00:00Z")).unwrap();
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(c.detail.contains("2026-12-14T09:00:00Z"), "{c:?}");
+        // A freeze longer than the horizon: no promotion ever.
+        plan.schedule.freeze = vec![parse_freeze("2026-01-01..2030-01-01", window.zone()).unwrap()];
+        let c = schedule_check(&plan, at("2026-12-07T10:00:00Z")).unwrap();
+        assert_eq!(c.status, Status::Fail, "{c:?}");
     }
 
     #[test]

@@ -90,6 +90,7 @@ impl Preflighter {
                 Env::Error { .. } => {}
             }
         }
+        checks.extend(findings::schedule_check(plan, now));
         if let Some(c) = self.backend_check(plan, &lambda, &mut reads).await {
             checks.push(c);
         }
